@@ -1,0 +1,91 @@
+"""Lock statistics in /proc/lock_stat's shape, per lock class and per read/write side.
+
+Mirrors CONFIG_LOCK_STAT (kernel/locking/lockdep.c ``__lock_contended``/``__lock_acquired``,
+printed by kernel/locking/lockdep_proc.c):
+
+* ``contentions``: acquisitions that had to wait; the wait time is recorded only for them;
+* ``acquisitions``: successful acquisitions; the hold time is recorded for each at release;
+* ``con_bounces`` / ``acq_bounces``: a contention / acquisition where the lock was last acquired
+  on another CPU (``lock->cpu != smp_processor_id()``), i.e. the cache line moved;
+* contention points: the operation that waited; contending points: the operation holding the lock
+  when someone had to wait for it (the kernel's "contending" call sites).
+
+Wait and hold times also go into :class:`LatencyHistogram` in integer ns.  The kernel's lock event
+counters (CONFIG_LOCK_EVENT_COUNTS, kernel/locking/lock_events_list.h) live in ``events``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from concurrency.histogram import LatencyHistogram
+
+__all__ = ["LockClass", "LockSideStats"]
+
+
+class LockSideStats:
+    __slots__ = ("acq_bounces", "acquisitions", "con_bounces", "contending_points",
+                 "contention_points", "contentions", "hold", "wait")
+
+    def __init__(self) -> None:
+        self.contentions = 0
+        self.con_bounces = 0
+        self.acq_bounces = 0
+        self.acquisitions = 0
+        self.wait = LatencyHistogram()
+        self.hold = LatencyHistogram()
+        self.contention_points: Counter[str] = Counter()
+        self.contending_points: Counter[str] = Counter()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "con_bounces": self.con_bounces,
+            "contentions": self.contentions,
+            "waittime_min_ns": self.wait.min_ns,
+            "waittime_max_ns": self.wait.max_ns,
+            "waittime_total_ns": self.wait.total_ns,
+            "acq_bounces": self.acq_bounces,
+            "acquisitions": self.acquisitions,
+            "holdtime_min_ns": self.hold.min_ns,
+            "holdtime_max_ns": self.hold.max_ns,
+            "holdtime_total_ns": self.hold.total_ns,
+            "wait_overflow": self.wait.overflow,
+            "hold_overflow": self.hold.overflow,
+            "contention_points": dict(sorted(self.contention_points.items(), key=lambda kv: (-kv[1], kv[0]))),
+            "contending_points": dict(sorted(self.contending_points.items(), key=lambda kv: (-kv[1], kv[0]))),
+            "wait_hist": self.wait.encode() if self.wait.count else "",
+            "hold_hist": self.hold.encode() if self.hold.count else "",
+        }
+
+
+class LockClass:
+    """A lockdep/lock_stat class: every instance initialised from one site shares it.
+
+    ``name`` is the kernel's class name (``mm->mmap_lock``, ``anon_vma->rwsem``, ``ptl``);
+    ``subclass`` is the ``*_nested()`` subclass, printed as ``name/1`` like lock_stat does.
+    """
+
+    __slots__ = ("events", "instances", "kind", "name", "read", "rw", "subclass", "write")
+
+    def __init__(self, name: str, kind: str, *, rw: bool, subclass: int = 0) -> None:
+        self.name = name
+        self.kind = kind
+        self.rw = rw
+        self.subclass = subclass
+        self.read = LockSideStats()
+        self.write = LockSideStats()
+        self.events: Counter[str] = Counter()
+        self.instances = 0
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}/{self.subclass}" if self.subclass else self.name
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.key, "kind": self.kind, "rw": self.rw,
+                               "instances": self.instances, "write": self.write.to_dict()}
+        if self.rw:
+            out["read"] = self.read.to_dict()
+        out["events"] = dict(sorted(self.events.items()))
+        return out
