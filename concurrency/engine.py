@@ -30,7 +30,7 @@ import types
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import Enum, IntEnum
 from typing import Any, Final, Protocol
 
 from concurrency.lock import LockCosts, LockMisuse
@@ -72,11 +72,13 @@ class TaskState(Enum):
     DONE = "done"
 
 
-class CpuState(Enum):
-    RUNNING = "running"
-    SPINNING = "spinning"
-    SLEEPING = "sleeping"  # no runnable task; some task of this CPU is blocked
-    IDLE = "idle"  # no live task on this CPU
+class CpuState(IntEnum):
+    """An int so the time split is a list indexed by state (no Enum hashing on the hot path)."""
+
+    RUNNING = 0
+    SPINNING = 1
+    SLEEPING = 2  # no runnable task; some task of this CPU is blocked
+    IDLE = 3  # no live task on this CPU
 
 
 class Waitable(Protocol):
@@ -185,7 +187,7 @@ class Cpu:
         self.ntasks = 0  # live tasks pinned here
         self.state = CpuState.IDLE
         self._since = 0
-        self.time_ns: dict[CpuState, int] = dict.fromkeys(CpuState, 0)
+        self.time_ns = [0, 0, 0, 0]  # indexed by CpuState
 
     def _enter(self, state: CpuState, now: int) -> None:
         self.time_ns[self.state] += now - self._since
@@ -215,7 +217,10 @@ class _Callback:
         self.args = args
 
 
-_STOP: Final = object()  # heap target marking the virtual end time of a run
+# Heap entries are (time_ns, seq, target, token): token >= 0 resumes a task (stale unless it equals
+# the task's current token), the negative tokens below mark callbacks and the run's end time.
+_CALLBACK_TOKEN: Final = -1
+_STOP_TOKEN: Final = -2
 
 
 class Engine:
@@ -237,6 +242,9 @@ class Engine:
         self.tasks: list[SimTask] = []
         self.events = 0
         self.max_events: int | None = None
+        # A lone task continues without a switch only up to the next checkpoint or the budget,
+        # so a run inside trio still checkpoints and the event budget still holds.
+        self._fast_limit = 1 << 62
         self.checkpoint_every = checkpoint_every
         self.lockdep: Any = None  # an OrderChecker, when enabled
         self.tracer: Any = None  # a tracer with on_* hooks, when enabled
@@ -295,9 +303,8 @@ class Engine:
         assert task is not None
         t = self.now + ns
         heap = self._heap
-        self.events += 1
-        task.run_ns += ns
-        if (not heap or t < heap[0][0]) and (self.max_events is None or self.events <= self.max_events):
+        if (not heap or t < heap[0][0]) and self.events < self._fast_limit:
+            self.events += 1
             self.now = t  # nothing else happens first: continue without a switch
             return
         self._seq += 1
@@ -338,10 +345,11 @@ class Engine:
             task.state = TaskState.SLEEPING
             cpu.last_task = task
             cpu.curr = None
-            watchers = self._spin_watch.pop(task, None)
-            if watchers:
-                for notify in watchers:
-                    notify(task)
+            if self._spin_watch:
+                watchers = self._spin_watch.pop(task, None)
+                if watchers:
+                    for notify in watchers:
+                        notify(task)
             self._cpu_free(cpu)
         return await _park()
 
@@ -380,7 +388,7 @@ class Engine:
         if t_ns < self.now:
             raise ValueError(f"call_at({t_ns}) is in the past (now {self.now})")
         self._seq += 1
-        heapq.heappush(self._heap, (t_ns, self._seq, _Callback(fn, args), 0))
+        heapq.heappush(self._heap, (t_ns, self._seq, _Callback(fn, args), _CALLBACK_TOKEN))
 
     # -- CPU bookkeeping ----------------------------------------------------------------------
 
@@ -419,7 +427,7 @@ class Engine:
         self._spin_watch.pop(task, None)
         if task.held:
             names = ", ".join(getattr(lk, "name", repr(lk)) for lk in task.held)
-            raise RuntimeError(f"task {task.name!r} exited holding {names}")
+            raise LockMisuse(f"task {task.name!r} exited holding {names}")
         self._cpu_free(cpu)
 
     # -- the loop -------------------------------------------------------------------------------
@@ -442,16 +450,18 @@ class Engine:
 
     def _loop(self, until_ns: int | None, max_events: int | None) -> Generator[None, None, None]:
         self.max_events = max_events
+        limit = (1 << 62) if max_events is None else max_events
         heap = self._heap
         pop = heapq.heappop
         if until_ns is not None:
             self._seq += 1
-            heapq.heappush(heap, (until_ns, self._seq, _STOP, 0))
+            heapq.heappush(heap, (until_ns, self._seq, None, _STOP_TOKEN))
         reason = "completed"
         next_checkpoint = self.events + self.checkpoint_every
+        self._fast_limit = min(limit, next_checkpoint)
         try:
             while True:
-                if max_events is not None and self.events >= max_events:
+                if self.events >= limit:
                     reason = "event_budget"
                     break
                 if not heap:
@@ -459,41 +469,45 @@ class Engine:
                         raise self._deadlock()
                     break
                 t, _, target, token = pop(heap)
-                if target.__class__ is SimTask:
+                if token >= 0:  # a task resumes
                     if token != target._token:
                         continue  # a spin timeout made stale by an earlier wake
                     self.now = t
                     self.events += 1
                     self.current = target
                     value = target._wake_value
-                    target._wake_value = None
-                    if value is TIMEOUT:
-                        target.spin_ns += t - target.since_ns
-                        target.state = TaskState.RUNNING
-                        target.cpu._enter(CpuState.RUNNING, t)
-                        target.waiting_for = None
+                    if value is not None:
+                        target._wake_value = None
+                        if value is TIMEOUT:
+                            target.spin_ns += t - target.since_ns
+                            target.state = TaskState.RUNNING
+                            target.cpu._enter(CpuState.RUNNING, t)
+                            target.waiting_for = None
                     try:
                         target.coro.send(value)
                     except StopIteration:
-                        self._finish(target)
-                    except (Deadlock, SimulationError, EventBudgetExceeded):
+                        try:
+                            self._finish(target)
+                        except LockMisuse as exc:
+                            raise SimulationError(target, self.now, exc) from exc
+                    except (Deadlock, SimulationError):
                         raise
                     except BaseException as exc:
                         raise SimulationError(target, self.now, exc) from exc
-                    finally:
-                        self.current = None
-                elif target is _STOP:
-                    self.now = t
-                    reason = "time_limit"
-                    break
-                else:
+                    if self.events >= next_checkpoint:
+                        next_checkpoint = self.events + self.checkpoint_every
+                        self._fast_limit = min(limit, next_checkpoint)
+                        yield
+                elif token == _CALLBACK_TOKEN:
                     self.now = t
                     self.events += 1
                     target.fn(*target.args)
-                if self.events >= next_checkpoint:
-                    next_checkpoint = self.events + self.checkpoint_every
-                    yield
+                else:
+                    self.now = t
+                    reason = "time_limit"
+                    break
         finally:
+            self.current = None
             for cpu in self.cpus:
                 cpu._enter(cpu.state, self.now)
         left = [t.name for t in self.tasks if not t.done]
@@ -531,8 +545,8 @@ class Engine:
         """Machine-wide CPU time split in ns: running, spinning, sleeping, idle."""
         total = dict.fromkeys(("running", "spinning", "sleeping", "idle"), 0)
         for cpu in self.cpus:
-            for state, ns in cpu.time_ns.items():
-                total[state.value] += ns
+            for state in CpuState:
+                total[state.name.lower()] += cpu.time_ns[state]
         return total
 
 

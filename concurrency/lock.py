@@ -104,14 +104,15 @@ class SimLock:
             side.contending_points[holder.op] += 1
         tracer = self.engine.tracer
         if tracer is not None:
-            tracer.on_contended(task, self)
+            tracer.on_contended(task, self, side.mode)
 
     def _acquired(self, task: SimTask, side: LockSideStats, wait_start: int | None) -> None:
         """``lock_acquired``: record the wait (if it waited) and the acquisition."""
         cpu = task.cpu.index
-        if self.last_cpu >= 0 and self.last_cpu != cpu:
-            side.acq_bounces += 1
-        self.last_cpu = cpu
+        if self.last_cpu != cpu:
+            if self.last_cpu >= 0:
+                side.acq_bounces += 1
+            self.last_cpu = cpu
         side.acquisitions += 1
         if wait_start is not None:
             side.wait.record(self.engine.now - wait_start)
@@ -120,7 +121,7 @@ class SimLock:
             task.atomic_depth += 1
         tracer = self.engine.tracer
         if tracer is not None:
-            tracer.on_acquired(task, self, wait_start)
+            tracer.on_acquired(task, self, side.mode, wait_start)
 
     def _released(self, task: SimTask, side: LockSideStats, since: int) -> None:
         side.hold.record(self.engine.now - since)
@@ -129,7 +130,7 @@ class SimLock:
             task.atomic_depth -= 1
         tracer = self.engine.tracer
         if tracer is not None:
-            tracer.on_released(task, self, since)
+            tracer.on_released(task, self, side.mode, since)
 
     def _current(self) -> SimTask:
         task = self.engine.current

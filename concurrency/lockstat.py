@@ -26,9 +26,10 @@ __all__ = ["LockClass", "LockSideStats"]
 
 class LockSideStats:
     __slots__ = ("acq_bounces", "acquisitions", "con_bounces", "contending_points",
-                 "contention_points", "contentions", "hold", "wait")
+                 "contention_points", "contentions", "hold", "mode", "wait")
 
-    def __init__(self) -> None:
+    def __init__(self, mode: str) -> None:
+        self.mode = mode  # "R" or "W"
         self.contentions = 0
         self.con_bounces = 0
         self.acq_bounces = 0
@@ -73,8 +74,8 @@ class LockClass:
         self.kind = kind
         self.rw = rw
         self.subclass = subclass
-        self.read = LockSideStats()
-        self.write = LockSideStats()
+        self.read = LockSideStats("R")
+        self.write = LockSideStats("W")
         self.events: Counter[str] = Counter()
         self.instances = 0
 

@@ -57,7 +57,7 @@ class Mutex(SimLock):
         self.owner = task
         self.owner_since = self.engine.now
         self.owner_subclass = subclass
-        self._acquired(task, self.class_for(subclass).write, wait_start)
+        self._acquired(task, (self.class_for(subclass) if subclass else self.lclass).write, wait_start)
 
     def trylock(self, subclass: int = 0) -> bool:
         """``mutex_trylock``: take a free mutex unless a hand-off is pending; never waits."""
@@ -72,22 +72,22 @@ class Mutex(SimLock):
 
     async def lock(self, subclass: int = 0) -> None:
         """``mutex_lock``."""
-        task = self._current()
+        task = self.engine.current or self._current()
         if self.owner is task:
             raise LockMisuse(f"{self.name}: {task.name} re-acquires a mutex it holds (AA deadlock)")
-        self._lockdep_acquire(task, subclass, WRITE, False)
         engine = self.engine
-        cost = self._atomic_cost(task)
-        if cost:
-            await engine.delay(cost)
+        if engine.lockdep is not None:
+            self._lockdep_acquire(task, subclass, WRITE, False)
+        if self.costs.atomic_ns or self.costs.bounce_ns:
+            await engine.delay(self._atomic_cost(task))
         free = self.owner is None and not self.handoff
         if free and not (self.direct_handoff and (self.waiters or self.spinners)):
             self._take(task, subclass, None)
             return
-        side = self.class_for(subclass).write
+        side = (self.class_for(subclass) if subclass else self.lclass).write
         self._contended(task, side)
         start = engine.now
-        if self._may_spin(task):
+        if self.spin and self._may_spin(task):
             self.lclass.events["mutex_opt_spin"] += 1
             self.spinners.append((task, start))
             self._watch_owner()
@@ -133,13 +133,14 @@ class Mutex(SimLock):
 
     def unlock(self, subclass: int | None = None) -> None:
         """``mutex_unlock``: spinners win the free lock; else wake (or hand to) the first waiter."""
-        task = self._current()
+        task = self.engine.current or self._current()
         if self.owner is not task:
             holder = self.owner.name if self.owner is not None else "nobody"
             raise LockMisuse(f"{self.name}: {task.name} unlocks a mutex held by {holder}")
         sub = self.owner_subclass
-        self._released(task, self.class_for(sub).write, self.owner_since)
-        self._lockdep_release(task, sub)
+        self._released(task, (self.class_for(sub) if sub else self.lclass).write, self.owner_since)
+        if self.engine.lockdep is not None:
+            self._lockdep_release(task, sub)
         self.owner = None
         if self._watching is not None:
             self.engine.unwatch_sleep(self._watching, self._owner_sleeps)

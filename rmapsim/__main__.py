@@ -1,0 +1,3 @@
+from rmapsim.cli import main
+
+raise SystemExit(main())
