@@ -510,11 +510,11 @@ class Engine:
             self.current = None
             for cpu in self.cpus:
                 cpu._enter(cpu.state, self.now)
-        left = [t.name for t in self.tasks if not t.done]
+        left = [task.name for task in self.tasks if not task.done]
         if reason != "completed":
-            for t in self.tasks:
-                if not t.done:
-                    t.coro.close()
+            for task in self.tasks:
+                if not task.done:
+                    task.coro.close()
         self._outcome = RunOutcome(reason, self.now, self.events, left)
 
     def _deadlock(self) -> Deadlock:

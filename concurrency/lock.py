@@ -92,7 +92,8 @@ class SimLock:
     def _lockdep_release(self, task: SimTask, subclass: int) -> None:
         checker = self.engine.lockdep
         if checker is not None:
-            checker.release(task.tid, self.class_for(subclass).key, instance=self.name)
+            checker.release(task.tid, self.class_for(subclass).key, instance=self.name,
+                            task_name=task.name, where=task.op)
 
     def _contended(self, task: SimTask, side: LockSideStats) -> None:
         """``lock_contended``: this acquisition will wait; blame the holders' operations."""

@@ -1,0 +1,146 @@
+"""Kernel daemons: kswapd (and direct reclaim), NUMA-balancing/compaction migration, THP split.
+
+kswapd sleeps on its wait queue until an allocation takes free memory below the low watermark
+(``wakeup_kswapd``), then ages and reclaims folios from the LRU tail until free memory is back
+above the high watermark (``balance_pgdat``).  An allocation that finds memory below the min
+watermark reclaims a batch itself first (direct reclaim, ``__alloc_pages_direct_reclaim``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from actors.world import World
+from concurrency.engine import SimTask
+from mm.huge_memory import split_huge_folio
+from mm.migrate import migrate_folio
+from mm.types import Folio
+from mm.vmscan import Reclaim, shrink_folio
+
+__all__ = ["WaitQueue", "install_reclaim", "kswapd", "migrate_daemon", "thp_split_daemon"]
+
+SWAP_CLUSTER_MAX = 32  # folios per reclaim batch (include/linux/swap.h)
+
+
+class WaitQueue:
+    """A ``wait_queue_head_t``: sleepers woken all at once."""
+
+    def __init__(self, world: World, name: str) -> None:
+        self.world = world
+        self.name = name
+        self.sleepers: list[SimTask] = []
+
+    def holders(self) -> list[SimTask]:
+        return []
+
+    async def sleep(self) -> None:
+        task = self.world.engine.current
+        assert task is not None
+        self.sleepers.append(task)
+        await self.world.engine.block(self)
+
+    def wake_all(self) -> None:
+        sleepers, self.sleepers = self.sleepers, []
+        for task in sleepers:
+            self.world.engine.wake(task)
+
+
+async def reclaim_batch(world: World, nr: int) -> int:
+    """``shrink_inactive_list`` over up to ``nr`` folios from the LRU head (oldest); returns
+    pages freed.  Folios kept (locked, contended, referenced, still mapped) go back to the tail."""
+    system = world.sys
+    freed = 0
+    for _ in range(nr):
+        if not system.lru:
+            break
+        fid = next(iter(system.lru))
+        folio = system.lru.pop(fid)
+        folio.lru = False
+        folio.pins += 1  # isolated from the LRU
+        outcome = await world.timed("shrink_folio", shrink_folio, system, folio)
+        folio.pins -= 1
+        system.ops.inc(f"reclaim_{outcome.value}")
+        if outcome is Reclaim.FREED:
+            freed += folio.nr_pages
+        elif not folio.freed:
+            if folio.mapcount == 0 and not folio.pins:
+                await system.free_folio(folio)  # unmapped while isolated: drop it
+                freed += folio.nr_pages
+            else:
+                system.lru_add(folio)  # putback: rotated to the young end
+    return freed
+
+
+def install_reclaim(world: World) -> WaitQueue:
+    """Hook kswapd's wake-up and direct reclaim into the allocator; returns kswapd's wait queue."""
+    system = world.sys
+    queue = WaitQueue(world, "kswapd_wait")
+
+    async def direct_reclaim(nr: int) -> int:
+        task = world.engine.current
+        assert task is not None
+        saved, task.op = task.op, "direct_reclaim"
+        try:
+            return await world.timed("direct_reclaim", reclaim_batch, world, SWAP_CLUSTER_MAX)
+        finally:
+            task.op = saved
+
+    def wakeup() -> None:
+        if queue.sleepers:
+            queue.wake_all()
+
+    system.direct_reclaim = direct_reclaim
+    system.wakeup_kswapd = wakeup
+    return queue
+
+
+async def kswapd(world: World, queue: WaitQueue) -> None:
+    """``kswapd`` -> ``balance_pgdat``: reclaim from low to high watermark, then sleep."""
+    system = world.sys
+    memory = system.memory
+    while world.running:
+        if system.free_pages >= memory.wmark_low:
+            await queue.sleep()
+            continue
+        while world.running and system.free_pages < memory.wmark_high and system.lru:
+            await world.timed("kswapd_batch", reclaim_batch, world, SWAP_CLUSTER_MAX)
+        if system.free_pages < memory.wmark_high:
+            await world.engine.delay(100_000)  # nothing reclaimable right now: back off 100 µs
+
+
+def _pick(world: World, want: Callable[[Folio], bool]) -> Folio | None:
+    """A random live folio matching ``want``: a few random ids, O(1) per try."""
+    system = world.sys
+    task = world.engine.current
+    assert task is not None
+    rng = task.rng
+    hi = system.next_folio_id
+    if not system.folios or hi == 0:
+        return None
+    for _ in range(16):
+        folio = system.folios.get(rng.randrange(hi))
+        if folio is not None and folio.mapcount and want(folio):
+            return folio
+    return None
+
+
+async def migrate_daemon(world: World, *, interval_ns: int) -> None:
+    """NUMA balancing / compaction: migrate a random mapped folio every ``interval_ns``."""
+    rng = world.engine.current.rng if world.engine.current else None
+    assert rng is not None
+    while world.running:
+        await world.engine.delay(max(1, round(rng.expovariate(1 / interval_ns))))
+        folio = _pick(world, lambda f: True)
+        if folio is not None:
+            await world.timed("migrate", migrate_folio, world.sys, folio)
+
+
+async def thp_split_daemon(world: World, *, interval_ns: int) -> None:
+    """Split a random PMD-mapped THP every ``interval_ns`` (deferred split / compaction)."""
+    rng = world.engine.current.rng if world.engine.current else None
+    assert rng is not None
+    while world.running:
+        await world.engine.delay(max(1, round(rng.expovariate(1 / interval_ns))))
+        folio = _pick(world, lambda f: f.order > 0)
+        if folio is not None:
+            await world.timed("thp_split", split_huge_folio, world.sys, folio)

@@ -1,0 +1,108 @@
+"""What the actors share in one run: the mm system, the processes, the clock, per-op metrics.
+
+A :class:`Process` is an mm plus the tasks (threads) running in it; processes form the fork tree.
+Every actor operation goes through :meth:`World.timed`, which records its latency (start to
+finish, virtual ns) into the per-operation histogram and, when a tracer is attached, a timeline
+slice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from concurrency.engine import Engine, SimTask
+from concurrency.histogram import LatencyHistogram
+from mm.system import MmSystem
+from mm.types import MmStruct
+
+__all__ = ["Process", "World"]
+
+T = TypeVar("T")
+
+
+class Process:
+    """A process: its mm, its fork-tree links and its live thread count."""
+
+    __slots__ = ("children", "depth", "exited", "mm", "name", "parent", "pid", "threads")
+
+    def __init__(self, pid: int, name: str, mm: MmStruct, parent: Process | None) -> None:
+        self.pid = pid
+        self.name = name
+        self.mm = mm
+        self.parent = parent
+        self.children: list[Process] = []
+        self.depth = 0 if parent is None else parent.depth + 1
+        self.threads = 0
+        self.exited = False
+
+    def __repr__(self) -> str:
+        return f"<Process {self.pid} {self.name} depth={self.depth}>"
+
+
+class World:
+    def __init__(self, engine: Engine, system: MmSystem, *, deadline_ns: int | None) -> None:
+        self.engine = engine
+        self.sys = system
+        self.deadline_ns = deadline_ns
+        self.processes: list[Process] = []
+        self.latency: dict[str, LatencyHistogram] = {}
+        self._next_pid = 0
+        self._spawned = 0
+
+    @property
+    def running(self) -> bool:
+        """Actors keep going while the workload phase lasts."""
+        return self.deadline_ns is None or self.engine.now < self.deadline_ns
+
+    async def new_process(self, name: str, parent: Process | None = None, mm: MmStruct | None = None) -> Process:
+        if mm is None:
+            mm = await self.sys.new_mm()
+        proc = Process(self._next_pid, name, mm, parent)
+        self._next_pid += 1
+        if parent is not None:
+            parent.children.append(proc)
+        self.processes.append(proc)
+        return proc
+
+    def spawn(self, proc: Process, label: str, fn: Callable[..., Awaitable[Any]], *args: Any,
+              cpu: int | None = None, **kwargs: Any) -> SimTask:
+        """Start a thread of ``proc``: a task named ``<process>/<label>``."""
+        proc.threads += 1
+        proc.mm.tasks += 1
+        self._spawned += 1
+
+        async def body() -> None:
+            await fn(*args, **kwargs)
+
+        task = self.engine.spawn(f"{proc.name}/{label}", body, cpu=cpu)
+        task.ctx = proc
+        return task
+
+    def spawn_kthread(self, name: str, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> SimTask:
+        """Start a kernel thread (no mm of its own)."""
+
+        async def body() -> None:
+            await fn(*args, **kwargs)
+
+        return self.engine.spawn(name, body)
+
+    async def timed(self, op: str, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Run one operation, recording its latency under ``op``."""
+        engine = self.engine
+        task = engine.current
+        assert task is not None
+        start = engine.now
+        saved, task.op = task.op, op
+        try:
+            result = await fn(*args)
+        finally:
+            task.op = saved
+        hist = self.latency.get(op)
+        if hist is None:
+            hist = self.latency[op] = LatencyHistogram()
+        hist.record(engine.now - start)
+        tracer = engine.tracer
+        if tracer is not None and hasattr(tracer, "on_op"):
+            tracer.on_op(task, op, start, engine.now)
+        return result

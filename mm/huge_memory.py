@@ -1,0 +1,60 @@
+"""THP split, after mm/huge_memory.c ``__folio_split``.
+
+The anon_vma write lock is taken "to serialise against parallel split or collapse operations" and
+held across ``unmap_folio`` (try_to_migrate with TTU_RMAP_LOCKED), the split itself and
+``remap_page`` (remove_migration_ptes, locked): for anon_vma a THP split excludes every rmap
+walker and every structural change of the whole fork family for the duration.
+"""
+
+from __future__ import annotations
+
+from mm.memory import spend
+from mm.migrate import remove_migration_ptes, try_to_migrate
+from mm.system import MmSystem
+from mm.types import Folio
+
+__all__ = ["split_huge_folio"]
+
+
+async def split_huge_folio(system: MmSystem, folio: Folio) -> bool:
+    """``split_folio``: an order-9 folio becomes 512 order-0 folios; True if it split."""
+    task = system.engine.current
+    assert task is not None
+    saved, task.op = task.op, "thp_split"
+    try:
+        if folio.freed or folio.order == 0:
+            return False
+        lock = system.folio_lock_of(folio)
+        await lock.folio_lock()
+        if folio.freed or folio.order == 0:
+            lock.folio_unlock()
+            return False
+        design = system.design
+        pin = design.folio_get_anon_vma(folio)
+        folio.pins += 1
+        token = await design.rmap_write_lock(folio)
+        if not await try_to_migrate(system, folio, locked=True):  # unmap_folio
+            # A mapping was not reached: the refcount freeze fails; remap and give up.
+            await remove_migration_ptes(system, folio, [folio], locked=True)
+            await design.rmap_write_unlock(token)
+            folio.pins -= 1
+            design.put_anon_vma(pin)
+            lock.folio_unlock()
+            system.ops.inc("thp_split_fail")
+            return False
+        await spend(system, system.costs.split_ns)
+        tails = system.split_folio(folio)
+        await design.folio_split(folio, tails)
+        await remove_migration_ptes(system, folio, tails, locked=True)  # remap_page
+        await design.rmap_write_unlock(token)
+        folio.pins -= 1
+        design.put_anon_vma(pin)
+        lock.folio_unlock()
+        for small in tails:
+            if small.mapcount == 0:
+                await system.free_folio(small)
+        system.ops.inc("thp_split")
+        return True
+    finally:
+        task.op = saved
+

@@ -1,0 +1,282 @@
+"""Anonymous page faults, after mm/memory.c (and the THP fault of mm/huge_memory.c).
+
+Entry is :func:`handle_mm_fault` as the arch fault handler drives it: try the per-VMA lock
+(``lock_vma_under_rcu``), handle the fault under it, and on ``VM_FAULT_RETRY`` (first touch that
+cannot take the mmap_lock) or a failed VMA read lock, retry under ``mmap_read_lock``.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from mm.mmap_lock import lock_vma_under_rcu
+from mm.system import ZERO_FOLIO, MmSystem
+from mm.types import HPAGE_PMD_NR, Folio, MmStruct, Pte, Vma
+
+__all__ = ["Fault", "handle_mm_fault", "spend", "wp_can_reuse_anon_folio"]
+
+
+class Fault(Enum):
+    OK = "ok"
+    RETRY = "retry"  # VM_FAULT_RETRY
+    SIGSEGV = "sigsegv"
+
+
+async def spend(system: MmSystem, ns: int) -> None:
+    """CPU work of ``ns``; zero costs take no event (so a free cost model changes no ordering)."""
+    if ns:
+        await system.engine.delay(ns)
+
+
+async def handle_mm_fault(system: MmSystem, mm: MmStruct, vpn: int, write: bool) -> Fault:
+    """The arch fault path: per-VMA lock first, then the mmap_lock fallback."""
+    task = system.engine.current
+    assert task is not None
+    saved, task.op = task.op, "fault"
+    try:
+        await spend(system, system.costs.fault_entry_ns)
+        while True:
+            vma = lock_vma_under_rcu(system, mm, vpn)
+            if vma is not None:
+                ret = await _handle_fault(system, vma, vpn, write, vma_locked=True)
+                vma.lock.vma_end_read()
+                if ret is not Fault.RETRY:
+                    system.ops.inc("fault_vma_locked")
+                    return ret
+                system.ops.inc("fault_retry")
+            await mm.mmap_lock.down_read()
+            vma = mm.find_vma(vpn)
+            if vma is None:
+                mm.mmap_lock.up_read()
+                return Fault.SIGSEGV
+            ret = await _handle_fault(system, vma, vpn, write, vma_locked=False)
+            mm.mmap_lock.up_read()
+            if ret is not Fault.RETRY:
+                system.ops.inc("fault_mmap_locked")
+                return ret
+            # a migration entry was waited for: fault again from the top
+    finally:
+        task.op = saved
+
+
+async def vmf_anon_prepare(system: MmSystem, vma: Vma, vma_locked: bool) -> Fault:
+    """``vmf_anon_prepare``: first touch needs the mmap_lock (adjacent VMAs are looked at for
+    anon_vma reuse), so under a VMA lock only ``mmap_read_trylock`` is allowed, else RETRY."""
+    if vma.anon_vma is not None:
+        return Fault.OK
+    mm = vma.mm
+    if vma_locked:
+        if not mm.mmap_lock.down_read_trylock():
+            return Fault.RETRY
+        try:
+            await system.design.anon_vma_prepare(vma)
+        finally:
+            mm.mmap_lock.up_read()
+    else:
+        await system.design.anon_vma_prepare(vma)
+    system.ops.inc("anon_vma_prepare")
+    return Fault.OK
+
+
+def _thp_base(vma: Vma, vpn: int) -> int | None:
+    """The PMD-aligned base of ``vpn`` if a THP fits there (``thp_vma_suitable_order``)."""
+    if not vma.thp:
+        return None
+    base = vpn - vpn % HPAGE_PMD_NR
+    if base >= vma.start and base + HPAGE_PMD_NR <= vma.end and (vma.pgoff_of(base) % HPAGE_PMD_NR == 0):
+        return base
+    return None
+
+
+async def _handle_fault(system: MmSystem, vma: Vma, vpn: int, write: bool, *, vma_locked: bool) -> Fault:
+    """``__handle_mm_fault`` for an anonymous private VMA."""
+    mm = vma.mm
+    base = _thp_base(vma, vpn)
+    if base is not None:
+        pmd = mm.pmds.get(base // HPAGE_PMD_NR)
+        if pmd is None and not any(v in mm.ptes for v in range(base, base + HPAGE_PMD_NR)):
+            return await do_huge_pmd_anonymous_page(system, vma, base, vma_locked)
+        if pmd is not None:
+            if pmd.migration:
+                await _migration_entry_wait(system, pmd.folio)
+                return Fault.RETRY
+            if write and not pmd.writable:
+                return await do_huge_pmd_wp_page(system, vma, base, pmd)
+            pmd.young = True
+            return Fault.OK
+    pte = mm.ptes.get(vpn)
+    if pte is None:
+        if not write:
+            return await do_read_zero_page(system, vma, vpn)
+        return await do_anonymous_page(system, vma, vpn, vma_locked)
+    if pte.migration:
+        await _migration_entry_wait(system, pte.folio)
+        return Fault.RETRY
+    if write and not pte.writable:
+        return await do_wp_page(system, vma, vpn, vma_locked)
+    pte.young = True
+    return Fault.OK
+
+
+async def _migration_entry_wait(system: MmSystem, folio: Folio) -> None:
+    """``migration_entry_wait``: sleep until the migrating folio is unlocked."""
+    lock = system.folio_lock_of(folio)
+    await lock.folio_lock()
+    lock.folio_unlock()
+    system.ops.inc("migration_entry_wait")
+
+
+async def do_read_zero_page(system: MmSystem, vma: Vma, vpn: int) -> Fault:
+    """``do_anonymous_page`` for a read: map the shared zero page (no folio, no rmap)."""
+    ptl = system.ptl(vma.mm, vpn)
+    await ptl.lock()
+    if vpn not in vma.mm.ptes:
+        vma.mm.ptes[vpn] = Pte(ZERO_FOLIO, False)
+        await spend(system, system.costs.pte_ns)
+    ptl.unlock()
+    system.ops.inc("fault_zero_page")
+    return Fault.OK
+
+
+async def do_anonymous_page(system: MmSystem, vma: Vma, vpn: int, vma_locked: bool) -> Fault:
+    """``do_anonymous_page`` for a write: allocate and zero a folio outside locks, then map it
+    under the PTE lock with ``folio_add_new_anon_rmap`` (no rmap lock)."""
+    ret = await vmf_anon_prepare(system, vma, vma_locked)
+    if ret is not Fault.OK:
+        return ret
+    mm = vma.mm
+    folio = await system.alloc_folio(vma.pgoff_of(vpn))
+    await spend(system, system.costs.zero_page_ns)
+    ptl = system.ptl(mm, vpn)
+    await ptl.lock()
+    if vpn in mm.ptes:  # raced with another thread's fault
+        ptl.unlock()
+        await system.free_folio(folio)
+        return Fault.OK
+    await system.design.folio_add_new_anon_rmap(folio, vma, vpn, True)
+    folio.exclusive = True
+    folio.mapcount = 1
+    mm.ptes[vpn] = Pte(folio, True)
+    await spend(system, system.costs.pte_ns)
+    system.lru_add(folio)
+    ptl.unlock()
+    system.ops.inc("fault_anon")
+    return Fault.OK
+
+
+def wp_can_reuse_anon_folio(system: MmSystem, folio: Folio) -> bool:
+    """``wp_can_reuse_anon_folio``: small folio, only our mapping, no extra pins, and the folio
+    lock taken without blocking (we hold the PTL)."""
+    if folio.order or folio.mapcount != 1 or folio.pins:
+        return False
+    lock = system.folio_lock_of(folio)
+    if not lock.folio_trylock():
+        return False
+    reusable = folio.mapcount == 1 and not folio.pins
+    if not reusable:
+        lock.folio_unlock()
+    return reusable
+
+
+async def do_wp_page(system: MmSystem, vma: Vma, vpn: int, vma_locked: bool) -> Fault:
+    """``do_wp_page``: reuse an exclusive (or reusable) folio, else ``wp_page_copy``."""
+    mm = vma.mm
+    costs = system.costs
+    ptl = system.ptl(mm, vpn)
+    await ptl.lock()
+    pte = mm.ptes.get(vpn)
+    if pte is None or pte.writable or pte.migration:
+        ptl.unlock()
+        return Fault.OK  # raced: someone else handled it
+    old = pte.folio
+    if old is not ZERO_FOLIO:
+        if old.exclusive:
+            pte.writable = True  # wp_page_reuse
+            ptl.unlock()
+            system.ops.inc("cow_reuse")
+            return Fault.OK
+        if wp_can_reuse_anon_folio(system, old):
+            await system.design.folio_move_anon_rmap(old, vma)
+            old.exclusive = True
+            lock = old.lock
+            assert lock is not None
+            lock.folio_unlock()
+            pte.writable = True
+            ptl.unlock()
+            system.ops.inc("cow_reuse")
+            return Fault.OK
+    ptl.unlock()
+    # wp_page_copy
+    ret = await vmf_anon_prepare(system, vma, vma_locked)
+    if ret is not Fault.OK:
+        return ret
+    new = await system.alloc_folio(vma.pgoff_of(vpn))
+    await spend(system, costs.zero_page_ns if old is ZERO_FOLIO else costs.copy_page_ns)
+    await ptl.lock()
+    if mm.ptes.get(vpn) is not pte or pte.writable:
+        ptl.unlock()
+        await system.free_folio(new)
+        return Fault.OK
+    await spend(system, costs.tlb_flush_ns)  # ptep_clear_flush
+    await system.design.folio_add_new_anon_rmap(new, vma, vpn, True)
+    new.exclusive = True
+    new.mapcount = 1
+    mm.ptes[vpn] = Pte(new, True)
+    system.lru_add(new)
+    free_old = False
+    if old is not ZERO_FOLIO:
+        old.mapcount -= 1  # folio_remove_rmap_pte
+        free_old = old.mapcount == 0 and not old.pins
+    ptl.unlock()
+    if free_old:
+        await system.free_folio(old)
+    system.ops.inc("cow_copy")
+    return Fault.OK
+
+
+async def do_huge_pmd_anonymous_page(system: MmSystem, vma: Vma, base: int, vma_locked: bool) -> Fault:
+    """``do_huge_pmd_anonymous_page``: an order-9 folio mapped by one PMD under the PMD lock."""
+    ret = await vmf_anon_prepare(system, vma, vma_locked)
+    if ret is not Fault.OK:
+        return ret
+    mm = vma.mm
+    folio = await system.alloc_folio(vma.pgoff_of(base), order=9)
+    await spend(system, system.costs.zero_page_ns * HPAGE_PMD_NR)
+    lock = system.pmd_lock(mm, base)
+    await lock.lock()
+    idx = base // HPAGE_PMD_NR
+    if idx in mm.pmds:
+        lock.unlock()
+        await system.free_folio(folio)
+        return Fault.OK
+    await system.design.folio_add_new_anon_rmap(folio, vma, base, True)
+    folio.exclusive = True
+    folio.mapcount = 1
+    mm.pmds[idx] = Pte(folio, True)
+    await spend(system, system.costs.pte_ns)
+    system.lru_add(folio)
+    lock.unlock()
+    system.ops.inc("fault_thp")
+    return Fault.OK
+
+
+async def do_huge_pmd_wp_page(system: MmSystem, vma: Vma, base: int, pmd: Pte) -> Fault:
+    """``do_huge_pmd_wp_page``: reuse an exclusive THP; a shared one is split first.
+
+    The kernel splits only the PMD and copies one small page; this model splits the folio
+    (mm/huge_memory.py) and lets the retried fault do a small-page COW, which takes the same
+    rmap write lock a folio split takes and is therefore the heavier, conservative choice.
+    """
+    folio = pmd.folio
+    lock = system.pmd_lock(vma.mm, base)
+    await lock.lock()
+    if pmd.folio.exclusive and vma.mm.pmds.get(base // HPAGE_PMD_NR) is pmd:
+        pmd.writable = True
+        lock.unlock()
+        system.ops.inc("cow_reuse_thp")
+        return Fault.OK
+    lock.unlock()
+    from mm.huge_memory import split_huge_folio
+
+    await split_huge_folio(system, folio)
+    return Fault.RETRY

@@ -1,0 +1,79 @@
+"""What every reverse-map walk shares, whatever the design: the per-mapping work and the oracle.
+
+The design (mm/anon_vma.py, mm/cow_context.py) decides which lock a walk takes and which VMAs are
+candidates; this module does what ``rmap_one`` does in mm/rmap.c for each candidate
+(``page_vma_mapped_walk`` under the PTE or PMD lock, then the action of folio_referenced_one,
+try_to_unmap_one, try_to_migrate_one or remove_migration_pte) and checks every completed walk
+against the ground truth: a brute-force search of every live mm's page tables for the folio.
+"""
+
+from __future__ import annotations
+
+from mm.rmap_design import RmapWalkControl, WalkResult
+from mm.system import MmSystem
+from mm.types import HPAGE_PMD_NR, Folio, Pte, Vma
+
+__all__ = ["oracle_mappings", "page_vma_mapped", "rmap_walk"]
+
+
+def page_vma_mapped(vma: Vma, vpn: int, folio: Folio, *, migration: bool = False) -> Pte | None:
+    """``page_vma_mapped_walk`` (without the lock): the entry at ``vpn`` if it maps ``folio``."""
+    mm = vma.mm
+    pte = mm.pmds.get(vpn // HPAGE_PMD_NR) if folio.order else mm.ptes.get(vpn)
+    if pte is not None and pte.folio is folio and pte.migration == migration:
+        return pte
+    return None
+
+
+def oracle_mappings(system: MmSystem, folio: Folio, *, migration: bool = False) -> set[tuple[int, int]]:
+    """Ground truth: every (mm id, vpn) whose entry maps ``folio``, by searching all live mms.
+
+    Independent of any design's structures: it looks up ``folio.index`` in every VMA of every mm.
+    """
+    found: set[tuple[int, int]] = set()
+    for mm in system.mms:
+        if not mm.alive:
+            continue
+        for vma in mm.vmas:
+            vpn = vma.address(folio.index)
+            if vpn is not None and page_vma_mapped(vma, vpn, folio, migration=migration) is not None:
+                found.add((mm.mid, vpn))
+    return found
+
+
+async def rmap_walk(system: MmSystem, folio: Folio, rwc: RmapWalkControl, *,
+                    oracle: bool = True, migration: bool = False) -> WalkResult:
+    """``rmap_walk``: run the design's walk, counting visits and checking it against the oracle.
+
+    ``migration`` says the walk looks for migration entries (remove_migration_ptes), not PTEs.
+    """
+    stats = system.walk_stats(rwc.name)
+    stats.walks += 1
+    hits: set[tuple[int, int]] = set()
+    inner = rwc.rmap_one
+
+    async def counted(vma: Vma, vpn: int) -> bool:
+        stats.vmas_visited += 1
+        if vma.freed:
+            stats.freed_vma_visits += 1
+        if page_vma_mapped(vma, vpn, folio, migration=migration) is None:
+            stats.false_positives += 1
+        else:
+            hits.add((vma.mm.mid, vpn))
+        if rwc.may_sleep:
+            system.might_sleep(stats)
+        return await inner(vma, vpn)
+
+    wrapped = RmapWalkControl(rwc.name, counted, try_lock=rwc.try_lock, anon_lock=rwc.anon_lock,
+                              locked=rwc.locked, may_sleep=rwc.may_sleep, done=rwc.done)
+    result = await system.design.rmap_walk(folio, wrapped)
+    stats.mappings_found += len(hits)
+    stats.contexts_visited += result.contexts_visited
+    if result.contended:
+        stats.contended += 1
+    elif oracle and not result.stopped_early:
+        # A completed walk must have reached every entry mapping the folio now; what it left
+        # behind was missed (a walk racing with fork/mremap without a lock can do this).
+        truth = oracle_mappings(system, folio, migration=migration)
+        stats.missed_mappings += len(truth - hits)
+    return result

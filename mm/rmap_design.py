@@ -1,0 +1,221 @@
+"""The interface between the mm operations and a reverse-map design, and the design registry.
+
+The operations (mm/memory.py, mm/fork.py, mm/mmap.py, mm/vmscan.py, mm/migrate.py,
+mm/huge_memory.py) are written once, in kernel shape, and call the design at exactly the points the
+kernel calls into mm/rmap.c (or, for the COW context, mm/cow_context.c):
+
+================================  ==========================================================
+hook                              kernel call site it stands for
+================================  ==========================================================
+``anon_vma_prepare``              ``__anon_vma_prepare`` (first touch, from vmf_anon_prepare)
+``fork_vma``                      ``anon_vma_fork`` in dup_mmap, per VMA with an anon_vma
+``fork_mm``                       end of dup_mmap (PoC: ``dup_cow_context``)
+``clone_vma``                     ``anon_vma_clone`` for split / mremap / merge (not fork)
+``vma_prepare``/``vma_complete``  vma_prepare/vma_complete: rmap write lock around a VMA boundary
+                                  change (split, merge, expand, mremap move)
+``unlink_vma``                    ``unlink_anon_vmas`` from free_pgtables (exit, munmap)
+``exit_mm``                       mm teardown (PoC: ``drop_cow_context``)
+``folio_add_new_anon_rmap``       ``__folio_set_anon`` for a new folio (fault, COW copy)
+``folio_move_anon_rmap``          exclusive reuse in do_wp_page
+``folio_dup_rmap``                ``folio_try_dup_anon_rmap_ptes`` in copy_pte_range (fork)
+``folio_free``                    the folio's last reference is gone (free_folio)
+``folio_migrate_mapping``         migration: the new folio inherits the old one's anchor
+``folio_split``                   THP split: the order-0 folios inherit the head's anchor
+``folio_get_anon_vma``            pin for migration / THP split (``folio_get_anon_vma``)
+``rmap_walk``                     ``rmap_walk_anon`` with ``folio_lock_anon_vma_read`` or not
+``rmap_write_lock``               ``anon_vma_lock_write`` held across a THP split
+================================  ==========================================================
+
+A design keeps its objects, counts its memory (``metadata``) and checks its own invariants
+(``check_invariants``).  Adding a design is one module defining a subclass decorated with
+:func:`register` plus one line in ``mm/designs.py``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from mm.system import MmSystem
+    from mm.types import Folio, MmStruct, Vma
+
+__all__ = ["DESIGNS", "RmapDesign", "RmapWalkControl", "Switch", "WalkResult", "register"]
+
+
+@dataclass(frozen=True)
+class Switch:
+    """A behaviour switch of a design (a lock choice or a historical variant)."""
+
+    default: Any
+    allowed: tuple[Any, ...]
+    help: str
+
+
+@dataclass
+class RmapWalkControl:
+    """``struct rmap_walk_control``.
+
+    ``rmap_one(vma, vpn)`` does the per-mapping work (page_vma_mapped_walk under the PTL) and
+    returns False to stop the walk; ``done()`` is ``rwc->done``.  ``try_lock`` gives up when the
+    rmap lock is contended (folio_referenced); ``anon_lock`` uses ``folio_lock_anon_vma_read``
+    (which needs the folio mapped) rather than locking ``folio_anon_vma`` directly
+    (remove_migration_ptes); ``locked`` is ``rmap_walk_locked`` (caller holds the rmap lock).
+    ``may_sleep`` says rmap_one may sleep (mmu notifiers, TLB batching): under an RCU-only walk
+    that is counted as a walk that would sleep in a read-side section.
+    """
+
+    name: str
+    rmap_one: Callable[[Vma, int], Awaitable[bool]]
+    try_lock: bool = False
+    anon_lock: bool = True
+    locked: bool = False
+    may_sleep: bool = False
+    done: Callable[[], bool] | None = None
+
+
+@dataclass
+class WalkResult:
+    contended: bool = False  # gave up: rmap lock contended (rwc->contended)
+    vmas_visited: int = 0  # rmap_one calls
+    contexts_visited: int = 0  # COW contexts traversed (anon_vma: 0)
+    stopped_early: bool = False  # rmap_one or done() ended it (or the exclusive short-cut)
+
+
+class RmapDesign(ABC):
+    """A reverse-map design behind the operations' hooks.  See the module docstring."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    SWITCHES: ClassVar[dict[str, Switch]] = {}
+
+    def __init__(self, system: MmSystem, switches: dict[str, Any] | None = None) -> None:
+        self.sys = system
+        self.switches = self.resolve_switches(switches or {})
+
+    @classmethod
+    def resolve_switches(cls, given: dict[str, Any]) -> dict[str, Any]:
+        out = {name: sw.default for name, sw in cls.SWITCHES.items()}
+        for key, value in given.items():
+            sw = cls.SWITCHES.get(key)
+            if sw is None:
+                allowed = ", ".join(sorted(cls.SWITCHES)) or "none"
+                raise KeyError(f"design {cls.name!r} has no switch {key!r}; allowed: {allowed}")
+            if value not in sw.allowed:
+                raise ValueError(f"switch {cls.name}.{key}: {value!r} not allowed; "
+                                 f"allowed: {', '.join(map(repr, sw.allowed))}")
+            out[key] = value
+        return out
+
+    # -- VMA and mm lifecycle ------------------------------------------------------------------
+
+    @abstractmethod
+    async def anon_vma_prepare(self, vma: Vma) -> None:
+        """Give ``vma`` its rmap anchor (caller holds mmap_lock, read or write)."""
+
+    @abstractmethod
+    async def fork_vma(self, child: Vma, parent: Vma) -> None:
+        """``anon_vma_fork``: called in dup_mmap for each parent VMA that has an anchor."""
+
+    @abstractmethod
+    async def fork_mm(self, child: MmStruct, parent: MmStruct) -> None:
+        """End of dup_mmap, both mmap_locks still held for write."""
+
+    @abstractmethod
+    async def clone_vma(self, new: Vma, src: Vma, op: str) -> None:
+        """``anon_vma_clone`` for op in {"split", "remap", "merge"}."""
+
+    @abstractmethod
+    async def vma_prepare(self, vmas: list[Vma]) -> Any:
+        """Lock the rmap around a boundary change of ``vmas`` (returns a token for vma_complete)."""
+
+    @abstractmethod
+    async def vma_complete(self, token: Any, vmas: list[Vma]) -> None:
+        """Finish a boundary change (reinsert in rmap indexes, record remaps) and unlock."""
+
+    @abstractmethod
+    async def unlink_vma(self, vma: Vma) -> None:
+        """``unlink_anon_vmas``: the VMA is going away (free_pgtables)."""
+
+    @abstractmethod
+    async def mm_init(self, mm: MmStruct) -> None:
+        """A new mm is created (mm_init / mm_init_cow_context)."""
+
+    @abstractmethod
+    async def exit_mm(self, mm: MmStruct) -> None:
+        """The mm is dropped (after its VMAs are unlinked)."""
+
+    # -- folios ------------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def folio_add_new_anon_rmap(self, folio: Folio, vma: Vma, vpn: int, exclusive: bool) -> None:
+        """``folio_add_new_anon_rmap``/``__folio_set_anon``: set the folio's anchor."""
+
+    @abstractmethod
+    async def folio_move_anon_rmap(self, folio: Folio, vma: Vma) -> None:
+        """``folio_move_anon_rmap``: exclusive reuse re-points the folio at ``vma``'s anchor."""
+
+    @abstractmethod
+    async def folio_free(self, folio: Folio) -> None:
+        """The folio is freed (no mappings, no pins)."""
+
+    def folio_dup_rmap(self, folio: Folio, child: Vma) -> None:
+        """``folio_try_dup_anon_rmap_ptes`` at fork: nothing design-specific by default."""
+        return None
+
+    async def folio_migrate_mapping(self, src: Folio, dst: Folio) -> None:
+        """``folio_migrate_mapping``: the new folio takes the old one's anchor (and a reference)."""
+        dst.mapping = src.mapping
+
+    async def folio_split(self, head: Folio, tails: list[Folio]) -> None:
+        """``__split_folio_to_order``: the order-0 folios take over the head's anchor; the head
+        itself is retired without :meth:`folio_free`."""
+        for tail in tails:
+            tail.mapping = head.mapping
+
+    # -- walks -------------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def rmap_walk(self, folio: Folio, rwc: RmapWalkControl) -> WalkResult:
+        """``rmap_walk_anon``: lock, enumerate candidate VMAs, call ``rwc.rmap_one``, unlock."""
+
+    @abstractmethod
+    async def rmap_write_lock(self, folio: Folio) -> Any:
+        """``anon_vma_lock_write(folio_anon_vma)`` for THP split; returns a token for unlock."""
+
+    @abstractmethod
+    async def rmap_write_unlock(self, token: Any) -> None: ...
+
+    def folio_get_anon_vma(self, folio: Folio) -> Any:
+        """Pin the folio's rmap anchor so it survives an unmap (migration); returns a token."""
+        return None
+
+    def put_anon_vma(self, token: Any) -> None:
+        return None
+
+    # -- accounting --------------------------------------------------------------------------------
+
+    @abstractmethod
+    def metadata(self) -> dict[str, int]:
+        """Live rmap objects and bytes: ``{"<object>_count": n, "<object>_bytes": b, ...,
+        "total_bytes": sum}``, plus peaks as ``peak_total_bytes``."""
+
+    @abstractmethod
+    def check_invariants(self, final: bool) -> list[str]:
+        """Violations of the design's own invariants; ``final`` after every process exited."""
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "switches": dict(sorted(self.switches.items()))}
+
+
+DESIGNS: dict[str, type[RmapDesign]] = {}
+
+
+def register(cls: type[RmapDesign]) -> type[RmapDesign]:
+    """Class decorator: make a design available by its ``name``."""
+    if cls.name in DESIGNS:
+        raise ValueError(f"design {cls.name!r} registered twice")
+    DESIGNS[cls.name] = cls
+    return cls

@@ -1,0 +1,233 @@
+"""The simulated memory-management world of one run: mms, folios, page tables, LRU, the design.
+
+``MmSystem`` owns object creation (so ids are deterministic), the lock instances every mm and
+page table carries, free-memory accounting with watermarks, the LRU that kswapd ages, and the
+walk statistics that the oracle checks feed.  The operations in mm/memory.py, mm/fork.py,
+mm/mmap.py, mm/vmscan.py, mm/migrate.py and mm/huge_memory.py act on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from concurrency.engine import Engine
+from concurrency.folio_lock import FolioLock
+from concurrency.rcu import Rcu
+from concurrency.rwsem import RwSemaphore
+from concurrency.spinlock import QSpinlock
+from concurrency.vma_lock import VmaLock
+from mm.costs import CostModel
+from mm.rmap_design import DESIGNS, RmapDesign
+from mm.types import HPAGE_PMD_NR, PTRS_PER_PTE, Folio, MmStruct, Vma
+
+__all__ = ["PAGE_TABLE_BYTES", "MmSystem", "WalkStats", "ZERO_FOLIO"]
+
+PAGE_TABLE_BYTES = 4096  # one PTE table page
+
+# The shared zero page: read faults map it; it has no rmap and is never counted.
+ZERO_FOLIO = Folio(-1, 0)
+
+
+@dataclass
+class WalkStats:
+    """Per walk kind (folio_referenced, try_to_unmap, ...), checked against the oracle."""
+
+    walks: int = 0
+    contended: int = 0  # gave up on a contended rmap lock (PAGEREF_KEEP)
+    vmas_visited: int = 0
+    false_positives: int = 0  # visited VMAs where the folio was not mapped
+    mappings_found: int = 0
+    missed_mappings: int = 0  # PTEs mapping the folio that a completed walk did not reach
+    freed_vma_visits: int = 0  # rmap_one on a VMA already unlinked/freed
+    would_sleep_in_rcu: int = 0  # rmap_one that may sleep, run inside an RCU read-side section
+    contexts_visited: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class MemoryConfig:
+    """Free memory in pages and the zone watermarks (mm/page_alloc.c: min/low/high)."""
+
+    total_pages: int = 1 << 30
+    wmark_min: int = 0
+    wmark_low: int = 0
+    wmark_high: int = 0
+
+
+@dataclass
+class OpCounters:
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def inc(self, name: str, n: int = 1) -> None:
+        self.counts[name] = self.counts.get(name, 0) + n
+
+
+class MmSystem:
+    """One run's mm world.  ``design`` is a registered name; ``switches`` its behaviour switches;
+    ``rwsem_opts`` the rwsem behaviour switches applied to every rwsem (spin, reader_steal,
+    handoff)."""
+
+    def __init__(self, engine: Engine, design: str, *, costs: CostModel | None = None,
+                 switches: dict[str, Any] | None = None, rwsem_opts: dict[str, Any] | None = None,
+                 memory: MemoryConfig | None = None) -> None:
+        import mm.designs  # noqa: F401  (registers the built-in designs)
+
+        self.engine = engine
+        self.costs = costs or CostModel()
+        self.rwsem_opts = dict(rwsem_opts or {})
+        self.lock_costs = self.costs.lock_costs()
+        self.rcu = Rcu(engine, gp_min_ns=self.costs.rcu_gp_ns)
+        self.memory = memory or MemoryConfig()
+        self.free_pages = self.memory.total_pages
+        self.min_free_pages = self.free_pages
+        self.mms: list[MmStruct] = []
+        self.folios: dict[int, Folio] = {}  # live folios by id (insertion order = allocation order)
+        self.lru: dict[int, Folio] = {}  # inactive-anon LRU: oldest first
+        self.walks: dict[str, WalkStats] = {}
+        self.ops = OpCounters()
+        self.pgtables = 0  # live PTE table pages
+        self.pgtables_deferred_bytes = 0
+        self._next_mid = 0
+        self._next_vid = 0
+        self._next_fid = 0
+        # Set by the actors: direct reclaim when an allocation finds memory below the min watermark.
+        self.direct_reclaim: Callable[[int], Awaitable[int]] | None = None
+        self.wakeup_kswapd: Callable[[], None] | None = None
+        # Switch (2022, commit 6d4675e60135): folio_referenced only tries the rmap lock.
+        self.reclaim_trylock = True
+        cls = DESIGNS.get(design)
+        if cls is None:
+            raise KeyError(f"unknown design {design!r}; allowed: {', '.join(sorted(DESIGNS))}")
+        self.design: RmapDesign = cls(self, switches)
+
+    # -- object creation -------------------------------------------------------------------------
+
+    def new_rwsem(self, name: str, instance: str) -> RwSemaphore:
+        return RwSemaphore(self.engine, name, instance=instance, costs=self.lock_costs, **self.rwsem_opts)
+
+    def new_spinlock(self, name: str, instance: str) -> QSpinlock:
+        return QSpinlock(self.engine, name, instance=instance, costs=self.lock_costs)
+
+    async def new_mm(self, parent: MmStruct | None = None) -> MmStruct:
+        """``mm_alloc``/``mm_init``: a new address space with its locks (and design state)."""
+        mid = self._next_mid
+        self._next_mid += 1
+        mm = MmStruct(mid, self.new_rwsem("mm->mmap_lock", f"mm{mid}->mmap_lock"),
+                      self.new_spinlock("mm->page_table_lock", f"mm{mid}->page_table_lock"), parent)
+        if parent is not None:
+            parent.children.append(mm)
+        self.mms.append(mm)
+        await self.design.mm_init(mm)
+        return mm
+
+    def new_vma(self, mm: MmStruct, start: int, end: int, pgoff: int | None = None, *,
+                thp: bool = False) -> Vma:
+        """``vm_area_alloc``; for a fresh anonymous mapping pgoff is vm_start (in pages)."""
+        vid = self._next_vid
+        self._next_vid += 1
+        lock = VmaLock(self.engine, "vma_lock", instance=f"vma{vid}",
+                       mmap_write_held=lambda: mm.mmap_lock.is_write_locked())
+        return Vma(vid, mm, start, end, start if pgoff is None else pgoff, lock, thp=thp)
+
+    def ptl(self, mm: MmStruct, vpn: int) -> QSpinlock:
+        """``pte_lockptr`` (the split PTL); the table is allocated with its lock (``pte_alloc``)."""
+        idx = vpn // PTRS_PER_PTE
+        lock = mm.ptls.get(idx)
+        if lock is None:
+            lock = mm.ptls[idx] = self.new_spinlock("ptl", f"mm{mm.mid}->ptl[{idx}]")
+            self.pgtables += 1
+        return lock
+
+    def pmd_lock(self, mm: MmStruct, vpn: int) -> QSpinlock:
+        idx = vpn // HPAGE_PMD_NR
+        lock = mm.pmd_locks.get(idx)
+        if lock is None:
+            lock = mm.pmd_locks[idx] = self.new_spinlock("pmd_lock", f"mm{mm.mid}->pmd_lock[{idx}]")
+        return lock
+
+    def folio_lock_of(self, folio: Folio) -> FolioLock:
+        lock = folio.lock
+        if lock is None:
+            lock = folio.lock = FolioLock(self.engine, "folio_lock", instance=f"folio{folio.fid}")
+        return lock
+
+    async def alloc_folio(self, index: int, order: int = 0) -> Folio:
+        """``folio_alloc``: take pages, entering direct reclaim below the min watermark."""
+        nr = 1 << order
+        if self.free_pages - nr < self.memory.wmark_min and self.direct_reclaim is not None:
+            self.ops.inc("direct_reclaim")
+            await self.direct_reclaim(nr)
+        self.free_pages -= nr
+        if self.free_pages < self.memory.wmark_low and self.wakeup_kswapd is not None:
+            self.wakeup_kswapd()
+        self.min_free_pages = min(self.min_free_pages, self.free_pages)
+        fid = self._next_fid
+        self._next_fid += 1
+        folio = Folio(fid, index, order)
+        self.folios[fid] = folio
+        return folio
+
+    async def free_folio(self, folio: Folio) -> None:
+        """The last mapping and pin are gone: uncharge, take it off the LRU, tell the design."""
+        if folio.freed:
+            raise RuntimeError(f"double free of {folio!r}")
+        folio.freed = True
+        self.lru.pop(folio.fid, None)
+        folio.lru = False
+        del self.folios[folio.fid]
+        self.free_pages += folio.nr_pages
+        await self.design.folio_free(folio)
+
+    @property
+    def next_folio_id(self) -> int:
+        return self._next_fid
+
+    def split_folio(self, head: Folio) -> list[Folio]:
+        """``__split_folio_to_order``: 512 order-0 folios take over the head's pages.
+
+        The head is retired (no longer live) without a free: its memory now belongs to the tails.
+        """
+        tails = []
+        for i in range(head.nr_pages):
+            fid = self._next_fid
+            self._next_fid += 1
+            small = Folio(fid, head.index + i)
+            small.exclusive = head.exclusive
+            self.folios[fid] = small
+            tails.append(small)
+            if head.lru:
+                self.lru_add(small)
+        head.freed = True
+        self.lru.pop(head.fid, None)
+        head.lru = False
+        del self.folios[head.fid]
+        return tails
+
+    def lru_add(self, folio: Folio) -> None:
+        """``folio_add_lru_vma``: new anon folios go to the tail (youngest) of the LRU."""
+        folio.lru = True
+        self.lru[folio.fid] = folio
+
+    def walk_stats(self, name: str) -> WalkStats:
+        stats = self.walks.get(name)
+        if stats is None:
+            stats = self.walks[name] = WalkStats()
+        return stats
+
+    def might_sleep(self, stats: WalkStats) -> None:
+        """An rmap_one that may sleep: inside an RCU read-side section the kernel would splat."""
+        task = self.engine.current
+        if task is not None and task.rcu_depth:
+            stats.would_sleep_in_rcu += 1
+
+    # -- accounting ---------------------------------------------------------------------------------
+
+    def metadata(self) -> dict[str, int]:
+        meta = dict(self.design.metadata())
+        meta["pgtable_bytes"] = self.pgtables * PAGE_TABLE_BYTES
+        meta["pgtable_deferred_bytes"] = self.pgtables_deferred_bytes
+        return meta

@@ -1,0 +1,123 @@
+"""Reclaim's reverse-map users, after mm/vmscan.c and mm/rmap.c.
+
+* :func:`folio_referenced` - aging: the folio lock is only tried (unless the caller holds it) and
+  the rmap lock is only tried (``rwc->try_lock``); contention returns -1, which
+  ``folio_check_references`` turns into PAGEREF_KEEP (the folio goes back, whatever its age).
+* :func:`try_to_unmap` - the folio is locked; the rmap read lock may be waited for (no try_lock).
+* :func:`shrink_folio` - ``shrink_folio_list`` for one folio: trylock, check references,
+  unmap, swap out and free.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from mm.memory import spend
+from mm.rmap import page_vma_mapped, rmap_walk
+from mm.rmap_design import RmapWalkControl
+from mm.system import MmSystem
+from mm.types import Folio, Vma
+
+__all__ = ["Reclaim", "folio_referenced", "shrink_folio", "try_to_unmap"]
+
+
+class Reclaim(Enum):
+    FREED = "freed"
+    KEEP_LOCKED = "keep_locked"  # folio_trylock failed
+    KEEP_CONTENDED = "keep_contended"  # rmap lock contended: PAGEREF_KEEP
+    ACTIVATED = "activated"  # referenced: rotated back
+    STILL_MAPPED = "still_mapped"  # try_to_unmap left mappings behind
+    GONE = "gone"
+
+
+def _lock_for(system: MmSystem, vma: Vma, vpn: int, folio: Folio):  # type: ignore[no-untyped-def]
+    return system.pmd_lock(vma.mm, vpn) if folio.order else system.ptl(vma.mm, vpn)
+
+
+async def folio_referenced(system: MmSystem, folio: Folio, *, is_locked: bool) -> int:
+    """``folio_referenced``: the number of young mappings (clearing them), or -1 if contended."""
+    lock = system.folio_lock_of(folio)
+    if not is_locked and not lock.folio_trylock():
+        return 1  # "we_locked" failed: treat as referenced
+    try:
+        if folio.mapcount == 0:
+            return 0
+        referenced = 0
+        costs = system.costs
+
+        async def folio_referenced_one(vma: Vma, vpn: int) -> bool:
+            nonlocal referenced
+            ptl = _lock_for(system, vma, vpn, folio)
+            await ptl.lock()
+            pte = page_vma_mapped(vma, vpn, folio)
+            if pte is not None and pte.young:
+                referenced += 1
+                pte.young = False  # clear_flush_young
+            await spend(system, costs.pvmw_ns + costs.young_ns)
+            ptl.unlock()
+            return True
+
+        # try_lock since 2022 (6d4675e60135); the reclaim_trylock switch restores the blocking read.
+        rwc = RmapWalkControl("folio_referenced", folio_referenced_one, try_lock=system.reclaim_trylock,
+                              anon_lock=True)
+        result = await rmap_walk(system, folio, rwc)
+        return -1 if result.contended else referenced
+    finally:
+        if not is_locked:
+            lock.folio_unlock()
+
+
+async def try_to_unmap(system: MmSystem, folio: Folio) -> bool:
+    """``try_to_unmap`` (folio locked): replace every PTE by a swap entry; True if unmapped."""
+    costs = system.costs
+    to_flush = 0
+
+    async def try_to_unmap_one(vma: Vma, vpn: int) -> bool:
+        nonlocal to_flush
+        ptl = _lock_for(system, vma, vpn, folio)
+        await ptl.lock()
+        pte = page_vma_mapped(vma, vpn, folio)
+        if pte is not None:
+            if folio.order:
+                del vma.mm.pmds[vpn // 512]
+            else:
+                del vma.mm.ptes[vpn]  # the swap entry: not present, not a mapping
+            folio.mapcount -= 1
+            to_flush += 1
+        await spend(system, costs.pvmw_ns + costs.clear_ns)
+        ptl.unlock()
+        return True
+
+    rwc = RmapWalkControl("try_to_unmap", try_to_unmap_one, anon_lock=True, may_sleep=True,
+                          done=lambda: folio.mapcount == 0)
+    await rmap_walk(system, folio, rwc)
+    if to_flush:
+        await spend(system, costs.tlb_ipi_ns)  # try_to_unmap_flush: batched shootdown
+    return folio.mapcount == 0
+
+
+async def shrink_folio(system: MmSystem, folio: Folio) -> Reclaim:
+    """``shrink_folio_list`` for one isolated folio."""
+    if folio.freed:
+        return Reclaim.GONE
+    lock = system.folio_lock_of(folio)
+    if not lock.folio_trylock():
+        return Reclaim.KEEP_LOCKED
+    try:
+        refs = await folio_referenced(system, folio, is_locked=True)
+        if refs < 0:
+            system.ops.inc("reclaim_keep_contended")
+            return Reclaim.KEEP_CONTENDED
+        if refs > 0:
+            system.ops.inc("reclaim_activate")
+            return Reclaim.ACTIVATED
+        if folio.mapcount and not await try_to_unmap(system, folio):
+            system.ops.inc("reclaim_still_mapped")
+            return Reclaim.STILL_MAPPED
+        await spend(system, system.costs.swap_out_ns)
+    finally:
+        lock.folio_unlock()
+    if not folio.pins and not folio.freed:
+        await system.free_folio(folio)
+    system.ops.inc("reclaim_freed")
+    return Reclaim.FREED

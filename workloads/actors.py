@@ -1,0 +1,176 @@
+"""The actor kinds a scenario can name, with their parameters: the registry validation reads.
+
+Each kind maps to a behaviour in actors/ and a table of parameters (type, default, range, help).
+A scenario's ``[[actor]]`` table names a kind, the process it runs in (for process behaviours),
+and parameters; :func:`start_actor` turns it into simulated tasks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from actors import daemons, process
+from actors.process import ChildSpec, Region
+from actors.world import Process, World
+
+__all__ = ["ACTORS", "ActorKind", "Param", "start_actor"]
+
+
+@dataclass(frozen=True)
+class Param:
+    type: type
+    default: Any
+    help: str
+    min: int | None = None
+    max: int | None = None
+    choices: tuple[Any, ...] | None = None
+
+
+@dataclass(frozen=True)
+class ActorKind:
+    name: str
+    help: str
+    needs_process: bool
+    params: dict[str, Param]
+    start: Callable[[World, Process | None, dict[str, Any], list[Region], Any], None]
+
+
+def _child(p: dict[str, Any]) -> ChildSpec:
+    return ChildSpec(cow_writes=p["child_cow_writes"], new_pages=p["child_new_pages"],
+                     lifetime_ns=p["child_lifetime_ns"])
+
+
+_CHILD_PARAMS = {
+    "child_cow_writes": Param(int, 8, "inherited pages each child writes (COW)", 0, 1 << 20),
+    "child_new_pages": Param(int, 0, "fresh private pages each child maps and faults", 0, 1 << 20),
+    "child_lifetime_ns": Param(int, 50_000, "child's compute time before exit (ns)", 0, 10**12),
+}
+
+
+def _start_fault_loop(world: World, proc: Process | None, p: dict[str, Any], regions: list[Region],
+                      kswapd_queue: Any) -> None:
+    assert proc is not None
+    region = regions[p["region"]]
+    threads = p["threads"]
+    # Thread mode: the threads share the mm and split the region between them.
+    share = max(1, region.pages // threads)
+    for i in range(threads):
+        sub = Region(region.start + i * share, share if i < threads - 1 else region.pages - i * share,
+                     region.thp)
+        world.spawn(proc, f"fault{i}", process.fault_loop, world, proc, sub, pattern=p["pattern"],
+                    write=p["write"], think_ns=p["think_ns"], unmap_each_pass=p["unmap_each_pass"])
+
+
+def _start_fork_exit(world: World, proc: Process | None, p: dict[str, Any], regions: list[Region],
+                     kswapd_queue: Any) -> None:
+    assert proc is not None
+    for i in range(p["threads"]):
+        world.spawn(proc, f"forker{i}", process.fork_exit_loop, world, proc, interval_ns=p["interval_ns"],
+                    child=_child(p), regions=regions, max_children=p["max_children"] or None)
+
+
+def _start_fork_chain(world: World, proc: Process | None, p: dict[str, Any], regions: list[Region],
+                      kswapd_queue: Any) -> None:
+    assert proc is not None
+    world.spawn(proc, "chain", process.fork_chain, world, proc, depth=p["depth"], regions=regions,
+                cow_writes=p["cow_writes"], think_ns=p["think_ns"])
+
+
+def _start_fan_out(world: World, proc: Process | None, p: dict[str, Any], regions: list[Region],
+                   kswapd_queue: Any) -> None:
+    assert proc is not None
+    world.spawn(proc, "zygote", process.fan_out, world, proc, children=p["children"], child=_child(p),
+                regions=regions, stay_ns=p["stay_ns"])
+
+
+def _start_mmap_churn(world: World, proc: Process | None, p: dict[str, Any], regions: list[Region],
+                      kswapd_queue: Any) -> None:
+    assert proc is not None
+    world.spawn(proc, "churn", process.mmap_churn, world, proc, start=p["start"], pages=p["pages"],
+                touch=p["touch"], think_ns=p["think_ns"])
+
+
+def _start_mremap(world: World, proc: Process | None, p: dict[str, Any], regions: list[Region],
+                  kswapd_queue: Any) -> None:
+    assert proc is not None
+    world.spawn(proc, "mremap", process.mremap_loop, world, proc, regions[p["region"]],
+                other_start=p["other_start"], think_ns=p["think_ns"])
+
+
+def _start_kswapd(world: World, proc: Process | None, p: dict[str, Any], regions: list[Region],
+                  kswapd_queue: Any) -> None:
+    world.spawn_kthread("kswapd0", daemons.kswapd, world, kswapd_queue)
+
+
+def _start_migrate(world: World, proc: Process | None, p: dict[str, Any], regions: list[Region],
+                   kswapd_queue: Any) -> None:
+    for i in range(p["threads"]):
+        world.spawn_kthread(f"kmigrate{i}", daemons.migrate_daemon, world, interval_ns=p["interval_ns"])
+
+
+def _start_thp_split(world: World, proc: Process | None, p: dict[str, Any], regions: list[Region],
+                     kswapd_queue: Any) -> None:
+    for i in range(p["threads"]):
+        world.spawn_kthread(f"ksplit{i}", daemons.thp_split_daemon, world, interval_ns=p["interval_ns"])
+
+
+ACTORS: dict[str, ActorKind] = {
+    k.name: k
+    for k in [
+        ActorKind("fault_loop", "fault a region page by page, forever (will-it-scale page_fault1); "
+                  "threads share the mm", True, {
+                      "region": Param(int, 0, "index of the process's region to fault", 0, 1000),
+                      "threads": Param(int, 1, "threads in the process, each on a slice", 1, 4096),
+                      "pattern": Param(str, "sequential", "page order", choices=("sequential", "random")),
+                      "write": Param(bool, True, "write faults (else read faults: zero page)"),
+                      "think_ns": Param(int, 0, "compute time between faults (ns)", 0, 10**12),
+                      "unmap_each_pass": Param(bool, False, "munmap and re-mmap after each pass"),
+                  }, _start_fault_loop),
+        ActorKind("fork_exit", "a master forking short-lived workers that COW-write and exit "
+                  "(exim / AIM7)", True, {
+                      "interval_ns": Param(int, 20_000, "mean time between forks per thread (ns)", 1, 10**12),
+                      "threads": Param(int, 1, "forking threads in the master", 1, 1024),
+                      "max_children": Param(int, 0, "stop after this many forks per thread (0: no limit)",
+                                            0, 10**7),
+                      **_CHILD_PARAMS,
+                  }, _start_fork_exit),
+        ActorKind("fork_chain", "each process forks a child and exits, to a depth ([H6])", True, {
+                      "depth": Param(int, 100, "generations", 1, 100_000),
+                      "cow_writes": Param(int, 0, "inherited pages each generation writes", 0, 1 << 20),
+                      "think_ns": Param(int, 0, "compute time per generation (ns)", 0, 10**12),
+                  }, _start_fork_chain),
+        ActorKind("fan_out", "a zygote forking N long-lived apps", True, {
+                      "children": Param(int, 16, "apps forked", 1, 100_000),
+                      "stay_ns": Param(int, 0, "zygote stays alive this long after forking (ns)", 0, 10**12),
+                      **_CHILD_PARAMS,
+                  }, _start_fan_out),
+        ActorKind("mmap_churn", "mmap, touch, munmap, repeat", True, {
+                      "start": Param(int, 1 << 28, "page address of the churned mapping", 0, 1 << 40),
+                      "pages": Param(int, 64, "pages per mapping", 1, 1 << 30),
+                      "touch": Param(int, 8, "pages faulted per cycle", 0, 1 << 30),
+                      "think_ns": Param(int, 0, "compute time per cycle (ns)", 0, 10**12),
+                  }, _start_mmap_churn),
+        ActorKind("mremap", "move a region back and forth (mremap MAYMOVE|FIXED)", True, {
+                      "region": Param(int, 0, "index of the process's region to move", 0, 1000),
+                      "other_start": Param(int, 1 << 29, "the second address (pages)", 0, 1 << 40),
+                      "think_ns": Param(int, 10_000, "time between moves (ns)", 0, 10**12),
+                  }, _start_mremap),
+        ActorKind("kswapd", "reclaim: LRU aging (folio_referenced) and try_to_unmap below the low "
+                  "watermark; direct reclaim below min", False, {}, _start_kswapd),
+        ActorKind("migrate", "NUMA balancing / compaction: migrate random mapped folios", False, {
+                      "interval_ns": Param(int, 50_000, "mean time between migrations (ns)", 1, 10**12),
+                      "threads": Param(int, 1, "migrating threads", 1, 1024),
+                  }, _start_migrate),
+        ActorKind("thp_split", "split random PMD-mapped THPs", False, {
+                      "interval_ns": Param(int, 200_000, "mean time between splits (ns)", 1, 10**12),
+                      "threads": Param(int, 1, "splitting threads", 1, 1024),
+                  }, _start_thp_split),
+    ]
+}
+
+
+def start_actor(world: World, kind: str, proc: Process | None, params: dict[str, Any],
+                regions: list[Region], kswapd_queue: Any) -> None:
+    ACTORS[kind].start(world, proc, params, regions, kswapd_queue)

@@ -1,0 +1,68 @@
+"""Result records: what a run produces and what reports/ reads (schema ``rmapsim.result/1``).
+
+One record per (scenario, design) run; ``result.json`` holds ``{"schema": "rmapsim.results/1",
+"scenario": {...}, "runs": [record, ...]}``.  Everything here is plain JSON with sorted keys so the
+same run gives byte-identical files.  The README documents every field.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from concurrency.engine import Engine
+from concurrency.histogram import LatencyHistogram
+
+__all__ = [
+    "RECORD_SCHEMA",
+    "RESULTS_SCHEMA",
+    "atomic_write",
+    "dump_json",
+    "histogram_record",
+    "lock_records",
+]
+
+RECORD_SCHEMA = "rmapsim.result/1"
+RESULTS_SCHEMA = "rmapsim.results/1"
+PERCENTILES = (50.0, 90.0, 99.0, 99.9)
+
+
+def histogram_record(hist: LatencyHistogram) -> dict[str, Any]:
+    """count, min/mean/max, p50/p90/p99/p99.9 (exact, ns), overflow and the HDR encoding."""
+    count = hist.count
+    out: dict[str, Any] = {
+        "count": count,
+        "min_ns": hist.min_ns,
+        "max_ns": hist.max_ns,
+        "total_ns": hist.total_ns,
+        "mean_ns": round(hist.total_ns / count, 1) if count else 0,
+        "overflow": hist.overflow,
+    }
+    out.update({f"{k}_ns": v for k, v in hist.percentiles(PERCENTILES).items()})
+    out["hdr"] = hist.encode() if count else ""
+    return out
+
+
+def lock_records(engine: Engine) -> list[dict[str, Any]]:
+    """Per lock class (lock_stat's rows), sorted by class key."""
+    return [engine.lock_classes[key].to_dict() for key in sorted(engine.lock_classes)]
+
+
+def dump_json(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, indent=1) + "\n"
+
+
+def atomic_write(path: Path, text: str | bytes) -> None:
+    """Write to a temporary name in the same folder, then rename: never a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(text.encode() if isinstance(text, str) else text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

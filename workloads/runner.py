@@ -1,0 +1,212 @@
+"""Run a scenario under a design and produce its result record.
+
+A run has two phases.  The workload phase lasts ``duration_ns`` of virtual time: every process's
+main thread faults its regions in and starts its actors, daemons run, and everything loops while
+``world.running``.  Then everything winds down on its own: actors finish their current operation
+and exit their processes, daemons return, RCU callbacks fire.  Only then is the run complete and
+the end-of-run invariants are checked (nothing leaked, mapcounts balance).  The event budget stops
+a runaway scenario; that is reported as a violation, never hidden.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from actors.daemons import WaitQueue, install_reclaim
+from actors.process import exit_process, populate
+from actors.world import Process, World
+from concurrency.engine import Deadlock, Engine, SimulationError
+from concurrency.lockdep import ExpectedOrder, OrderChecker
+from mm.costs import CostModel
+from mm.mmap import mmap_region
+from mm.system import MemoryConfig, MmSystem
+from workloads.actors import start_actor
+from workloads.record import RECORD_SCHEMA, RESULTS_SCHEMA, histogram_record, lock_records
+from workloads.scenario import Scenario
+
+__all__ = ["RunFailed", "check_mapcounts", "run_one", "run_scenario"]
+
+
+class RunFailed(RuntimeError):
+    """The simulation itself failed (a task raised, a deadlock): a finding, not bad input."""
+
+
+def check_mapcounts(system: MmSystem) -> list[str]:
+    """Every live folio's mapcount equals the page-table entries that map it (the oracle)."""
+    counted: dict[int, int] = {}
+    for mm in system.mms:
+        if not mm.alive:
+            continue
+        for table in (mm.ptes, mm.pmds):
+            for pte in table.values():
+                if not pte.migration and pte.folio.fid >= 0:
+                    counted[pte.folio.fid] = counted.get(pte.folio.fid, 0) + 1
+    problems = []
+    for fid, folio in system.folios.items():
+        if counted.get(fid, 0) != folio.mapcount:
+            problems.append(f"folio {fid}: mapcount {folio.mapcount} but {counted.get(fid, 0)} "
+                            "page-table entries map it")
+        if len(problems) >= 20:
+            problems.append("... (more mapcount mismatches)")
+            break
+    for fid in counted:
+        if fid not in system.folios:
+            problems.append(f"folio {fid} is mapped but was freed")
+            break
+    return problems
+
+
+class _Deadline:
+    """Tasks that wait for the end of the workload phase (a process's idle main thread)."""
+
+    name = "end of workload phase"
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.sleepers: list[Any] = []
+
+    def holders(self) -> list[Any]:
+        return []
+
+    async def wait(self) -> None:
+        if not self.world.running:
+            return
+        task = self.world.engine.current
+        self.sleepers.append(task)
+        await self.world.engine.block(self)
+
+    def fire(self) -> None:
+        for task in self.sleepers:
+            self.world.engine.wake(task)
+        self.sleepers.clear()
+
+
+def run_one(scenario: Scenario, design: str, *, seed: int | None = None, cpus: int | None = None,
+            tracer: Any = None) -> dict[str, Any]:
+    """One (scenario, design) run: returns its result record."""
+    seed = scenario.seed if seed is None else seed
+    ncpus = scenario.cpus if cpus is None else cpus
+    costs = CostModel().with_overrides(scenario.costs)
+    engine = Engine(ncpus, seed, ctx_switch_ns=costs.ctx_switch_ns)
+    checker: OrderChecker | None = None
+    if scenario.lockdep:
+        expected = ExpectedOrder.load_rmap_order() if scenario.expected_order == "rmap" else None
+        checker = engine.lockdep = OrderChecker(expected)
+    engine.tracer = tracer
+    memory = MemoryConfig(scenario.total_pages, scenario.wmark_min, scenario.wmark_low, scenario.wmark_high)
+    system = MmSystem(engine, design, costs=costs, switches=scenario.switches.get(design),
+                      rwsem_opts=scenario.rwsem, memory=memory)
+    system.reclaim_trylock = scenario.reclaim_trylock
+    world = World(engine, system, deadline_ns=scenario.duration_ns)
+    deadline = _Deadline(world)
+    kswapd_queue: WaitQueue | None = None
+    if any(a.kind == "kswapd" for a in scenario.actors) or scenario.wmark_min:
+        kswapd_queue = install_reclaim(world)
+    mapcount_problems: list[str] = []
+
+    def at_deadline() -> None:
+        mapcount_problems.extend(check_mapcounts(system))
+        deadline.fire()
+        if kswapd_queue is not None:
+            kswapd_queue.wake_all()
+
+    async def main_thread(proc: Process, spec_index: int) -> None:
+        spec = scenario.processes[spec_index]
+        if spec.populate:
+            for region in spec.regions:
+                await populate(world, proc, region, write=spec.populate_write)
+        for actor in scenario.actors:
+            if actor.process == spec.name:
+                start_actor(world, actor.kind, proc, actor.params, list(spec.regions), kswapd_queue)
+        await deadline.wait()
+        await exit_process(world, proc)
+
+    async def init() -> None:
+        for i, spec in enumerate(scenario.processes):
+            proc = await world.new_process(spec.name)
+            for region in spec.regions:
+                await mmap_region(system, proc.mm, region.start, region.pages, thp=region.thp)
+            world.spawn(proc, "main", main_thread, proc, i)
+        for actor in scenario.actors:
+            if actor.process is None:
+                start_actor(world, actor.kind, None, actor.params, [], kswapd_queue)
+        if scenario.setup is not None:
+            await scenario.setup(world)
+
+    if scenario.duration_ns is not None:
+        engine.call_at(scenario.duration_ns, at_deadline)
+    engine.spawn("init", init, cpu=0)
+    try:
+        outcome = engine.run(max_events=scenario.max_events)
+    except (SimulationError, Deadlock) as exc:
+        raise RunFailed(f"{scenario.name} under {design} (seed {seed}): {exc}") from exc
+
+    violations = list(mapcount_problems)
+    completed = outcome.reason == "completed"
+    if not completed:
+        violations.append(f"run stopped by {outcome.reason} at t={outcome.end_ns} ns with "
+                          f"{len(outcome.tasks_left)} task(s) left; end-of-run checks skipped")
+    else:
+        violations.extend(check_mapcounts(system))
+        if system.folios:
+            violations.append(f"{len(system.folios)} folio(s) still allocated after every process exited")
+        if system.pgtables:
+            violations.append(f"{system.pgtables} page table(s) still allocated after every process exited")
+        violations.extend(system.design.check_invariants(final=True))
+    if engine.rcu_sleeps:
+        violations.append(f"{len(engine.rcu_sleeps)} sleep(s) inside an RCU read-side section, first: "
+                          f"{engine.rcu_sleeps[0]}")
+
+    duration = scenario.duration_ns or outcome.end_ns or 1
+    operations = {op: histogram_record(h) for op, h in sorted(world.latency.items())}
+    throughput = {op: round(rec["count"] * 1e9 / duration, 3) for op, rec in operations.items()}
+    lockdep: dict[str, Any] = {"findings": [], "edges": [], "order_violations": []}
+    if checker is not None:
+        lockdep = {
+            "findings": [f.render() for f in checker.findings],
+            "edges": [list(e) for e in checker.edges()],
+            "order_violations": [v.render() for v in checker.order_violations()],
+        }
+    params = scenario.params()
+    params.update({"cpus": ncpus, "seed": seed, "costs": costs.to_dict(), "tasks": len(engine.tasks)})
+    return {
+        "schema": RECORD_SCHEMA,
+        "scenario": scenario.name,
+        "design": design,
+        "switches": dict(sorted(system.design.switches.items())),
+        "params": params,
+        "outcome": {"reason": outcome.reason, "end_ns": outcome.end_ns, "events": outcome.events},
+        "operations": operations,
+        "throughput": throughput,
+        "total_ops": sum(rec["count"] for rec in operations.values()),
+        "locks": lock_records(engine),
+        "walks": {name: stats.to_dict() for name, stats in sorted(system.walks.items())},
+        "cpu_time": engine.cpu_time(),
+        "memory": dict(sorted(system.metadata().items())),
+        "counters": dict(sorted(system.ops.counts.items())),
+        "invariants": {"passed": not violations, "violations": violations},
+        "lockdep": lockdep,
+        "rcu": system.rcu.to_dict(),
+    }
+
+
+def run_scenario(scenario: Scenario, *, designs: list[str] | None = None, seed: int | None = None,
+                 cpus: int | None = None, trace_dir: Path | None = None) -> dict[str, Any]:
+    """Every design of the scenario (or ``designs``): the result.json document."""
+    runs = []
+    for design in designs or list(scenario.designs):
+        tracer = None
+        if trace_dir is not None:
+            from concurrency.trace import ChromeTracer
+
+            tracer = ChromeTracer()
+        runs.append(run_one(scenario, design, seed=seed, cpus=cpus, tracer=tracer))
+        if tracer is not None and trace_dir is not None:
+            tracer.dump(trace_dir / f"trace-{design}.json")
+    return {
+        "schema": RESULTS_SCHEMA,
+        "scenario": {"name": scenario.name, "description": scenario.description, "mirrors": scenario.mirrors,
+                     "source": Path(scenario.source).name},
+        "runs": runs,
+    }

@@ -1,0 +1,398 @@
+"""Scenarios: TOML files or Python scripts, strictly validated.
+
+A TOML scenario (see workloads/scenarios/*.toml) has top-level ``name``, ``description``,
+``mirrors`` and the tables ``[run]``, ``[memory]``, ``[costs]``, ``[rwsem]``, ``[reclaim]``,
+``[lockdep]``, ``[switches.<design>]``, ``[[process]]`` and ``[[actor]]``.  A Python scenario is a
+module with a ``scenario()`` function returning a :class:`Scenario` (optionally with a ``setup``
+coroutine for what TOML cannot say).
+
+Every error names the file, the line, the key path, the bad value and what is allowed
+(:class:`ScenarioError`); the command line turns it into exit status 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib.util
+import re
+import tomllib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from actors.process import Region
+from mm.costs import CostModel
+import mm.designs  # noqa: F401  (registers the built-in designs)
+from mm.rmap_design import DESIGNS
+from workloads.actors import ACTORS, Param
+
+__all__ = ["ProcessSpec", "ActorSpec", "Scenario", "ScenarioError", "apply_overrides", "load_scenario",
+           "parse_value"]
+
+
+class ScenarioError(ValueError):
+    """Bad input: ``file:line: key: message``."""
+
+    def __init__(self, file: str, line: int | None, key: str, message: str) -> None:
+        where = f"{file}:{line}" if line else file
+        super().__init__(f"{where}: {key}: {message}" if key else f"{where}: {message}")
+        self.file = file
+        self.line = line
+        self.key = key
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    name: str
+    regions: tuple[Region, ...]
+    populate: bool = True
+    populate_write: bool = True
+
+
+@dataclass(frozen=True)
+class ActorSpec:
+    kind: str
+    process: str | None
+    params: dict[str, Any]
+
+
+@dataclass
+class Scenario:
+    name: str
+    description: str = ""
+    mirrors: str = ""
+    source: str = "<python>"
+    cpus: int = 4
+    duration_ns: int | None = 10_000_000
+    max_events: int = 20_000_000
+    seed: int = 1
+    designs: tuple[str, ...] = ("anon_vma", "cow_context")
+    total_pages: int = 1 << 30
+    wmark_min: int = 0
+    wmark_low: int = 0
+    wmark_high: int = 0
+    costs: dict[str, int] = field(default_factory=dict)
+    rwsem: dict[str, Any] = field(default_factory=dict)
+    reclaim_trylock: bool = True
+    lockdep: bool = True
+    expected_order: str | None = "rmap"
+    switches: dict[str, dict[str, Any]] = field(default_factory=dict)
+    processes: tuple[ProcessSpec, ...] = ()
+    actors: tuple[ActorSpec, ...] = ()
+    setup: Callable[[Any], Awaitable[None]] | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    def params(self) -> dict[str, Any]:
+        """The parameters a result records (everything but the process/actor lists)."""
+        return {
+            "cpus": self.cpus, "duration_ns": self.duration_ns, "max_events": self.max_events,
+            "seed": self.seed, "designs": list(self.designs), "costs": dict(sorted(self.costs.items())),
+            "rwsem": dict(sorted(self.rwsem.items())), "reclaim_trylock": self.reclaim_trylock,
+            "memory": {"total_pages": self.total_pages, "wmark_min": self.wmark_min,
+                       "wmark_low": self.wmark_low, "wmark_high": self.wmark_high},
+            "lockdep": self.lockdep, "expected_order": self.expected_order,
+        }
+
+
+# -- the TOML shape ---------------------------------------------------------------------------
+
+_RUN = {
+    "cpus": Param(int, 4, "simulated CPUs", 1, 4096),
+    "duration_ns": Param(int, 10_000_000, "virtual length of the workload phase (ns)", 1, 10**13),
+    "max_events": Param(int, 20_000_000, "event budget (a runaway scenario stops here)", 1, 10**10),
+    "seed": Param(int, 1, "the run's seed", 0, 2**63 - 1),
+    "designs": Param(list, ["anon_vma", "cow_context"], "reverse-map designs to run"),
+}
+_MEMORY = {
+    "total_pages": Param(int, 1 << 30, "memory in 4 KiB pages", 1, 1 << 40),
+    "wmark_min": Param(int, 0, "min watermark (pages): below it allocations reclaim directly", 0, 1 << 40),
+    "wmark_low": Param(int, 0, "low watermark (pages): below it kswapd wakes", 0, 1 << 40),
+    "wmark_high": Param(int, 0, "high watermark (pages): kswapd reclaims up to it", 0, 1 << 40),
+}
+_RWSEM = {
+    "spin": Param(bool, True, "writer optimistic spinning"),
+    "reader_steal": Param(bool, True, "reader lock stealing (v5.11+)"),
+    "handoff": Param(bool, True, "handoff after the wait timeout"),
+    "handoff_timeout_ns": Param(int, 4_000_000, "RWSEM_WAIT_TIMEOUT (ns)", 1, 10**12),
+}
+_RECLAIM = {"trylock": Param(bool, True, "folio_referenced only tries the rmap lock (2022+)")}
+_LOCKDEP = {
+    "enabled": Param(bool, True, "run the lock-order checker"),
+    "expected_order": Param(str, "rmap", "declared order to check ('rmap' = mm/rmap.c header, 'none')",
+                            choices=("rmap", "none")),
+}
+_PROCESS = {
+    "name": Param(str, None, "process name (actors refer to it)"),
+    "regions": Param(list, [], "anonymous mappings: [{start, pages, thp}]"),
+    "populate": Param(bool, True, "fault every region in before the workload starts"),
+    "populate_write": Param(bool, True, "populate with write faults (else the zero page)"),
+}
+_REGION = {
+    "start": Param(int, None, "first page", 0, 1 << 40),
+    "pages": Param(int, None, "length in pages", 1, 1 << 30),
+    "thp": Param(bool, False, "THP-eligible (PMD-mapped order-9 folios)"),
+}
+_TOP = {"name", "description", "mirrors", "run", "memory", "costs", "rwsem", "reclaim", "lockdep",
+        "switches", "process", "actor"}
+_TYPE_NAMES = {int: "an integer", bool: "true or false", str: "a string", list: "a list", float: "a number"}
+
+
+class _Locator:
+    """Finds the source line of a key path in a TOML text (tomllib keeps no positions)."""
+
+    _header = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?")
+    _key = re.compile(r"^\s*([A-Za-z0-9_\-\"']+)\s*=")
+
+    def __init__(self, text: str) -> None:
+        self.lines = text.splitlines()
+
+    def line_of(self, path: list[str | int]) -> int | None:
+        table: list[str | int] = []
+        counts: dict[str, int] = {}
+        best: int | None = None
+        for number, line in enumerate(self.lines, 1):
+            m = self._header.match(line)
+            if m:
+                name = m.group(2).strip()
+                parts: list[str | int] = [p.strip().strip('"') for p in name.split(".")]
+                if m.group(1) == "[[":
+                    counts[name] = counts.get(name, -1) + 1
+                    parts.append(counts[name])
+                table = parts
+                if table == path[: len(table)] and len(table) == len(path):
+                    return number
+                continue
+            m = self._key.match(line)
+            if not m:
+                continue
+            key = m.group(1).strip("\"'")
+            full = [*table, key]
+            if full == path[: len(full)]:
+                if len(full) == len(path):
+                    return number
+                best = number  # an inline table/array holding the path
+            elif table and table == path[: len(table)] and best is None and len(path) > len(table):
+                best = None
+        return best
+
+
+class _Checker:
+    def __init__(self, file: str, text: str) -> None:
+        self.file = file
+        self.locator = _Locator(text)
+
+    def fail(self, path: list[str | int], message: str) -> ScenarioError:
+        key = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in path).replace(".[", "[")
+        return ScenarioError(self.file, self.locator.line_of(path), key, message)
+
+    def unknown(self, path: list[str | int], key: str, allowed: list[str]) -> ScenarioError:
+        close = difflib.get_close_matches(key, allowed, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return self.fail([*path, key], f"unknown key{hint}; allowed: {', '.join(sorted(allowed))}")
+
+    def table(self, value: Any, path: list[str | int], schema: dict[str, Param]) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(path, f"expected a table, got {value!r}")
+        out = {}
+        for key in value:
+            if key not in schema:
+                raise self.unknown(path, key, list(schema))
+        for key, param in schema.items():
+            if key in value:
+                out[key] = self.value(value[key], [*path, key], param)
+            elif param.default is None:
+                raise self.fail([*path, key], f"missing; {param.help}")
+            else:
+                out[key] = param.default
+        return out
+
+    def value(self, value: Any, path: list[str | int], param: Param) -> Any:
+        ok = isinstance(value, param.type) and not (param.type is int and isinstance(value, bool))
+        if not ok:
+            raise self.fail(path, f"{value!r} is not {_TYPE_NAMES.get(param.type, param.type.__name__)}"
+                                  f" ({param.help})")
+        if param.choices is not None and value not in param.choices:
+            raise self.fail(path, f"{value!r} not allowed; allowed: {', '.join(map(repr, param.choices))}")
+        if param.type is int:
+            if param.min is not None and value < param.min or param.max is not None and value > param.max:
+                raise self.fail(path, f"{value!r} out of range; allowed: {param.min}..{param.max}")
+        return value
+
+
+def _from_dict(data: dict[str, Any], file: str, text: str) -> Scenario:
+    ck = _Checker(file, text)
+    for key in data:
+        if key not in _TOP:
+            raise ck.unknown([], key, sorted(_TOP))
+    for key in ("name", "description", "mirrors"):
+        if key in data and not isinstance(data[key], str):
+            raise ck.fail([key], f"{data[key]!r} is not a string")
+    if "name" not in data:
+        raise ck.fail(["name"], "missing; every scenario has a name")
+    run = ck.table(data.get("run", {}), ["run"], _RUN)
+    designs = run["designs"]
+    if not designs:
+        raise ck.fail(["run", "designs"], "empty; name at least one design")
+    for i, name in enumerate(designs):
+        if name not in DESIGNS:
+            close = difflib.get_close_matches(str(name), list(DESIGNS), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ck.fail(["run", "designs"], f"unknown design {name!r}{hint} at position {i}; "
+                                              f"allowed: {', '.join(sorted(DESIGNS))}")
+    memory = ck.table(data.get("memory", {}), ["memory"], _MEMORY)
+    if not memory["wmark_min"] <= memory["wmark_low"] <= memory["wmark_high"] <= memory["total_pages"]:
+        raise ck.fail(["memory"], "watermarks must satisfy wmark_min <= wmark_low <= wmark_high <= total_pages; "
+                                  f"got {memory}")
+    cost_schema = {f.name: Param(int, f.default, "cost (ns)", 0, 10**12) for f in dataclasses.fields(CostModel)}
+    costs = data.get("costs", {})
+    if not isinstance(costs, dict):
+        raise ck.fail(["costs"], f"expected a table, got {costs!r}")
+    for key, value in costs.items():
+        if key not in cost_schema:
+            raise ck.unknown(["costs"], key, list(cost_schema))
+        ck.value(value, ["costs", key], cost_schema[key])
+    rwsem = ck.table(data.get("rwsem", {}), ["rwsem"], _RWSEM)
+    rwsem_given = {k: rwsem[k] for k in data.get("rwsem", {})}
+    reclaim = ck.table(data.get("reclaim", {}), ["reclaim"], _RECLAIM)
+    lockdep = ck.table(data.get("lockdep", {}), ["lockdep"], _LOCKDEP)
+    switches_raw = data.get("switches", {})
+    if not isinstance(switches_raw, dict):
+        raise ck.fail(["switches"], f"expected a table of designs, got {switches_raw!r}")
+    switches: dict[str, dict[str, Any]] = {}
+    for dname, given in switches_raw.items():
+        cls = DESIGNS.get(dname)
+        if cls is None:
+            raise ck.unknown(["switches"], dname, list(DESIGNS))
+        if not isinstance(given, dict):
+            raise ck.fail(["switches", dname], f"expected a table, got {given!r}")
+        for key, value in given.items():
+            sw = cls.SWITCHES.get(key)
+            if sw is None:
+                raise ck.unknown(["switches", dname], key, list(cls.SWITCHES))
+            if value not in sw.allowed or type(value) is not type(sw.default):
+                raise ck.fail(["switches", dname, key],
+                              f"{value!r} not allowed; allowed: {', '.join(map(repr, sw.allowed))}")
+        switches[dname] = dict(given)
+    processes = _processes(ck, data.get("process", []))
+    actors = _actors(ck, data.get("actor", []), {p.name: p for p in processes})
+    return Scenario(
+        name=data["name"], description=data.get("description", ""), mirrors=data.get("mirrors", ""),
+        source=file, cpus=run["cpus"], duration_ns=run["duration_ns"], max_events=run["max_events"],
+        seed=run["seed"], designs=tuple(designs), total_pages=memory["total_pages"],
+        wmark_min=memory["wmark_min"], wmark_low=memory["wmark_low"], wmark_high=memory["wmark_high"],
+        costs=dict(costs), rwsem=rwsem_given, reclaim_trylock=reclaim["trylock"], lockdep=lockdep["enabled"],
+        expected_order=None if lockdep["expected_order"] == "none" else lockdep["expected_order"],
+        switches=switches, processes=processes, actors=actors, raw=data,
+    )
+
+
+def _processes(ck: _Checker, raw: Any) -> tuple[ProcessSpec, ...]:
+    if not isinstance(raw, list):
+        raise ck.fail(["process"], "expected [[process]] tables")
+    out = []
+    seen: set[str] = set()
+    for i, item in enumerate(raw):
+        p = ck.table(item, ["process", i], _PROCESS)
+        if p["name"] in seen:
+            raise ck.fail(["process", i, "name"], f"{p['name']!r} used twice; process names are unique")
+        seen.add(p["name"])
+        regions = []
+        for j, region in enumerate(p["regions"]):
+            r = ck.table(region, ["process", i, "regions", j], _REGION)
+            regions.append(Region(r["start"], r["pages"], r["thp"]))
+        out.append(ProcessSpec(p["name"], tuple(regions), p["populate"], p["populate_write"]))
+    return tuple(out)
+
+
+def _actors(ck: _Checker, raw: Any, processes: dict[str, ProcessSpec]) -> tuple[ActorSpec, ...]:
+    if not isinstance(raw, list):
+        raise ck.fail(["actor"], "expected [[actor]] tables")
+    out = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict):
+            raise ck.fail(["actor", i], f"expected a table, got {item!r}")
+        kind_name = item.get("kind")
+        if kind_name not in ACTORS:
+            close = difflib.get_close_matches(str(kind_name), list(ACTORS), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ck.fail(["actor", i, "kind"], f"unknown actor {kind_name!r}{hint}; "
+                                                f"allowed: {', '.join(sorted(ACTORS))}")
+        kind = ACTORS[kind_name]
+        schema = dict(kind.params)
+        schema["kind"] = Param(str, kind_name, "actor kind")
+        if kind.needs_process:
+            schema["process"] = Param(str, None, "the [[process]] this actor runs in")
+        params = ck.table(item, ["actor", i], schema)
+        proc = params.pop("process", None)
+        params.pop("kind")
+        if proc is not None and proc not in processes:
+            raise ck.fail(["actor", i, "process"], f"no process named {proc!r}; defined: "
+                                                   f"{', '.join(sorted(processes)) or 'none'}")
+        if proc is not None:
+            nregions = len(processes[proc].regions)
+            if "region" in params and params["region"] >= nregions:
+                raise ck.fail(["actor", i, "region"], f"{params['region']} out of range; process {proc!r} "
+                                                      f"has {nregions} region(s)")
+        out.append(ActorSpec(kind_name, proc, params))
+    return tuple(out)
+
+
+def parse_value(text: str) -> Any:
+    """A ``--set``/``--grid`` value: TOML syntax (``8``, ``true``, ``"rcu"``) or a bare string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``--set run.cpus=8`` on the raw TOML data (a deep copy), before validation."""
+    import copy
+
+    out = copy.deepcopy(data)
+    for dotted, value in overrides.items():
+        parts = dotted.split(".")
+        node = out
+        for part in parts[:-1]:
+            nxt = node.setdefault(part, {})
+            if not isinstance(nxt, dict):
+                raise ScenarioError("--set", None, dotted, f"{part!r} is not a table")
+            node = nxt
+        node[parts[-1]] = value
+    return out
+
+
+def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> Scenario:
+    """Load and validate a TOML or Python scenario; raises :class:`ScenarioError`."""
+    path = Path(path)
+    file = str(path)
+    if not path.exists():
+        raise ScenarioError(file, None, "", "no such scenario file")
+    if path.suffix == ".py":
+        spec = importlib.util.spec_from_file_location(f"rmapsim_scenario_{path.stem}", path)
+        if spec is None or spec.loader is None:
+            raise ScenarioError(file, None, "", "cannot import this Python file")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        factory = getattr(module, "scenario", None)
+        if not callable(factory):
+            raise ScenarioError(file, None, "scenario", "a Python scenario defines scenario() -> Scenario")
+        scenario = factory(**(overrides or {}))
+        if not isinstance(scenario, Scenario):
+            raise ScenarioError(file, None, "scenario", f"scenario() returned {type(scenario).__name__}, "
+                                                        "not a Scenario")
+        scenario.source = file
+        return scenario
+    if path.suffix != ".toml":
+        raise ScenarioError(file, None, "", "a scenario is a .toml or .py file")
+    text = path.read_text()
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"line (\d+)", str(exc))
+        raise ScenarioError(file, int(m.group(1)) if m else None, "", f"not valid TOML: {exc}") from None
+    if overrides:
+        data = apply_overrides(data, overrides)
+    return _from_dict(data, file, text)
