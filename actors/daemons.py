@@ -15,7 +15,7 @@ from concurrency.engine import SimTask
 from mm.huge_memory import split_huge_folio
 from mm.migrate import migrate_folio
 from mm.types import Folio
-from mm.vmscan import Reclaim, shrink_folio
+from mm.vmscan import shrink_folio
 
 __all__ = ["WaitQueue", "install_reclaim", "kswapd", "migrate_daemon", "thp_split_daemon"]
 
@@ -56,18 +56,14 @@ async def reclaim_batch(world: World, nr: int) -> int:
         fid = next(iter(system.lru))
         folio = system.lru.pop(fid)
         folio.lru = False
-        folio.pins += 1  # isolated from the LRU
+        folio.pins += 1  # isolate_lru_folios takes a reference
         outcome = await world.timed("shrink_folio", shrink_folio, system, folio)
-        folio.pins -= 1
         system.ops.inc(f"reclaim_{outcome.value}")
-        if outcome is Reclaim.FREED:
-            freed += folio.nr_pages
-        elif not folio.freed:
-            if folio.mapcount == 0 and not folio.pins:
-                await system.free_folio(folio)  # unmapped while isolated: drop it
-                freed += folio.nr_pages
-            else:
-                system.lru_add(folio)  # putback: rotated to the young end
+        if folio.mapcount == 0 and folio.pins == 1 and not folio.freed:
+            freed += folio.nr_pages  # our pin is the last: dropping it frees the folio
+        elif not folio.freed and folio.mapcount:
+            system.lru_add(folio)  # putback: rotated to the young end
+        await system.folio_put(folio)
     return freed
 
 
@@ -105,7 +101,7 @@ async def kswapd(world: World, queue: WaitQueue) -> None:
         while world.running and system.free_pages < memory.wmark_high and system.lru:
             await world.timed("kswapd_batch", reclaim_batch, world, SWAP_CLUSTER_MAX)
         if system.free_pages < memory.wmark_high:
-            await world.engine.delay(100_000)  # nothing reclaimable right now: back off 100 µs
+            await world.engine.sleep(100_000)  # nothing reclaimable right now: back off 100 µs
 
 
 def _pick(world: World, want: Callable[[Folio], bool]) -> Folio | None:
@@ -129,7 +125,7 @@ async def migrate_daemon(world: World, *, interval_ns: int) -> None:
     rng = world.engine.current.rng if world.engine.current else None
     assert rng is not None
     while world.running:
-        await world.engine.delay(max(1, round(rng.expovariate(1 / interval_ns))))
+        await world.engine.sleep(max(1, round(rng.expovariate(1 / interval_ns))))
         folio = _pick(world, lambda f: True)
         if folio is not None:
             await world.timed("migrate", migrate_folio, world.sys, folio)
@@ -140,7 +136,7 @@ async def thp_split_daemon(world: World, *, interval_ns: int) -> None:
     rng = world.engine.current.rng if world.engine.current else None
     assert rng is not None
     while world.running:
-        await world.engine.delay(max(1, round(rng.expovariate(1 / interval_ns))))
+        await world.engine.sleep(max(1, round(rng.expovariate(1 / interval_ns))))
         folio = _pick(world, lambda f: f.order > 0)
         if folio is not None:
             await world.timed("thp_split", split_huge_folio, world.sys, folio)

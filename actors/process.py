@@ -25,6 +25,7 @@ __all__ = [
     "mmap_churn",
     "mremap_loop",
     "populate",
+    "prefork_servers",
 ]
 
 
@@ -87,6 +88,7 @@ async def fault_loop(world: World, proc: Process, region: Region, *, pattern: st
                 vpn = region.start
                 if unmap_each_pass:
                     await world.timed("munmap", munmap, world.sys, proc.mm, region.start, region.pages)
+    await exit_process(world, proc)
 
 
 async def exit_process(world: World, proc: Process) -> None:
@@ -127,13 +129,26 @@ async def fork_exit_loop(world: World, proc: Process, *, interval_ns: int, child
     engine = world.engine
     forked = 0
     while world.running and (max_children is None or forked < max_children):
-        await engine.delay(max(1, round(rng.expovariate(1 / interval_ns))) if interval_ns else 1)
+        # waiting for the next connection: asleep, not computing
+        await engine.sleep(max(1, round(rng.expovariate(1 / interval_ns))) if interval_ns else 1)
         if not world.running:
             break
         mm = await world.timed("fork", dup_mmap, world.sys, proc.mm)
         kid = await world.new_process(f"{proc.name}.{forked}", proc, mm)
         forked += 1
         world.spawn(kid, "t0", _child, world, kid, child, regions)
+    await exit_process(world, proc)
+
+
+async def prefork_servers(world: World, proc: Process, *, servers: int, interval_ns: int, child: ChildSpec,
+                          regions: list[Region]) -> None:
+    """Pre-fork ``servers`` processes that each run a fork/exit loop (apache prefork, exim's
+    per-connection processes): separate mmap_locks, one anon_vma family."""
+    for i in range(servers):
+        mm = await world.timed("fork", dup_mmap, world.sys, proc.mm)
+        server = await world.new_process(f"{proc.name}.srv{i}", proc, mm)
+        world.spawn(server, "t0", fork_exit_loop, world, server, interval_ns=interval_ns, child=child,
+                    regions=regions)
     await exit_process(world, proc)
 
 
@@ -168,7 +183,7 @@ async def fan_out(world: World, proc: Process, *, children: int, child: ChildSpe
         kid = await world.new_process(f"{proc.name}.app{i}", proc, mm)
         world.spawn(kid, "t0", _child, world, kid, child, regions)
     if stay_ns:
-        await world.engine.delay(stay_ns)
+        await world.engine.sleep(stay_ns)
     await exit_process(world, proc)
 
 
@@ -191,7 +206,7 @@ async def mremap_loop(world: World, proc: Process, region: Region, *, other_star
     """Move a region back and forth between two addresses (mremap MAYMOVE|FIXED)."""
     here, there = region.start, other_start
     while world.running:
-        await world.engine.delay(think_ns)
+        await world.engine.sleep(think_ns)
         await world.timed("mremap", mremap_move, world.sys, proc.mm, here, region.pages, there)
         here, there = there, here
     await exit_process(world, proc)

@@ -87,7 +87,7 @@ class World:
 
         return self.engine.spawn(name, body)
 
-    async def timed(self, op: str, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    async def timed(self, op: str, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         """Run one operation, recording its latency under ``op``."""
         engine = self.engine
         task = engine.current
@@ -95,7 +95,7 @@ class World:
         start = engine.now
         saved, task.op = task.op, op
         try:
-            result = await fn(*args)
+            result = await fn(*args, **kwargs)
         finally:
             task.op = saved
         hist = self.latency.get(op)

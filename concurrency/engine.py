@@ -142,6 +142,7 @@ class SimTask:
         "run_ns",
         "since_ns",
         "sleep_ns",
+        "slice_start",
         "spin_ns",
         "state",
         "tid",
@@ -166,6 +167,7 @@ class SimTask:
         self.spin_ns = 0
         self.sleep_ns = 0
         self.since_ns = 0  # when the current blocked period started
+        self.slice_start = 0  # when it last got its CPU (for timeslice preemption)
         self.done = False
         self._token = 0
         self._wake_value: Any = None
@@ -217,6 +219,22 @@ class _Callback:
         self.args = args
 
 
+class _Marker:
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def holders(self) -> list[SimTask]:
+        return []
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+_PREEMPT: Final = _Marker("preempt")  # resume value: give the CPU up instead of running on
+_TIMER: Final = _Marker("schedule_timeout")  # what a task in Engine.sleep waits for
+
 # Heap entries are (time_ns, seq, target, token): token >= 0 resumes a task (stale unless it equals
 # the task's current token), the negative tokens below mark callbacks and the run's end time.
 _CALLBACK_TOKEN: Final = -1
@@ -231,13 +249,17 @@ class Engine:
     """
 
     def __init__(self, ncpus: int, seed: int = 0, *, ctx_switch_ns: int = 0,
-                 checkpoint_every: int = 4096, lock_costs: LockCosts | None = None) -> None:
+                 checkpoint_every: int = 4096, lock_costs: LockCosts | None = None,
+                 timeslice_ns: int = 1_000_000) -> None:
         if ncpus < 1:
             raise ValueError(f"ncpus must be >= 1, got {ncpus}")
         self.now = 0
         self.seed = seed
         self.cpus = [Cpu(i) for i in range(ncpus)]
         self.ctx_switch_ns = ctx_switch_ns
+        # A task that keeps running while others wait for its CPU is preempted at the end of the
+        # delay that exhausts its slice (CFS-like fairness at operation granularity).
+        self.timeslice_ns = timeslice_ns
         self.current: SimTask | None = None
         self.tasks: list[SimTask] = []
         self.events = 0
@@ -303,13 +325,30 @@ class Engine:
         assert task is not None
         t = self.now + ns
         heap = self._heap
-        if (not heap or t < heap[0][0]) and self.events < self._fast_limit:
+        cpu = task.cpu
+        if cpu.runq and t - task.slice_start >= self.timeslice_ns:
+            task._wake_value = _PREEMPT  # runs until t, then gives the CPU to the next in line
+        elif (not heap or t < heap[0][0]) and self.events < self._fast_limit:
             self.events += 1
             self.now = t  # nothing else happens first: continue without a switch
             return
         self._seq += 1
         heapq.heappush(heap, (t, self._seq, task, task._token))
         await _park()
+
+    async def sleep(self, ns: int) -> None:
+        """``schedule_timeout``: give the CPU up for ``ns`` (a daemon between scans, a process
+        waiting for work)."""
+        task = self.current
+        assert task is not None
+        self._seq += 1
+        heapq.heappush(self._heap, (self.now + ns, self._seq, _Callback(self._timer_wake, (task, task._token + 1)),
+                                    _CALLBACK_TOKEN))
+        await self.block(_TIMER)
+
+    def _timer_wake(self, task: SimTask, token: int) -> None:
+        if task._token == token and task.state is TaskState.SLEEPING:
+            self.wake(task)
 
     async def block(self, on: Waitable, *, spin: bool = False,
                     timeout_ns: int | None = None) -> Any:
@@ -402,11 +441,21 @@ class Engine:
 
     def _dispatch(self, cpu: Cpu, task: SimTask, cost_ns: int) -> None:
         cpu.curr = task
+        task.slice_start = self.now
         task.state = TaskState.RUNNING
         cpu._enter(CpuState.RUNNING, self.now)
         task.run_ns += cost_ns
         self._seq += 1
         heapq.heappush(self._heap, (self.now + cost_ns, self._seq, task, task._token))
+
+    def _preempt(self, task: SimTask) -> None:
+        """The slice is used up and others wait: to the back of the CPU's run queue."""
+        cpu = task.cpu
+        cpu.curr = None
+        cpu.last_task = task
+        task.state = TaskState.RUNNABLE
+        cpu.runq.append(task)
+        self._cpu_free(cpu)
 
     def _cpu_free(self, cpu: Cpu) -> None:
         if cpu.runq:
@@ -428,6 +477,8 @@ class Engine:
         if task.held:
             names = ", ".join(getattr(lk, "name", repr(lk)) for lk in task.held)
             raise LockMisuse(f"task {task.name!r} exited holding {names}")
+        if task.rcu_depth:
+            raise LockMisuse(f"task {task.name!r} exited inside an RCU read-side critical section")
         self._cpu_free(cpu)
 
     # -- the loop -------------------------------------------------------------------------------
@@ -478,6 +529,9 @@ class Engine:
                     value = target._wake_value
                     if value is not None:
                         target._wake_value = None
+                        if value is _PREEMPT:
+                            self._preempt(target)
+                            continue
                         if value is TIMEOUT:
                             target.spin_ns += t - target.since_ns
                             target.state = TaskState.RUNNING
@@ -501,6 +555,7 @@ class Engine:
                 elif token == _CALLBACK_TOKEN:
                     self.now = t
                     self.events += 1
+                    self.current = None  # a callback runs in no task's context
                     target.fn(*target.args)
                 else:
                     self.now = t
@@ -510,12 +565,22 @@ class Engine:
             self.current = None
             for cpu in self.cpus:
                 cpu._enter(cpu.state, self.now)
+            if reason != "completed" or self._live:
+                self._abandon()
         left = [task.name for task in self.tasks if not task.done]
-        if reason != "completed":
-            for task in self.tasks:
-                if not task.done:
-                    task.coro.close()
         self._outcome = RunOutcome(reason, self.now, self.events, left)
+
+    def _abandon(self) -> None:
+        """Close unfinished tasks (a limit was hit, or the run failed), each as the current task
+        so that the finally blocks its unwinding runs see a sane engine; what they raise is moot."""
+        for task in self.tasks:
+            if not task.done and task.coro.cr_frame is not None:
+                self.current = task
+                try:
+                    task.coro.close()
+                except Exception:  # noqa: S110 - unwinding an abandoned simulated task
+                    pass
+        self.current = None
 
     def _deadlock(self) -> Deadlock:
         blocked: list[tuple[str, str, list[str]]] = []

@@ -161,5 +161,7 @@ class Mutex(SimLock):
                 self.handoff = False
                 self.owner = waiter
                 engine.wake(waiter, _GRANTED)
+                if self.spinners:  # mutex_spin_on_owner: the new owner is not on a CPU
+                    self._owner_sleeps(waiter)
             else:
                 engine.wake(waiter, _RETRY)

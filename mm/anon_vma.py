@@ -94,8 +94,8 @@ LOCK_CLASS_MUTEX = "anon_vma->mutex"  # the pre-3.8 field name (struct anon_vma:
 #     struct rb_root_cached rb_root                       80    16  rb_node + rb_leftmost
 #                                                       sizeof = 96
 #   The cache is SLAB_TYPESAFE_BY_RCU with a constructor (anon_vma_ctor), so SLUB cannot keep its
-#   free pointer inside the object and places it after it: 96 + 8 = 104 B per slab object
-#   (the reference's "≈100-110 B"; /proc/slabinfo shows objsize 104).
+#   free pointer inside the object and places it after it (SLUB calculate_sizes): 96 + 8 = 104 B
+#   per slab object, within the reference's estimate of 100-110 B.
 #
 #   struct anon_vma_chain
 #     struct vm_area_struct *vma                           0     8
@@ -217,7 +217,7 @@ class AnonVmaDesign(RmapDesign):
         self.stats: dict[str, int] = {
             "anon_vma_alloc": 0, "anon_vma_free": 0, "avc_alloc": 0, "avc_free": 0,
             "fork_reuse": 0, "prepare_merge_reuse": 0, "prepare_race_lost": 0,
-            "free_lock_dance": 0, "free_without_lock_dance": 0,
+            "free_lock_dance": 0,
         }
 
     # -- costs and allocation ---------------------------------------------------------------------
@@ -353,21 +353,6 @@ class AnonVmaDesign(RmapDesign):
             root.refcount -= 1
             if root.refcount == 0:
                 await self._anon_vma_free(root)
-
-    def _put_anon_vma_sync(self, av: AnonVma) -> None:
-        """``put_anon_vma`` from a synchronous hook: it cannot sleep, so a last put frees without
-        the lock dance (counted in ``stats["free_without_lock_dance"]``)."""
-        av.refcount -= 1
-        if av.refcount:
-            return
-        root = av.root
-        self.stats["free_without_lock_dance"] += 1
-        self._retire(av)
-        if root is not av:
-            root.refcount -= 1
-            if root.refcount == 0:
-                self.stats["free_without_lock_dance"] += 1
-                self._retire(root)
 
     # -- VMA and mm lifecycle ----------------------------------------------------------------------
 
@@ -668,13 +653,14 @@ class AnonVmaDesign(RmapDesign):
         av.pins += 1
         return av
 
-    def put_anon_vma(self, token: Any) -> None:
-        """Drop a :meth:`folio_get_anon_vma` pin (``put_anon_vma``)."""
+    async def put_anon_vma(self, token: Any) -> None:
+        """Drop a :meth:`folio_get_anon_vma` pin (``put_anon_vma``; a last put frees under the
+        root lock dance)."""
         if token is None:
             return
         assert isinstance(token, AnonVma)
         token.pins -= 1
-        self._put_anon_vma_sync(token)
+        await self._put_anon_vma(token)
 
     @staticmethod
     def _folio_anon_vma(folio: Folio) -> AnonVma | None:

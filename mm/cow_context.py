@@ -478,7 +478,7 @@ class CowContextDesign(RmapDesign):
             if vma.anon_vma is None or vma.freed:
                 continue
             ctx = self._ctx(vma.mm)
-            if False:
+            if vma.offset:
                 await self._remap_store(ctx, vma)
             elif vma.vid in ctx.remaps:
                 await self._remap_erase(ctx, vma)

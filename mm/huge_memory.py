@@ -31,15 +31,18 @@ async def split_huge_folio(system: MmSystem, folio: Folio) -> bool:
             return False
         design = system.design
         pin = design.folio_get_anon_vma(folio)
+        if pin is None:  # __folio_split: no anon_vma to pin -> -EBUSY
+            lock.folio_unlock()
+            return False
         folio.pins += 1
         token = await design.rmap_write_lock(folio)
         if not await try_to_migrate(system, folio, locked=True):  # unmap_folio
             # A mapping was not reached: the refcount freeze fails; remap and give up.
             await remove_migration_ptes(system, folio, [folio], locked=True)
             await design.rmap_write_unlock(token)
-            folio.pins -= 1
-            design.put_anon_vma(pin)
+            await design.put_anon_vma(pin)
             lock.folio_unlock()
+            await system.folio_put(folio)
             system.ops.inc("thp_split_fail")
             return False
         await spend(system, system.costs.split_ns)
@@ -47,8 +50,8 @@ async def split_huge_folio(system: MmSystem, folio: Folio) -> bool:
         await design.folio_split(folio, tails)
         await remove_migration_ptes(system, folio, tails, locked=True)  # remap_page
         await design.rmap_write_unlock(token)
-        folio.pins -= 1
-        design.put_anon_vma(pin)
+        folio.pins -= 1  # the head is retired by the split, not freed
+        await design.put_anon_vma(pin)
         lock.folio_unlock()
         for small in tails:
             if small.mapcount == 0:

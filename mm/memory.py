@@ -98,7 +98,7 @@ async def _handle_fault(system: MmSystem, vma: Vma, vpn: int, write: bool, *, vm
             return await do_huge_pmd_anonymous_page(system, vma, base, vma_locked)
         if pmd is not None:
             if pmd.migration:
-                await _migration_entry_wait(system, pmd.folio)
+                await _migration_entry_wait(system, vma, base, pmd)
                 return Fault.RETRY
             if write and not pmd.writable:
                 return await do_huge_pmd_wp_page(system, vma, base, pmd)
@@ -110,7 +110,7 @@ async def _handle_fault(system: MmSystem, vma: Vma, vpn: int, write: bool, *, vm
             return await do_read_zero_page(system, vma, vpn)
         return await do_anonymous_page(system, vma, vpn, vma_locked)
     if pte.migration:
-        await _migration_entry_wait(system, pte.folio)
+        await _migration_entry_wait(system, vma, vpn, pte)
         return Fault.RETRY
     if write and not pte.writable:
         return await do_wp_page(system, vma, vpn, vma_locked)
@@ -118,12 +118,31 @@ async def _handle_fault(system: MmSystem, vma: Vma, vpn: int, write: bool, *, vm
     return Fault.OK
 
 
-async def _migration_entry_wait(system: MmSystem, folio: Folio) -> None:
-    """``migration_entry_wait``: sleep until the migrating folio is unlocked."""
+async def _migration_entry_wait(system: MmSystem, vma: Vma, vpn: int, entry: Pte) -> None:
+    """``migration_entry_wait``: sleep until the migrating folio is unlocked.
+
+    If the entry is still there afterwards while no migration holds the folio, the migration's
+    ``remove_migration_ptes`` walk missed it (an unlocked walk racing with fork can): in the kernel
+    the task would fault on it forever.  The simulator records that as corruption and drops the
+    entry (the data is lost; the retried fault maps a fresh page) so the run can go on.
+    """
+    folio = entry.folio
     lock = system.folio_lock_of(folio)
     await lock.folio_lock()
     lock.folio_unlock()
     system.ops.inc("migration_entry_wait")
+    mm = vma.mm
+    table = mm.pmds if folio.order else mm.ptes
+    key = vpn // HPAGE_PMD_NR if folio.order else vpn
+    if table.get(key) is entry and (folio.freed or not folio.pins):
+        ptl = system.pmd_lock(mm, vpn) if folio.order else system.ptl(mm, vpn)
+        await ptl.lock()
+        if table.get(key) is entry:
+            del table[key]
+            system.corruption.append(f"t={system.engine.now} ns: mm{mm.mid} vpn {vpn}: stale migration "
+                                     f"entry for folio {folio.fid} (the migration's rmap walk missed it)")
+            system.ops.inc("stale_migration_entry")
+        ptl.unlock()
 
 
 async def do_read_zero_page(system: MmSystem, vma: Vma, vpn: int) -> Fault:

@@ -110,14 +110,17 @@ async def migrate_folio(system: MmSystem, folio: Folio) -> bool:
             lock.folio_unlock()
             return False
         pin = system.design.folio_get_anon_vma(folio)
+        if pin is None:  # the anon_vma is going away: nothing to migrate
+            lock.folio_unlock()
+            return False
         folio.pins += 1
         unmapped = await try_to_migrate(system, folio)
         if not unmapped:
             # Some mapping was not reached: put the entries back on the old folio.
             await remove_migration_ptes(system, folio, [folio])
-            folio.pins -= 1
-            system.design.put_anon_vma(pin)
+            await system.design.put_anon_vma(pin)
             lock.folio_unlock()
+            await system.folio_put(folio)
             system.ops.inc("migrate_fail")
             return False
         new = await system.alloc_folio(folio.index, folio.order)
@@ -127,13 +130,11 @@ async def migrate_folio(system: MmSystem, folio: Folio) -> bool:
         await remove_migration_ptes(system, folio, [new])
         if new.mapcount:
             system.lru_add(new)
-        folio.pins -= 1
-        system.design.put_anon_vma(pin)
+        await system.design.put_anon_vma(pin)
         lock.folio_unlock()
-        if not folio.freed and folio.mapcount == 0:
-            await system.free_folio(folio)
-        if new.mapcount == 0 and not new.freed:
-            await system.free_folio(new)
+        await system.folio_put(folio)  # the old folio goes with our pin
+        if new.mapcount == 0 and not new.freed and not new.pins:
+            await system.free_folio(new)  # every mapping went away while it migrated
         system.ops.inc("migrate")
         return True
     finally:

@@ -199,32 +199,38 @@ async def zap_range(system: MmSystem, mm: MmStruct, start: int, end: int) -> lis
     for idx in sorted(i for i in mm.pmds if start <= i * HPAGE_PMD_NR < end):
         lock = system.pmd_lock(mm, idx * HPAGE_PMD_NR)
         await lock.lock()
-        pmd = mm.pmds.pop(idx)
-        if not pmd.migration:
+        pmd = mm.pmds.pop(idx, None)  # re-checked under the lock: reclaim may have unmapped it
+        if pmd is not None and not pmd.migration:
             _unmap_one(pmd, to_free)
         await spend(system, costs.zap_ns)
         lock.unlock()
     first, last = start // PTRS_PER_PTE, (end - 1) // PTRS_PER_PTE
     for t in sorted(t for t in mm.ptls if first <= t <= last):
         lo, hi = max(start, t * PTRS_PER_PTE), min(end, (t + 1) * PTRS_PER_PTE)
-        vpns = [v for v in range(lo, hi) if v in mm.ptes]
-        if not vpns:
+        if not any(v in mm.ptes for v in range(lo, hi)):
             continue
         ptl = system.ptl(mm, lo)
         await ptl.lock()
-        for v in vpns:
-            pte = mm.ptes.pop(v)
+        zapped = 0
+        for v in range(lo, hi):  # read under the PTL: reclaim may have changed the table
+            pte = mm.ptes.pop(v, None)
+            if pte is None:
+                continue
+            zapped += 1
             if not pte.migration and pte.folio is not ZERO_FOLIO:
                 _unmap_one(pte, to_free)
-        await spend(system, costs.zap_ns * len(vpns))
+        await spend(system, costs.zap_ns * zapped)
         ptl.unlock()
     return to_free
 
 
 def _unmap_one(pte: Pte, to_free: list[Folio]) -> None:
+    """``folio_remove_rmap_ptes``; an unmapped folio is pinned in the mmu_gather batch and freed
+    (by whoever drops the last pin) after the TLB flush."""
     folio = pte.folio
-    folio.mapcount -= 1  # folio_remove_rmap_ptes
-    if folio.mapcount == 0 and not folio.pins:
+    folio.mapcount -= 1
+    if folio.mapcount == 0:
+        folio.pins += 1
         to_free.append(folio)
 
 
@@ -233,7 +239,7 @@ async def unmap_vma(system: MmSystem, vma: Vma) -> None:
     to_free = await zap_range(system, vma.mm, vma.start, vma.end)
     await spend(system, system.costs.tlb_flush_ns)
     for folio in to_free:
-        await system.free_folio(folio)
+        await system.folio_put(folio)
 
 
 async def free_pgtables(system: MmSystem, mm: MmStruct, vmas: list[Vma]) -> None:

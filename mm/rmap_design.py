@@ -189,10 +189,13 @@ class RmapDesign(ABC):
     async def rmap_write_unlock(self, token: Any) -> None: ...
 
     def folio_get_anon_vma(self, folio: Folio) -> Any:
-        """Pin the folio's rmap anchor so it survives an unmap (migration); returns a token."""
-        return None
+        """Pin the folio's rmap anchor so it survives an unmap (migration); returns a token, or
+        None when the anchor is already going away (the caller then gives up, as the kernel's
+        callers do)."""
+        return True
 
-    def put_anon_vma(self, token: Any) -> None:
+    async def put_anon_vma(self, token: Any) -> None:
+        """Drop the pin (the last put may free the anchor, under its lock)."""
         return None
 
     # -- accounting --------------------------------------------------------------------------------

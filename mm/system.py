@@ -89,6 +89,7 @@ class MmSystem:
         self.lru: dict[int, Folio] = {}  # inactive-anon LRU: oldest first
         self.walks: dict[str, WalkStats] = {}
         self.ops = OpCounters()
+        self.corruption: list[str] = []  # what the kernel would have corrupted (stale entries)
         self.pgtables = 0  # live PTE table pages
         self.pgtables_deferred_bytes = 0
         self._next_mid = 0
@@ -185,6 +186,13 @@ class MmSystem:
     @property
     def next_folio_id(self) -> int:
         return self._next_fid
+
+    async def folio_put(self, folio: Folio) -> None:
+        """Drop a pin (isolation, migration, an mmu_gather batch); whoever drops the last pin of
+        an unmapped folio frees it."""
+        folio.pins -= 1
+        if folio.pins == 0 and folio.mapcount == 0 and not folio.freed:
+            await self.free_folio(folio)
 
     def split_folio(self, head: Folio) -> list[Folio]:
         """``__split_folio_to_order``: 512 order-0 folios take over the head's pages.

@@ -97,7 +97,10 @@ async def try_to_unmap(system: MmSystem, folio: Folio) -> bool:
 
 
 async def shrink_folio(system: MmSystem, folio: Folio) -> Reclaim:
-    """``shrink_folio_list`` for one isolated folio."""
+    """``shrink_folio_list`` for one folio the caller isolated (and pinned).
+
+    FREED means unmapped and swapped out: the caller's dropped pin frees it.
+    """
     if folio.freed:
         return Reclaim.GONE
     lock = system.folio_lock_of(folio)
@@ -117,7 +120,5 @@ async def shrink_folio(system: MmSystem, folio: Folio) -> Reclaim:
         await spend(system, system.costs.swap_out_ns)
     finally:
         lock.folio_unlock()
-    if not folio.pins and not folio.freed:
-        await system.free_folio(folio)
     system.ops.inc("reclaim_freed")
     return Reclaim.FREED

@@ -1,0 +1,174 @@
+"""Reports: pure functions of saved result records (``result.json``, ``sweep.json``).
+
+``render_run`` writes, next to a run's result.json: ``lockstat.txt`` (/proc/lock_stat layout),
+``perf_lock.txt`` (``perf lock contention`` layout), ``latency.txt``, ``compare.txt``, the
+pictures (``*.png`` and ``*.svg``), ``report.html`` (self-contained) and ``hlog/<op>.hlog``
+(HdrHistogram interval logs).  ``render_sweep`` writes ``sweep.txt``, the scaling curves and a
+sweep ``report.html``.  ``render_dir`` re-renders a folder from its result.json or sweep.json
+alone; the same input always gives the same bytes, and every file is written atomically.
+
+This package never imports the engine, mm, actors or workloads' runners: a report knows nothing
+of how a result was produced.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from reports.common import SWEEP_SCHEMA, check_results, fmt_pct, fmt_time, format_table, op_names, side_names
+from reports.common import total_throughput as _total_throughput
+from reports.common import wait_share as _wait_share
+from reports.compare import compare_text, verdict
+from reports.hlog import write_hlogs
+from reports.html import run_html, sweep_html
+from reports.latency import latency_text
+from reports.lockstat import lockstat_text
+from reports.perf_lock import perf_lock_text
+from reports.plots import figure_bytes, run_figures, scaling_figures
+from workloads.record import atomic_write
+
+__all__ = [
+    "load_sweep_points",
+    "render_dir",
+    "render_run",
+    "render_sweep",
+    "summary_text",
+    "sweep_text",
+    "top_contended",
+]
+
+
+def _write(path: Path, text: str | bytes, written: list[Path]) -> None:
+    atomic_write(path, text)
+    written.append(path)
+
+
+def _save(fig: Figure, outdir: Path, name: str, written: list[Path]) -> bytes:
+    """Write ``name.png`` and ``name.svg``; return the SVG for the page."""
+    _write(outdir / f"{name}.png", figure_bytes(fig, "png"), written)
+    svg = figure_bytes(fig, "svg")
+    _write(outdir / f"{name}.svg", svg, written)
+    return svg
+
+
+def render_run(results: dict[str, Any], outdir: Path) -> list[Path]:
+    """Every report of one run (all its designs) into ``outdir``; returns the files written."""
+    results = check_results(results)
+    outdir = Path(outdir)
+    written: list[Path] = []
+    _write(outdir / "lockstat.txt", lockstat_text(results), written)
+    _write(outdir / "perf_lock.txt", perf_lock_text(results), written)
+    _write(outdir / "latency.txt", latency_text(results), written)
+    _write(outdir / "compare.txt", compare_text(results), written)
+    svgs: dict[str, bytes] = {}
+    for name, fig in run_figures(results["runs"]).items():
+        svgs[name] = _save(fig, outdir, name, written)
+    _write(outdir / "report.html", run_html(results, svgs), written)
+    written += write_hlogs(results, outdir)
+    return written
+
+
+def load_sweep_points(sweep: Mapping[str, Any], outdir: Path) -> list[dict[str, Any]]:
+    """The sweep's points, each with ``runs`` loaded from its result file (``[]`` when failed)."""
+    if sweep.get("schema") != SWEEP_SCHEMA:
+        raise ValueError(f"not a sweep file: schema is {sweep.get('schema')!r}, expected {SWEEP_SCHEMA!r}")
+    points = []
+    for p in sweep.get("points", []):
+        point = {"params": dict(p.get("params", {})), "status": p.get("status", "failed"),
+                 "error": p.get("error"), "runs": []}
+        if point["status"] == "ok" and p.get("result"):
+            path = Path(outdir) / str(p["result"])
+            if path.exists():
+                point["runs"] = check_results(json.loads(path.read_text()))["runs"]
+            else:
+                point["status"], point["error"] = "missing", f"result file {p['result']} not found"
+        points.append(point)
+    return points
+
+
+def sweep_text(sweep: Mapping[str, Any], points: Sequence[Mapping[str, Any]]) -> str:
+    """sweep.txt: one row per (point, design): parameters, throughput, p99 per operation, wait share."""
+    keys = list(sweep.get("grid", {}))
+    ops = op_names([run for p in points for run in p["runs"]])
+    headers = [*keys, "design", "status", "ops/s", *(f"{op} p99" for op in ops), "lock wait"]
+    rows = []
+    for p in points:
+        params = [json.dumps(p["params"].get(k)) for k in keys]
+        if not p["runs"]:
+            rows.append([*params, "-", str(p["status"]), "-", *("-" for _ in ops), "-"])
+            continue
+        for run in p["runs"]:
+            lat = [fmt_time(int(run.get("operations", {}).get(op, {}).get("p99_ns", 0) or 0))
+                   if op in run.get("operations", {}) else "-" for op in ops]
+            rows.append([*params, str(run.get("design", "?")), str(p["status"]),
+                         f"{_total_throughput(run):,.1f}", *lat, fmt_pct(_wait_share(run))])
+    title = f"Sweep of scenario {sweep.get('scenario', {}).get('name', '?')}\n\n"
+    text = title + format_table(headers, rows, align="l" * (len(keys) + 2) + "r" * (len(ops) + 2))
+    failed = [p for p in points if p["status"] != "ok"]
+    if failed:
+        text += "\nfailed points:\n" + "".join(f"  {json.dumps(p['params'], sort_keys=True)}: {p['error']}\n"
+                                               for p in failed)
+    return text
+
+
+def render_sweep(sweep: dict[str, Any], outdir: Path) -> list[Path]:
+    """The sweep's table, scaling curves and page into ``outdir`` (point results read from there)."""
+    outdir = Path(outdir)
+    points = load_sweep_points(sweep, outdir)
+    written: list[Path] = []
+    table = sweep_text(sweep, points)
+    _write(outdir / "sweep.txt", table, written)
+    ok = [(p["params"], p["runs"]) for p in points if p["runs"]]
+    svgs: dict[str, bytes] = {}
+    for name, fig in scaling_figures(ok, sweep.get("grid", {})).items():
+        svgs[name] = _save(fig, outdir, name, written)
+    _write(outdir / "report.html", sweep_html(sweep, table, svgs), written)
+    return written
+
+
+def render_dir(outdir: Path) -> list[Path]:
+    """Re-render a run or sweep folder from its ``sweep.json`` or ``result.json`` alone."""
+    outdir = Path(outdir)
+    sweep_path = outdir / "sweep.json"
+    if sweep_path.exists():
+        return render_sweep(json.loads(sweep_path.read_text()), outdir)
+    result_path = outdir / "result.json"
+    if not result_path.exists():
+        raise FileNotFoundError(f"{outdir}: neither result.json nor sweep.json")
+    return render_run(json.loads(result_path.read_text()), outdir)
+
+
+def top_contended(run: Mapping[str, Any], n: int = 5) -> list[tuple[str, str, int, int, int]]:
+    """The ``n`` lock sides with the most wait time: (class, R/W, contentions, total wait, max wait)."""
+    out = []
+    for lock in run.get("locks", []):
+        for side in side_names(lock):
+            s = lock[side]
+            if int(s.get("contentions", 0)):
+                out.append((str(lock["name"]), "R" if side == "read" else "W", int(s["contentions"]),
+                            int(s.get("waittime_total_ns", 0)), int(s.get("waittime_max_ns", 0))))
+    out.sort(key=lambda t: (-t[3], -t[2], t[0], t[1]))
+    return out[:n]
+
+
+def summary_text(results: Mapping[str, Any]) -> str:
+    """What the terminal shows after a run: latency percentiles, top contended locks, verdict."""
+    results = check_results(results)
+    out = [latency_text(results)]
+    lines = ["Top contended locks (by total wait)"]
+    for run in results["runs"]:
+        top = top_contended(run)
+        lines.append(f"  {run.get('design', '?')}:" + ("" if top else " no lock was waited for"))
+        if top:
+            cells = [[name, mode, f"{c:,}", fmt_time(t), fmt_time(m)] for name, mode, c, t, m in top]
+            table = format_table(["lock", "mode", "contended", "total wait", "max wait"], cells,
+                                 align="llrrr", indent="    ")
+            lines.append(table.rstrip("\n"))
+    out.append("\n".join(lines) + "\n")
+    out.append("Verdict\n" + "".join(f"  - {line}\n" for line in verdict(results)))
+    return "\n".join(out)

@@ -66,6 +66,10 @@ def _start_fault_loop(world: World, proc: Process | None, p: dict[str, Any], reg
 def _start_fork_exit(world: World, proc: Process | None, p: dict[str, Any], regions: list[Region],
                      kswapd_queue: Any) -> None:
     assert proc is not None
+    if p["prefork"]:
+        world.spawn(proc, "prefork", process.prefork_servers, world, proc, servers=p["prefork"],
+                    interval_ns=p["interval_ns"], child=_child(p), regions=regions)
+        return
     for i in range(p["threads"]):
         world.spawn(proc, f"forker{i}", process.fork_exit_loop, world, proc, interval_ns=p["interval_ns"],
                     child=_child(p), regions=regions, max_children=p["max_children"] or None)
@@ -134,6 +138,8 @@ ACTORS: dict[str, ActorKind] = {
                       "threads": Param(int, 1, "forking threads in the master", 1, 1024),
                       "max_children": Param(int, 0, "stop after this many forks per thread (0: no limit)",
                                             0, 10**7),
+                      "prefork": Param(int, 0, "fork this many server processes first, each forking "
+                                       "workers (one family, separate mmap_locks); 0: threads fork", 0, 4096),
                       **_CHILD_PARAMS,
                   }, _start_fork_exit),
         ActorKind("fork_chain", "each process forks a child and exits, to a depth ([H6])", True, {

@@ -143,6 +143,8 @@ def run_one(scenario: Scenario, design: str, *, seed: int | None = None, cpus: i
         raise RunFailed(f"{scenario.name} under {design} (seed {seed}): {exc}") from exc
 
     violations = list(mapcount_problems)
+    if system.corruption:
+        violations.append(f"{len(system.corruption)} corrupted mapping(s), first: {system.corruption[0]}")
     completed = outcome.reason == "completed"
     if not completed:
         violations.append(f"run stopped by {outcome.reason} at t={outcome.end_ns} ns with "

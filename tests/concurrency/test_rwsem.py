@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from concurrency.engine import Deadlock, Engine, SimTask, SimulationError
+from concurrency.engine import Deadlock, Engine, SimTask, SimulationError, TaskState
 from concurrency.lock import LockCosts, LockMisuse
 from concurrency.mutex import Mutex
 from concurrency.rwsem import RwSemaphore
@@ -1075,14 +1075,19 @@ class RwsemMachine(RuleBasedStateMachine):
             return body
 
         async def monitor() -> None:
-            while not all(t.done for t in engine.tasks if t is not _me(engine)):
+            # Look between the workers' own steps while any of them can still make progress; then
+            # stop, so that workers left blocked for good end the run with Deadlock.
+            me = _me(engine)
+            while any(t.state in (TaskState.RUNNING, TaskState.RUNNABLE, TaskState.SPINNING)
+                      for t in engine.tasks if t is not me):
                 await engine.delay(700)
                 check("monitor")
 
         for i, steps in enumerate(self.programs):
             engine.spawn(f"w{i}", program(steps))
         engine.spawn("monitor", monitor)
-        engine.run()  # Deadlock here would be a lost wake-up
+        outcome = engine.run(max_events=200_000)  # Deadlock here would be a lost wake-up
+        assert outcome.reason == "completed", f"livelock: {outcome}"
         assert violations == []
         assert all(t.done for t in engine.tasks)
         assert not sem.is_locked() and not sem.waitq and not sem.handoff

@@ -242,10 +242,6 @@ def test_mutex_without_a_stealer_the_woken_waiter_just_takes_it() -> None:
     assert mutex.lclass.events["mutex_handoff_set"] == 0
 
 
-@pytest.mark.xfail(strict=True, raises=Deadlock,
-                   reason="mutex.py bug: optimistic spinners keep spinning after unlock hands the "
-                          "lock to a sleeping waiter (kernel: mutex_spin_on_owner stops when "
-                          "!owner_on_cpu); a spinner on the new owner's CPU then starves it")
 def test_spinner_stops_when_lock_handed_to_waiter_on_its_cpu() -> None:
     engine = Engine(4, ctx_switch_ns=1000)
     mutex = Mutex(engine, "m")  # kernel defaults: spinning, hand-off only after a lost race
@@ -312,8 +308,7 @@ class LockMachine(RuleBasedStateMachine):
     def setup(self, data: st.DataObject, ncpus: int, ctx: int) -> None:
         self.variant = data.draw(st.sampled_from(self.variants), label="variant")
         self.model: Model = MODELS[self.variant]()
-        # The default mutex (spinning, kernel hand-off) may not share CPUs: see the xfail above.
-        self.one_task_per_cpu = self.variant == "mutex"
+        self.one_task_per_cpu = False
         self.ncpus = MAX_TASKS_PER_RUN if self.one_task_per_cpu else ncpus
         self.engine = Engine(self.ncpus, ctx_switch_ns=ctx)
         self.lock = self.model.make(self.engine)

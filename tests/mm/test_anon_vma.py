@@ -112,7 +112,8 @@ def chain_avs(vma: Vma) -> list[AnonVma]:
     return [avc.anon_vma for avc in vma.rmap]
 
 
-def folio_in(system: MmSystem, vma: Vma, index: int, *, mapcount: int = 1) -> Folio:
+def folio_in(index: int, *, mapcount: int = 1) -> Folio:
+    """A folio at anon pgoff ``index`` (not in the system: walks only need index and mapcount)."""
     folio = Folio(10_000 + index, index)
     folio.mapcount = mapcount
     return folio
@@ -190,6 +191,12 @@ def test_prepare_reuses_a_compatible_neighbours_singular_anon_vma() -> None:
         c = system.new_vma(mm, 40, 48)  # not adjacent
         mm.insert_vma(c)
         await design.anon_vma_prepare(c)
+        x, y = system.new_vma(mm, 56, 64), system.new_vma(mm, 64, 72)
+        mm.insert_vma(x)
+        mm.insert_vma(y)
+        await design.anon_vma_prepare(y)
+        await design.anon_vma_prepare(x)  # the next VMA is tried first
+        out.update(x=x, y=y)
         # after a fork the child's list is not singular: its neighbour gets its own anon_vma
         cmm, ca = await fork(system, a)
         cb = system.new_vma(cmm, 16, 32)
@@ -202,8 +209,9 @@ def test_prepare_reuses_a_compatible_neighbours_singular_anon_vma() -> None:
     assert b.anon_vma is a.anon_vma and a.anon_vma.num_active_vmas == 2
     assert len(a.anon_vma.tree) == 2 + 1  # a, b, and the child's clone of a
     assert c.anon_vma is not a.anon_vma
+    assert out["x"].anon_vma is out["y"].anon_vma is not c.anon_vma
     assert len(ca.rmap) == 2 and cb.anon_vma is not ca.anon_vma and cb.anon_vma.root is cb.anon_vma
-    assert design.stats["prepare_merge_reuse"] == 1
+    assert design.stats["prepare_merge_reuse"] == 2
     assert design.check_invariants(False) == []
 
 
@@ -591,10 +599,10 @@ def test_folio_mapping_rules() -> None:
     async def body() -> None:
         _, v0 = await new_proc(system)
         _, v1 = await fork(system, v0)
-        f_excl, f_shared = folio_in(system, v1, 3), folio_in(system, v1, 4)
+        f_excl, f_shared = folio_in(3), folio_in(4)
         await design.folio_add_new_anon_rmap(f_excl, v1, 3, True)
         await design.folio_add_new_anon_rmap(f_shared, v1, 4, False)
-        f_old = folio_in(system, v0, 5)
+        f_old = folio_in(5)
         await design.folio_add_new_anon_rmap(f_old, v0, 5, True)
         out.update(excl=f_excl.mapping, shared=f_shared.mapping, old_before=f_old.mapping)
         await design.folio_move_anon_rmap(f_old, v1)
@@ -618,9 +626,9 @@ def test_folio_get_anon_vma_pin_outlives_the_vmas() -> None:
     async def body() -> None:
         _, v0 = await new_proc(system)
         _, v1 = await fork(system, v0)
-        folio = folio_in(system, v1, 2)
+        folio = folio_in(2)
         await design.folio_add_new_anon_rmap(folio, v1, 2, True)
-        unmapped = folio_in(system, v1, 3, mapcount=0)
+        unmapped = folio_in(3, mapcount=0)
         await design.folio_add_new_anon_rmap(unmapped, v1, 3, True)
         assert design.folio_get_anon_vma(unmapped) is None  # needs folio_mapped()
         log.clear()
@@ -630,8 +638,8 @@ def test_folio_get_anon_vma_pin_outlives_the_vmas() -> None:
         await exit_vma(system, v0)
         out["alive"] = (not pin.freed, not pin.root.freed, design.metadata()["anon_vma_count"])
         assert design.check_invariants(False) == []
-        design.put_anon_vma(pin)
-        design.put_anon_vma(None)
+        await design.put_anon_vma(pin)
+        await design.put_anon_vma(None)
         out["pin"] = pin
 
     run(engine, body)
@@ -661,7 +669,7 @@ def test_walk_trylock_path_visits_overlapping_vmas_in_tree_order() -> None:
         other = system.new_vma(root.mm, 100, 116)  # same mm, unrelated pgoff range
         root.mm.insert_vma(other)
         await design.clone_vma(other, root, "remap")  # same anon_vma, pgoff 100..115
-        folio = folio_in(system, root, 5)
+        folio = folio_in(5)
         await design.folio_add_new_anon_rmap(folio, root, 5, True)
         log.clear()
         out["res"] = await design.rmap_walk(folio, RmapWalkControl("t", rmap_one))
@@ -680,7 +688,7 @@ def test_walk_of_a_childs_exclusive_folio_visits_only_its_subtree() -> None:
     async def body() -> None:
         _root, kids = await _family(system, 2)
         _, grandchild = await fork(system, kids[0])
-        folio = folio_in(system, kids[0], 1)
+        folio = folio_in(1)
         await design.folio_add_new_anon_rmap(folio, kids[0], 1, True)
         await design.rmap_walk(folio, RmapWalkControl("t", rmap_one))
         assert seen == [kids[0], grandchild]
@@ -696,7 +704,7 @@ def test_walk_blocks_in_down_read_while_a_writer_holds_and_not_try_lock() -> Non
 
     async def setup() -> None:
         root, _kids = await _family(system, 1)
-        folio = folio_in(system, root, 2)
+        folio = folio_in(2)
         await design.folio_add_new_anon_rmap(folio, root, 2, True)
         out.update(folio=folio, av=root.anon_vma)
 
@@ -730,7 +738,7 @@ def test_walk_with_try_lock_gives_up_when_contended() -> None:
 
     async def setup() -> None:
         root, _ = await _family(system, 1)
-        folio = folio_in(system, root, 2)
+        folio = folio_in(2)
         await design.folio_add_new_anon_rmap(folio, root, 2, True)
         out["folio"] = folio
 
@@ -761,7 +769,7 @@ def test_walk_without_anon_lock_locks_folio_anon_vma_even_when_unmapped() -> Non
 
     async def setup() -> None:
         root, _kids = await _family(system, 1)
-        folio = folio_in(system, root, 2, mapcount=0)
+        folio = folio_in(2, mapcount=0)
         await design.folio_add_new_anon_rmap(folio, root, 2, True)
         out["folio"] = folio
 
@@ -797,7 +805,7 @@ def test_locked_walk_takes_nothing_and_write_lock_is_the_roots() -> None:
 
     async def body() -> None:
         root, kids = await _family(system, 2)
-        folio = folio_in(system, kids[1], 3)
+        folio = folio_in(3)
         await design.folio_add_new_anon_rmap(folio, kids[1], 3, True)
         log.clear()
         token = await design.rmap_write_lock(folio)
@@ -806,7 +814,7 @@ def test_locked_walk_takes_nothing_and_write_lock_is_the_roots() -> None:
         out["res"] = await design.rmap_walk(folio, RmapWalkControl("t", rmap_one, locked=True))
         await design.rmap_write_unlock(token)
         assert not root_lock.is_locked()
-        assert await design.rmap_write_lock(folio_in(system, root, 1)) is None  # no anon_vma
+        assert await design.rmap_write_lock(folio_in(1)) is None  # no anon_vma
         await design.rmap_write_unlock(None)
 
     run(engine, body)
@@ -819,7 +827,7 @@ def test_walk_stops_on_rmap_one_false_and_on_done() -> None:
 
     async def body() -> None:
         root, _kids = await _family(system, 3)
-        folio = folio_in(system, root, 2)
+        folio = folio_in(2)
         await design.folio_add_new_anon_rmap(folio, root, 2, True)
         calls: list[Vma] = []
 
@@ -847,7 +855,7 @@ def test_mutex_makes_readers_exclude_each_other(kind: str) -> None:
 
     async def setup() -> None:
         root, kids = await _family(system, 1)
-        f1, f2 = folio_in(system, root, 1), folio_in(system, kids[0], 2)
+        f1, f2 = folio_in(1), folio_in(2)
         await design.folio_add_new_anon_rmap(f1, root, 1, True)
         await design.folio_add_new_anon_rmap(f2, kids[0], 2, True)
         out.update(f1=f1, f2=f2, lock=lock_of(root.anon_vma))
@@ -887,7 +895,7 @@ def test_mutex_try_lock_walker_fails_against_another_reader() -> None:
         async def setup(system: MmSystem = system, design: AnonVmaDesign = design,
                         out: dict[str, Folio] = out) -> None:
             root, _ = await _family(system, 1)
-            out["f"] = folio_in(system, root, 1)
+            out["f"] = folio_in(1)
             await design.folio_add_new_anon_rmap(out["f"], root, 1, True)
 
         run(engine, setup)
@@ -927,7 +935,7 @@ def test_single_anon_vma_one_per_family_and_every_walk_visits_every_process() ->
             out["vmas"] = [root, *kids, grandchild]
             counts = []
             for owner in out["vmas"]:  # a COW copy made by each process: exclusive to it
-                folio = folio_in(system, owner, 4)
+                folio = folio_in(4)
                 await design.folio_add_new_anon_rmap(folio, owner, 4, True)
                 seen, rmap_one = recorder()
                 await design.rmap_walk(folio, RmapWalkControl("t", rmap_one))
@@ -949,15 +957,39 @@ def test_single_anon_vma_one_per_family_and_every_walk_visits_every_process() ->
     assert walks[False] == [5, 2, 1, 1, 1]
 
 
+@pytest.mark.parametrize("single", [False, True])
+def test_walk_cost_interval_tree_query_or_pre_2010_list_scan(single: bool) -> None:
+    costs = CostModel.free().with_overrides({"list_op_ns": 10, "itree_query_base_ns": 1000})
+    engine, system, design = make(single_anon_vma=single, costs=costs)
+    out: dict[str, int] = {}
+
+    async def body() -> None:
+        root, _ = await _family(system, 7)
+        folio = folio_in(1)
+        await design.folio_add_new_anon_rmap(folio, root, 1, True)
+        t0 = engine.now
+        await design.rmap_walk(folio, RmapWalkControl("t", recorder()[1]))
+        out["cost"] = engine.now - t0
+
+    run(engine, body)
+    assert out["cost"] == (8 * 10 if single else 1000)  # 8 VMAs in the family's list
+
+
 def test_single_anon_vma_fork_and_teardown_lock_once() -> None:
-    engine, system, design = make(single_anon_vma=True)
+    costs = CostModel.free().with_overrides({"slab_ns": 1000})
+    engine, system, design = make(single_anon_vma=True, costs=costs)
     log = engine.tracer = LockLog()
     acqs: list[list[tuple[str, str]]] = []
 
     async def body() -> None:
-        _, root = await new_proc(system)
+        _, root = await new_proc(system, fault=False)
+        t0 = engine.now
+        await design.anon_vma_prepare(root)
+        assert engine.now - t0 == 1000  # the anon_vma only: no AVC
         log.clear()
+        t0 = engine.now
         _, child = await fork(system, root)
+        assert engine.now == t0  # anon_vma_link: the list node is in the VMA, nothing to allocate
         acqs.append(log.acquisitions("t0"))
         for v in (root, child):
             log.clear()
@@ -1040,7 +1072,7 @@ def test_random_histories_keep_invariants_and_end_at_zero(ops: list[tuple[str, i
                 await exit_vma(system, vma)
                 live.remove(vma)
             elif op == "cow" and vma.anon_vma is not None:
-                folio = folio_in(system, vma, vma.pgoff)
+                folio = folio_in(vma.pgoff)
                 await design.folio_add_new_anon_rmap(folio, vma, vma.start, True)
                 seen, rmap_one = recorder()
                 await design.rmap_walk(folio, RmapWalkControl("t", rmap_one))
@@ -1056,7 +1088,7 @@ def test_random_histories_keep_invariants_and_end_at_zero(ops: list[tuple[str, i
                 await design.vma_complete(token, [vma, new])
                 live.append(new)
             elif op == "walk":
-                folio = folio_in(system, vma, vma.pgoff)
+                folio = folio_in(vma.pgoff)
                 await design.folio_add_new_anon_rmap(folio, vma, vma.start, False)  # the root's
                 seen, rmap_one = recorder()
                 await design.rmap_walk(folio, RmapWalkControl("t", rmap_one))

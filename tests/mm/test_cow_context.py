@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from concurrency.engine import Engine, SimTask
 from concurrency.lock import SimLock
+from mm.costs import CostModel
 from mm.cow_context import (
     COW_CONTEXT_BYTES,
     CTX_FREE_DESC,
@@ -24,7 +25,6 @@ from mm.cow_context import (
     CowContextDesign,
     remap_bytes,
 )
-from mm.costs import CostModel
 from mm.fork import dup_mmap
 from mm.memory import handle_mm_fault
 from mm.mmap import exit_mmap, mmap_region, mremap_move, munmap
@@ -170,7 +170,7 @@ def test_first_touch_takes_only_the_page_table_lock(variant: str) -> None:
 
 @pytest.mark.parametrize("variant", ["rcu", "tolerate_races"])
 def test_rcu_walk_takes_no_lock_and_runs_inside_rcu(variant: str) -> None:
-    engine, system, design = make(variant)
+    engine, system, _design = make(variant)
     rec = Recorder()
     engine.tracer = rec
     seen: list[tuple[int, int, int]] = []
@@ -313,7 +313,7 @@ def test_walk_of_an_exclusive_folio_visits_one_context() -> None:
 
 
 def test_traversal_is_root_first_then_post_order_newest_child_first() -> None:
-    engine, system, design = make()
+    engine, system, _design = make()
     seen: list[tuple[int, int, int]] = []
     got: dict[str, Any] = {}
 
@@ -333,7 +333,7 @@ def test_traversal_is_root_first_then_post_order_newest_child_first() -> None:
 
 
 def test_walk_covers_only_the_folios_subtree() -> None:
-    engine, system, design = make()
+    engine, system, _design = make()
     seen: list[tuple[int, int, int]] = []
     got: dict[str, Any] = {}
 
@@ -384,7 +384,7 @@ def test_remapped_vma_is_found_through_its_remap_offset() -> None:
 def test_exclusive_folio_in_a_moved_vma(shortcut: str, missed: int) -> None:
     """The PoC stops after offset 0 for an exclusive folio, before the remap offsets: a folio in an
     mremap-moved VMA is then missed (the oracle counts it); ``after_remaps`` checks later."""
-    engine, system, design = make(shortcut=shortcut)
+    engine, system, _design = make(shortcut=shortcut)
 
     async def body() -> None:
         p = await system.new_mm()
@@ -404,7 +404,7 @@ def test_exclusive_folio_in_a_moved_vma(shortcut: str, missed: int) -> None:
 def test_poc_exclusive_test_misses_a_folio_left_only_in_a_child(shortcut: str, missed: int) -> None:
     """After the parent's COW copy the old folio has one mapping, in the child: the PoC's
     ``!folio_maybe_mapped_shared`` stops at the parent's context; PageAnonExclusive does not."""
-    engine, system, design = make(shortcut=shortcut)
+    engine, system, _design = make(shortcut=shortcut)
 
     async def body() -> None:
         p = await system.new_mm()
@@ -674,6 +674,85 @@ def test_ctx_rwsem_pin_keeps_a_context_alive_while_the_walker_sleeps_on_it() -> 
     assert design.counters["dead_contexts_visited"] == 1  # re-checked after the rwsem
     assert state["cctx"].freed and state["cctx"].gone
     assert design.check_invariants(False) == []
+
+
+@pytest.mark.parametrize("how", ["rmap_one_stops", "trylock_fails"])
+def test_ctx_rwsem_walk_ending_inside_a_descendant_drops_its_pin(how: str) -> None:
+    engine, system, design = make("ctx_rwsem", shortcut="off")
+    state: dict[str, Any] = {}
+
+    async def walker() -> None:
+        root = await system.new_mm()
+        await mmap_region(system, root, 0, 16)
+        folio = await fault(system, root, 1)
+        child = await dup_mmap(system, root)
+        state["cctx"] = ctx_of(child)
+        if how == "trylock_fails":
+            state["token"] = await design.vma_prepare([child.vmas[0]])  # child context written
+
+        async def rmap_one(vma: Vma, vpn: int) -> bool:
+            return vma.mm is not child  # stop in the child
+
+        state["res"] = await rmap_walk(system, folio, RmapWalkControl(
+            "walk", rmap_one, try_lock=how == "trylock_fails"))
+        state["pins"] = state["cctx"].pins
+        assert design.check_invariants(False) == []
+        if how == "trylock_fails":
+            await design.vma_complete(state["token"], [])
+
+    run(engine, walker)
+    res = state["res"]
+    assert state["pins"] == 0
+    assert res.contexts_visited == 2
+    assert (res.stopped_early, res.contended) == ((True, False) if how == "rmap_one_stops" else (False, True))
+    assert design.counters["walk_pins"] == 1
+
+
+@pytest.mark.parametrize("variant", ["rcu", "ctx_rwsem"])
+def test_thp_split_hands_the_context_reference_to_every_small_folio(variant: str) -> None:
+    from mm.huge_memory import split_huge_folio
+    from mm.types import HPAGE_PMD_NR
+
+    engine, system, design = make(variant)
+    rec = Recorder()
+    engine.tracer = rec
+    state: dict[str, Any] = {}
+
+    async def body() -> None:
+        p = await system.new_mm()
+        await mmap_region(system, p, 0, 2 * HPAGE_PMD_NR, thp=True)
+        await handle_mm_fault(system, p, 3, True)
+        thp = p.pmds[0].folio
+        assert thp.order == 9
+        c = await dup_mmap(system, p)
+        pctx = ctx_of(p)
+        state["before"] = pctx.refcnt.value  # mm + child + the THP
+        rec.clear()
+        assert await split_huge_folio(system, thp)
+        state["acq"] = [a for a in rec.acquisitions() if a[0].startswith("cow_context")]
+        state["after"] = pctx.refcnt.value
+        state["small"] = [f for f in system.folios.values() if f.mapping is pctx]
+        state["ids"] = (p.mid, c.mid)
+        assert design.check_invariants(False) == []
+        await exit_mmap(system, c)
+        await exit_mmap(system, p)
+        assert design.check_invariants(True) == []
+
+    run(engine, body)
+    assert state["before"] == 3
+    assert len(state["small"]) == HPAGE_PMD_NR
+    assert state["after"] == 2 + HPAGE_PMD_NR
+    assert system.walk_stats("try_to_migrate").missed_mappings == 0
+    assert system.walk_stats("remove_migration_ptes").missed_mappings == 0
+    pid, cid = state["ids"]
+    if variant == "ctx_rwsem":
+        # rmap_write_lock on the folio's context, then each locked walk reads the child's context
+        # nested (subclass 1) and takes nothing for the context it already holds.
+        child_r = ("cow_context->rwsem", f"mm{cid}->cow_context->rwsem", "R")
+        assert state["acq"] == [("cow_context->rwsem", f"mm{pid}->cow_context->rwsem", "W"), child_r, child_r]
+        assert engine.lock_classes["cow_context->rwsem/1"].read.acquisitions == 2
+    else:
+        assert state["acq"] == []
 
 
 # -- whole-system properties --------------------------------------------------------------------------

@@ -1,0 +1,235 @@
+"""Designs side by side: throughput, tail latency, lock wait, CPU time, memory, walks, findings.
+
+Every number is read from the result records; ratios are other-design / baseline (the baseline
+is mainline ``anon_vma`` when it ran, else the first design).  The verdict states what these
+numbers show and nothing else: which design has the lower tail latency or the higher
+throughput and by what factor, how much CPU time went to waiting, and any correctness finding
+(missed mappings, visits to freed VMAs, sleeps under RCU, invariant violations, lockdep reports).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from reports.common import (
+    baseline_run,
+    check_results,
+    fmt_bytes,
+    fmt_pct,
+    fmt_time,
+    format_table,
+    op_names,
+    total_throughput,
+    wait_share,
+    wait_total_ns,
+)
+
+__all__ = [
+    "CPU_STATES",
+    "WALK_FIELDS",
+    "compare_text",
+    "correctness",
+    "cpu_split",
+    "verdict",
+    "walk_totals",
+]
+
+CPU_STATES = ("running", "spinning", "sleeping", "idle")
+WALK_FIELDS = ("walks", "contended", "vmas_visited", "false_positives", "mappings_found", "missed_mappings",
+               "freed_vma_visits", "would_sleep_in_rcu", "contexts_visited")
+_SAME = 0.05  # ratios within 5% of 1 are reported as "about the same"
+
+
+def cpu_split(run: Mapping[str, Any]) -> dict[str, float]:
+    """Share of the machine's CPU time in each state (sums to 1 when any time passed)."""
+    times = {s: float(run.get("cpu_time", {}).get(s, 0)) for s in CPU_STATES}
+    total = sum(times.values())
+    return {s: (t / total if total else 0.0) for s, t in times.items()}
+
+
+def walk_totals(run: Mapping[str, Any]) -> dict[str, int]:
+    """Walk statistics added over every kind of rmap walk."""
+    total = dict.fromkeys(WALK_FIELDS, 0)
+    for walk in run.get("walks", {}).values():
+        for f in WALK_FIELDS:
+            total[f] += int(walk.get(f, 0) or 0)
+    return total
+
+
+def correctness(run: Mapping[str, Any]) -> list[str]:
+    """Findings that say a design did something wrong in this run (empty when nothing did)."""
+    out: list[str] = []
+    walks = walk_totals(run)
+    for f, what in (("missed_mappings", "mapping(s) missed by rmap walks"),
+                    ("freed_vma_visits", "visit(s) to freed VMAs in rmap walks"),
+                    ("would_sleep_in_rcu", "walk(s) that would sleep under RCU")):
+        if walks[f]:
+            out.append(f"{walks[f]} {what}")
+    inv = run.get("invariants", {})
+    if inv and not inv.get("passed", True):
+        out.append(f"invariants failed ({len(inv.get('violations', []))} violation(s))")
+    lockdep = run.get("lockdep") or {}
+    if lockdep.get("findings"):
+        out.append(f"{len(lockdep['findings'])} lockdep finding(s)")
+    if lockdep.get("order_violations"):
+        out.append(f"{len(lockdep['order_violations'])} lock order violation(s)")
+    return out
+
+
+def _times(r: float) -> str:
+    return f"{r:.2f}x" if r < 2 else f"{r:.1f}x"
+
+
+def _ratio(a: float, b: float) -> str:
+    """b / a as text ("-" when a is 0)."""
+    return _times(b / a) if a else "-"
+
+
+def _compare(metric: str, a: float, b: float, name_a: str, name_b: str, fmt: Callable[[float], str],
+             lower: str, higher: str) -> str:
+    """A sentence comparing b (design name_b) with the baseline a, in the numbers' own words."""
+    if a <= 0 or b <= 0:
+        return f"{metric}: {fmt(b)} under {name_b}, {fmt(a)} under {name_a}"
+    r = b / a
+    if abs(r - 1) <= _SAME:
+        return f"{metric} is about the same under {name_b} as under {name_a} ({fmt(b)} vs {fmt(a)})"
+    values = f"({fmt(b)} vs {fmt(a)})"
+    if r < 1:
+        return f"{metric} is {_times(1 / r)} {lower} under {name_b} than under {name_a} {values}"
+    return f"{metric} is {_times(r)} {higher} under {name_b} than under {name_a} {values}"
+
+
+def _ops_per_s(x: float) -> str:
+    return f"{x:,.0f} ops/s"
+
+
+def verdict(results: Mapping[str, Any], *, max_ops: int = 4) -> list[str]:
+    """A few lines stating what the numbers show (no claims beyond them)."""
+    runs = check_results(results)["runs"]
+    if not runs:
+        return ["no runs"]
+    base = baseline_run(runs)
+    bname = str(base.get("design", "?"))
+    lines: list[str] = []
+    others = [r for r in runs if r is not base]
+    if not others:
+        lines.append(f"{bname}: {_ops_per_s(total_throughput(base))}, lock wait {fmt_pct(wait_share(base))} "
+                     "of CPU time")
+        ops = base.get("operations", {})
+        worst = sorted(ops, key=lambda op: (-int(ops[op].get("p99_ns", 0)), op))[:max_ops]
+        lines.extend(f"{op} p99 is {fmt_time(int(ops[op].get('p99_ns', 0)))}" for op in worst)
+    for other in others:
+        oname = str(other.get("design", "?"))
+        lines.append(_compare("total throughput", total_throughput(base), total_throughput(other),
+                              bname, oname, _ops_per_s, "lower", "higher"))
+        common = [op for op in op_names([base]) if op in other.get("operations", {})]
+
+        def change(op: str, base: Mapping[str, Any] = base, other: Mapping[str, Any] = other) -> float:
+            a = int(base["operations"][op].get("p99_ns", 0))
+            b = int(other["operations"][op].get("p99_ns", 0))
+            return abs(math.log(b / a)) if a > 0 and b > 0 else 0.0
+
+        for op in sorted(common, key=lambda op: (-change(op), op))[:max_ops]:
+            a = int(base["operations"][op].get("p99_ns", 0))
+            b = int(other["operations"][op].get("p99_ns", 0))
+            lines.append(_compare(f"{op} p99", a, b, bname, oname, fmt_time, "lower", "higher"))
+        lines.append(f"lock wait is {fmt_pct(wait_share(other))} of CPU time under {oname}, "
+                     f"{fmt_pct(wait_share(base))} under {bname}")
+        pa = int(base.get("memory", {}).get("peak_total_bytes", 0) or 0)
+        pb = int(other.get("memory", {}).get("peak_total_bytes", 0) or 0)
+        if pa or pb:
+            lines.append(_compare("peak rmap metadata", pa, pb, bname, oname, fmt_bytes, "smaller", "larger"))
+    for run in runs:
+        for finding in correctness(run):
+            lines.append(f"{run.get('design', '?')}: {finding}")
+    return lines
+
+
+Row = tuple[str, Sequence[float], Callable[[float], str]]
+
+
+def _design_table(runs: Sequence[Mapping[str, Any]], rows: Sequence[Row], ratio: bool = True) -> str:
+    """Rows of (label, one value per design, formatter); ratio columns are design / baseline."""
+    names = [str(r.get("design", "?")) for r in runs]
+    bi = list(runs).index(baseline_run(runs))
+    ratio_cols = [i for i in range(len(runs)) if i != bi] if ratio else []
+    headers = ["", *names, *(f"{names[i]}/{names[bi]}" for i in ratio_cols)]
+    cells = [[label, *(fmt(v) for v in values), *(_ratio(values[bi], values[i]) for i in ratio_cols)]
+             for label, values, fmt in rows]
+    return format_table(headers, cells, indent="  ")
+
+
+def _count(v: float) -> str:
+    return f"{v:,.0f}"
+
+
+def compare_text(results: Mapping[str, Any]) -> str:
+    """compare.txt: every comparison table, then the verdict."""
+    results = check_results(results)
+    if not results["runs"]:
+        return "no runs\n"
+    base = baseline_run(results["runs"])
+    runs = [base, *(r for r in results["runs"] if r is not base)]  # the baseline's column first
+    ops = op_names(runs)
+    out = [f"Design comparison, scenario {results['scenario'].get('name', '?')} "
+           f"(baseline {base.get('design', '?')}; ratios are design / baseline)\n"]
+
+    def op_value(run: Mapping[str, Any], op: str, key: str) -> float:
+        return float(run.get("operations", {}).get(op, {}).get(key, 0) or 0)
+
+    def ops_s(v: float) -> str:
+        return f"{v:,.1f}"
+
+    rows: list[Row] = [("total", [total_throughput(r) for r in runs], ops_s)]
+    rows += [(op, [float(r.get("throughput", {}).get(op, 0) or 0) for r in runs], ops_s) for op in ops]
+    out.append("Throughput (operations per simulated second)\n" + _design_table(runs, rows))
+
+    rows = [(f"{op} {label}", [op_value(r, op, key) for r in runs], fmt_time)
+            for op in ops for label, key in (("p99", "p99_ns"), ("p99.9", "p99.9_ns"))]
+    out.append("Tail latency\n" + _design_table(runs, rows))
+
+    rows = [("wait share", [wait_share(r) for r in runs], fmt_pct),
+            ("total wait", [float(wait_total_ns(r)) for r in runs], fmt_time)]
+    out.append("Lock wait (share = total wait / (cpus x run time))\n" + _design_table(runs, rows))
+
+    splits = [cpu_split(r) for r in runs]
+    out.append("CPU time split\n" + _design_table(runs, [(st, [sp[st] for sp in splits], fmt_pct)
+                                                         for st in CPU_STATES], ratio=False))
+
+    keys = sorted({k for r in runs for k in r.get("memory", {})})
+    if keys:
+        rows = [(k, [float(r.get("memory", {}).get(k, 0) or 0) for r in runs],
+                 fmt_bytes if k.endswith("_bytes") else _count) for k in keys]
+        out.append("rmap metadata memory\n" + _design_table(runs, rows))
+
+    walk_names = sorted({w for r in runs for w in r.get("walks", {})})
+    if walk_names:
+        rows = []
+        for w in walk_names:
+            for f in WALK_FIELDS:
+                vals = [float(r.get("walks", {}).get(w, {}).get(f, 0) or 0) for r in runs]
+                if any(vals) or f == "walks":
+                    rows.append((f"{w} {f}", vals, _count))
+        out.append("rmap walks\n" + _design_table(runs, rows))
+
+    lines = []
+    for r in runs:
+        lockdep = r.get("lockdep") or {}
+        inv = r.get("invariants", {})
+        state = "passed" if inv.get("passed", True) else "FAILED"
+        lines.append(f"  {r.get('design', '?')}: invariants {state}, "
+                     f"{len(lockdep.get('findings', []))} lockdep finding(s), "
+                     f"{len(lockdep.get('order_violations', []))} order violation(s), "
+                     f"{len(lockdep.get('edges', []))} lock order edge(s)")
+        lines.extend(f"    violation: {v}" for v in inv.get("violations", []))
+        for f in lockdep.get("findings", []):
+            first = next((ln.strip() for ln in str(f).splitlines() if ln.strip() and set(ln.strip()) != {"-"}
+                          and set(ln.strip()) != {"="}), "")
+            lines.append(f"    lockdep: {first}")
+        lines.extend(f"    order: {v}" for v in lockdep.get("order_violations", []))
+    out.append("Checks\n" + "\n".join(lines) + "\n")
+
+    out.append("Verdict\n" + "".join(f"  - {line}\n" for line in verdict(results)))
+    return "\n".join(out)

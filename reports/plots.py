@@ -1,0 +1,328 @@
+"""Pictures of a run or a sweep (matplotlib, Agg; PNG and SVG with reproducible bytes).
+
+* latency distribution per operation and design on HdrHistogram's "nines" axis
+  (x = 1/(1-p), log scale, labelled 0%, 90%, 99%, 99.9%, ...);
+* throughput per operation and design (bars);
+* lock wait time by lock class and design (bars);
+* CPU time split per design (stacked bars);
+* scaling curves from a sweep: total throughput and p99 against the swept key, one line per design.
+
+Reproducible bytes: figures are built on :class:`matplotlib.figure.Figure` (no pyplot state),
+under a fixed style (``svg.hashsalt`` fixed so SVG ids do not come from random UUIDs), and saved
+without dates or version strings in their metadata.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+from matplotlib.figure import Figure
+
+from reports.common import decode_hdr, op_names, side_names, total_throughput
+from reports.compare import CPU_STATES
+from workloads.record import atomic_write
+
+__all__ = [
+    "cpu_time_figure",
+    "figure_bytes",
+    "latency_figure",
+    "lock_wait_figure",
+    "run_figures",
+    "save_figure",
+    "scaling_figures",
+    "throughput_figure",
+]
+
+_STYLE: Any = {  # rcParams (typed Any: matplotlib's stubs want literal keys)
+    "svg.hashsalt": "rmapsim",
+    "svg.fonttype": "path",
+    "font.family": "DejaVu Sans",
+    "font.size": 9.0,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "figure.dpi": 100.0,
+    "savefig.dpi": 100.0,
+}
+_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+           "#bcbd22", "#17becf")
+_CPU_COLORS = {"running": "#2ca02c", "spinning": "#d62728", "sleeping": "#1f77b4", "idle": "#c7c7c7"}
+_LINESTYLES = ("-", "--", ":", "-.")
+_NINES = ((1.0, "0%"), (10.0, "90%"), (100.0, "99%"), (1e3, "99.9%"), (1e4, "99.99%"), (1e5, "99.999%"),
+          (1e6, "99.9999%"))
+
+
+@contextmanager
+def _style() -> Iterator[None]:
+    with matplotlib.rc_context(_STYLE):
+        yield
+
+
+def _color(i: int) -> str:
+    return _COLORS[i % len(_COLORS)]
+
+
+def figure_bytes(fig: Figure, fmt: str) -> bytes:
+    """The figure as PNG or SVG bytes, identical for identical figures."""
+    buf = io.BytesIO()
+    with _style():
+        if fmt == "svg":
+            fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": "rmapsim"})
+        elif fmt == "png":
+            fig.savefig(buf, format="png", metadata={"Software": "rmapsim"})
+        else:
+            raise ValueError(f"unknown figure format {fmt!r}")
+    return buf.getvalue()
+
+
+def save_figure(fig: Figure, outdir: Path, name: str) -> list[Path]:
+    """Write ``name.png`` and ``name.svg`` into ``outdir``."""
+    paths = []
+    for fmt in ("png", "svg"):
+        path = outdir / f"{name}.{fmt}"
+        atomic_write(path, figure_bytes(fig, fmt))
+        paths.append(path)
+    return paths
+
+
+def _time_unit(max_ns: float) -> tuple[float, str]:
+    """A unit that keeps the largest value between 1 and 1000: (ns per unit, unit label)."""
+    for scale, unit in ((1e9, "s"), (1e6, "ms"), (1e3, "µs")):
+        if max_ns >= scale:
+            return scale, unit
+    return 1.0, "ns"
+
+
+def _no_data(ax: Any, what: str) -> None:
+    ax.text(0.5, 0.5, what, ha="center", va="center", transform=ax.transAxes)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+# -- latency distribution ----------------------------------------------------------------------
+
+
+def _nines_points(count: int) -> list[float]:
+    """x = 1/(1-p) at ten points a decade, up to the last rank the histogram resolves."""
+    xs = []
+    k = 0
+    while True:
+        x = 10 ** (k / 10)
+        if x > max(count, 1):
+            break
+        xs.append(x)
+        k += 1
+    return xs
+
+
+def latency_figure(runs: Sequence[Mapping[str, Any]]) -> Figure:
+    """Latency percentile distribution, one panel per operation, one line per design."""
+    ops = op_names(runs)
+    with _style():
+        ncols = max(1, min(3, len(ops)))
+        nrows = max(1, math.ceil(len(ops) / ncols))
+        fig = Figure(figsize=(4.8 * ncols, 3.4 * nrows), layout="constrained")
+        axes = fig.subplots(nrows, ncols, squeeze=False)
+        flat = [ax for row in axes for ax in row]
+        if not ops:
+            _no_data(flat[0], "no operations recorded")
+        for ax in flat[len(ops):]:
+            ax.set_visible(False)
+        for ax, op in zip(flat, ops, strict=False):
+            curves = []
+            for i, run in enumerate(runs):
+                hist = decode_hdr(run.get("operations", {}).get(op, {}).get("hdr", ""))
+                if hist is None:
+                    continue
+                xs = _nines_points(int(hist.get_total_count()))
+                pcts = [100.0 * (1 - 1 / x) for x in xs]
+                values = hist.get_percentile_to_value_dict(pcts)
+                curves.append((i, str(run.get("design", "?")), xs, [float(values[p]) for p in pcts]))
+            ymax = max((max(ys) for _, _, _, ys in curves), default=0.0)
+            ymin = min((y for _, _, _, ys in curves for y in ys if y > 0), default=math.inf)
+            xmax = max((xs[-1] for _, _, xs, _ in curves), default=1.0)
+            scale, unit = _time_unit(ymax)
+            for i, design, xs, ys in curves:
+                ax.plot(xs, [y / scale for y in ys], color=_color(i), label=design, linewidth=1.4)
+            ax.set_xscale("log")
+            ticks = [(x, lab) for x, lab in _NINES if x <= max(xmax, 10.0) * 1.0001]
+            ax.set_xticks([x for x, _ in ticks], [lab for _, lab in ticks])
+            ax.minorticks_off()
+            ax.set_xlim(1.0, max(xmax, 10.0))
+            if ymax > 0 and ymin < math.inf and ymax / ymin > 100:
+                ax.set_yscale("log")
+            ax.set_title(op)
+            ax.set_xlabel("percentile")
+            ax.set_ylabel(f"latency ({unit})")
+            if ax.lines:
+                ax.legend(loc="upper left", fontsize=8)
+        fig.suptitle("Operation latency by percentile (virtual time)")
+    return fig
+
+
+# -- bars ------------------------------------------------------------------------------------------
+
+
+def _grouped_barh(ax: Any, labels: Sequence[str], series: Sequence[tuple[str, Sequence[float]]]) -> None:
+    n = max(1, len(series))
+    height = 0.8 / n
+    for i, (name, values) in enumerate(series):
+        ys = [j + (i - (n - 1) / 2) * height for j in range(len(labels))]
+        ax.barh(ys, values, height=height, color=_color(i), label=name)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.invert_yaxis()
+    ax.legend(loc="lower right", fontsize=8)
+
+
+def throughput_figure(runs: Sequence[Mapping[str, Any]]) -> Figure:
+    """Throughput per operation and design."""
+    ops = op_names(runs)
+    with _style():
+        fig = Figure(figsize=(8, 1.2 + 0.45 * max(1, len(ops)) * max(1, len(runs))), layout="constrained")
+        ax = fig.subplots()
+        if not ops:
+            _no_data(ax, "no operations recorded")
+        else:
+            series = [(str(r.get("design", "?")),
+                       [float(r.get("throughput", {}).get(op, 0) or 0) for op in ops]) for r in runs]
+            _grouped_barh(ax, ops, series)
+            ax.set_xlabel("throughput (operations per simulated second)")
+        ax.set_title("Throughput by operation")
+    return fig
+
+
+def _lock_wait_ns(lock: Mapping[str, Any]) -> float:
+    return float(sum(int(lock[s].get("waittime_total_ns", 0)) for s in side_names(lock)))
+
+
+def lock_wait_figure(runs: Sequence[Mapping[str, Any]], top: int = 12) -> Figure:
+    """Total lock wait time per lock class (read + write), one bar per design; top classes only."""
+    waits: list[dict[str, float]] = [{str(lk["name"]): _lock_wait_ns(lk) for lk in r.get("locks", [])}
+                                     for r in runs]
+    names = sorted({n for w in waits for n, v in w.items() if v > 0},
+                   key=lambda n: (-max(w.get(n, 0.0) for w in waits), n))[:top]
+    with _style():
+        fig = Figure(figsize=(8, 1.2 + 0.4 * max(1, len(names)) * max(1, len(runs))), layout="constrained")
+        ax = fig.subplots()
+        if not names:
+            _no_data(ax, "no lock was ever waited for")
+        else:
+            scale, unit = _time_unit(max(max(w.values(), default=0.0) for w in waits))
+            _grouped_barh(ax, names, [(str(r.get("design", "?")), [w.get(n, 0.0) / scale for n in names])
+                                      for r, w in zip(runs, waits, strict=True)])
+            ax.set_xlabel(f"total wait time ({unit}, virtual)")
+        ax.set_title("Lock wait time by lock class")
+    return fig
+
+
+def cpu_time_figure(runs: Sequence[Mapping[str, Any]]) -> Figure:
+    """CPU time split per design, stacked to 100%."""
+    with _style():
+        fig = Figure(figsize=(8, 1.4 + 0.5 * max(1, len(runs))), layout="constrained")
+        ax = fig.subplots()
+        designs = [str(r.get("design", "?")) for r in runs]
+        left = [0.0] * len(runs)
+        for state in CPU_STATES:
+            vals = []
+            for r in runs:
+                ct = {s: float(r.get("cpu_time", {}).get(s, 0) or 0) for s in CPU_STATES}
+                total = sum(ct.values())
+                vals.append(100.0 * ct[state] / total if total else 0.0)
+            ax.barh(range(len(runs)), vals, left=left, color=_CPU_COLORS[state], label=state, height=0.6)
+            left = [a + b for a, b in zip(left, vals, strict=True)]
+        ax.set_yticks(range(len(runs)), designs)
+        ax.invert_yaxis()
+        ax.set_xlim(0, 100)
+        ax.set_xlabel("share of CPU time (%)")
+        ax.set_title("CPU time split")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35), ncols=4, fontsize=8)
+    return fig
+
+
+def run_figures(runs: Sequence[Mapping[str, Any]]) -> dict[str, Figure]:
+    """Every picture of one run (one or more designs), by file stem."""
+    return {
+        "latency": latency_figure(runs),
+        "throughput": throughput_figure(runs),
+        "lock_wait": lock_wait_figure(runs),
+        "cpu_time": cpu_time_figure(runs),
+    }
+
+
+# -- sweeps ----------------------------------------------------------------------------------------
+
+
+def _sort_key(v: Any) -> tuple[int, float, str]:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return (1, 0.0, str(v))
+    return (0, float(v), "")
+
+
+def scaling_figures(points: Sequence[tuple[Mapping[str, Any], Sequence[Mapping[str, Any]]]],
+                    grid: Mapping[str, Sequence[Any]]) -> dict[str, Figure]:
+    """Per swept key (one with more than one value): throughput and p99 against it.
+
+    ``points`` pairs each successful point's params with its runs.  Lines are per design (and
+    per combination of the other swept keys, named in the legend); p99 panels use one line
+    style per operation.
+    """
+    swept = [k for k in grid if len(grid[k]) > 1]
+    figs: dict[str, Figure] = {}
+    for key in swept:
+        xs_all = sorted({_json_key(p.get(key)) for p, _ in points}, key=lambda s: _sort_key(_unjson(s)))
+        numeric = all(_sort_key(_unjson(x))[0] == 0 for x in xs_all)
+        others = [k for k in swept if k != key]
+        lines: dict[tuple[str, str], list[tuple[Any, Mapping[str, Any]]]] = {}
+        designs: list[str] = []
+        for params, runs in points:
+            rest = ", ".join(f"{k}={params.get(k)}" for k in others)
+            for run in runs:
+                design = str(run.get("design", "?"))
+                if design not in designs:
+                    designs.append(design)
+                lines.setdefault((design, rest), []).append((params.get(key), run))
+        ops = op_names([run for _, runs in points for run in runs])
+        p99_max = max((float(r.get("operations", {}).get(op, {}).get("p99_ns", 0) or 0)
+                       for _, runs in points for r in runs for op in ops), default=0.0)
+        scale, unit = _time_unit(p99_max)
+        with _style():
+            fig = Figure(figsize=(11, 4.2), layout="constrained")
+            ax_t, ax_p = fig.subplots(1, 2)
+            ordered = sorted(lines.items(), key=lambda kv: (designs.index(kv[0][0]), kv[0][1]))
+            for (design, rest), pts in ordered:
+                pts.sort(key=lambda pr: _sort_key(pr[0]))
+                xv = [float(x) if numeric else xs_all.index(_json_key(x)) for x, _ in pts]
+                color = _color(designs.index(design))
+                label = design + (f" ({rest})" if rest else "")
+                ax_t.plot(xv, [total_throughput(r) for _, r in pts], marker="o", color=color, label=label)
+                for j, op in enumerate(ops):
+                    ys = [int(r.get("operations", {}).get(op, {}).get("p99_ns", 0) or 0) / scale
+                          for _, r in pts]
+                    ax_p.plot(xv, ys, marker="o", color=color, linestyle=_LINESTYLES[j % len(_LINESTYLES)],
+                              label=f"{label} {op}")
+            for ax in (ax_t, ax_p):
+                ax.set_xlabel(key)
+                if not numeric:
+                    ax.set_xticks(range(len(xs_all)), [str(_unjson(x)) for x in xs_all])
+                if ax.lines:
+                    ax.legend(fontsize=7)
+            ax_t.set_ylabel("throughput (operations per simulated second)")
+            ax_t.set_title(f"Throughput vs {key}")
+            ax_p.set_ylabel(f"p99 latency ({unit})")
+            ax_p.set_title(f"p99 latency vs {key}")
+        figs[f"scaling_{key}"] = fig
+    return figs
+
+
+def _json_key(v: Any) -> str:
+    return json.dumps(v, sort_keys=True)
+
+
+def _unjson(s: str) -> Any:
+    return json.loads(s)
