@@ -45,7 +45,8 @@ class ChildSpec:
 
     cow_writes: int = 0  # inherited pages written (COW copy or reuse)
     new_pages: int = 0  # pages of a fresh private region faulted in (first touch + anon faults)
-    lifetime_ns: int = 0  # think time before exit
+    lifetime_ns: int = 0  # compute time before exit
+    sleep_ns: int = 0  # then idle (asleep, e.g. an app in the background) before exit
     new_region_start: int = 1 << 30
 
 
@@ -116,6 +117,8 @@ async def _child(world: World, proc: Process, spec: ChildSpec, regions: list[Reg
             await world.timed("fault", handle_mm_fault, world.sys, proc.mm, vpn, True)
     if spec.lifetime_ns:
         await engine.delay(spec.lifetime_ns)
+    if spec.sleep_ns:
+        await engine.sleep(spec.sleep_ns)
     await exit_process(world, proc)
 
 

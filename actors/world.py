@@ -32,7 +32,7 @@ class Process:
         self.mm = mm
         self.parent = parent
         self.children: list[Process] = []
-        self.depth = 0 if parent is None else parent.depth + 1
+        self.depth: int = 0 if parent is None else parent.depth + 1
         self.threads = 0
         self.exited = False
 

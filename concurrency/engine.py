@@ -23,6 +23,7 @@ PYTHONHASHSEED.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import heapq
 import random
@@ -574,12 +575,10 @@ class Engine:
         """Close unfinished tasks (a limit was hit, or the run failed), each as the current task
         so that the finally blocks its unwinding runs see a sane engine; what they raise is moot."""
         for task in self.tasks:
-            if not task.done and task.coro.cr_frame is not None:
+            if not task.done and getattr(task.coro, "cr_frame", None) is not None:
                 self.current = task
-                try:
+                with contextlib.suppress(Exception):  # unwinding an abandoned simulated task
                     task.coro.close()
-                except Exception:  # noqa: S110 - unwinding an abandoned simulated task
-                    pass
         self.current = None
 
     def _deadlock(self) -> Deadlock:

@@ -22,7 +22,7 @@ from mm.costs import CostModel
 from mm.rmap_design import DESIGNS, RmapDesign
 from mm.types import HPAGE_PMD_NR, PTRS_PER_PTE, Folio, MmStruct, Vma
 
-__all__ = ["PAGE_TABLE_BYTES", "MmSystem", "WalkStats", "ZERO_FOLIO"]
+__all__ = ["PAGE_TABLE_BYTES", "ZERO_FOLIO", "MmSystem", "WalkStats"]
 
 PAGE_TABLE_BYTES = 4096  # one PTE table page
 

@@ -148,7 +148,7 @@ class MmStruct:
         self.pmd_locks: dict[int, QSpinlock] = {}
         self.parent = parent
         self.children: list[MmStruct] = []
-        self.depth = 0 if parent is None else parent.depth + 1
+        self.depth: int = 0 if parent is None else parent.depth + 1
         self.rmap: Any = None  # design's per-mm state (the COW context)
         self.alive = True
         self.tasks = 0  # threads using this mm

@@ -24,6 +24,7 @@ from typing import Any
 
 import matplotlib
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 from reports.common import decode_hdr, op_names, side_names, total_throughput
 from reports.compare import CPU_STATES
@@ -97,6 +98,11 @@ def _time_unit(max_ns: float) -> tuple[float, str]:
         if max_ns >= scale:
             return scale, unit
     return 1.0, "ns"
+
+
+def _plain_numbers(axis: Any) -> None:
+    """Tick labels as 1,234,567 rather than an offset and an exponent."""
+    axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.0f}"))
 
 
 def _no_data(ax: Any, what: str) -> None:
@@ -192,6 +198,7 @@ def throughput_figure(runs: Sequence[Mapping[str, Any]]) -> Figure:
             series = [(str(r.get("design", "?")),
                        [float(r.get("throughput", {}).get(op, 0) or 0) for op in ops]) for r in runs]
             _grouped_barh(ax, ops, series)
+            _plain_numbers(ax.xaxis)
             ax.set_xlabel("throughput (operations per simulated second)")
         ax.set_title("Throughput by operation")
     return fig
@@ -308,10 +315,13 @@ def scaling_figures(points: Sequence[tuple[Mapping[str, Any], Sequence[Mapping[s
                               label=f"{label} {op}")
             for ax in (ax_t, ax_p):
                 ax.set_xlabel(key)
-                if not numeric:
+                if numeric:
+                    ax.set_xticks([float(_unjson(x)) for x in xs_all], [str(_unjson(x)) for x in xs_all])
+                else:
                     ax.set_xticks(range(len(xs_all)), [str(_unjson(x)) for x in xs_all])
                 if ax.lines:
                     ax.legend(fontsize=7)
+            _plain_numbers(ax_t.yaxis)
             ax_t.set_ylabel("throughput (operations per simulated second)")
             ax_t.set_title(f"Throughput vs {key}")
             ax_p.set_ylabel(f"p99 latency ({unit})")

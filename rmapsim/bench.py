@@ -78,13 +78,13 @@ def run_simpy(inputs: list[list[tuple[int, int]]]) -> tuple[int, float, int]:
         nonlocal total_wait, acquisitions, end_ns
         for think, hold in seq:
             yield env.timeout(think)
-            requested = env.now
+            requested = int(env.now)
             with res.request() as req:
                 yield req
-                total_wait += env.now - requested
+                total_wait += int(env.now - requested)
                 acquisitions += 1
                 yield env.timeout(hold)
-            end_ns = env.now
+            end_ns = int(env.now)
 
     for seq in inputs:
         env.process(worker(seq))

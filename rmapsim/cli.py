@@ -111,18 +111,10 @@ def _write_results(results: dict[str, Any], out: Path, *, reports: bool = True) 
 
 
 def _summary(results: dict[str, Any]) -> str:
-    try:
-        from reports import summary_text
-    except ImportError:
-        summary_text = None
-    if summary_text is not None:
-        text: str = summary_text(results)
-        return text
-    lines = []
-    for run in results["runs"]:
-        lines.append(f"{run['design']}: {run['total_ops']} ops, invariants "
-                     f"{'ok' if run['invariants']['passed'] else 'VIOLATED'}")
-    return "\n".join(lines)
+    from reports import summary_text
+
+    text: str = summary_text(results)
+    return text
 
 
 def _findings(results: dict[str, Any]) -> bool:

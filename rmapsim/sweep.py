@@ -124,8 +124,9 @@ def run_sweep(scenario_path: Path, grid_items: list[str], *, designs: list[str],
                     write_index()
                     progress.advance()
     try:
-        from reports import render_sweep
         import json
+
+        from reports import render_sweep
 
         render_sweep(json.loads(index_path.read_text()), out)
     except ImportError:  # pragma: no cover

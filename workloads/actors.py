@@ -39,13 +39,14 @@ class ActorKind:
 
 def _child(p: dict[str, Any]) -> ChildSpec:
     return ChildSpec(cow_writes=p["child_cow_writes"], new_pages=p["child_new_pages"],
-                     lifetime_ns=p["child_lifetime_ns"])
+                     lifetime_ns=p["child_lifetime_ns"], sleep_ns=p["child_sleep_ns"])
 
 
 _CHILD_PARAMS = {
     "child_cow_writes": Param(int, 8, "inherited pages each child writes (COW)", 0, 1 << 20),
     "child_new_pages": Param(int, 0, "fresh private pages each child maps and faults", 0, 1 << 20),
     "child_lifetime_ns": Param(int, 50_000, "child's compute time before exit (ns)", 0, 10**12),
+    "child_sleep_ns": Param(int, 0, "then the child idles (asleep) this long before exit (ns)", 0, 10**12),
 }
 
 

@@ -22,14 +22,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import mm.designs  # noqa: F401  (registers the built-in designs)
 from actors.process import Region
 from mm.costs import CostModel
-import mm.designs  # noqa: F401  (registers the built-in designs)
 from mm.rmap_design import DESIGNS
 from workloads.actors import ACTORS, Param
 
-__all__ = ["ProcessSpec", "ActorSpec", "Scenario", "ScenarioError", "apply_overrides", "load_scenario",
-           "parse_value"]
+__all__ = [
+    "ActorSpec",
+    "ProcessSpec",
+    "Scenario",
+    "ScenarioError",
+    "apply_overrides",
+    "load_scenario",
+    "parse_value",
+]
 
 
 class ScenarioError(ValueError):
@@ -215,9 +222,9 @@ class _Checker:
                                   f" ({param.help})")
         if param.choices is not None and value not in param.choices:
             raise self.fail(path, f"{value!r} not allowed; allowed: {', '.join(map(repr, param.choices))}")
-        if param.type is int:
-            if param.min is not None and value < param.min or param.max is not None and value > param.max:
-                raise self.fail(path, f"{value!r} out of range; allowed: {param.min}..{param.max}")
+        out_of_range = (param.min is not None and value < param.min) or (param.max is not None and value > param.max)
+        if param.type is int and out_of_range:
+            raise self.fail(path, f"{value!r} out of range; allowed: {param.min}..{param.max}")
         return value
 
 

@@ -10,7 +10,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from concurrency.engine import Deadlock, Engine, SimulationError
+from concurrency.engine import Engine, SimulationError
 from concurrency.lock import LockCosts, LockMisuse
 from concurrency.mutex import Mutex
 from concurrency.spinlock import QSpinlock
