@@ -242,6 +242,7 @@ class ChromeTracer:
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(text)
+            os.chmod(tmp, 0o644)  # mkstemp makes 0600; a trace is an ordinary, shareable file
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

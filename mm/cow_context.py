@@ -235,12 +235,25 @@ class CowContextDesign(RmapDesign):
             "PageAnonExclusive, after offset 0; maybe_mapped_shared: the PoC's "
             "!folio_maybe_mapped_shared (mapcount<=1), after offset 0; after_remaps: "
             "anon_exclusive, checked after the context's remap offsets; off: never"),
+        "fork_link": Switch(
+            "end", ("end", "early"),
+            "when fork links the child's context into the parent's children: end: at the end of "
+            "dup_mmap, after the page tables were copied (the PoC's dup_cow_context; a walk racing "
+            "with the fork can miss PTEs copied into the child, \"TODO: race vs. fork\"); early: "
+            "before the first copy_page_range, where anon_vma_fork links the child's AVCs"),
+        "traversal": Switch(
+            "post", ("post", "pre"),
+            "order of the folio context's descendants: post: depth-first post-order, the PoC's "
+            "traverse_contexts (a child before its parent); pre: each context before its children "
+            "(with fork_link=early a walk racing with fork then misses no copied PTE)"),
     }
 
     def __init__(self, system: MmSystem, switches: dict[str, Any] | None = None) -> None:
         super().__init__(system, switches)
         self.walk_safety: str = self.switches["walk_safety"]
         self.exclusive_shortcut: str = self.switches["exclusive_shortcut"]
+        self.fork_link: str = self.switches["fork_link"]
+        self.traversal: str = self.switches["traversal"]
         self.use_rwsem = self.walk_safety == "ctx_rwsem"
         # Read by mm/mmap.py free_pgtables: free page tables after an RCU grace period.
         self.defer_pgtable_free = self.walk_safety == "tolerate_races"
@@ -396,11 +409,16 @@ class CowContextDesign(RmapDesign):
         self._account()
 
     async def fork_mm(self, child: MmStruct, parent: MmStruct) -> None:
-        """``dup_cow_context`` at the end of dup_mmap: link the child's context at the head of the
-        parent's children under the parent's list_write_lock, then take a reference on the parent.
-        (ctx_rwsem: the link is also done under the parent context's rwsem written, so no walker is
-        inside the parent context while its children change.)"""
-        ctx, pctx = self._ctx(child), self._ctx(parent)
+        """``dup_cow_context`` at the end of dup_mmap (``fork_link == "end"``, the PoC), unless
+        :meth:`fork_vma` linked the child already (``"early"``)."""
+        ctx = self._ctx(child)
+        if ctx.parent is None:
+            await self._link(ctx, self._ctx(parent))
+
+    async def _link(self, ctx: CowContext, pctx: CowContext) -> None:
+        """Link ``ctx`` at the head of ``pctx``'s children under the parent's list_write_lock, then
+        take a reference on the parent.  (ctx_rwsem: also under the parent context's rwsem
+        written, so no walker is inside the parent context while its children change.)"""
         ctx.parent = pctx
         if pctx.rwsem is not None:
             await pctx.rwsem.down_write()
@@ -421,11 +439,17 @@ class CowContextDesign(RmapDesign):
 
     async def fork_vma(self, child: Vma, parent: Vma) -> None:
         """``anon_vma_fork`` is a pointer copy; ``cow_context_do_fork`` records a remap in the
-        child's context for a VMA whose offset is not 0.  The child context is not linked yet, so
-        no walker can see it: no lock."""
+        child's context for a VMA whose offset is not 0 (no lock: until the child context is
+        linked no walker can reach it; once linked, the child's mmap_lock is held for write and
+        the child has no folio yet).  With ``fork_link == "early"`` the child context is linked
+        here, before the first copy_page_range, as anon_vma_fork links the child's AVCs before the
+        PTEs are copied: a walker that misses the child then cannot miss a PTE copied into it."""
+        ctx = self._ctx(child.mm)
+        if self.fork_link == "early" and ctx.parent is None:
+            await self._link(ctx, self._ctx(parent.mm))
         child.anon_vma = parent.anon_vma
         if child.offset:
-            await self._remap_store(self._ctx(child.mm), child)
+            await self._remap_store(ctx, child)
 
     async def anon_vma_prepare(self, vma: Vma) -> None:
         """``__anon_vma_prepare`` in COW-only mode: ``vma->anon_vma = DUMMY_ANON_VMA`` under
@@ -592,10 +616,14 @@ class CowContextDesign(RmapDesign):
         return res
 
     async def _traverse(self, walk: _Walk, visit: Callable[[_Walk, CowContext], Awaitable[bool]]) -> None:
-        """``traverse_contexts``: the root first, then a non-recursive depth-first post-order
-        traversal of its descendants (``list_first_or_null_rcu(children)`` to descend,
-        ``list_next_or_null_rcu(siblings)`` or the parent to move on); stops when ``visit``
-        returns False.  Runs inside the walker's RCU read-side section."""
+        """``traverse_contexts``: the root first, then a non-recursive depth-first traversal of its
+        descendants (``list_first_or_null_rcu(children)`` to descend,
+        ``list_next_or_null_rcu(siblings)`` or the parent to move on), post-order as in the PoC or
+        pre-order (``traversal`` switch); stops when ``visit`` returns False.  Runs inside the
+        walker's RCU read-side section."""
+        if self.traversal == "pre":
+            await self._traverse_pre(walk, visit)
+            return
         root = walk.root
         if not await visit(walk, root):
             return
@@ -616,6 +644,27 @@ class CowContextDesign(RmapDesign):
             if walk.pin is not None:
                 # ctx_rwsem: the next context is found; the one just walked may go now.
                 await self._unpin(walk)
+
+    async def _traverse_pre(self, walk: _Walk, visit: Callable[[_Walk, CowContext], Awaitable[bool]]) -> None:
+        """Pre-order: every context before its children, so (as the anon_vma interval tree visits a
+        parent VMA before the child VMAs fork appended after it) a walk reaches a forking mm before
+        the child its PTEs are being copied into."""
+        root = walk.root
+        curr: CowContext | None = root
+        while curr is not None:
+            if not await visit(walk, curr):
+                return
+            nxt = curr.first_child
+            up = curr
+            while nxt is None and up is not root:
+                nxt = up.next_sib
+                if nxt is None:
+                    parent = up.parent
+                    assert parent is not None
+                    up = parent
+            if walk.pin is not None:
+                await self._unpin(walk)  # the next context is found
+            curr = nxt
 
     async def _visit_rcu(self, walk: _Walk, ctx: CowContext) -> bool:
         """One context of an RCU-only walk (``rcu`` and ``tolerate_races``)."""

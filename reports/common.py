@@ -30,6 +30,7 @@ __all__ = [
     "format_table",
     "op_names",
     "percentile_ns",
+    "perf_time",
     "pseudo_address",
     "safe_name",
     "side_names",
@@ -142,9 +143,8 @@ def perf_time(nsec: int, width: int = 0) -> str:
 
 def fmt_time(ns: float) -> str:
     """A duration for people: perf's units without the padding (``192.67 us``, ``850 ns``)."""
-    if ns < 1000:
-        return f"{round(ns)} ns"
-    return perf_time(round(ns)).strip()
+    n = round(ns)
+    return f"{n} ns" if n < 1000 else perf_time(n).strip()
 
 
 def fmt_bytes(n: float) -> str:

@@ -202,7 +202,13 @@ def compare_text(results: Mapping[str, Any]) -> str:
     if keys:
         rows = [(k, [float(r.get("memory", {}).get(k, 0) or 0) for r in runs],
                  fmt_bytes if k.endswith("_bytes") else _count) for k in keys]
-        out.append("rmap metadata memory\n" + _design_table(runs, rows))
+        shown = [row for row in rows if any(row[1])]
+        zero = [row[0] for row in rows if not any(row[1])]
+        text = "rmap metadata memory\n"
+        text += _design_table(runs, shown) if shown else ""
+        if zero:
+            text += f"  zero in every design: {', '.join(zero)}\n"
+        out.append(text)
 
     walk_names = sorted({w for r in runs for w in r.get("walks", {})})
     if walk_names:

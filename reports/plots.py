@@ -23,10 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from reports.common import decode_hdr, op_names, side_names, total_throughput
+from reports.common import decode_hdr, fmt_time, op_names, side_names, total_throughput
 from reports.compare import CPU_STATES
 from workloads.record import atomic_write
 
@@ -63,6 +64,13 @@ _NINES = ((1.0, "0%"), (10.0, "90%"), (100.0, "99%"), (1e3, "99.9%"), (1e4, "99.
 def _style() -> Iterator[None]:
     with matplotlib.rc_context(_STYLE):
         yield
+
+
+def _new_figure(**kw: Any) -> Figure:
+    """A figure on the Agg canvas (no pyplot, no GUI backend, no global figure registry)."""
+    fig = Figure(**kw)
+    FigureCanvasAgg(fig)
+    return fig
 
 
 def _color(i: int) -> str:
@@ -133,7 +141,7 @@ def latency_figure(runs: Sequence[Mapping[str, Any]]) -> Figure:
     with _style():
         ncols = max(1, min(3, len(ops)))
         nrows = max(1, math.ceil(len(ops) / ncols))
-        fig = Figure(figsize=(4.8 * ncols, 3.4 * nrows), layout="constrained")
+        fig = _new_figure(figsize=(4.8 * ncols, 3.4 * nrows), layout="constrained")
         axes = fig.subplots(nrows, ncols, squeeze=False)
         flat = [ax for row in axes for ax in row]
         if not ops:
@@ -167,7 +175,7 @@ def latency_figure(runs: Sequence[Mapping[str, Any]]) -> Figure:
             ax.set_xlabel("percentile")
             ax.set_ylabel(f"latency ({unit})")
             if ax.lines:
-                ax.legend(loc="upper left", fontsize=8)
+                ax.legend(loc="best", fontsize=8)
         fig.suptitle("Operation latency by percentile (virtual time)")
     return fig
 
@@ -175,12 +183,16 @@ def latency_figure(runs: Sequence[Mapping[str, Any]]) -> Figure:
 # -- bars ------------------------------------------------------------------------------------------
 
 
-def _grouped_barh(ax: Any, labels: Sequence[str], series: Sequence[tuple[str, Sequence[float]]]) -> None:
+def _grouped_barh(ax: Any, labels: Sequence[str], series: Sequence[tuple[str, Sequence[float]]],
+                  values_text: Sequence[Sequence[str]] | None = None) -> None:
+    """Horizontal bars, one group per label, one bar per series; optional text at each bar's end."""
     n = max(1, len(series))
     height = 0.8 / n
     for i, (name, values) in enumerate(series):
         ys = [j + (i - (n - 1) / 2) * height for j in range(len(labels))]
-        ax.barh(ys, values, height=height, color=_color(i), label=name)
+        bars = ax.barh(ys, values, height=height, color=_color(i), label=name)
+        if values_text is not None:
+            ax.bar_label(bars, labels=list(values_text[i]), padding=3, fontsize=7)
     ax.set_yticks(range(len(labels)), labels)
     ax.invert_yaxis()
     ax.legend(loc="lower right", fontsize=8)
@@ -190,7 +202,7 @@ def throughput_figure(runs: Sequence[Mapping[str, Any]]) -> Figure:
     """Throughput per operation and design."""
     ops = op_names(runs)
     with _style():
-        fig = Figure(figsize=(8, 1.2 + 0.45 * max(1, len(ops)) * max(1, len(runs))), layout="constrained")
+        fig = _new_figure(figsize=(8, 1.2 + 0.45 * max(1, len(ops)) * max(1, len(runs))), layout="constrained")
         ax = fig.subplots()
         if not ops:
             _no_data(ax, "no operations recorded")
@@ -215,14 +227,17 @@ def lock_wait_figure(runs: Sequence[Mapping[str, Any]], top: int = 12) -> Figure
     names = sorted({n for w in waits for n, v in w.items() if v > 0},
                    key=lambda n: (-max(w.get(n, 0.0) for w in waits), n))[:top]
     with _style():
-        fig = Figure(figsize=(8, 1.2 + 0.4 * max(1, len(names)) * max(1, len(runs))), layout="constrained")
+        fig = _new_figure(figsize=(8, 1.2 + 0.4 * max(1, len(names)) * max(1, len(runs))), layout="constrained")
         ax = fig.subplots()
         if not names:
             _no_data(ax, "no lock was ever waited for")
         else:
             scale, unit = _time_unit(max(max(w.values(), default=0.0) for w in waits))
+            # Bars share one linear axis; the text keeps waits far below the largest readable.
+            texts = [[fmt_time(w.get(n, 0.0)) if w.get(n, 0.0) else "" for n in names] for w in waits]
             _grouped_barh(ax, names, [(str(r.get("design", "?")), [w.get(n, 0.0) / scale for n in names])
-                                      for r, w in zip(runs, waits, strict=True)])
+                                      for r, w in zip(runs, waits, strict=True)], texts)
+            ax.margins(x=0.15)
             ax.set_xlabel(f"total wait time ({unit}, virtual)")
         ax.set_title("Lock wait time by lock class")
     return fig
@@ -231,7 +246,7 @@ def lock_wait_figure(runs: Sequence[Mapping[str, Any]], top: int = 12) -> Figure
 def cpu_time_figure(runs: Sequence[Mapping[str, Any]]) -> Figure:
     """CPU time split per design, stacked to 100%."""
     with _style():
-        fig = Figure(figsize=(8, 1.4 + 0.5 * max(1, len(runs))), layout="constrained")
+        fig = _new_figure(figsize=(8, 1.4 + 0.5 * max(1, len(runs))), layout="constrained")
         ax = fig.subplots()
         designs = [str(r.get("design", "?")) for r in runs]
         left = [0.0] * len(runs)
@@ -299,7 +314,7 @@ def scaling_figures(points: Sequence[tuple[Mapping[str, Any], Sequence[Mapping[s
                        for _, runs in points for r in runs for op in ops), default=0.0)
         scale, unit = _time_unit(p99_max)
         with _style():
-            fig = Figure(figsize=(11, 4.2), layout="constrained")
+            fig = _new_figure(figsize=(11, 4.2), layout="constrained")
             ax_t, ax_p = fig.subplots(1, 2)
             ordered = sorted(lines.items(), key=lambda kv: (designs.index(kv[0][0]), kv[0][1]))
             for (design, rest), pts in ordered:

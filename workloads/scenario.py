@@ -371,6 +371,29 @@ def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str
     return out
 
 
+# ``--set`` keys a Python scenario understands (the TOML keys that map to one Scenario field).
+_FIELD_KEYS = {
+    "run.cpus": ("cpus", _RUN["cpus"]), "run.duration_ns": ("duration_ns", _RUN["duration_ns"]),
+    "run.max_events": ("max_events", _RUN["max_events"]), "run.seed": ("seed", _RUN["seed"]),
+    "memory.total_pages": ("total_pages", _MEMORY["total_pages"]),
+    "memory.wmark_min": ("wmark_min", _MEMORY["wmark_min"]), "memory.wmark_low": ("wmark_low", _MEMORY["wmark_low"]),
+    "memory.wmark_high": ("wmark_high", _MEMORY["wmark_high"]),
+    "reclaim.trylock": ("reclaim_trylock", _RECLAIM["trylock"]), "lockdep.enabled": ("lockdep", _LOCKDEP["enabled"]),
+}
+
+
+def _override_field(scenario: Scenario, file: str, key: str, value: Any) -> None:
+    entry = _FIELD_KEYS.get(key)
+    if entry is None:
+        close = difflib.get_close_matches(key, list(_FIELD_KEYS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ScenarioError(file, None, key, f"cannot override a Python scenario's {key!r}{hint}; "
+                                             f"allowed: {', '.join(sorted(_FIELD_KEYS))}")
+    name, param = entry
+    _Checker(file, "").value(value, [key], param)
+    setattr(scenario, name, value)
+
+
 def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> Scenario:
     """Load and validate a TOML or Python scenario; raises :class:`ScenarioError`."""
     path = Path(path)
@@ -386,11 +409,16 @@ def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> 
         factory = getattr(module, "scenario", None)
         if not callable(factory):
             raise ScenarioError(file, None, "scenario", "a Python scenario defines scenario() -> Scenario")
-        scenario = factory(**(overrides or {}))
+        import inspect
+
+        takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(factory).parameters.values())
+        scenario = factory(**(overrides or {})) if takes_kwargs else factory()
         if not isinstance(scenario, Scenario):
             raise ScenarioError(file, None, "scenario", f"scenario() returned {type(scenario).__name__}, "
                                                         "not a Scenario")
         scenario.source = file
+        for key, value in (overrides or {}).items():
+            _override_field(scenario, file, key, value)
         return scenario
     if path.suffix != ".toml":
         raise ScenarioError(file, None, "", "a scenario is a .toml or .py file")
