@@ -94,7 +94,7 @@ def test_overrides_apply_before_validation(tmp_path: Path) -> None:
     path = tmp_path / "s.toml"
     path.write_text(GOOD)
     assert load_scenario(path, {"run.cpus": 8}).cpus == 8
-    with pytest.raises(ScenarioError, match="run.cpus"):
+    with pytest.raises(ScenarioError, match=r"run\.cpus"):
         load_scenario(path, {"run.cpus": 0})
     assert parse_value("8") == 8 and parse_value("true") is True and parse_value("rcu") == "rcu"
     assert apply_overrides({"a": {"b": 1}}, {"a.c": 2}) == {"a": {"b": 1, "c": 2}}
