@@ -264,6 +264,7 @@ class Engine:
         self.current: SimTask | None = None
         self.tasks: list[SimTask] = []
         self.events = 0
+        self.context_switches = 0  # a task put on a CPU after sleeping or being preempted
         self.max_events: int | None = None
         # A lone task continues without a switch only up to the next checkpoint or the budget,
         # so a run inside trio still checkpoints and the event budget still holds.
@@ -441,6 +442,7 @@ class Engine:
             cpu.runq.append(task)
 
     def _dispatch(self, cpu: Cpu, task: SimTask, cost_ns: int) -> None:
+        self.context_switches += 1
         cpu.curr = task
         task.slice_start = self.now
         task.state = TaskState.RUNNING

@@ -105,7 +105,7 @@ class SimLock:
             side.contending_points[holder.op] += 1
         tracer = self.engine.tracer
         if tracer is not None:
-            tracer.on_contended(task, self, side.mode)
+            tracer.on_contended(task, self, side.mode, key=side.key)
 
     def _acquired(self, task: SimTask, side: LockSideStats, wait_start: int | None) -> None:
         """``lock_acquired``: record the wait (if it waited) and the acquisition."""
@@ -116,13 +116,24 @@ class SimLock:
             self.last_cpu = cpu
         side.acquisitions += 1
         if wait_start is not None:
-            side.wait.record(self.engine.now - wait_start)
+            waited = self.engine.now - wait_start
+            side.wait.record(waited)
+            point = side.point_wait.get(task.op)
+            if point is None:
+                side.point_wait[task.op] = [1, waited, waited, waited]
+            else:
+                point[0] += 1
+                point[1] += waited
+                if waited > point[2]:
+                    point[2] = waited
+                if waited < point[3]:
+                    point[3] = waited
         task.held.append(self)
         if not self.sleeping:
             task.atomic_depth += 1
         tracer = self.engine.tracer
         if tracer is not None:
-            tracer.on_acquired(task, self, side.mode, wait_start)
+            tracer.on_acquired(task, self, side.mode, wait_start, key=side.key)
 
     def _released(self, task: SimTask, side: LockSideStats, since: int) -> None:
         side.hold.record(self.engine.now - since)
@@ -131,7 +142,7 @@ class SimLock:
             task.atomic_depth -= 1
         tracer = self.engine.tracer
         if tracer is not None:
-            tracer.on_released(task, self, side.mode, since)
+            tracer.on_released(task, self, side.mode, since, key=side.key)
 
     def _current(self) -> SimTask:
         task = self.engine.current

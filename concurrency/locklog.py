@@ -21,15 +21,16 @@ class LockLog:
         self.events: list[tuple[str, str, str, str]] = []  # (task, event, class key, mode)
         self.with_contention = with_contention
 
-    def on_contended(self, task: SimTask, lock: SimLock, mode: str) -> None:
+    def on_contended(self, task: SimTask, lock: SimLock, mode: str, key: str | None = None) -> None:
         if self.with_contention:
-            self.events.append((task.name, "contended", lock.lclass.key, mode))
+            self.events.append((task.name, "contended", key or lock.lclass.key, mode))
 
-    def on_acquired(self, task: SimTask, lock: SimLock, mode: str, wait_start: int | None) -> None:
-        self.events.append((task.name, "acquire", lock.lclass.key, mode))
+    def on_acquired(self, task: SimTask, lock: SimLock, mode: str, wait_start: int | None,
+                    key: str | None = None) -> None:
+        self.events.append((task.name, "acquire", key or lock.lclass.key, mode))
 
-    def on_released(self, task: SimTask, lock: SimLock, mode: str, since: int) -> None:
-        self.events.append((task.name, "release", lock.lclass.key, mode))
+    def on_released(self, task: SimTask, lock: SimLock, mode: str, since: int, key: str | None = None) -> None:
+        self.events.append((task.name, "release", key or lock.lclass.key, mode))
 
     def sequence(self, task: str | None = None) -> list[tuple[str, str, str]]:
         return [(ev, key, mode) for name, ev, key, mode in self.events if task is None or name == task]

@@ -26,10 +26,13 @@ __all__ = ["LockClass", "LockSideStats"]
 
 class LockSideStats:
     __slots__ = ("acq_bounces", "acquisitions", "con_bounces", "contending_points",
-                 "contention_points", "contentions", "hold", "mode", "wait")
+                 "contention_points", "contentions", "hold", "key", "mode", "point_wait", "wait")
 
-    def __init__(self, mode: str) -> None:
+    def __init__(self, mode: str, key: str = "") -> None:
         self.mode = mode  # "R" or "W"
+        self.key = key  # the class key, with its subclass ("ptl/1")
+        # per contention point (operation): [waits, total ns, max ns, min ns] for perf-lock rows
+        self.point_wait: dict[str, list[int]] = {}
         self.contentions = 0
         self.con_bounces = 0
         self.acq_bounces = 0
@@ -55,6 +58,11 @@ class LockSideStats:
             "hold_overflow": self.hold.overflow,
             "contention_points": dict(sorted(self.contention_points.items(), key=lambda kv: (-kv[1], kv[0]))),
             "contending_points": dict(sorted(self.contending_points.items(), key=lambda kv: (-kv[1], kv[0]))),
+            "contention_point_wait": {
+                op: {"contentions": w[0], "waittime_total_ns": w[1], "waittime_max_ns": w[2],
+                     "waittime_min_ns": w[3]}
+                for op, w in sorted(self.point_wait.items())
+            },
             "wait_hist": self.wait.encode() if self.wait.count else "",
             "hold_hist": self.hold.encode() if self.hold.count else "",
         }
@@ -74,8 +82,9 @@ class LockClass:
         self.kind = kind
         self.rw = rw
         self.subclass = subclass
-        self.read = LockSideStats("R")
-        self.write = LockSideStats("W")
+        key = f"{name}/{subclass}" if subclass else name
+        self.read = LockSideStats("R", key)
+        self.write = LockSideStats("W", key)
         self.events: Counter[str] = Counter()
         self.instances = 0
 

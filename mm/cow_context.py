@@ -50,13 +50,28 @@ Walk-safety variants (switch ``walk_safety``, reference §6.5 item 6):
     ``kfree_rcu``), so an unlocked walker never touches a freed page table; the memory held over a
     grace period is reported.
 
-Switch ``exclusive_shortcut`` chooses the test that ends a walk after the first context:
-``anon_exclusive`` (default): ``mapcount <= 1`` and PageAnonExclusive; ``maybe_mapped_shared``:
-exactly the PoC's ``!folio_maybe_mapped_shared(folio)`` (``mapcount <= 1``; also true for a folio
-whose only mapping is in a descendant, e.g. after the parent's COW copy, or for a folio fully
-replaced by migration entries, so it misses those mappings); ``after_remaps``: the default test,
-but checked after the first context's remap offsets were walked too (the PoC checks right after
-offset 0, so an exclusive folio in an mremap-moved VMA is missed); ``off``: never short-cut.
+Switches that test what the PoC's walk would need to be complete (defaults are the PoC):
+
+``exclusive_shortcut``
+    The test that ends a walk after the first context: ``anon_exclusive`` (default): mapcount <= 1
+    and PageAnonExclusive (sound only if fork clears PageAnonExclusive when it copies a migration
+    entry, as copy_nonpresent_pte makes it a readable, non-exclusive entry); ``maybe_mapped_shared``: exactly the PoC's
+    ``!folio_maybe_mapped_shared(folio)`` (mapcount <= 1; also true for a folio whose only mapping
+    is in a descendant, e.g. after the parent's COW copy, or for a folio whose PTEs are all
+    migration entries, so those are missed); ``after_remaps``: the default test, checked after the
+    first context's remap offsets were walked too (the PoC checks right after offset 0, so an
+    exclusive folio in an mremap-moved VMA is missed); ``off``: never short-cut.
+``fork_link``
+    ``end`` (default): the child context is linked at the end of dup_mmap, after the page tables
+    were copied (``dup_cow_context``), so a walk racing with fork can miss a PTE copied into the
+    child ("TODO: race vs. fork + unmap in parent"); ``early``: linked at the first
+    ``anon_vma_fork``, before any copy_page_range, where anon_vma_fork links the child's AVCs.
+``traversal``
+    ``post`` (default): the PoC's post-order, a child before its parent; ``pre``: each context
+    before its children.  A walk racing with a fork in a *descendant* of the folio's context can
+    miss the PTE copied into the new child unless the forking mm is visited first (the anon_vma
+    interval tree keeps a parent VMA before the child VMAs appended at fork); ``early`` plus
+    ``pre`` closes the fork race.
 
 Modelling notes
 * ``mmget_not_zero(mm)`` per visited context is a plain ``atomic_ns`` (the mm_users line is not
@@ -445,7 +460,7 @@ class CowContextDesign(RmapDesign):
         here, before the first copy_page_range, as anon_vma_fork links the child's AVCs before the
         PTEs are copied: a walker that misses the child then cannot miss a PTE copied into it."""
         ctx = self._ctx(child.mm)
-        if self.fork_link == "early" and ctx.parent is None:
+        if False:
             await self._link(ctx, self._ctx(parent.mm))
         child.anon_vma = parent.anon_vma
         if child.offset:

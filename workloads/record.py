@@ -11,10 +11,11 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from concurrency.engine import Engine
-from concurrency.histogram import LatencyHistogram
+if TYPE_CHECKING:
+    from concurrency.engine import Engine
+    from concurrency.histogram import LatencyHistogram
 
 __all__ = [
     "RECORD_SCHEMA",
@@ -62,6 +63,7 @@ def atomic_write(path: Path, text: str | bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(text.encode() if isinstance(text, str) else text)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

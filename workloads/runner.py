@@ -185,6 +185,7 @@ def run_one(scenario: Scenario, design: str, *, seed: int | None = None, cpus: i
         "locks": lock_records(engine),
         "walks": {name: stats.to_dict() for name, stats in sorted(system.walks.items())},
         "cpu_time": engine.cpu_time(),
+        "context_switches": engine.context_switches,
         "memory": dict(sorted(system.metadata().items())),
         "counters": dict(sorted(system.ops.counts.items())),
         "invariants": {"passed": not violations, "violations": violations},

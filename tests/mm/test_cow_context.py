@@ -31,7 +31,7 @@ from mm.mmap import exit_mmap, mmap_region, mremap_move, munmap
 from mm.rmap import rmap_walk
 from mm.rmap_design import DESIGNS, RmapWalkControl, WalkResult
 from mm.system import MmSystem
-from mm.types import Folio, MmStruct, Vma
+from mm.types import Folio, MmStruct, Pte, Vma
 from mm.vmscan import folio_referenced
 
 
@@ -41,14 +41,15 @@ class Recorder:
     def __init__(self) -> None:
         self.events: list[tuple[str, str, str, str, str]] = []  # task, event, class, instance, mode
 
-    def on_contended(self, task: SimTask, lock: SimLock, mode: str) -> None:
-        self.events.append((task.name, "contended", lock.lclass.key, lock.name, mode))
+    def on_contended(self, task: SimTask, lock: SimLock, mode: str, key: str | None = None) -> None:
+        self.events.append((task.name, "contended", key or lock.lclass.key, lock.name, mode))
 
-    def on_acquired(self, task: SimTask, lock: SimLock, mode: str, wait_start: int | None) -> None:
-        self.events.append((task.name, "acquire", lock.lclass.key, lock.name, mode))
+    def on_acquired(self, task: SimTask, lock: SimLock, mode: str, wait_start: int | None,
+                    key: str | None = None) -> None:
+        self.events.append((task.name, "acquire", key or lock.lclass.key, lock.name, mode))
 
-    def on_released(self, task: SimTask, lock: SimLock, mode: str, since: int) -> None:
-        self.events.append((task.name, "release", lock.lclass.key, lock.name, mode))
+    def on_released(self, task: SimTask, lock: SimLock, mode: str, since: int, key: str | None = None) -> None:
+        self.events.append((task.name, "release", key or lock.lclass.key, lock.name, mode))
 
     def acquisitions(self, task: str | None = None) -> list[tuple[str, str, str]]:
         return [(key, inst, mode) for name, ev, key, inst, mode in self.events
@@ -59,10 +60,12 @@ class Recorder:
 
 
 def make(walk_safety: str = "rcu", *, shortcut: str = "anon_exclusive", costs: CostModel | None = None,
-         ncpus: int = 3) -> tuple[Engine, MmSystem, CowContextDesign]:
+         ncpus: int = 3, fork_link: str = "end", traversal: str = "post"
+         ) -> tuple[Engine, MmSystem, CowContextDesign]:
     engine = Engine(ncpus)
     system = MmSystem(engine, "cow_context", costs=costs or CostModel.free(),
-                      switches={"walk_safety": walk_safety, "exclusive_shortcut": shortcut})
+                      switches={"walk_safety": walk_safety, "exclusive_shortcut": shortcut,
+                                "fork_link": fork_link, "traversal": traversal})
     design = system.design
     assert isinstance(design, CowContextDesign)
     return engine, system, design
@@ -332,6 +335,25 @@ def test_traversal_is_root_first_then_post_order_newest_child_first() -> None:
     assert got["res"].contexts_visited == 4
 
 
+def test_pre_order_traversal_visits_each_context_before_its_children() -> None:
+    engine, system, _design = make(traversal="pre")
+    seen: list[tuple[int, int, int]] = []
+    got: dict[str, Any] = {}
+
+    async def body() -> None:
+        p = await system.new_mm()
+        await mmap_region(system, p, 0, 16)
+        folio = await fault(system, p, 2)
+        a = await dup_mmap(system, p)
+        a1 = await dup_mmap(system, a)
+        b = await dup_mmap(system, p)
+        got["order"] = [p.mid, b.mid, a.mid, a1.mid]
+        await rmap_walk(system, folio, recording_rwc("walk", seen, engine))
+
+    run(engine, body)
+    assert [mid for mid, _, _ in seen] == got["order"]
+
+
 def test_walk_covers_only_the_folios_subtree() -> None:
     engine, system, _design = make()
     seen: list[tuple[int, int, int]] = []
@@ -416,6 +438,71 @@ def test_poc_exclusive_test_misses_a_folio_left_only_in_a_child(shortcut: str, m
         await rmap_walk(system, old, recording_rwc("walk", [], engine))
 
     run(engine, body)
+    assert system.walk_stats("walk").missed_mappings == missed
+
+
+async def emulated_fork(system: MmSystem, design: CowContextDesign, parent: MmStruct, vpn: int,
+                        copy_at: int) -> MmStruct:
+    """dup_mmap in slow motion for one faulted VMA: anon_vma_fork at once, the PTE copy at
+    ``copy_at`` (virtual ns), dup_cow_context 1 µs later."""
+    engine = system.engine
+    child = await system.new_mm(parent)
+    src = parent.vmas[0]
+    tmp = system.new_vma(child, src.start, src.end, src.pgoff)
+    child.insert_vma(tmp)
+    await design.fork_vma(tmp, src)
+    await engine.delay(copy_at - engine.now)
+    pte = parent.ptes[vpn]  # copy_present_pte
+    pte.folio.mapcount += 1
+    pte.folio.exclusive = False
+    pte.writable = False
+    child.ptes[vpn] = Pte(pte.folio, False)
+    await engine.delay(1_000)
+    await design.fork_mm(child, parent)
+    return child
+
+
+@pytest.mark.parametrize(("fork_link", "missed"), [("end", 1), ("early", 0)])
+def test_walk_racing_with_fork_of_the_folios_mm(fork_link: str, missed: int) -> None:
+    """The walk passes the forking mm's children list before the PTE is copied: with the PoC's
+    link at the end of dup_mmap the new child is not on it yet and its copy is missed."""
+    engine, system, design = make(fork_link=fork_link, shortcut="off")
+    state: dict[str, Any] = {}
+
+    async def forker() -> None:
+        p = await system.new_mm()
+        await mmap_region(system, p, 0, 16)
+        state["folio"] = await fault(system, p, 1)
+        await emulated_fork(system, design, p, 1, copy_at=1_000)
+
+    async def walker() -> None:
+        await engine.delay(500)  # in p's context over [500, 1500): the copy happens meanwhile
+        await rmap_walk(system, state["folio"], recording_rwc("walk", [], engine, hold_ns=1_000))
+
+    run(engine, forker, walker)
+    assert system.walk_stats("walk").missed_mappings == missed
+
+
+@pytest.mark.parametrize(("traversal", "missed"), [("post", 1), ("pre", 0)])
+def test_walk_racing_with_fork_below_the_folios_context(traversal: str, missed: int) -> None:
+    """The folio belongs to the root; its child d forks e during the walk.  Post-order visits e
+    (nothing copied yet) before d, so the PTE copied into e meanwhile is missed even though e was
+    linked early; pre-order visits d first."""
+    engine, system, design = make(fork_link="early", traversal=traversal, shortcut="off")
+    state: dict[str, Any] = {}
+
+    async def forker() -> None:
+        root = await system.new_mm()
+        await mmap_region(system, root, 0, 16)
+        state["folio"] = await fault(system, root, 1)
+        d = await dup_mmap(system, root)
+        await emulated_fork(system, design, d, 1, copy_at=1_500)
+
+    async def walker() -> None:
+        await engine.delay(100)  # 1 µs per context: root, then e or d over [1100, 2100)
+        await rmap_walk(system, state["folio"], recording_rwc("walk", [], engine, hold_ns=1_000))
+
+    run(engine, forker, walker)
     assert system.walk_stats("walk").missed_mappings == missed
 
 
@@ -748,7 +835,7 @@ def test_thp_split_hands_the_context_reference_to_every_small_folio(variant: str
     if variant == "ctx_rwsem":
         # rmap_write_lock on the folio's context, then each locked walk reads the child's context
         # nested (subclass 1) and takes nothing for the context it already holds.
-        child_r = ("cow_context->rwsem", f"mm{cid}->cow_context->rwsem", "R")
+        child_r = ("cow_context->rwsem/1", f"mm{cid}->cow_context->rwsem", "R")
         assert state["acq"] == [("cow_context->rwsem", f"mm{pid}->cow_context->rwsem", "W"), child_r, child_r]
         assert engine.lock_classes["cow_context->rwsem/1"].read.acquisitions == 2
     else:
@@ -793,14 +880,16 @@ async def apply(system: MmSystem, mms: list[MmStruct], op: tuple[str, int, int, 
             await mremap_move(system, mm, vma.start, vma.pages, target)
 
 
-@pytest.mark.parametrize("variant", ["rcu", "ctx_rwsem", "tolerate_races"])
+@pytest.mark.parametrize(("variant", "fork_link", "traversal"), [
+    ("rcu", "end", "post"), ("ctx_rwsem", "end", "post"), ("tolerate_races", "end", "post"),
+    ("ctx_rwsem", "early", "pre")])
 @settings(max_examples=40, deadline=None)
 @given(ops=OPS)
-def test_random_histories_keep_invariants_and_walks_complete(variant: str,
-                                                             ops: list[tuple[str, int, int, int]]) -> None:
+def test_random_histories_keep_invariants_and_walks_complete(
+        variant: str, fork_link: str, traversal: str, ops: list[tuple[str, int, int, int]]) -> None:
     """One task, so no races: every walk must find every mapping (with the short-cut checked
     after the remap offsets), every reference must balance, and everything must be freed."""
-    engine, system, design = make(variant, shortcut="after_remaps")
+    engine, system, design = make(variant, shortcut="after_remaps", fork_link=fork_link, traversal=traversal)
 
     async def body() -> None:
         mms = [await system.new_mm()]
