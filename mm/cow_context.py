@@ -460,7 +460,7 @@ class CowContextDesign(RmapDesign):
         here, before the first copy_page_range, as anon_vma_fork links the child's AVCs before the
         PTEs are copied: a walker that misses the child then cannot miss a PTE copied into it."""
         ctx = self._ctx(child.mm)
-        if False:
+        if self.fork_link == "early" and ctx.parent is None:
             await self._link(ctx, self._ctx(parent.mm))
         child.anon_vma = parent.anon_vma
         if child.offset:

@@ -19,7 +19,8 @@ from typing import Any
 from concurrency.engine import Engine
 from concurrency.mutex import Mutex
 
-__all__ = ["EngineBench", "draws", "run_engine", "run_engine_bench", "run_simpy"]
+__all__ = ["EngineBench", "MemoryBench", "draws", "run_engine", "run_engine_bench", "run_memory_bench",
+           "run_simpy"]
 
 TASKS = 64
 ITERATIONS = 1600
@@ -140,3 +141,52 @@ def format_engine_bench(b: EngineBench) -> str:
         f"-> {'identical' if b.agree else 'DIFFERENT'}",
     ]
     return "\n".join(lines)
+
+
+# -- memory: a million resident folios ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MemoryBench:
+    design: str
+    folios: int
+    bytes_per_folio: float
+    peak_rss_mb: float
+    faults_per_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"design": self.design, "folios": self.folios, "bytes_per_folio": round(self.bytes_per_folio, 1),
+                "peak_rss_mb": round(self.peak_rss_mb, 1), "faults_per_s": round(self.faults_per_s)}
+
+
+def run_memory_bench(folios: int = 1_000_000, design: str = "anon_vma") -> MemoryBench:
+    """Fault ``folios`` pages into one process, then exit it; measure the simulator process.
+
+    bytes/folio is the peak resident-set growth over the baseline after imports, divided by the
+    folios resident at the peak (each with its PTE, LRU entry, share of page tables and PTLs).
+    Run it in a fresh process (``rmapsim bench memory``): ``ru_maxrss`` is a process-wide peak.
+    """
+    import resource
+
+    from actors.process import Region
+    from workloads.runner import run_one
+    from workloads.scenario import ProcessSpec, Scenario
+
+    scenario = Scenario(
+        name="bench-memory", designs=(design,), cpus=1, duration_ns=1, max_events=10**9, lockdep=False,
+        processes=(ProcessSpec("big", (Region(0, folios),), populate=True),),
+    )
+    base_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    record = run_one(scenario, design)
+    wall = time.perf_counter() - t0
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    faults = record["operations"]["fault"]["count"]
+    return MemoryBench(design, faults, (peak_kb - base_kb) * 1024 / faults, peak_kb / 1024,
+                       (faults + record["operations"]["exit"]["count"]) / wall)
+
+
+def format_memory_bench(b: MemoryBench) -> str:
+    return (f"{b.folios:,} resident folios under {b.design}: {b.bytes_per_folio:.0f} bytes/folio, "
+            f"peak RSS {b.peak_rss_mb:.0f} MB (target: 1,000,000 folios in 1 GB); "
+            f"{b.faults_per_s:,.0f} simulated operations per wall second")
