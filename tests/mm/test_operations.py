@@ -3,9 +3,6 @@ inversion against the mm/rmap.c order, and random operation sequences checked ag
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
-
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -186,9 +183,8 @@ async def _random_ops(system: MmSystem, ops: list[tuple[str, int, int]]) -> None
         mm = live[a % len(live)]
         vpn = b % 64
         target = vpn if not moved.get(mm.mid) else vpn + 4096
-        step: Callable[[], Awaitable[Any]] | None = None
         if op in ("fault", "cow", "read"):
-            step = lambda: handle_mm_fault(system, mm, target, op != "read")  # noqa: E731
+            await handle_mm_fault(system, mm, target, op != "read")
         elif op == "fork" and len(live) < 6:
             mms.append(await dup_mmap(system, mm))
         elif op == "exit" and len(live) > 1:
@@ -216,8 +212,6 @@ async def _random_ops(system: MmSystem, ops: list[tuple[str, int, int]]) -> None
                 await try_to_unmap(system, folio)
                 lock.folio_unlock()
                 await system.folio_put(folio)
-        if step is not None:
-            await step()
         # Every folio's truth and mapcount agree after every step.
         for folio in list(system.folios.values())[:8]:
             assert len(oracle_mappings(system, folio)) == folio.mapcount

@@ -35,8 +35,10 @@ def contentions(record: dict[str, Any]) -> dict[str, int]:
 
 def most_contended(record: dict[str, Any]) -> str:
     """By total wait time, as `perf lock contention` ranks by default."""
-    waits: dict[str, int] = {lk["name"]: lk["write"]["waittime_total_ns"] + lk.get("read", {}).get("waittime_total_ns", 0)
-             for lk in record["locks"]}
+    waits: dict[str, int] = {
+        lk["name"]: lk["write"]["waittime_total_ns"] + lk.get("read", {}).get("waittime_total_ns", 0)
+        for lk in record["locks"]
+    }
     return max(sorted(waits), key=lambda k: waits[k])
 
 
