@@ -353,6 +353,7 @@ class RwSemaphore(SimLock):
                 assert self.owner is not None
                 self._watch(self.owner)
                 await engine.block(self, spin=True)
+                continue
             waiter.blocked = True
             await engine.block(self)
             events["rwsem_sleep_writer"] += 1

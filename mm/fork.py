@@ -68,6 +68,7 @@ async def copy_page_range(system: MmSystem, dst_vma: Vma, src_vma: Vma) -> None:
             copy = Pte(folio, False)
             if pmd.migration:
                 copy.migration = True
+                folio.exclusive = False  # copy_nonpresent_pte: the entry becomes a readable one
             else:
                 folio.mapcount += 1
                 folio.exclusive = False
@@ -95,7 +96,8 @@ async def copy_page_range(system: MmSystem, dst_vma: Vma, src_vma: Vma) -> None:
             copy = Pte(folio, False)
             copy.young = pte.young
             if pte.migration:
-                copy.migration = True  # copy_nonpresent_pte: the entry is copied as is
+                copy.migration = True  # copy_nonpresent_pte: copied, made readable (not exclusive)
+                folio.exclusive = False
             elif folio is not ZERO_FOLIO:
                 folio.mapcount += 1  # folio_try_dup_anon_rmap_ptes
                 folio.exclusive = False

@@ -127,7 +127,8 @@ async def migrate_folio(system: MmSystem, folio: Folio) -> bool:
         new.exclusive = folio.exclusive
         await spend(system, system.costs.copy_page_ns * folio.nr_pages)
         await system.design.folio_migrate_mapping(folio, new)
-        await remove_migration_ptes(system, folio, [new])
+        restored = await remove_migration_ptes(system, folio, [new])
+        new.exclusive = folio.exclusive and restored <= 1
         if new.mapcount:
             system.lru_add(new)
         await system.design.put_anon_vma(pin)

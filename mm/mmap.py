@@ -130,7 +130,10 @@ async def mremap_move(system: MmSystem, mm: MmStruct, old_start: int, pages: int
             vma = vmas[0]
             await vma_start_write(vma)
             # copy_vma: a new VMA at the target keeping vm_pgoff, linked into the same rmap.
-            new = system.new_vma(mm, new_start, new_start + pages, vma.pgoff, thp=vma.thp)
+            # An unfaulted VMA takes the new location as its pgoff (copy_vma), a faulted one keeps
+            # its pgoff so its folios' index still finds them.
+            pgoff = vma.pgoff if vma.anon_vma is not None else new_start
+            new = system.new_vma(mm, new_start, new_start + pages, pgoff, thp=vma.thp)
             await spend(system, system.costs.vma_dup_ns)
             if vma.anon_vma is not None:
                 await system.design.clone_vma(new, vma, "remap")

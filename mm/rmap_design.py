@@ -209,6 +209,10 @@ class RmapDesign(ABC):
     def check_invariants(self, final: bool) -> list[str]:
         """Violations of the design's own invariants; ``final`` after every process exited."""
 
+    def stats(self) -> dict[str, int]:
+        """Design-specific counters for the result record (dead contexts visited, ...)."""
+        return {}
+
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "switches": dict(sorted(self.switches.items()))}
 

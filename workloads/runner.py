@@ -188,6 +188,7 @@ def run_one(scenario: Scenario, design: str, *, seed: int | None = None, cpus: i
         "context_switches": engine.context_switches,
         "memory": dict(sorted(system.metadata().items())),
         "counters": dict(sorted(system.ops.counts.items())),
+        "design_stats": dict(sorted(system.design.stats().items())),
         "invariants": {"passed": not violations, "violations": violations},
         "lockdep": lockdep,
         "rcu": system.rcu.to_dict(),

@@ -58,14 +58,15 @@ class TimedLog:
         self.engine = engine
         self.events: list[tuple[int, str, str, str, str]] = []  # t, task, event, class, mode
 
-    def on_contended(self, task: SimTask, lock: SimLock, mode: str) -> None:
-        self.events.append((self.engine.now, task.name, "contended", lock.lclass.key, mode))
+    def on_contended(self, task: SimTask, lock: SimLock, mode: str, key: str | None = None) -> None:
+        self.events.append((self.engine.now, task.name, "contended", key or lock.lclass.key, mode))
 
-    def on_acquired(self, task: SimTask, lock: SimLock, mode: str, wait_start: int | None) -> None:
-        self.events.append((self.engine.now, task.name, "acquire", lock.lclass.key, mode))
+    def on_acquired(self, task: SimTask, lock: SimLock, mode: str, wait_start: int | None,
+                    key: str | None = None) -> None:
+        self.events.append((self.engine.now, task.name, "acquire", key or lock.lclass.key, mode))
 
-    def on_released(self, task: SimTask, lock: SimLock, mode: str, since: int) -> None:
-        self.events.append((self.engine.now, task.name, "release", lock.lclass.key, mode))
+    def on_released(self, task: SimTask, lock: SimLock, mode: str, since: int, key: str | None = None) -> None:
+        self.events.append((self.engine.now, task.name, "release", key or lock.lclass.key, mode))
 
     def holds(self, key: str) -> list[int]:
         """Hold times of ``key`` in acquisition order (one task at a time)."""
