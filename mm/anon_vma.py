@@ -214,7 +214,7 @@ class AnonVmaDesign(RmapDesign):
         self._next_aid = 0
         self.peak_total_bytes = 0
         # Counters for reports (how often each path ran).
-        self.stats: dict[str, int] = {
+        self.counts: dict[str, int] = {
             "anon_vma_alloc": 0, "anon_vma_free": 0, "avc_alloc": 0, "avc_free": 0,
             "fork_reuse": 0, "prepare_merge_reuse": 0, "prepare_race_lost": 0,
             "free_lock_dance": 0,
@@ -236,7 +236,7 @@ class AnonVmaDesign(RmapDesign):
         av = AnonVma(self._next_avid)
         self._next_avid += 1
         self.anon_vmas[av.avid] = av
-        self.stats["anon_vma_alloc"] += 1
+        self.counts["anon_vma_alloc"] += 1
         self._note_peak()
         return av
 
@@ -255,7 +255,7 @@ class AnonVmaDesign(RmapDesign):
         self._next_aid += 1
         if not self.single:
             self.avcs[avc.aid] = avc
-            self.stats["avc_alloc"] += 1
+            self.counts["avc_alloc"] += 1
         self._note_peak()
         return avc
 
@@ -272,7 +272,7 @@ class AnonVmaDesign(RmapDesign):
         """``anon_vma_chain_free`` (bookkeeping; the slab cost is charged by the caller)."""
         if not self.single:
             del self.avcs[avc.aid]
-            self.stats["avc_free"] += 1
+            self.counts["avc_free"] += 1
 
     @property
     def _avc_slab_ns(self) -> int:
@@ -330,7 +330,7 @@ class AnonVmaDesign(RmapDesign):
         ``folio_lock_anon_vma_read`` that trylocked it before our refcount drop is done with it."""
         lock = lock_of(av)
         if lock.is_locked():
-            self.stats["free_lock_dance"] += 1
+            self.counts["free_lock_dance"] += 1
             await self._lock_write(av)
             self._unlock_write(av)
         await self._spend(self.sys.costs.slab_ns)
@@ -339,7 +339,7 @@ class AnonVmaDesign(RmapDesign):
     def _retire(self, av: AnonVma) -> None:
         av.freed = True
         del self.anon_vmas[av.avid]
-        self.stats["anon_vma_free"] += 1
+        self.counts["anon_vma_free"] += 1
 
     async def _put_anon_vma(self, av: AnonVma) -> None:
         """``put_anon_vma`` -> ``__put_anon_vma``: free it, then drop the root's reference."""
@@ -414,7 +414,7 @@ class AnonVmaDesign(RmapDesign):
             av.num_children += 1  # self-parent link for a new root
             allocated = av
         else:
-            self.stats["prepare_merge_reuse"] += 1
+            self.counts["prepare_merge_reuse"] += 1
         await self._lock_write(av)
         # page_table_lock protects against threads of this mm racing through here.
         await mm.page_table_lock.lock()
@@ -430,7 +430,7 @@ class AnonVmaDesign(RmapDesign):
         mm.page_table_lock.unlock()
         self._unlock_write(av)
         if not linked:
-            self.stats["prepare_race_lost"] += 1
+            self.counts["prepare_race_lost"] += 1
             if allocated is not None:
                 allocated.num_children -= 1
                 allocated.emptied = True
@@ -491,7 +491,7 @@ class AnonVmaDesign(RmapDesign):
             # maybe_reuse_anon_vma: no VMA points here and at most one child anon_vma.
             dst.anon_vma = av
             av.num_active_vmas += 1
-            self.stats["fork_reuse"] += 1
+            self.counts["fork_reuse"] += 1
 
     async def fork_vma(self, child: Vma, parent: Vma) -> None:
         """``anon_vma_fork`` (kernel/fork.c dup_mmap, per parent VMA with an anon_vma).
@@ -642,6 +642,9 @@ class AnonVmaDesign(RmapDesign):
     async def folio_free(self, folio: Folio) -> None:
         """The folio holds no anon_vma reference: nothing to lock; ``->mapping`` is cleared."""
         folio.mapping = None
+
+    def stats(self) -> dict[str, int]:
+        return dict(sorted(self.counts.items()))
 
     def folio_get_anon_vma(self, folio: Folio) -> Any:
         """``folio_get_anon_vma``: under RCU, pin the anon_vma of a mapped folio

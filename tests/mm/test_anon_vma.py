@@ -212,7 +212,7 @@ def test_prepare_reuses_a_compatible_neighbours_singular_anon_vma() -> None:
     assert c.anon_vma is not a.anon_vma
     assert out["x"].anon_vma is out["y"].anon_vma is not c.anon_vma
     assert len(ca.rmap) == 2 and cb.anon_vma is not ca.anon_vma and cb.anon_vma.root is cb.anon_vma
-    assert design.stats["prepare_merge_reuse"] == 2
+    assert design.counts["prepare_merge_reuse"] == 2
     assert design.check_invariants(False) == []
 
 
@@ -232,7 +232,7 @@ def test_prepare_race_between_threads_frees_the_loser_allocation() -> None:
 
     run(engine, thread, thread)
     vma = out["vma"]
-    assert design.stats["prepare_race_lost"] == 1
+    assert design.counts["prepare_race_lost"] == 1
     assert design.metadata()["anon_vma_count"] == 1 and design.metadata()["avc_count"] == 1
     assert chain_avs(vma) == [vma.anon_vma]
     assert design.check_invariants(False) == []
@@ -317,9 +317,9 @@ def test_fork_takes_the_root_write_lock_twice_and_once_when_reusing() -> None:
         _, vma = await new_proc(system)
         for _ in range(4):
             log.clear()
-            reused_before = design.stats["fork_reuse"]
+            reused_before = design.counts["fork_reuse"]
             _, child = await fork(system, vma)
-            per_fork.append((log.acquisitions("t0"), design.stats["fork_reuse"] > reused_before))
+            per_fork.append((log.acquisitions("t0"), design.counts["fork_reuse"] > reused_before))
             await exit_vma(system, vma)
             vma = child
 
@@ -402,7 +402,7 @@ def test_unlink_free_syncs_with_a_reader_holding_the_root_lock() -> None:
         lock.up_read()
 
     run(engine, unlinker, reader)
-    assert design.stats["free_lock_dance"] == 1
+    assert design.counts["free_lock_dance"] == 1
     assert log.sequence("t0") == [("acquire", RW, "W"), ("release", RW, "W")] * 2
     assert design.check_invariants(True) == []
 
@@ -430,7 +430,7 @@ def test_reuse_bounds_a_1000_deep_forking_chain() -> None:
     run(engine, body)
     assert worst_ratio <= 2.0  # "no more than two times bigger than count of vmas"
     assert max_avs <= 3 and max_chain <= 3
-    assert design.stats["fork_reuse"] >= 990
+    assert design.counts["fork_reuse"] >= 990
     assert design.check_invariants(True) == []
 
 
@@ -451,7 +451,7 @@ def test_without_reuse_a_forking_chain_grows_linearly() -> None:
     run(engine, body)
     # after g generations: g+1 anon_vmas, all on the one live VMA's list
     assert counts == [(g + 1, g + 1, g + 1) for g in range(1, 151)]
-    assert design.stats["fork_reuse"] == 0
+    assert design.counts["fork_reuse"] == 0
     assert design.check_invariants(True) == []
 
 
@@ -480,7 +480,7 @@ def test_clone_is_an_exact_duplicate_never_a_reuse(op: str) -> None:
     assert new.anon_vma is v1.anon_vma and chain_avs(new) == chain_avs(v1)
     assert v1.anon_vma.num_active_vmas == 2
     assert design.metadata()["anon_vma_count"] == out["before"]
-    assert design.stats["fork_reuse"] == 0
+    assert design.counts["fork_reuse"] == 0
 
 
 def test_clone_rejects_an_unknown_op() -> None:
