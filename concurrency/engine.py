@@ -458,6 +458,9 @@ class Engine:
         cpu.last_task = task
         task.state = TaskState.RUNNABLE
         cpu.runq.append(task)
+        if self._spin_watch:  # off its CPU: spinners on a lock it owns stop spinning
+            for notify in self._spin_watch.pop(task, ()):
+                notify(task)
         self._cpu_free(cpu)
 
     def _cpu_free(self, cpu: Cpu) -> None:

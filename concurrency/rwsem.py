@@ -421,9 +421,9 @@ class RwSemaphore(SimLock):
         self._grant_read(task, subclass)
         self._acquired(task, self.class_for(subclass).read, None)
         checker = self.engine.lockdep
-        downgrade = getattr(checker, "downgrade", None) if checker is not None else None
-        if downgrade is not None:  # lock_downgrade: the held entry becomes a read, no new edges
-            downgrade(task.tid, self.class_for(subclass).key, instance=self.name)
+        if checker is not None:  # lock_downgrade: the held entry becomes a read, no new edges
+            checker.downgrade(task.tid, self.class_for(subclass).key, instance=self.name,
+                              task_name=task.name, where=task.op)
         if self.waitq:
             self._mark_wake(_Wake.READ_OWNED)
         self._kick()
