@@ -190,3 +190,37 @@ def format_memory_bench(b: MemoryBench) -> str:
     return (f"{b.folios:,} resident folios under {b.design}: {b.bytes_per_folio:.0f} bytes/folio, "
             f"peak RSS {b.peak_rss_mb:.0f} MB (target: 1,000,000 folios in 1 GB); "
             f"{b.faults_per_s:,.0f} simulated operations per wall second")
+
+
+# -- tracing: what a Chrome trace costs, and what it costs when off ------------------------------------
+
+
+def run_trace_bench(repeats: int = 3, duration_ns: int = 2_000_000) -> dict[str, Any]:
+    """fork-heavy under anon_vma with tracing off (engine.tracer None) and on (ChromeTracer).
+
+    Off, every lock operation pays one ``engine.tracer is not None`` test; on, every acquisition,
+    release, contention and operation becomes trace events.  Best of ``repeats`` each, interleaved.
+    """
+    from pathlib import Path
+
+    from concurrency.trace import ChromeTracer
+    from workloads.runner import run_one
+    from workloads.scenario import load_scenario
+
+    path = Path(__file__).resolve().parent.parent / "workloads" / "scenarios" / "fork-heavy.toml"
+    scenario = load_scenario(path, {"run.duration_ns": duration_ns})
+    best_off = best_on = float("inf")
+    events = 0
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        off = run_one(scenario, "anon_vma")
+        t1 = time.perf_counter()
+        tracer = ChromeTracer()
+        on = run_one(scenario, "anon_vma", tracer=tracer)
+        t2 = time.perf_counter()
+        best_off, best_on = min(best_off, t1 - t0), min(best_on, t2 - t1)
+        events = len(tracer.events())
+        assert off["outcome"] == on["outcome"], "tracing must not change the simulation"
+    return {"off_s": round(best_off, 3), "on_s": round(best_on, 3),
+            "overhead_pct": round(100 * (best_on / best_off - 1), 1), "trace_events": events,
+            "sim_events": off["outcome"]["events"]}

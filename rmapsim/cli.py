@@ -275,12 +275,20 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from rmapsim.bench import format_engine_bench, format_memory_bench, run_engine_bench, run_memory_bench
 
+    if args.what == "trace":
+        from rmapsim.bench import run_trace_bench
+
+        figures = run_trace_bench(repeats=args.repeats)
+        print(json.dumps(figures, sort_keys=True) if args.json else
+              f"fork-heavy (anon_vma, {figures['sim_events']:,} events): tracing off {figures['off_s']} s, "
+              f"on {figures['on_s']} s (+{figures['overhead_pct']}%, {figures['trace_events']:,} trace events)")
+        return 0
     if args.what == "memory":
         mem = run_memory_bench(args.folios)
         print(json.dumps(mem.to_dict(), sort_keys=True) if args.json else format_memory_bench(mem))
         return 0
     if args.what != "engine":
-        raise BadInput(f"bench {args.what!r}: unknown benchmark; allowed: engine, memory")
+        raise BadInput(f"bench {args.what!r}: unknown benchmark; allowed: engine, memory, trace")
     bench = run_engine_bench(repeats=args.repeats)
     if args.json:
         print(json.dumps(bench.to_dict(), sort_keys=True))
@@ -331,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_report)
     p = sub.add_parser("bench", help="benchmarks (engine vs SimPy)")
-    p.add_argument("what", nargs="?", default="engine", help="engine (vs SimPy) or memory (1M folios)")
+    p.add_argument("what", nargs="?", default="engine", help="engine (vs SimPy), memory (1M folios) or trace (tracing on/off)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--repeats", type=int, default=3, help="engine: runs per simulator; the best counts")
     p.add_argument("--folios", type=int, default=1_000_000, help="memory: resident folios")
