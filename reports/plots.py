@@ -15,6 +15,7 @@ without dates or version strings in their metadata.
 from __future__ import annotations
 
 import io
+import warnings
 import json
 import math
 from collections.abc import Iterator, Mapping, Sequence
@@ -80,7 +81,9 @@ def _color(i: int) -> str:
 def figure_bytes(fig: Figure, fmt: str) -> bytes:
     """The figure as PNG or SVG bytes, identical for identical figures."""
     buf = io.BytesIO()
-    with _style():
+    with _style(), warnings.catch_warnings():
+        # a crowded legend can squeeze the axes; the picture is still drawn, so keep stderr quiet
+        warnings.filterwarnings("ignore", message="constrained_layout not applied")
         if fmt == "svg":
             fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": "rmapsim"})
         elif fmt == "png":
@@ -314,7 +317,8 @@ def scaling_figures(points: Sequence[tuple[Mapping[str, Any], Sequence[Mapping[s
                        for _, runs in points for r in runs for op in ops), default=0.0)
         scale, unit = _time_unit(p99_max)
         with _style():
-            fig = _new_figure(figsize=(11, 4.2), layout="constrained")
+            # legends grow with the lines (designs x other swept values): so does the figure
+            fig = _new_figure(figsize=(11, 4.2 + 0.3 * max(0, len(lines) - 4)), layout="constrained")
             ax_t, ax_p = fig.subplots(1, 2)
             ordered = sorted(lines.items(), key=lambda kv: (designs.index(kv[0][0]), kv[0][1]))
             for (design, rest), pts in ordered:

@@ -339,7 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_report)
     p = sub.add_parser("bench", help="benchmarks (engine vs SimPy)")
-    p.add_argument("what", nargs="?", default="engine", help="engine (vs SimPy), memory (1M folios) or trace (tracing on/off)")
+    p.add_argument("what", nargs="?", default="engine",
+                   help="engine (vs SimPy), memory (1M folios) or trace (tracing on/off)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--repeats", type=int, default=3, help="engine: runs per simulator; the best counts")
     p.add_argument("--folios", type=int, default=1_000_000, help="memory: resident folios")
