@@ -15,9 +15,9 @@ without dates or version strings in their metadata.
 from __future__ import annotations
 
 import io
-import warnings
 import json
 import math
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
