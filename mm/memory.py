@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from enum import Enum
 
+from concurrency.spinlock import QSpinlock
 from mm.mmap_lock import lock_vma_under_rcu
 from mm.system import ZERO_FOLIO, MmSystem
 from mm.types import HPAGE_PMD_NR, Folio, MmStruct, Pte, Vma
@@ -163,24 +164,30 @@ async def do_anonymous_page(system: MmSystem, vma: Vma, vpn: int, vma_locked: bo
     ret = await vmf_anon_prepare(system, vma, vma_locked)
     if ret is not Fault.OK:
         return ret
-    mm = vma.mm
     folio = await system.alloc_folio(vma.pgoff_of(vpn))
     await spend(system, system.costs.zero_page_ns)
-    ptl = system.ptl(mm, vpn)
-    await ptl.lock()
-    if vpn in mm.ptes:  # raced with another thread's fault
-        ptl.unlock()
+    await _map_new_folio(system, vma, vpn, folio, system.ptl(vma.mm, vpn), vma.mm.ptes, vpn)
+    system.ops.inc("fault_anon")
+    return Fault.OK
+
+
+async def _map_new_folio(system: MmSystem, vma: Vma, vpn: int, folio: Folio, lock: QSpinlock,
+                         table: dict[int, Pte], key: int) -> None:
+    """The tail both anonymous faults share: under the PTE (or PMD) lock, recheck the entry is
+    still empty, ``folio_add_new_anon_rmap``, set the entry, add to the LRU; a racing fault that
+    got there first means our folio is freed instead."""
+    await lock.lock()
+    if key in table:
+        lock.unlock()
         await system.free_folio(folio)
-        return Fault.OK
+        return
     await system.design.folio_add_new_anon_rmap(folio, vma, vpn, True)
     folio.exclusive = True
     folio.mapcount = 1
-    mm.ptes[vpn] = Pte(folio, True)
+    table[key] = Pte(folio, True)
     await spend(system, system.costs.pte_ns)
     system.lru_add(folio)
-    ptl.unlock()
-    system.ops.inc("fault_anon")
-    return Fault.OK
+    lock.unlock()
 
 
 def wp_can_reuse_anon_folio(system: MmSystem, folio: Folio) -> bool:
@@ -261,20 +268,7 @@ async def do_huge_pmd_anonymous_page(system: MmSystem, vma: Vma, base: int, vma_
     mm = vma.mm
     folio = await system.alloc_folio(vma.pgoff_of(base), order=9)
     await spend(system, system.costs.zero_page_ns * HPAGE_PMD_NR)
-    lock = system.pmd_lock(mm, base)
-    await lock.lock()
-    idx = base // HPAGE_PMD_NR
-    if idx in mm.pmds:
-        lock.unlock()
-        await system.free_folio(folio)
-        return Fault.OK
-    await system.design.folio_add_new_anon_rmap(folio, vma, base, True)
-    folio.exclusive = True
-    folio.mapcount = 1
-    mm.pmds[idx] = Pte(folio, True)
-    await spend(system, system.costs.pte_ns)
-    system.lru_add(folio)
-    lock.unlock()
+    await _map_new_folio(system, vma, base, folio, system.pmd_lock(mm, base), mm.pmds, base // HPAGE_PMD_NR)
     system.ops.inc("fault_thp")
     return Fault.OK
 

@@ -138,13 +138,20 @@ def _default_out(scenario: Any) -> Path:
     return Path(f"rmapsim-out/{scenario.name}-seed{scenario.seed}")
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    scenario = _load(args)
+def _run_and_save(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Load, run every chosen design, write result.json and the reports: the shared part of
+    run, compare and lockdep."""
+    scenario = _load(args, extra)
     designs = _designs(args, scenario)
     if args.out is None:
         args.out = str(_default_out(scenario))
     results = _run_designs(args, scenario, designs)
     _write_results(results, Path(args.out))
+    return results
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    results = _run_and_save(args)
     if args.json:
         print(json.dumps(results, sort_keys=True))
     elif not args.quiet:
@@ -153,12 +160,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    scenario = _load(args)
-    designs = _designs(args, scenario)
-    if args.out is None:
-        args.out = str(_default_out(scenario))
-    results = _run_designs(args, scenario, designs)
-    _write_results(results, Path(args.out))
+    results = _run_and_save(args)
     if args.json:
         print(json.dumps(results, sort_keys=True))
     else:
@@ -175,12 +177,7 @@ def cmd_default(args: argparse.Namespace) -> int:
 
 
 def cmd_lockdep(args: argparse.Namespace) -> int:
-    scenario = _load(args, {"lockdep.enabled": True})
-    designs = _designs(args, scenario)
-    if args.out is None:
-        args.out = str(_default_out(scenario))
-    results = _run_designs(args, scenario, designs)
-    _write_results(results, Path(args.out))
+    results = _run_and_save(args, {"lockdep.enabled": True})
     found = False
     report: dict[str, Any] = {}
     for run in results["runs"]:
