@@ -118,7 +118,16 @@ def _summary(results: dict[str, Any]) -> str:
 
 
 def _findings(results: dict[str, Any]) -> bool:
-    return any(not run["invariants"]["passed"] or run["lockdep"]["findings"] for run in results["runs"])
+    """True when a run found something (exit status 1); says what on stderr."""
+    found = False
+    for run in results["runs"]:
+        for violation in run["invariants"]["violations"]:
+            print(f"rmapsim: {run['design']}: invariant violated: {violation}", file=sys.stderr)
+            found = True
+        for finding in run["lockdep"]["findings"]:
+            print(f"rmapsim: {run['design']}: lockdep:\n{finding}", file=sys.stderr)
+            found = True
+    return found
 
 
 def _run_designs(args: argparse.Namespace, scenario: Any, designs: list[str]) -> dict[str, Any]:
