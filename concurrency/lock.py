@@ -126,7 +126,7 @@ class SimLock:
                 point[1] += waited
                 if waited > point[2]:
                     point[2] = waited
-                if waited < point[3]:
+                elif waited < point[3]:
                     point[3] = waited
         task.held.append(self)
         if not self.sleeping:
@@ -136,11 +136,16 @@ class SimLock:
             tracer.on_acquired(task, self, side.mode, wait_start, key=side.key)
 
     def _released(self, task: SimTask, side: LockSideStats, since: int) -> None:
-        side.hold.record(self.engine.now - since)
-        task.held.remove(self)
+        engine = self.engine
+        side.hold.record(engine.now - since)
+        held = task.held
+        if held[-1] is self:  # the usual LIFO release: no search
+            held.pop()
+        else:
+            held.remove(self)
         if not self.sleeping:
             task.atomic_depth -= 1
-        tracer = self.engine.tracer
+        tracer = engine.tracer
         if tracer is not None:
             tracer.on_released(task, self, side.mode, since, key=side.key)
 
