@@ -9,6 +9,7 @@ redoing finished points.  A failing point is recorded with its error and the swe
 from __future__ import annotations
 
 import itertools
+import json
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
@@ -49,14 +50,9 @@ def run_point(scenario_path: str, overrides: dict[str, Any], designs: list[str],
     scenario = load_scenario(scenario_path, overrides)
     results = run_scenario(scenario, designs=designs)
     results["point"] = overrides
-    path = Path(out)
-    atomic_write(path / "result.json", dump_json(results))
-    try:
-        from reports import render_run
-
-        render_run(results, path)
-    except ImportError:  # pragma: no cover
-        pass
+    # Only the record: per-point reports would double a point's cost; the sweep's own report
+    # covers the grid, and `rmapsim report OUT/points/<point>` renders any point on demand.
+    atomic_write(Path(out) / "result.json", dump_json(results))
     return {"ok": True}
 
 
@@ -78,8 +74,6 @@ def run_sweep(scenario_path: Path, grid_items: list[str], *, designs: list[str],
     index_path = out / "sweep.json"
     previous: dict[str, dict[str, Any]] = {}
     if index_path.exists():
-        import json
-
         for entry in json.loads(index_path.read_text()).get("points", []):
             previous[point_dir(entry["params"])] = entry
     entries: dict[str, dict[str, Any]] = {}
@@ -123,14 +117,9 @@ def run_sweep(scenario_path: Path, grid_items: list[str], *, designs: list[str],
                     _finish(entries[name], fut.result)
                     write_index()
                     progress.advance()
-    try:
-        import json
+    from reports import render_sweep
 
-        from reports import render_sweep
-
-        render_sweep(json.loads(index_path.read_text()), out)
-    except ImportError:  # pragma: no cover
-        pass
+    render_sweep(json.loads(index_path.read_text()), out)
     failed = sum(1 for e in entries.values() if e["status"] == "failed")
     return {"points": len(points), "ok": len(points) - failed, "failed": failed, "skipped": skipped,
             "out": str(out)}

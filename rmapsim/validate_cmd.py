@@ -1,0 +1,130 @@
+"""``rmapsim validate``: reproduce the published kernel results (reference §4) and say which hold.
+
+Runs the checks of :mod:`workloads.validate` (small sizes by default, the published sizes with
+``--full``), prints a table (check, verdict, simulated figure, published figure, source), each
+claim with its expected direction and range, the notes, and the cost-model constants that still
+have no source; writes ``validate.json`` and a self-contained ``validate.html`` into ``--out``
+(default ``rmapsim-out/validate``).  ``--json`` prints one object ``{"checks": [{"claim", "source",
+"value", "expected", "passed"}, ...]}`` instead.  Exit status 1 when a check fails.
+
+Registered on the command line by :func:`add_parser` (called from ``rmapsim.cli.build_parser``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Mapping
+from html import escape
+from pathlib import Path
+from typing import Any
+
+__all__ = ["DEFAULT_OUT", "add_parser", "cmd_validate", "validate_html", "validate_text"]
+
+DEFAULT_OUT = Path("rmapsim-out/validate")
+
+
+def add_parser(sub: argparse._SubParsersAction[Any]) -> argparse.ArgumentParser:
+    """Register ``validate`` on the ``rmapsim`` subcommands."""
+    p: argparse.ArgumentParser = sub.add_parser(
+        "validate", help="reproduce the published kernel results (reference §4); exit 1 if one fails")
+    p.add_argument("--full", action="store_true", help="the published sizes (minutes) instead of the small ones")
+    p.add_argument("--json", action="store_true",
+                   help='print one JSON object {"checks": [{claim, source, value, expected, passed}, ...]}')
+    p.add_argument("--out", help=f"output folder for validate.json and validate.html (default {DEFAULT_OUT})")
+    p.add_argument("--quiet", action="store_true", help="no progress or chatter")
+    p.add_argument("--check", action="append", metavar="ID", help="run only this check, e.g. H5a (repeatable)")
+    p.set_defaults(func=cmd_validate)
+    return p
+
+
+def _verdict(check: Mapping[str, Any]) -> str:
+    return "pass" if check["passed"] else "FAIL"
+
+
+def validate_text(doc: Mapping[str, Any]) -> str:
+    """The console report of a validate.json document."""
+    from reports.common import format_table
+
+    checks = doc["checks"]
+    rows = [[c["id"], _verdict(c), c["value_text"], c["published"], c["source"]] for c in checks]
+    out = [f"Published kernel results, reproduced ({doc['mode']} sizes)\n\n",
+           format_table(["check", "result", "simulated", "published", "source"], rows, align="lllll")]
+    out.append("\nClaims and expected direction/range\n")
+    for c in checks:
+        out.append(f"  {c['id']:<4} {c['claim']}\n       expected: {c['expected'] or '-'}\n")
+    notes = [(c["id"], n) for c in checks for n in c["notes"]]
+    if notes:
+        out.append("\nNotes\n")
+        out += [f"  {cid:<4} {note}\n" for cid, note in notes]
+    consts = doc.get("unsourced_constants", [])
+    if consts:
+        out.append(f"\nCost model constants without a source ({len(consts)}; mm/costs.py)\n")
+        crows = [[k["name"], str(k["value"]), k["note"]] for k in consts]
+        out.append(format_table(["constant", "value", "what the sources say"], crows, align="lrl", indent="  "))
+    passed = sum(1 for c in checks if c["passed"])
+    out.append(f"\n{passed} of {len(checks)} checks passed ({doc['mode']} sizes, {doc['wall_s']:.1f} s)\n")
+    return "".join(out)
+
+
+def validate_html(doc: Mapping[str, Any]) -> str:
+    """A self-contained page (inline style, no external resource) for a validate.json document."""
+    from reports.html import _page, _table
+
+    checks = doc["checks"]
+    passed = sum(1 for c in checks if c["passed"])
+    body = ["<h1>rmapsim validate</h1>\n",
+            f"<p>Published kernel results (reference §4) reproduced at the <b>{escape(str(doc['mode']))}</b> sizes: "
+            f'<span class="{"ok" if passed == len(checks) else "bad"}">{passed} of {len(checks)} checks passed'
+            f"</span> ({doc['wall_s']:.1f} s).</p>\n", "<h2>Checks</h2>\n"]
+    rows = [[c["id"], _verdict(c), c["claim"], c["source"], c["value_text"], c["expected"] or "-"] for c in checks]
+    body.append(_table(["check", "result", "claim", "source", "simulated", "expected (published)"], rows, left=6))
+    notes = [(c["id"], n) for c in checks for n in c["notes"]]
+    if notes:
+        body.append("<h2>Notes</h2>\n<ul>\n")
+        body += [f"<li><b>{escape(cid)}</b> {escape(note)}</li>\n" for cid, note in notes]
+        body.append("</ul>\n")
+    body.append("<h2>Details</h2>\n")
+    for c in checks:
+        detail = json.dumps(c["details"], sort_keys=True, indent=1)
+        body.append(f"<details><summary>{escape(c['id'])}: {escape(c['value_text'])}</summary>\n"
+                    f"<pre>{escape(detail)}</pre></details>\n")
+    consts = doc.get("unsourced_constants", [])
+    if consts:
+        body.append(f"<h2>Cost model constants without a source ({len(consts)})</h2>\n")
+        body.append(_table(["constant", "value", "what the sources say"],
+                           [[k["name"], str(k["value"]), k["note"]] for k in consts]))
+    return _page("rmapsim validate", "".join(body))
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Run the checks, print, write OUT/validate.json and OUT/validate.html; 1 if a check failed."""
+    from rmapsim.progress import Progress
+    from workloads.record import atomic_write, dump_json
+    from workloads.validate import CHECKS, run_validation
+
+    known = [c.id for c in CHECKS]
+    only: list[str] | None = getattr(args, "check", None)
+    if only:
+        unknown = [c for c in only if c not in known]
+        if unknown:
+            print(f"rmapsim: error: --check {unknown[0]!r}: unknown check; allowed: {', '.join(known)}",
+                  file=sys.stderr)
+            return 2
+    quiet = bool(getattr(args, "quiet", False))
+    wanted = len(only) if only else len(CHECKS)
+    with Progress("validate", total=wanted, enabled=not quiet) as progress:
+        doc = run_validation(full=bool(getattr(args, "full", False)), only=only or None,
+                             on_done=lambda _result: progress.advance())
+    out = Path(args.out) if getattr(args, "out", None) else DEFAULT_OUT
+    atomic_write(out / "validate.json", dump_json(doc))
+    atomic_write(out / "validate.html", validate_html(doc))
+    if getattr(args, "json", False):
+        print(json.dumps({"checks": [{k: c[k] for k in ("claim", "source", "value", "expected", "passed")}
+                                     for c in doc["checks"]]}, sort_keys=True))
+    else:
+        print(validate_text(doc), end="")
+        if not quiet:
+            print(f"\nwrote {out / 'validate.json'} and {out / 'validate.html'}")
+    return 0 if doc["passed"] else 1

@@ -1,0 +1,183 @@
+"""``rmapsim validate``: every published result the model reproduces passes at the small size, the
+one it does not stays visibly failing, and the command's outputs have their promised shapes."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import re
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mm.costs import CostModel
+from rmapsim.validate_cmd import add_parser, validate_html, validate_text
+from workloads import validate
+from workloads.runner import RunFailed
+from workloads.scenario import load_scenario
+
+JSON_KEYS = {"claim", "source", "value", "expected", "passed"}
+
+
+@cache
+def small() -> dict[str, dict[str, Any]]:
+    """The whole small-size suite, run once (about 10 s): checks by id."""
+    doc = validate.run_validation()
+    return {c["id"]: c for c in doc["checks"]}
+
+
+def run_cli(*argv: str) -> int:
+    """The ``validate`` subcommand through its own parser (cli.py registers it the same way)."""
+    parser = argparse.ArgumentParser(prog="rmapsim")
+    sub = parser.add_subparsers(dest="command")
+    add_parser(sub)
+    args = parser.parse_args(["validate", *argv])
+    status: int = args.func(args)
+    return status
+
+
+def test_every_check_has_a_citation_and_a_scenario_that_says_what_it_mirrors() -> None:
+    ids = [c.id for c in validate.CHECKS]
+    assert len(ids) == len(set(ids))
+    assert {"H1", "H3", "H4", "H5a", "H5b", "H6", "H8", "L2a"} <= set(ids)
+    for check in validate.CHECKS:
+        assert re.match(r"\[[A-Z]\d+[a-z]?\] ", check.source), check.source
+        assert check.claim and check.published
+    files = sorted(validate.SCENARIO_DIR.glob("*.toml"))
+    assert len(files) >= 8
+    for path in files:
+        scenario = load_scenario(path)
+        assert scenario.description and re.search(r"\[[A-Z]\d+[a-z]?\]", scenario.mirrors), path.name
+
+
+def test_validation_scenarios_stay_out_of_the_builtin_list() -> None:
+    from rmapsim.cli import builtin_scenarios
+
+    ours = {p.stem for p in validate.SCENARIO_DIR.glob("*.toml")}
+    assert ours and not ours & set(builtin_scenarios())
+
+
+@pytest.mark.parametrize("check_id", ["H1", "H3", "H4", "H5b", "H6", "H8", "L2a", "N4"])
+def test_the_model_reproduces_the_published_result(check_id: str) -> None:
+    check = small()[check_id]
+    assert check["passed"], (check["value_text"], check["expected"], check["details"])
+
+
+def test_h1_single_anon_vma_walks_visit_every_child() -> None:
+    details = small()["H1"]["details"]
+    children = details["children"]
+    assert details["single_anon_vma"]["vmas_per_walk"] > children / 2
+    assert details["anon_vma_chains"]["vmas_per_walk"] < 2
+
+
+def test_h5a_rwsem_vs_mutex_throughput_is_not_reproduced() -> None:
+    # Known disagreement (reported to the lead): the model gives the 2013 rwsem (no spinning) *more*
+    # fork throughput than the spinning mutex, where Tim Chen measured 8% less.  The mutex model
+    # hands the lock to a woken first waiter that went back to sleep (the 2013 mutex had no
+    # hand-off; mutex.c since 4.10 lets that waiter spin), idling the lock for a context switch
+    # per hand-off; and the rwsem's extra count-word atomics are not costed.  When the model
+    # changes this test must be revisited: it pins today's direction, rwsem above mutex.
+    check = small()["H5a"]
+    assert not check["passed"]
+    assert check["value"] > 0
+    assert check["notes"]
+
+
+def test_h6_growth_is_linear_without_reuse_and_bounded_with_it() -> None:
+    details = small()["H6"]["details"]
+    vmas = details["vmas_per_process"]
+    depth = details["depth"]
+    assert details["no_reuse"]["peak_anon_vmas"] == (depth + 1) * vmas  # one per generation per VMA
+    assert details["reuse"]["peak_anon_vmas"] <= 3 * vmas
+
+
+def test_h8_trylock_removes_reclaim_waits() -> None:
+    details = small()["H8"]["details"]
+    assert details["blocking"]["read_wait_total_ns"] > 0 and details["blocking"]["keep_contended"] == 0
+    assert details["trylock"]["read_wait_total_ns"] == 0 and details["trylock"]["keep_contended"] > 0
+
+
+def test_json_prints_exactly_one_object_of_checks(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    status = run_cli("--json", "--check", "N4", "--check", "L2a", "--out", str(tmp_path))
+    out = capsys.readouterr().out
+    doc = json.loads(out)  # one object, nothing else on stdout
+    assert set(doc) == {"checks"}
+    assert [set(c) for c in doc["checks"]] == [JSON_KEYS, JSON_KEYS]
+    assert [c["source"][:5] for c in doc["checks"]] == ["[L2a]", "[N4] "]
+    assert all(c["passed"] is True and isinstance(c["value"], float) for c in doc["checks"])
+    assert status == 0
+    saved = json.loads((tmp_path / "validate.json").read_text())
+    assert saved["schema"] == validate.SCHEMA and saved["mode"] == "small"
+    assert [c["id"] for c in saved["checks"]] == ["L2a", "N4"]
+
+
+def test_a_failing_check_makes_the_exit_status_1(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli("--quiet", "--check", "N4", "--out", str(tmp_path)) == 0
+    # Test-only: demand a read fault of at least 100 µs.
+    monkeypatch.setitem(validate.BANDS, "N4_fault_us", validate.Band(lo=100.0))
+    assert run_cli("--quiet", "--check", "N4", "--out", str(tmp_path)) == 1
+    out = capsys.readouterr().out
+    assert re.search(r"^N4\s+FAIL", out, re.M) and "0 of 1 checks passed" in out
+
+
+def test_a_simulation_failure_is_a_failed_check_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(check: validate.Check, full: bool) -> validate.CheckResult:
+        raise RunFailed("x under anon_vma (seed 1): deadlock at t=5 ns\n" + "  a waits for b\n" * 50)
+
+    fake = dataclasses.replace(validate.CHECKS[0], id="X1", run=broken)
+    monkeypatch.setattr(validate, "CHECKS", [fake])
+    doc = validate.run_validation()
+    (check,) = doc["checks"]
+    assert not doc["passed"] and not check["passed"] and check["value"] is None
+    assert "deadlock" in check["notes"][0] and check["notes"][0].count("\n") <= 5
+
+
+def test_unknown_check_is_bad_input(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert run_cli("--check", "H99", "--out", str(tmp_path)) == 2
+    assert "H99" in capsys.readouterr().err
+
+
+def test_html_is_self_contained_and_holds_the_table(tmp_path: Path) -> None:
+    assert run_cli("--quiet", "--check", "N4", "--check", "H6", "--out", str(tmp_path)) == 0
+    page = (tmp_path / "validate.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "<table>" in page
+    assert "[H6] K. Khlebnikov" in page and "[N4]" in page and "pdf" not in page
+    for ref in re.findall(r"""(?:src|href)\s*=\s*["']([^"']*)""", page):
+        assert ref.startswith(("data:", "#")), ref
+    assert not re.search(r"<link|<script[^>]+src|@import|url\(", page)
+    # A pure function of validate.json: the same document gives the same bytes.
+    doc = json.loads((tmp_path / "validate.json").read_text())
+    assert validate_html(doc) == page
+    assert "Cost model constants without a source" in validate_text(doc)
+
+
+def test_unsourced_constants_cover_every_cost_without_a_measurement() -> None:
+    listed = {c["name"]: c for c in validate.unsourced_constants()}
+    fields = [f.name for f in dataclasses.fields(CostModel)]
+    assert set(listed) | set(validate.SOURCED_CONSTANTS) == set(fields)
+    assert not set(listed) & set(validate.SOURCED_CONSTANTS)
+    assert "fault_entry_ns" in validate.SOURCED_CONSTANTS
+    model = CostModel()
+    for name, entry in listed.items():
+        assert entry["value"] == getattr(model, name) and entry["note"]
+
+
+def test_band_bounds() -> None:
+    band = validate.Band(lo=-0.25, hi=0.02)
+    assert -0.08 in band and -0.25 in band and 0.02 in band
+    assert 0.021 not in band and -0.3 not in band and math.nan not in band and "x" not in band
+    assert 5 in validate.Band(lo=1) and 0 not in validate.Band(lo=1) and 0 in validate.Band(hi=0)
+
+
+@pytest.mark.long
+def test_full_size_fork_chain_is_the_published_depth() -> None:
+    doc = validate.run_validation(full=True, only=["H6"])
+    (check,) = doc["checks"]
+    assert doc["mode"] == "full" and check["details"]["depth"] == 300
+    assert check["passed"], check["value_text"]
+    assert check["details"]["no_reuse"]["peak_anon_vmas"] == 301 * check["details"]["vmas_per_process"]
