@@ -328,7 +328,9 @@ class Engine:
         t = self.now + ns
         heap = self._heap
         cpu = task.cpu
-        if cpu.runq and t - task.slice_start >= self.timeslice_ns:
+        # Never while holding a spinlock or inside an RCU read-side section: the kernel has
+        # preemption disabled there (a spinner on this CPU would wait for us forever).
+        if cpu.runq and t - task.slice_start >= self.timeslice_ns and not (task.atomic_depth or task.rcu_depth):
             task._wake_value = _PREEMPT  # runs until t, then gives the CPU to the next in line
         elif (not heap or t < heap[0][0]) and self.events < self._fast_limit:
             self.events += 1
@@ -596,8 +598,12 @@ class Engine:
             if task.done:
                 continue
             on = task.waiting_for
-            lock_name = on.name if on is not None else "(nothing)"
-            holders = [h.name for h in on.holders()] if on is not None else []
+            if on is not None:
+                lock_name = on.name
+                holders = [h.name for h in on.holders()]
+            else:  # runnable: waits for its CPU, held by whatever occupies it
+                lock_name = f"cpu{task.cpu.index}"
+                holders = [task.cpu.curr.name] if task.cpu.curr is not None else []
             blocked.append((task.name, lock_name, holders))
             waits[task.name] = holders
         lines = [f"deadlock at t={self.now} ns: {len(blocked)} task(s) blocked, nothing runnable"]

@@ -271,3 +271,29 @@ def test_determinism_across_processes_and_hash_seeds() -> None:
         assert json.loads(out)["log"]
         digests.add(hashlib.sha256(out.encode()).hexdigest())
     assert len(digests) == 1
+
+
+def test_timeslice_preemption_shares_a_cpu_but_never_under_a_spinlock() -> None:
+    engine = Engine(1, timeslice_ns=1_000)
+    spin = QSpinlock(engine, "S")
+    order: list[tuple[str, int]] = []
+
+    async def hog() -> None:
+        await spin.lock()
+        for _ in range(5):
+            await engine.delay(1_000)  # holding a spinlock: preemption is disabled
+        spin.unlock()
+        order.append(("hog unlocked", engine.now))
+        for _ in range(5):
+            await engine.delay(1_000)  # now it is preempted at the end of its slice
+        order.append(("hog done", engine.now))
+
+    async def other() -> None:
+        await spin.lock()  # would spin forever if the hog were preempted while holding S
+        spin.unlock()
+        order.append(("other", engine.now))
+
+    engine.spawn("hog", hog)
+    engine.spawn("other", other)
+    engine.run()
+    assert order == [("hog unlocked", 5_000), ("other", 6_000), ("hog done", 10_000)]
