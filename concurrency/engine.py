@@ -251,7 +251,7 @@ class Engine:
 
     def __init__(self, ncpus: int, seed: int = 0, *, ctx_switch_ns: int = 0,
                  checkpoint_every: int = 4096, lock_costs: LockCosts | None = None,
-                 timeslice_ns: int = 1_000_000) -> None:
+                 timeslice_ns: int = 1_000_000, instance_stats: bool = False) -> None:
         if ncpus < 1:
             raise ValueError(f"ncpus must be >= 1, got {ncpus}")
         self.now = 0
@@ -274,6 +274,9 @@ class Engine:
         self.tracer: Any = None  # a tracer with on_* hooks, when enabled
         self.lock_costs = LockCosts.free() if lock_costs is None else lock_costs
         self.lock_classes: dict[str, LockClass] = {}
+        # lock_stat is per class; per lock (instance) statistics are kept too when asked for.
+        self.instance_stats = instance_stats
+        self.lock_instances: list[LockClass] = []
         self.rcu_sleeps: list[tuple[str, int, str, str]] = []  # (task, t_ns, waits for, op)
         self._heap: list[tuple[int, int, Any, int]] = []
         self._seq = 0
@@ -318,6 +321,15 @@ class Engine:
         elif cls.kind != kind:
             raise ValueError(f"lock class {key!r} is a {cls.kind}, not a {kind}")
         return cls
+
+    def instance_stats_for(self, cls: LockClass, instance: str) -> LockClass | None:
+        """Per-lock statistics for a new lock instance, if this run keeps them."""
+        if not self.instance_stats:
+            return None
+        stats = LockClass(instance, cls.kind, rw=cls.rw)
+        stats.instances = 1
+        self.lock_instances.append(stats)
+        return stats
 
     # -- primitives called by model code -----------------------------------------------------
 

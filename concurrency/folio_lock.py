@@ -62,6 +62,7 @@ class FolioLock(SimLock):
         self.name = instance or name
         self.costs = costs if costs is not None else engine.lock_costs
         self.last_cpu = -1
+        self.istats = engine.instance_stats_for(self.lclass, self.name)
         self.owner: SimTask | None = None
         self.owner_since = 0
         # (task, handoff) in queue order; None while nobody waits.  ``handoff`` is WQ_FLAG_CUSTOM.

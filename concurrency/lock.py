@@ -65,6 +65,8 @@ class SimLock:
         self.costs = costs if costs is not None else engine.lock_costs
         self.last_cpu = -1
         self._subclasses: dict[int, LockClass] = {}
+        # Per-lock statistics beside the class's, when the engine asks for them.
+        self.istats = engine.instance_stats_for(self.lclass, self.name)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
@@ -95,14 +97,21 @@ class SimLock:
             checker.release(task.tid, self.class_for(subclass).key, instance=self.name,
                             task_name=task.name, where=task.op)
 
+    def _instance_side(self, side: LockSideStats) -> LockSideStats | None:
+        inst = self.istats
+        if inst is None:
+            return None
+        return inst.read if side.mode == "R" else inst.write
+
     def _contended(self, task: SimTask, side: LockSideStats) -> None:
         """``lock_contended``: this acquisition will wait; blame the holders' operations."""
-        side.contentions += 1
-        if self.last_cpu >= 0 and self.last_cpu != task.cpu.index:
-            side.con_bounces += 1
-        side.contention_points[task.op] += 1
-        for holder in self.holders():
-            side.contending_points[holder.op] += 1
+        bounce = self.last_cpu >= 0 and self.last_cpu != task.cpu.index
+        holder_ops = [holder.op for holder in self.holders()]
+        side.note_contended(task.op, bounce, holder_ops)
+        if self.istats is not None:
+            inst = self._instance_side(side)
+            assert inst is not None
+            inst.note_contended(task.op, bounce, holder_ops)
         tracer = self.engine.tracer
         if tracer is not None:
             tracer.on_contended(task, self, side.mode, key=side.key)
@@ -110,24 +119,14 @@ class SimLock:
     def _acquired(self, task: SimTask, side: LockSideStats, wait_start: int | None) -> None:
         """``lock_acquired``: record the wait (if it waited) and the acquisition."""
         cpu = task.cpu.index
-        if self.last_cpu != cpu:
-            if self.last_cpu >= 0:
-                side.acq_bounces += 1
-            self.last_cpu = cpu
-        side.acquisitions += 1
-        if wait_start is not None:
-            waited = self.engine.now - wait_start
-            side.wait.record(waited)
-            point = side.point_wait.get(task.op)
-            if point is None:
-                side.point_wait[task.op] = [1, waited, waited, waited]
-            else:
-                point[0] += 1
-                point[1] += waited
-                if waited > point[2]:
-                    point[2] = waited
-                elif waited < point[3]:
-                    point[3] = waited
+        bounce = self.last_cpu >= 0 and self.last_cpu != cpu
+        self.last_cpu = cpu
+        waited = None if wait_start is None else self.engine.now - wait_start
+        side.note_acquired(task.op, bounce, waited)
+        if self.istats is not None:
+            inst = self._instance_side(side)
+            assert inst is not None
+            inst.note_acquired(task.op, bounce, waited)
         task.held.append(self)
         if not self.sleeping:
             task.atomic_depth += 1
@@ -137,7 +136,12 @@ class SimLock:
 
     def _released(self, task: SimTask, side: LockSideStats, since: int) -> None:
         engine = self.engine
-        side.hold.record(engine.now - since)
+        hold = engine.now - since
+        side.hold.record(hold)
+        if self.istats is not None:
+            inst = self._instance_side(side)
+            assert inst is not None
+            inst.hold.record(hold)
         held = task.held
         if held[-1] is self:  # the usual LIFO release: no search
             held.pop()

@@ -42,6 +42,33 @@ class LockSideStats:
         self.contention_points: Counter[str] = Counter()
         self.contending_points: Counter[str] = Counter()
 
+    # -- recording: what lock_contended / lock_acquired / release note ------------------------
+
+    def note_contended(self, op: str, bounce: bool, holder_ops: list[str]) -> None:
+        self.contentions += 1
+        if bounce:
+            self.con_bounces += 1
+        self.contention_points[op] += 1
+        for holder_op in holder_ops:
+            self.contending_points[holder_op] += 1
+
+    def note_acquired(self, op: str, bounce: bool, waited: int | None) -> None:
+        if bounce:
+            self.acq_bounces += 1
+        self.acquisitions += 1
+        if waited is not None:
+            self.wait.record(waited)
+            point = self.point_wait.get(op)
+            if point is None:
+                self.point_wait[op] = [1, waited, waited, waited]
+            else:
+                point[0] += 1
+                point[1] += waited
+                if waited > point[2]:
+                    point[2] = waited
+                elif waited < point[3]:
+                    point[3] = waited
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "con_bounces": self.con_bounces,

@@ -88,7 +88,7 @@ def run_one(scenario: Scenario, design: str, *, seed: int | None = None, cpus: i
     seed = scenario.seed if seed is None else seed
     ncpus = scenario.cpus if cpus is None else cpus
     costs = CostModel().with_overrides(scenario.costs)
-    engine = Engine(ncpus, seed, ctx_switch_ns=costs.ctx_switch_ns)
+    engine = Engine(ncpus, seed, ctx_switch_ns=costs.ctx_switch_ns, instance_stats=scenario.lock_instance_stats)
     checker: OrderChecker | None = None
     if scenario.lockdep:
         expected = ExpectedOrder.load_rmap_order() if scenario.expected_order == "rmap" else None
@@ -183,6 +183,8 @@ def run_one(scenario: Scenario, design: str, *, seed: int | None = None, cpus: i
         "throughput": throughput,
         "total_ops": sum(rec["count"] for rec in operations.values()),
         "locks": lock_records(engine),
+        "lock_instances": [stats.to_dict() for stats in engine.lock_instances
+                           if stats.write.acquisitions or stats.read.acquisitions],
         "walks": {name: stats.to_dict() for name, stats in sorted(system.walks.items())},
         "cpu_time": engine.cpu_time(),
         "context_switches": engine.context_switches,

@@ -84,6 +84,7 @@ class Scenario:
     rwsem: dict[str, Any] = field(default_factory=dict)
     reclaim_trylock: bool = True
     lockdep: bool = True
+    lock_instance_stats: bool = False
     expected_order: str | None = "rmap"
     switches: dict[str, dict[str, Any]] = field(default_factory=dict)
     processes: tuple[ProcessSpec, ...] = ()
@@ -100,6 +101,7 @@ class Scenario:
             "memory": {"total_pages": self.total_pages, "wmark_min": self.wmark_min,
                        "wmark_low": self.wmark_low, "wmark_high": self.wmark_high},
             "lockdep": self.lockdep, "expected_order": self.expected_order,
+            "lock_instance_stats": self.lock_instance_stats,
         }
 
 
@@ -111,6 +113,7 @@ _RUN = {
     "max_events": Param(int, 20_000_000, "event budget (a runaway scenario stops here)", 1, 10**10),
     "seed": Param(int, 1, "the run's seed", 0, 2**63 - 1),
     "designs": Param(list, ["anon_vma", "cow_context"], "reverse-map designs to run"),
+    "lock_instance_stats": Param(bool, False, "also keep statistics per lock instance (per mm, per family)"),
 }
 _MEMORY = {
     "total_pages": Param(int, 1 << 30, "memory in 4 KiB pages", 1, 1 << 40),
@@ -289,7 +292,8 @@ def _from_dict(data: dict[str, Any], file: str, text: str) -> Scenario:
         source=file, cpus=run["cpus"], duration_ns=run["duration_ns"], max_events=run["max_events"],
         seed=run["seed"], designs=tuple(designs), total_pages=memory["total_pages"],
         wmark_min=memory["wmark_min"], wmark_low=memory["wmark_low"], wmark_high=memory["wmark_high"],
-        costs=dict(costs), rwsem=rwsem_given, reclaim_trylock=reclaim["trylock"], lockdep=lockdep["enabled"],
+        lock_instance_stats=run["lock_instance_stats"], costs=dict(costs), rwsem=rwsem_given,
+        reclaim_trylock=reclaim["trylock"], lockdep=lockdep["enabled"],
         expected_order=None if lockdep["expected_order"] == "none" else lockdep["expected_order"],
         switches=switches, processes=processes, actors=actors, raw=data,
     )
@@ -379,6 +383,7 @@ _FIELD_KEYS = {
     "memory.wmark_min": ("wmark_min", _MEMORY["wmark_min"]), "memory.wmark_low": ("wmark_low", _MEMORY["wmark_low"]),
     "memory.wmark_high": ("wmark_high", _MEMORY["wmark_high"]),
     "reclaim.trylock": ("reclaim_trylock", _RECLAIM["trylock"]), "lockdep.enabled": ("lockdep", _LOCKDEP["enabled"]),
+    "run.lock_instance_stats": ("lock_instance_stats", _RUN["lock_instance_stats"]),
 }
 
 

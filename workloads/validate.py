@@ -665,7 +665,8 @@ def run_validation(*, full: bool = False, only: list[str] | None = None,
             # The first lines say what failed (a deadlock report can run to thousands of lines).
             lines = str(exc).splitlines()
             keep = [lines[0][:300]] + [line[:300] for line in lines[1:] if line.startswith("wait-for cycle")]
-            brief = "\n".join(keep) + (f"\n({len(lines) - len(keep)} more line(s))" if len(lines) > len(keep) else "")
+            more = len(lines) - len(keep)
+            brief = "; ".join(keep) + (f" (+{more} line(s) of task states)" if more else "")
             result = CheckResult(check.id, check.claim, check.source, check.published, None, "run failed",
                                  "(the simulation did not complete)", False, {"error": brief},
                                  [f"simulation failed: {brief}"])

@@ -297,3 +297,28 @@ def test_timeslice_preemption_shares_a_cpu_but_never_under_a_spinlock() -> None:
     engine.spawn("other", other)
     engine.run()
     assert order == [("hog unlocked", 5_000), ("other", 6_000), ("hog done", 10_000)]
+
+
+def test_per_lock_statistics_add_up_to_the_class() -> None:
+    engine = Engine(2, instance_stats=True)
+    a = Mutex(engine, "mm->mmap_lock", instance="mm0->mmap_lock", spin=False)
+    b = Mutex(engine, "mm->mmap_lock", instance="mm1->mmap_lock", spin=False)
+
+    async def worker(lock: Mutex, n: int) -> None:
+        for _ in range(n):
+            await lock.lock()
+            await engine.delay(100)
+            lock.unlock()
+            await engine.delay(10)
+
+    engine.spawn("w0", worker, a, 3)
+    engine.spawn("w1", worker, a, 3)
+    engine.spawn("w2", worker, b, 2)
+    engine.run()
+    per = {s.name: s.write for s in engine.lock_instances}
+    cls = engine.lock_classes["mm->mmap_lock"].write
+    assert per["mm0->mmap_lock"].acquisitions == 6 and per["mm1->mmap_lock"].acquisitions == 2
+    assert per["mm0->mmap_lock"].acquisitions + per["mm1->mmap_lock"].acquisitions == cls.acquisitions
+    assert per["mm0->mmap_lock"].contentions + per["mm1->mmap_lock"].contentions == cls.contentions > 0
+    assert per["mm0->mmap_lock"].wait.total_ns + per["mm1->mmap_lock"].wait.total_ns == cls.wait.total_ns
+    assert per["mm0->mmap_lock"].hold.total_ns + per["mm1->mmap_lock"].hold.total_ns == cls.hold.total_ns
