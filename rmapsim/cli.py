@@ -344,6 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_report)
+    from rmapsim.validate_cmd import add_parser as add_validate_parser
+
+    add_validate_parser(sub)
     p = sub.add_parser("bench", help="benchmarks (engine vs SimPy)")
     p.add_argument("what", nargs="?", default="engine",
                    help="engine (vs SimPy), memory (1M folios) or trace (tracing on/off)")
