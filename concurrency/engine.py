@@ -43,7 +43,6 @@ __all__ = [
     "CpuState",
     "Deadlock",
     "Engine",
-    "EventBudgetExceeded",
     "RunOutcome",
     "SimTask",
     "SimulationError",
@@ -55,8 +54,6 @@ __all__ = [
 
 class _Timeout:
     """Sentinel resume value of a timed block whose time ran out."""
-
-    _instance: _Timeout | None = None
 
     def __repr__(self) -> str:
         return "TIMEOUT"
@@ -108,10 +105,6 @@ class Deadlock(RuntimeError):
         super().__init__(report)
         self.report = report
         self.blocked = blocked
-
-
-class EventBudgetExceeded(RuntimeError):
-    pass
 
 
 def task_rng(seed: int, name: str) -> random.Random:
