@@ -4,10 +4,12 @@ each reproduced as a scenario plus a check of its direction and rough size, with
 Every check runs scenarios from ``workloads/scenarios/validate/`` (small sizes by default, the
 published sizes with ``full=True``), measures one figure from the result records and compares it
 with the published one.  A check passes when the simulated figure has the published direction and
-lies in the stated band.  Where the source gives a number, "rough size" means *within a factor of
-three of it*; where it gives none, only the direction is checked.  The bands were written down from
-the sources, never fitted to the model: a check the model cannot reproduce stays failing, and that
-is a finding about the model.
+lies in the stated band (:data:`BANDS`).  Where the source gives a number, "rough size" means
+*within a factor of three of it*, except where the source states a bound (H6: at most twice the
+VMAs) or the band was fixed with the task (H5a: -25%..+2%; L2a: 10-100 MB); where the source gives
+no number, only the direction is checked.  The bands were written down from the sources, never
+fitted to the model: a check the model cannot reproduce stays failing, and that is a finding about
+the model.
 
 The checks (tags resolve in ../shared/reference/kernel-rmap.md §9):
 
@@ -473,7 +475,10 @@ def _h8(check: Check, full: bool) -> CheckResult:
     if full:
         # Many forking servers on 8 CPUs, children computing for a millisecond: writers keep the
         # family lock busy and a woken reader waits for a CPU as well.
-        overrides = {"run.cpus": 8, "run.duration_ns": 100 * MS}
+        # 10 ms of workload (the wind-down, every server exiting under pressure, takes ~60 ms more).
+        # Longer runs cost minutes, and at 30 ms the trylock run livelocks kswapd (a zero-time
+        # reclaim loop; reported, actors/daemons.py).
+        overrides = {"run.cpus": 8, "run.duration_ns": 10 * MS}
         actors = {"fork_exit": {"prefork": 64, "interval_ns": 20_000, "child_lifetime_ns": MS}}
     out: dict[bool, dict[str, Any]] = {}
     for trylock in (False, True):
