@@ -53,7 +53,6 @@ during the run by wrapping the anon_vma design's peak accounting.
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,7 +140,6 @@ class CheckResult:
     passed: bool
     details: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-    wall_s: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         """The ``--json`` shape: claim, source, value, expected, passed."""
@@ -151,7 +149,7 @@ class CheckResult:
     def to_dict(self) -> dict[str, Any]:
         """Everything, for validate.json."""
         return {**self.to_json(), "id": self.id, "published": self.published, "value_text": self.value_text,
-                "details": self.details, "notes": list(self.notes), "wall_s": round(self.wall_s, 2)}
+                "details": self.details, "notes": list(self.notes)}
 
 
 @dataclass(frozen=True)
@@ -663,7 +661,6 @@ def run_validation(*, full: bool = False, only: list[str] | None = None,
             raise KeyError(f"unknown check(s) {unknown}; known: {[c.id for c in CHECKS]}")
     results: list[CheckResult] = []
     for check in wanted:
-        start = time.perf_counter()
         try:
             result = check.run(check, full)
         except RunFailed as exc:
@@ -675,7 +672,6 @@ def run_validation(*, full: bool = False, only: list[str] | None = None,
             result = CheckResult(check.id, check.claim, check.source, check.published, None, "run failed",
                                  "(the simulation did not complete)", False, {"error": brief},
                                  [f"simulation failed: {brief}"])
-        result.wall_s = time.perf_counter() - start
         results.append(result)
         if on_done is not None:
             on_done(result)
@@ -686,5 +682,4 @@ def run_validation(*, full: bool = False, only: list[str] | None = None,
         "passed": all(r.passed for r in results),
         "checks": [r.to_dict() for r in results],
         "unsourced_constants": unsourced_constants(),
-        "wall_s": round(sum(r.wall_s for r in results), 2),
     }
