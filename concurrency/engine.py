@@ -131,7 +131,9 @@ class SimTask:
         "held",
         "name",
         "op",
+        "pinned",
         "rcu_depth",
+        "resched",
         "rng",
         "run_ns",
         "since_ns",
@@ -153,10 +155,14 @@ class SimTask:
         self.state = TaskState.RUNNABLE
         self.op = "-"  # the simulated operation in progress: lock_stat's "contention point"
         self.waiting_for: Waitable | None = None
+        self.pinned = False  # bound to its CPU (spawned with an explicit cpu): never migrated
         self.held: list[Any] = []  # lock instances held, for misuse checks and deadlock reports
         self.ctx: Any = None  # free slot for the model (e.g. the process's mm)
         self.atomic_depth = 0  # spinlocks held: sleeping now is "scheduling while atomic"
         self.rcu_depth = 0  # rcu_read_lock nesting: sleeping now is reported, not raised
+        # Set by a lock while this task spins optimistically (mutex/rwsem, not spinlocks): called
+        # when another task becomes runnable on its CPU, the need_resched() those spin loops poll.
+        self.resched: Callable[[SimTask], None] | None = None
         self.run_ns = 0
         self.spin_ns = 0
         self.sleep_ns = 0
@@ -244,7 +250,7 @@ class Engine:
 
     def __init__(self, ncpus: int, seed: int = 0, *, ctx_switch_ns: int = 0,
                  checkpoint_every: int = 4096, lock_costs: LockCosts | None = None,
-                 timeslice_ns: int = 1_000_000, instance_stats: bool = False) -> None:
+                 timeslice_ns: int = 1_000_000, instance_stats: bool = False, balance: bool = False) -> None:
         if ncpus < 1:
             raise ValueError(f"ncpus must be >= 1, got {ncpus}")
         self.now = 0
@@ -254,6 +260,11 @@ class Engine:
         # A task that keeps running while others wait for its CPU is preempted at the end of the
         # delay that exhausts its slice (CFS-like fairness at operation granularity).
         self.timeslice_ns = timeslice_ns
+        # Load balancing (CFS): a woken task whose CPU is busy runs on an idle CPU instead
+        # (select_idle_sibling), and a CPU going idle pulls a waiting task from a busy one
+        # (newidle_balance).  Off, every task stays on the CPU it was created on.
+        self.balance = balance
+        self.migrations = 0
         self.current: SimTask | None = None
         self.tasks: list[SimTask] = []
         self.events = 0
@@ -295,6 +306,7 @@ class Engine:
         if not isinstance(coro, Coroutine):
             raise TypeError(f"task {name!r}: {fn!r} did not return a coroutine")
         task = SimTask(tid, name, self.cpus[index], coro, task_rng(self.seed, name))
+        task.pinned = cpu is not None
         self.tasks.append(task)
         self._live += 1
         task.cpu.ntasks += 1
@@ -442,11 +454,37 @@ class Engine:
 
     def _make_runnable(self, task: SimTask, cost_ns: int) -> None:
         cpu = task.cpu
-        if cpu.curr is None:
+        curr = cpu.curr
+        if curr is None:
             self._dispatch(cpu, task, cost_ns)
+        elif self.balance and not task.pinned and (idle := self._idle_cpu(cpu)) is not None:
+            self._migrate(task, idle)
+            self._dispatch(idle, task, cost_ns)
         else:
             task.state = TaskState.RUNNABLE
             cpu.runq.append(task)
+            if curr.resched is not None and curr.state is TaskState.SPINNING:
+                curr.resched(curr)  # need_resched(): an optimistic spinner gives up
+
+    def _idle_cpu(self, busy: Cpu) -> Cpu | None:
+        """``select_idle_sibling``: the first idle CPU after ``busy`` (wrapping round), if any."""
+        cpus = self.cpus
+        n = len(cpus)
+        for k in range(1, n):
+            cpu = cpus[(busy.index + k) % n]
+            if cpu.curr is None:
+                return cpu
+        return None
+
+    def _migrate(self, task: SimTask, to: Cpu) -> None:
+        """Move a task that is not running to another CPU."""
+        old = task.cpu
+        old.ntasks -= 1
+        if old.curr is None and not old.ntasks and old.state is CpuState.SLEEPING:
+            old._enter(CpuState.IDLE, self.now)
+        to.ntasks += 1
+        task.cpu = to
+        self.migrations += 1
 
     def _dispatch(self, cpu: Cpu, task: SimTask, cost_ns: int) -> None:
         now = self.now
@@ -478,8 +516,20 @@ class Engine:
             nxt = cpu.runq.popleft()
             cost = self.ctx_switch_ns if nxt is not cpu.last_task else 0
             self._dispatch(cpu, nxt, cost)
-        else:
-            cpu._enter(CpuState.SLEEPING if cpu.ntasks else CpuState.IDLE, self.now)
+            return
+        if self.balance:
+            # newidle_balance: pull the longest-waiting movable task of the first busy CPU after this one.
+            cpus = self.cpus
+            n = len(cpus)
+            for k in range(1, n):
+                other = cpus[(cpu.index + k) % n]
+                for nxt in other.runq:
+                    if not nxt.pinned:
+                        other.runq.remove(nxt)
+                        self._migrate(nxt, cpu)
+                        self._dispatch(cpu, nxt, self.ctx_switch_ns)
+                        return
+        cpu._enter(CpuState.SLEEPING if cpu.ntasks else CpuState.IDLE, self.now)
 
     def _finish(self, task: SimTask) -> None:
         task.state = TaskState.DONE

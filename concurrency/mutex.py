@@ -5,12 +5,21 @@
   mutexes are not FIFO, unless the HANDOFF flag is set.
 * Optimistic spinning (``mutex_optimistic_spin``): while the owner is running on a CPU and nobody
   else needs this CPU, contenders spin, serialised on the OSQ (FIFO), instead of sleeping; when the
-  owner sleeps the spinners give up and queue.
-* Unlock (``__mutex_unlock_slowpath``) wakes the first waiter, which must compete on waking; a woken
-  first waiter that loses sets MUTEX_FLAG_HANDOFF so the next unlock hands it the lock directly.
+  owner sleeps the spinners give up and queue.  The OSQ head takes the lock the moment it is freed.
+* Unlock (``__mutex_unlock_slowpath``) frees the lock and wakes the first waiter whenever there are
+  waiters (MUTEX_FLAG_WAITERS), even when a spinner is about to take the lock; the woken waiter
+  stays at the head of the wait list and must compete when it runs (``__mutex_trylock``).  While
+  it is woken and not yet running, further unlocks wake nobody else (``wake_up_process`` of a
+  runnable task is a no-op).
+* HANDOFF (``handoff=True``, v4.10+, 9d659ae14b54): a woken first waiter that loses sets
+  MUTEX_FLAG_HANDOFF (``__mutex_trylock_or_handoff``) and spins on the owner as a waiter
+  (``mutex_optimistic_spin`` with ``waiter``, no OSQ) while the owner runs; the next unlock hands
+  it the lock (``__mutex_handoff``), so it gets it without a wake-up if it is still spinning.
+  With ``handoff=False`` (the 2.6.30-4.9 mutex of the 2011-2013 results) a waiter that loses
+  simply sleeps again, still first, and is woken by the next unlock.
 
-``direct_handoff=True`` replaces the last rule with strict FIFO hand-off at every unlock (trio's
-``Lock``, SimPy's ``Resource``): the engine benchmark's model.
+``direct_handoff=True`` replaces the wake-and-compete rules with strict FIFO hand-off at every
+unlock (trio's ``Lock``, SimPy's ``Resource``): the engine benchmark's model.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING
 
+from concurrency.engine import TaskState
 from concurrency.lock import WRITE, LockCosts, LockMisuse, SimLock
 
 if TYPE_CHECKING:
@@ -34,16 +44,18 @@ class Mutex(SimLock):
     kind = "mutex"
 
     def __init__(self, engine: Engine, name: str, *, instance: str | None = None,
-                 spin: bool = True, direct_handoff: bool = False,
+                 spin: bool = True, handoff: bool = True, direct_handoff: bool = False,
                  costs: LockCosts | None = None) -> None:
         super().__init__(engine, name, instance=instance, costs=costs)
         self.spin = spin
+        self.handoff_enabled = handoff
         self.direct_handoff = direct_handoff
         self.owner: SimTask | None = None
         self.owner_since = 0
         self.owner_subclass = 0
         self.handoff = False  # MUTEX_FLAG_HANDOFF
-        self.waiters: deque[tuple[SimTask, int]] = deque()  # sleeping, FIFO: (task, wait start)
+        self.waiters: deque[tuple[SimTask, int]] = deque()  # the wait list, FIFO: (task, wait start)
+        self.waiter_spinning: SimTask | None = None  # the first waiter spinning on the owner (HANDOFF)
         self.spinners: deque[tuple[SimTask, int]] = deque()  # on the OSQ, FIFO
         self._watching: SimTask | None = None
 
@@ -71,7 +83,7 @@ class Mutex(SimLock):
         return True
 
     async def lock(self, subclass: int = 0) -> None:
-        """``mutex_lock``."""
+        """``mutex_lock``: ``__mutex_lock_common``."""
         task = self.engine.current or self._current()
         if self.owner is task:
             raise LockMisuse(f"{self.name}: {task.name} re-acquires a mutex it holds (AA deadlock)")
@@ -91,29 +103,47 @@ class Mutex(SimLock):
             self.lclass.events["mutex_opt_spin"] += 1
             self.spinners.append((task, start))
             self._watch_owner()
-            if await engine.block(self, spin=True) == _GRANTED:
+            task.resched = self._need_resched
+            verdict = await engine.block(self, spin=True)
+            task.resched = None
+            if verdict == _GRANTED:
                 self._take(task, subclass, start)
                 return
         self.waiters.append((task, start))
         while True:
+            # __mutex_trylock, also before every sleep: the kernel retries under wait_lock after
+            # set_current_state, so a release between the last look and the sleep is never missed.
+            if self.owner is None and not self.handoff and not self.direct_handoff:
+                self.waiters.remove((task, start))
+                self._take(task, subclass, start)
+                return
             verdict = await engine.block(self)
-            if verdict == _GRANTED:
+            if verdict == _GRANTED:  # handed over (HANDOFF, or the FIFO benchmark mutex)
                 self._take(task, subclass, start)
                 return
-            # Woken to compete (not handed the lock): take it if still free, else re-queue
-            # at the head and ask for a hand-off next time.
             if self.owner is None and not self.handoff:
-                self._take(task, subclass, start)
-                return
-            self.waiters.appendleft((task, start))
-            self.handoff = True
-            self.lclass.events["mutex_handoff_set"] += 1
+                continue  # free: the trylock at the top takes it
+            if not self.handoff_enabled or self.waiters[0][0] is not task:
+                continue  # lost to a spinner or newcomer: sleep again, keeping its place
+            # __mutex_trylock_or_handoff (first waiter): ask for the lock to be handed over, then
+            # spin on the owner while it runs; back to sleep when it does not.
+            if not self.handoff:
+                self.handoff = True
+                self.lclass.events["mutex_handoff_set"] += 1
+            if self.spin and self._may_spin(task):
+                self.waiter_spinning = task
+                self._watch_owner()
+                task.resched = self._need_resched
+                verdict = await engine.block(self, spin=True)
+                task.resched = None
+                if verdict == _GRANTED:
+                    self._take(task, subclass, start)
+                    return
 
     def _may_spin(self, task: SimTask) -> bool:
+        """``mutex_can_spin_on_owner``: the owner is on a CPU and this CPU has nothing else to run."""
         if not self.spin or self.direct_handoff or self.owner is None:
             return False
-        from concurrency.engine import TaskState
-
         return self.owner.state in (TaskState.RUNNING, TaskState.SPINNING) and not task.cpu.runq
 
     def _watch_owner(self) -> None:
@@ -130,9 +160,28 @@ class Mutex(SimLock):
             spinner, _start = self.spinners.popleft()
             self.lclass.events["mutex_opt_fail"] += 1
             self.engine.wake(spinner, _STOP_SPIN)
+        if self.waiter_spinning is not None:
+            spinner, self.waiter_spinning = self.waiter_spinning, None
+            self.lclass.events["mutex_opt_fail"] += 1
+            self.engine.wake(spinner, _STOP_SPIN)
+
+    def _need_resched(self, task: SimTask) -> None:
+        """A task became runnable on a spinner's CPU: ``mutex_spin_on_owner`` and ``osq_lock``
+        poll ``need_resched()`` and give up, the spinner queues and sleeps."""
+        if self.waiter_spinning is task:
+            self.waiter_spinning = None
+        else:
+            for i, (spinner, _start) in enumerate(self.spinners):
+                if spinner is task:
+                    del self.spinners[i]
+                    break
+            else:
+                return
+        self.lclass.events["mutex_opt_fail"] += 1
+        self.engine.wake(task, _STOP_SPIN)
 
     def unlock(self, subclass: int | None = None) -> None:
-        """``mutex_unlock``: spinners win the free lock; else wake (or hand to) the first waiter."""
+        """``mutex_unlock`` / ``__mutex_unlock_slowpath``."""
         task = self.engine.current or self._current()
         if self.owner is not task:
             holder = self.owner.name if self.owner is not None else "nobody"
@@ -145,23 +194,43 @@ class Mutex(SimLock):
         if self._watching is not None:
             self.engine.unwatch_sleep(self._watching, self._owner_sleeps)
             self._watching = None
+        if self.direct_handoff:
+            self._fifo_handoff()
+            return
         engine = self.engine
-        if self.spinners and not self.handoff:
+        if self.handoff:
+            # __mutex_handoff: the first waiter owns the lock before it runs.
+            waiter, _ = self.waiters.popleft()
+            self.handoff = False
+            self.owner = waiter
+            if waiter is self.waiter_spinning:
+                self.waiter_spinning = None
+                engine.wake(waiter, _GRANTED)
+                if self.spinners:  # the OSQ goes on spinning, now on the new owner
+                    self._watch_owner()
+            else:
+                engine.wake(waiter, _GRANTED)
+                if self.spinners:  # mutex_spin_on_owner: the new owner is not on a CPU
+                    self._owner_sleeps(waiter)
+            return
+        if self.spinners:
+            # The OSQ head is polling the owner word: it wins the released lock.
             spinner, _ = self.spinners.popleft()
             self.owner = spinner  # reserved: the spinner's lock() completes the bookkeeping
             self.lclass.events["mutex_opt_lock"] += 1
             engine.wake(spinner, _GRANTED)
             if self.spinners:
-                self._watching = spinner
-                engine.watch_sleep(spinner, self._owner_sleeps)
-            return
+                self._watch_owner()
+        if self.waiters:
+            # MUTEX_FLAG_WAITERS: wake the first waiter to compete, whoever takes the lock now
+            # (a no-op when it is already awake: woken earlier, or about to go back to sleep).
+            waiter = self.waiters[0][0]
+            if waiter.state is TaskState.SLEEPING:
+                engine.wake(waiter, _RETRY)
+
+    def _fifo_handoff(self) -> None:
+        """The benchmark's strict FIFO: the first waiter owns the lock before it runs."""
         if self.waiters:
             waiter, _ = self.waiters.popleft()
-            if self.direct_handoff or self.handoff:
-                self.handoff = False
-                self.owner = waiter
-                engine.wake(waiter, _GRANTED)
-                if self.spinners:  # mutex_spin_on_owner: the new owner is not on a CPU
-                    self._owner_sleeps(waiter)
-            else:
-                engine.wake(waiter, _RETRY)
+            self.owner = waiter
+            self.engine.wake(waiter, _GRANTED)

@@ -72,6 +72,7 @@ _GRANTED: Final = "granted"  # the waiter owns the lock (readers: mark_wake; spi
 _RETRY: Final = "retry"  # a queued writer is woken to run rwsem_try_write_lock itself
 _CHANGED: Final = "changed"  # a spinner sees the lock or owner word change: look again
 _OSQ_HEAD: Final = "osq_head"  # the previous OSQ holder left: this spinner now spins on the owner
+_OSQ_UNQUEUE: Final = "osq_unqueue"  # need_resched() while waiting on the OSQ: give up spinning
 
 
 class _Owner(Enum):
@@ -352,7 +353,9 @@ class RwSemaphore(SimLock):
                 waiter.blocked = waiter.spinning = True
                 assert self.owner is not None
                 self._watch(self.owner)
+                task.resched = self._need_resched
                 await engine.block(self, spin=True)
+                task.resched = None
                 continue
             waiter.blocked = True
             await engine.block(self)
@@ -520,8 +523,20 @@ class RwSemaphore(SimLock):
         """
         engine = self.engine
         self._osq.append(task)
-        if self._osq[0] is not task:
-            await engine.block(self, spin=True)  # spin on our MCS node until we head the OSQ
+        task.resched = self._need_resched
+        try:
+            # Spin on our MCS node until we head the OSQ (osq_lock), or until this CPU is wanted:
+            # osq_lock unqueues on need_resched() and the spin fails.
+            if self._osq[0] is not task and await engine.block(self, spin=True) == _OSQ_UNQUEUE:
+                self.lclass.events["rwsem_opt_fail"] += 1
+                return False
+            return await self._spin_as_osq_head(task)
+        finally:
+            task.resched = None
+
+    async def _spin_as_osq_head(self, task: SimTask) -> bool:
+        """The OSQ head's loop of ``rwsem_optimistic_spin``; hands the OSQ on when it leaves."""
+        engine = self.engine
         taken = False
         prev = _Owner.NULL
         deadline = 0
@@ -567,6 +582,19 @@ class RwSemaphore(SimLock):
         verdict = await self.engine.block(self, spin=True, timeout_ns=timeout)
         self._poller = None  # a timeout resumes the spinner without a kick
         return verdict
+
+    def _need_resched(self, task: SimTask) -> None:
+        """A task became runnable on a spinner's CPU.  The spin loops poll ``need_resched()``: the
+        OSQ head and a HANDOFF waiter look again (and stop spinning); a spinner still queued on the
+        OSQ unqueues (``osq_lock``) and its optimistic spin fails."""
+        if self._poller is task:
+            self._poller = None
+            self.engine.wake(task, _CHANGED)
+        elif self.waitq and self.waitq[0].task is task and self.waitq[0].spinning:
+            self._wake_waiter(self.waitq[0], _CHANGED)
+        elif task in self._osq and self._osq[0] is not task:
+            self._osq.remove(task)
+            self.engine.wake(task, _OSQ_UNQUEUE)
 
     def _kick(self) -> None:
         """The lock word changed: the spinners polling it look again.

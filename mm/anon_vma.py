@@ -244,8 +244,7 @@ class AnonVmaDesign(RmapDesign):
         """A brand-new root gets the family lock (its own rwsem is the one that is ever taken)."""
         system = self.sys
         if self.use_mutex:
-            av.lock = Mutex(system.engine, LOCK_CLASS_MUTEX, instance=f"anon_vma{av.avid}->mutex",
-                            costs=system.lock_costs, spin=bool(system.rwsem_opts.get("spin", True)))
+            av.lock = system.new_mutex(LOCK_CLASS_MUTEX, f"anon_vma{av.avid}->mutex")
         else:
             av.lock = system.new_rwsem(LOCK_CLASS_RWSEM, f"anon_vma{av.avid}->rwsem")
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from concurrency.engine import Engine
 from concurrency.folio_lock import FolioLock
+from concurrency.mutex import Mutex
 from concurrency.rcu import Rcu
 from concurrency.rwsem import RwSemaphore
 from concurrency.spinlock import QSpinlock
@@ -69,16 +70,18 @@ class OpCounters:
 class MmSystem:
     """One run's mm world.  ``design`` is a registered name; ``switches`` its behaviour switches;
     ``rwsem_opts`` the rwsem behaviour switches applied to every rwsem (spin, reader_steal,
-    handoff)."""
+    handoff), ``mutex_opts`` those of every mutex (spin, handoff)."""
 
     def __init__(self, engine: Engine, design: str, *, costs: CostModel | None = None,
                  switches: dict[str, Any] | None = None, rwsem_opts: dict[str, Any] | None = None,
+                 mutex_opts: dict[str, Any] | None = None,
                  memory: MemoryConfig | None = None) -> None:
         import mm.designs  # noqa: F401  (registers the built-in designs)
 
         self.engine = engine
         self.costs = costs or CostModel()
         self.rwsem_opts = dict(rwsem_opts or {})
+        self.mutex_opts = dict(mutex_opts or {})
         self.lock_costs = self.costs.lock_costs()
         self.rcu = Rcu(engine, gp_min_ns=self.costs.rcu_gp_ns)
         self.memory = memory or MemoryConfig()
@@ -109,6 +112,9 @@ class MmSystem:
 
     def new_rwsem(self, name: str, instance: str) -> RwSemaphore:
         return RwSemaphore(self.engine, name, instance=instance, costs=self.lock_costs, **self.rwsem_opts)
+
+    def new_mutex(self, name: str, instance: str) -> Mutex:
+        return Mutex(self.engine, name, instance=instance, costs=self.lock_costs, **self.mutex_opts)
 
     def new_spinlock(self, name: str, instance: str) -> QSpinlock:
         return QSpinlock(self.engine, name, instance=instance, costs=self.lock_costs)

@@ -228,6 +228,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         "rwsem.reader_steal": "reader lock stealing, v5.11+ (default true)",
         "rwsem.handoff": "handoff after RWSEM_WAIT_TIMEOUT (default true)",
         "rwsem.handoff_timeout_ns": "the handoff timeout (default 4000000)",
+        "mutex.spin": "optimistic spinning on a running owner (default true)",
+        "mutex.handoff": "MUTEX_FLAG_HANDOFF, v4.10+; false for the 2011-2013 mutex (default true)",
         "reclaim.trylock": "folio_referenced only tries the rmap lock, 2022+ (default true)",
         "lockdep.enabled": "run the lock-order checker (default true)",
         "lockdep.expected_order": "declared order checked against the run's edges: rmap or none",

@@ -88,7 +88,8 @@ def run_one(scenario: Scenario, design: str, *, seed: int | None = None, cpus: i
     seed = scenario.seed if seed is None else seed
     ncpus = scenario.cpus if cpus is None else cpus
     costs = CostModel().with_overrides(scenario.costs)
-    engine = Engine(ncpus, seed, ctx_switch_ns=costs.ctx_switch_ns, instance_stats=scenario.lock_instance_stats)
+    engine = Engine(ncpus, seed, ctx_switch_ns=costs.ctx_switch_ns, instance_stats=scenario.lock_instance_stats,
+                    balance=scenario.balance)
     checker: OrderChecker | None = None
     if scenario.lockdep:
         expected = ExpectedOrder.load_rmap_order() if scenario.expected_order == "rmap" else None
@@ -96,7 +97,7 @@ def run_one(scenario: Scenario, design: str, *, seed: int | None = None, cpus: i
     engine.tracer = tracer
     memory = MemoryConfig(scenario.total_pages, scenario.wmark_min, scenario.wmark_low, scenario.wmark_high)
     system = MmSystem(engine, design, costs=costs, switches=scenario.switches.get(design),
-                      rwsem_opts=scenario.rwsem, memory=memory)
+                      rwsem_opts=scenario.rwsem, mutex_opts=scenario.mutex, memory=memory)
     system.reclaim_trylock = scenario.reclaim_trylock
     world = World(engine, system, deadline_ns=scenario.duration_ns)
     deadline = _Deadline(world)
@@ -188,6 +189,7 @@ def run_one(scenario: Scenario, design: str, *, seed: int | None = None, cpus: i
         "walks": {name: stats.to_dict() for name, stats in sorted(system.walks.items())},
         "cpu_time": engine.cpu_time(),
         "context_switches": engine.context_switches,
+        "migrations": engine.migrations,
         "memory": dict(sorted(system.metadata().items())),
         "counters": dict(sorted(system.ops.counts.items())),
         "design_stats": dict(sorted(system.design.stats().items())),

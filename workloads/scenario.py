@@ -1,7 +1,7 @@
 """Scenarios: TOML files or Python scripts, strictly validated.
 
 A TOML scenario (see workloads/scenarios/*.toml) has top-level ``name``, ``description``,
-``mirrors`` and the tables ``[run]``, ``[memory]``, ``[costs]``, ``[rwsem]``, ``[reclaim]``,
+``mirrors`` and the tables ``[run]``, ``[memory]``, ``[costs]``, ``[rwsem]``, ``[mutex]``, ``[reclaim]``,
 ``[lockdep]``, ``[switches.<design>]``, ``[[process]]`` and ``[[actor]]``.  A Python scenario is a
 module with a ``scenario()`` function returning a :class:`Scenario` (optionally with a ``setup``
 coroutine for what TOML cannot say).
@@ -82,9 +82,11 @@ class Scenario:
     wmark_high: int = 0
     costs: dict[str, int] = field(default_factory=dict)
     rwsem: dict[str, Any] = field(default_factory=dict)
+    mutex: dict[str, Any] = field(default_factory=dict)
     reclaim_trylock: bool = True
     lockdep: bool = True
     lock_instance_stats: bool = False
+    balance: bool = True
     expected_order: str | None = "rmap"
     switches: dict[str, dict[str, Any]] = field(default_factory=dict)
     processes: tuple[ProcessSpec, ...] = ()
@@ -97,11 +99,12 @@ class Scenario:
         return {
             "cpus": self.cpus, "duration_ns": self.duration_ns, "max_events": self.max_events,
             "seed": self.seed, "designs": list(self.designs), "costs": dict(sorted(self.costs.items())),
-            "rwsem": dict(sorted(self.rwsem.items())), "reclaim_trylock": self.reclaim_trylock,
+            "rwsem": dict(sorted(self.rwsem.items())),
+            "mutex": dict(sorted(self.mutex.items())), "reclaim_trylock": self.reclaim_trylock,
             "memory": {"total_pages": self.total_pages, "wmark_min": self.wmark_min,
                        "wmark_low": self.wmark_low, "wmark_high": self.wmark_high},
             "lockdep": self.lockdep, "expected_order": self.expected_order,
-            "lock_instance_stats": self.lock_instance_stats,
+            "lock_instance_stats": self.lock_instance_stats, "balance": self.balance,
         }
 
 
@@ -114,6 +117,8 @@ _RUN = {
     "seed": Param(int, 1, "the run's seed", 0, 2**63 - 1),
     "designs": Param(list, ["anon_vma", "cow_context"], "reverse-map designs to run"),
     "lock_instance_stats": Param(bool, False, "also keep statistics per lock instance (per mm, per family)"),
+    "balance": Param(bool, True, "load balancing: a woken task runs on an idle CPU, an idle CPU pulls a waiting "
+                                 "task (false: every task stays on its CPU)"),
 }
 _MEMORY = {
     "total_pages": Param(int, 1 << 30, "memory in 4 KiB pages", 1, 1 << 40),
@@ -126,6 +131,10 @@ _RWSEM = {
     "reader_steal": Param(bool, True, "reader lock stealing (v5.11+)"),
     "handoff": Param(bool, True, "handoff after the wait timeout"),
     "handoff_timeout_ns": Param(int, 4_000_000, "RWSEM_WAIT_TIMEOUT (ns)", 1, 10**12),
+}
+_MUTEX = {
+    "spin": Param(bool, True, "optimistic spinning on a running owner (MUTEX_SPIN_ON_OWNER)"),
+    "handoff": Param(bool, True, "MUTEX_FLAG_HANDOFF (v4.10+); false: the earlier mutex of the 2011-2013 results"),
 }
 _RECLAIM = {"trylock": Param(bool, True, "folio_referenced only tries the rmap lock (2022+)")}
 _LOCKDEP = {
@@ -144,7 +153,7 @@ _REGION = {
     "pages": Param(int, None, "length in pages", 1, 1 << 30),
     "thp": Param(bool, False, "THP-eligible (PMD-mapped order-9 folios)"),
 }
-_TOP = {"name", "description", "mirrors", "run", "memory", "costs", "rwsem", "reclaim", "lockdep",
+_TOP = {"name", "description", "mirrors", "run", "memory", "costs", "rwsem", "mutex", "reclaim", "lockdep",
         "switches", "process", "actor"}
 _TYPE_NAMES = {int: "an integer", bool: "true or false", str: "a string", list: "a list", float: "a number"}
 
@@ -265,6 +274,8 @@ def _from_dict(data: dict[str, Any], file: str, text: str) -> Scenario:
         ck.value(value, ["costs", key], cost_schema[key])
     rwsem = ck.table(data.get("rwsem", {}), ["rwsem"], _RWSEM)
     rwsem_given = {k: rwsem[k] for k in data.get("rwsem", {})}
+    mutex = ck.table(data.get("mutex", {}), ["mutex"], _MUTEX)
+    mutex_given = {k: mutex[k] for k in data.get("mutex", {})}
     reclaim = ck.table(data.get("reclaim", {}), ["reclaim"], _RECLAIM)
     lockdep = ck.table(data.get("lockdep", {}), ["lockdep"], _LOCKDEP)
     switches_raw = data.get("switches", {})
@@ -292,7 +303,8 @@ def _from_dict(data: dict[str, Any], file: str, text: str) -> Scenario:
         source=file, cpus=run["cpus"], duration_ns=run["duration_ns"], max_events=run["max_events"],
         seed=run["seed"], designs=tuple(designs), total_pages=memory["total_pages"],
         wmark_min=memory["wmark_min"], wmark_low=memory["wmark_low"], wmark_high=memory["wmark_high"],
-        lock_instance_stats=run["lock_instance_stats"], costs=dict(costs), rwsem=rwsem_given,
+        lock_instance_stats=run["lock_instance_stats"], balance=run["balance"], costs=dict(costs),
+        rwsem=rwsem_given, mutex=mutex_given,
         reclaim_trylock=reclaim["trylock"], lockdep=lockdep["enabled"],
         expected_order=None if lockdep["expected_order"] == "none" else lockdep["expected_order"],
         switches=switches, processes=processes, actors=actors, raw=data,
@@ -384,6 +396,7 @@ _FIELD_KEYS = {
     "memory.wmark_high": ("wmark_high", _MEMORY["wmark_high"]),
     "reclaim.trylock": ("reclaim_trylock", _RECLAIM["trylock"]), "lockdep.enabled": ("lockdep", _LOCKDEP["enabled"]),
     "run.lock_instance_stats": ("lock_instance_stats", _RUN["lock_instance_stats"]),
+    "run.balance": ("balance", _RUN["balance"]),
 }
 
 
