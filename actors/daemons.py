@@ -47,8 +47,13 @@ class WaitQueue:
 
 async def reclaim_batch(world: World, nr: int) -> int:
     """``shrink_inactive_list`` over up to ``nr`` folios from the LRU head (oldest); returns
-    pages freed.  Folios kept (locked, contended, referenced, still mapped) go back to the tail."""
+    pages freed.  Folios kept (locked, contended, referenced, still mapped) go back to the tail.
+
+    Each folio costs its list move off the LRU (``isolate_lru_folios``) whatever happens to it
+    next, so a batch that frees nothing still takes time."""
     system = world.sys
+    engine = world.engine
+    isolate_ns = system.costs.list_op_ns
     freed = 0
     for _ in range(nr):
         if not system.lru:
@@ -57,6 +62,7 @@ async def reclaim_batch(world: World, nr: int) -> int:
         folio = system.lru.pop(fid)
         folio.lru = False
         folio.pins += 1  # isolate_lru_folios takes a reference
+        await engine.delay(isolate_ns)
         outcome = await world.timed("shrink_folio", shrink_folio, system, folio)
         system.ops.inc(f"reclaim_{outcome.value}")
         if folio.mapcount == 0 and folio.pins == 1 and not folio.freed:
@@ -91,15 +97,27 @@ def install_reclaim(world: World) -> WaitQueue:
 
 
 async def kswapd(world: World, queue: WaitQueue) -> None:
-    """``kswapd`` -> ``balance_pgdat``: reclaim from low to high watermark, then sleep."""
+    """``kswapd`` -> ``balance_pgdat``: reclaim from low to high watermark, then sleep.
+
+    A pass gives up once it has scanned the whole LRU without freeing a page (``balance_pgdat``
+    ends its priority loop with ``nr_reclaimed == 0`` and counts a ``kswapd_failures``) and backs
+    off before trying again: every folio may be kept (referenced, contended, still mapped), and
+    without the limit kswapd would rescan the same folios for ever."""
     system = world.sys
     memory = system.memory
     while world.running:
         if system.free_pages >= memory.wmark_low:
             await queue.sleep()
             continue
+        fruitless = 0  # folios scanned since the last page freed
         while world.running and system.free_pages < memory.wmark_high and system.lru:
-            await world.timed("kswapd_batch", reclaim_batch, world, SWAP_CLUSTER_MAX)
+            if await world.timed("kswapd_batch", reclaim_batch, world, SWAP_CLUSTER_MAX):
+                fruitless = 0
+            else:
+                fruitless += SWAP_CLUSTER_MAX
+                if fruitless >= len(system.lru):
+                    system.ops.inc("kswapd_failures")
+                    break
         if system.free_pages < memory.wmark_high:
             await world.engine.sleep(100_000)  # nothing reclaimable right now: back off 100 µs
 

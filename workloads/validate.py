@@ -479,8 +479,7 @@ def _h8(check: Check, full: bool) -> CheckResult:
         # Many forking servers on 8 CPUs, children computing for a millisecond: writers keep the
         # family lock busy and a woken reader waits for a CPU as well.
         # 10 ms of workload (the wind-down, every server exiting under pressure, takes ~60 ms more).
-        # Longer runs cost minutes, and at 30 ms the trylock run livelocks kswapd (a zero-time
-        # reclaim loop; reported, actors/daemons.py).
+        # Longer runs cost minutes (30 ms: about 50 s for the pair) for a longest wait of the same order.
         overrides = {"run.cpus": 8, "run.duration_ns": 10 * MS}
         actors = {"fork_exit": {"prefork": 64, "interval_ns": 20_000, "child_lifetime_ns": MS}}
     out: dict[bool, dict[str, Any]] = {}
