@@ -40,6 +40,10 @@ async def try_to_migrate(system: MmSystem, folio: Folio, *, locked: bool = False
     rwc = RmapWalkControl("try_to_migrate", try_to_migrate_one, anon_lock=True, locked=locked,
                           may_sleep=True, done=lambda: folio.mapcount == 0)
     await rmap_walk(system, folio, rwc)
+    # migrate_folio_unmap passes TTU_BATCH_FLUSH for MIGRATE_ASYNC (NUMA balancing, async
+    # compaction; v6.4+): try_to_migrate_one defers each PTE's flush (set_tlb_ubc_flush_pending)
+    # and one batched shootdown (try_to_unmap_flush) follows, after the rmap lock is dropped.
+    # MIGRATE_SYNC would flush every PTE under its PTL instead (ptep_clear_flush): not modelled.
     await spend(system, costs.tlb_ipi_ns)
     return folio.mapcount == 0
 

@@ -66,7 +66,16 @@ async def rmap_walk(system: MmSystem, folio: Folio, rwc: RmapWalkControl, *,
 
     wrapped = RmapWalkControl(rwc.name, counted, try_lock=rwc.try_lock, anon_lock=rwc.anon_lock,
                               locked=rwc.locked, may_sleep=rwc.may_sleep, done=rwc.done)
-    result = await system.design.rmap_walk(folio, wrapped)
+    # The walk is the contention point of the locks it takes (the rmap lock, the PTLs): lock_stat
+    # and perf lock name the call site, and folio_referenced's trylock and try_to_unmap's blocking
+    # read are different call sites within one shrink_folio.
+    task = system.engine.current
+    assert task is not None
+    saved, task.op = task.op, rwc.name
+    try:
+        result = await system.design.rmap_walk(folio, wrapped)
+    finally:
+        task.op = saved
     stats.mappings_found += len(hits)
     stats.contexts_visited += result.contexts_visited
     if result.contended:

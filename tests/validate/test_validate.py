@@ -164,6 +164,12 @@ def test_unsourced_constants_cover_every_cost_without_a_measurement() -> None:
         assert entry["value"] == getattr(model, name) and entry["note"]
 
 
+def test_fault_entry_is_calibrated_to_the_published_read_fault_median() -> None:
+    check = small()["N4"]
+    assert check["details"]["p50_ns"] == 1000  # [N4]: median ~1.0 us
+    assert check["notes"][0].startswith("calibrated")
+
+
 def test_band_bounds() -> None:
     band = validate.Band(lo=-0.25, hi=0.02)
     assert -0.08 in band and -0.25 in band and 0.02 in band
