@@ -107,6 +107,7 @@ class Mutex(SimLock):
             verdict = await engine.block(self, spin=True)
             task.resched = None
             if verdict == _GRANTED:
+                await self._pick_up()
                 self._take(task, subclass, start)
                 return
         self.waiters.append((task, start))
@@ -137,8 +138,15 @@ class Mutex(SimLock):
                 verdict = await engine.block(self, spin=True)
                 task.resched = None
                 if verdict == _GRANTED:
+                    await self._pick_up()
                     self._take(task, subclass, start)
                     return
+
+    async def _pick_up(self) -> None:
+        """A spinner owns the released lock once the owner word's cache line has moved to its CPU
+        (``handoff_ns``): the hand-over between two running CPUs is not free."""
+        if self.costs.handoff_ns:
+            await self.engine.delay(self.costs.handoff_ns)
 
     def _may_spin(self, task: SimTask) -> bool:
         """``mutex_can_spin_on_owner``: the owner is on a CPU and this CPU has nothing else to run."""
