@@ -346,7 +346,16 @@ def _h3(check: Check, full: bool) -> CheckResult:
                 f"{_band_text(BANDS['H3_latency'], _pct)} (published: 'big performance regression', no figure: "
                 "direction only)")
     text = f"throughput {_pct(thr)}, fork latency {_pct(lat)}"
-    return _result(check, thr, text, expected, passed, {"per_clone": out[False], "per_avc": out[True], "cpus": cpus})
+    notes = []
+    if not passed:
+        extra = out[True]["root_acquisitions"] / max(out[False]["root_acquisitions"], 1) - 1
+        notes.append(f"Not reproduced: per-AVC locking takes the root {_pct(extra)} more often, but on a saturated "
+                     "lock throughput follows the total hold time, which it does not raise here (the fix also "
+                     "moved the AVC allocations under the lock).  What made each extra lock/unlock expensive in "
+                     "2011 is not costed: the unlocker's wake-up work (wait_lock, try_to_wake_up) and the "
+                     "protected anon_vma data moving between CPUs at every change of owner.")
+    return _result(check, thr, text, expected, passed, {"per_clone": out[False], "per_avc": out[True], "cpus": cpus},
+                   notes)
 
 
 def _h4(check: Check, full: bool) -> CheckResult:
