@@ -83,6 +83,18 @@ def test_costs_and_memory_are_validated(tmp_path: Path) -> None:
     assert "wmark_min <= wmark_low" in str(err)
 
 
+def test_mutex_and_balance_switches_are_validated_and_recorded(tmp_path: Path) -> None:
+    err = load(tmp_path, GOOD + "\n[mutex]\nhandof = false\n")
+    assert "mutex.handof" in str(err) and "did you mean 'handoff'" in str(err)
+    err = load(tmp_path, GOOD + "\n[mutex]\nspin = 1\n")
+    assert "mutex.spin" in str(err) and "true or false" in str(err)
+    path = tmp_path / "s.toml"
+    path.write_text(GOOD.replace("cpus = 2", "cpus = 2\nbalance = false") + "\n[mutex]\nhandoff = false\n")
+    scenario = load_scenario(path)
+    assert scenario.mutex == {"handoff": False} and scenario.balance is False
+    assert scenario.params()["mutex"] == {"handoff": False} and scenario.params()["balance"] is False
+
+
 def test_syntax_errors_and_missing_files(tmp_path: Path) -> None:
     err = load(tmp_path, GOOD.replace("cpus = 2", "cpus = = 2"))
     assert "not valid TOML" in str(err) and err.line == 3
