@@ -213,6 +213,9 @@ class AnonVmaDesign(RmapDesign):
         self._next_avid = 0
         self._next_aid = 0
         self.peak_total_bytes = 0
+        self.peak_anon_vmas = 0
+        self.peak_avcs = 0
+        self.at_peak = (0, 0)  # (anon_vmas, AVCs) when the bytes peaked
         # Counters for reports (how often each path ran).
         self.counts: dict[str, int] = {
             "anon_vma_alloc": 0, "anon_vma_free": 0, "avc_alloc": 0, "avc_free": 0,
@@ -282,9 +285,14 @@ class AnonVmaDesign(RmapDesign):
         return len(self.anon_vmas) * ANON_VMA_BYTES + len(self.avcs) * AVC_BYTES
 
     def _note_peak(self) -> None:
-        total = self._total_bytes()
+        """Called after every anon_vma and AVC allocation: objects only grow there."""
+        n_av, n_avc = len(self.anon_vmas), len(self.avcs)
+        self.peak_anon_vmas = max(self.peak_anon_vmas, n_av)
+        self.peak_avcs = max(self.peak_avcs, n_avc)
+        total = n_av * ANON_VMA_BYTES + n_avc * AVC_BYTES
         if total > self.peak_total_bytes:
             self.peak_total_bytes = total
+            self.at_peak = (n_av, n_avc)
 
     # -- the lock helpers (include/linux/rmap.h, mm/internal.h) -----------------------------------
 
@@ -799,6 +807,10 @@ class AnonVmaDesign(RmapDesign):
             "avc_bytes": n_avc * AVC_BYTES,
             "total_bytes": self._total_bytes(),
             "peak_total_bytes": self.peak_total_bytes,
+            "peak_anon_vma_count": self.peak_anon_vmas,
+            "peak_avc_count": self.peak_avcs,
+            "anon_vma_count_at_peak": self.at_peak[0],
+            "avc_count_at_peak": self.at_peak[1],
             "max_chain_len": longest,
         }
 

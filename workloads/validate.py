@@ -45,9 +45,9 @@ Sizing of the ``L2a`` full run (the assumptions; object sizes are the model's x8
   sizes; what it checks is that the model's accounting (sizes, two AVCs per inherited VMA, no reuse
   while the zygote lives) lands there, and it gives the COW-context figure for the same system.
 
-Peak object counts are not in the result record (``memory`` holds live counts at the end of the
-run, when everything has exited, and ``peak_total_bytes``), so :class:`_PeakProbe` records them
-during the run by wrapping the anon_vma design's peak accounting.
+Peak object counts come from the result record (``memory``: ``peak_anon_vma_count``,
+``peak_avc_count`` and the counts when the bytes peaked); H6's anon_vmas per VMA is recorded
+during the run by :class:`_PerVmaProbe`.
 """
 
 from __future__ import annotations
@@ -243,21 +243,17 @@ def _band_text(band: Band, fmt: Callable[[float], str]) -> str:
     return "any"
 
 
-class _PeakProbe:
-    """Peak anon_vma/AVC counts during a run (the record has only the peak bytes).
+class _PerVmaProbe:
+    """The largest number of live anon_vmas per VMA that has one, during a run (H6's bound; the
+    record has the peak counts, not this ratio).
 
     Installed as the scenario's ``setup``: it wraps the anon_vma design's ``_note_peak``, which
-    the design calls after every anon_vma and AVC allocation, so the peaks are exact and the run
-    is not perturbed.  ``per_vma`` is the largest number of live anon_vmas per VMA that has one.
+    the design calls after every anon_vma and AVC allocation, so the maximum is exact and the run
+    is not perturbed.
     """
 
-    def __init__(self, per_vma: bool = False) -> None:
-        self.per_vma = per_vma
-        self.anon_vmas = 0
-        self.avcs = 0
+    def __init__(self) -> None:
         self.max_per_vma = 0.0
-        self.at_peak_bytes = (0, 0)  # (anon_vmas, avcs) when the total bytes peaked
-        self._peak_bytes = 0
 
     async def __call__(self, world: Any) -> None:
         design = world.sys.design
@@ -267,17 +263,9 @@ class _PeakProbe:
 
         def probe() -> None:
             note()
-            n_av, n_avc = len(design.anon_vmas), len(design.avcs)
-            self.anon_vmas = max(self.anon_vmas, n_av)
-            self.avcs = max(self.avcs, n_avc)
-            total = n_av * ANON_VMA_BYTES + n_avc * AVC_BYTES
-            if total > self._peak_bytes:
-                self._peak_bytes = total
-                self.at_peak_bytes = (n_av, n_avc)
-            if self.per_vma:
-                with_av = sum(1 for v in design.vmas.values() if v.anon_vma is not None)
-                if with_av:
-                    self.max_per_vma = max(self.max_per_vma, n_av / with_av)
+            with_av = sum(1 for v in design.vmas.values() if v.anon_vma is not None)
+            if with_av:
+                self.max_per_vma = max(self.max_per_vma, len(design.anon_vmas) / with_av)
 
         setattr(design, "_note_peak", probe)  # noqa: B010  (an instance attribute shadows the method)
 
@@ -467,13 +455,15 @@ def _h6(check: Check, full: bool) -> CheckResult:
                             ("reuse", True, depth)):
         sc = _scenario("h6-fork-chain", {"switches.anon_vma.reuse": reuse}, actors={"fork_chain": {"depth": d}})
         nvmas = len(sc.processes[0].regions)
-        probe = _PeakProbe(per_vma=True)
+        probe = _PerVmaProbe()
         sc.setup = probe
         rec = _run(sc)
         per_vma[label] = probe.max_per_vma
-        details[label] = {"depth": d, "forks": rec["operations"]["fork"]["count"], "peak_anon_vmas": probe.anon_vmas,
-                          "peak_avcs": probe.avcs, "max_anon_vmas_per_vma": round(probe.max_per_vma, 3),
-                          "peak_total_bytes": rec["memory"]["peak_total_bytes"]}
+        memory = rec["memory"]
+        details[label] = {"depth": d, "forks": rec["operations"]["fork"]["count"],
+                          "peak_anon_vmas": memory["peak_anon_vma_count"], "peak_avcs": memory["peak_avc_count"],
+                          "max_anon_vmas_per_vma": round(probe.max_per_vma, 3),
+                          "peak_total_bytes": memory["peak_total_bytes"]}
     details["vmas_per_process"] = nvmas
     growth = per_vma["no_reuse"] / per_vma["no_reuse_half_depth"] if per_vma["no_reuse_half_depth"] else 0.0
     passed = growth in BANDS["H6_growth"] and per_vma["reuse"] in BANDS["H6_reuse"]
@@ -545,12 +535,10 @@ def _l2a(check: Check, full: bool) -> CheckResult:
         long = 2_000 * MS
         actors = {"fan_out": {"children": L2A_FULL["apps"], "stay_ns": long, "child_sleep_ns": long}}
         overrides = {"run.duration_ns": long, "run.max_events": 10**9}
-    anon_probe = _PeakProbe()
     sc = _scenario("l2a-android-boot", overrides, actors=actors, regions=regions)
-    sc.setup = anon_probe
     anon = _run(sc, "anon_vma")
     cow = _run(_scenario("l2a-android-boot", overrides, actors=actors, regions=regions), "cow_context")
-    n_av, n_avc = anon_probe.at_peak_bytes
+    n_av, n_avc = anon["memory"]["anon_vma_count_at_peak"], anon["memory"]["avc_count_at_peak"]
     anon_bytes = anon["memory"]["peak_total_bytes"]
     cow_bytes = cow["memory"]["peak_total_bytes"]
     fraction = cow_bytes / anon_bytes if anon_bytes else 1.0
