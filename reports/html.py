@@ -19,7 +19,7 @@ from reports.latency import PERCENTILE_KEYS, latency_rows
 from reports.lockstat import format_lockstat
 from reports.perf_lock import format_contention
 
-__all__ = ["run_html", "sweep_html"]
+__all__ = ["html_page", "html_table", "run_html", "sweep_html"]
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1200px;
@@ -52,7 +52,8 @@ window.addEventListener("load", function () {
 """
 
 
-def _page(title: str, body: str) -> str:
+def html_page(title: str, body: str) -> str:
+    """A self-contained page: the report's style and script inline, nothing fetched."""
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
             f"<title>{escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n{body}\n"
@@ -64,7 +65,8 @@ def _img(svg: bytes, alt: str) -> str:
     return f'<img class="plot" alt="{escape(alt)}" src="data:image/svg+xml;base64,{data}">\n'
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1) -> str:
+def html_table(headers: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1) -> str:
+    """A sortable table; the first ``left`` columns are text (left-aligned), the rest numbers."""
     out = ["<table>\n<thead><tr>"]
     out += [f'<th class="l">{escape(h)}</th>' if i < left else f"<th>{escape(h)}</th>"
             for i, h in enumerate(headers)]
@@ -112,7 +114,7 @@ def run_html(results: Mapping[str, Any], svgs: Mapping[str, bytes]) -> str:
                      str(p.get("seed", "")), str(o.get("reason", "")), fmt_time(int(o.get("end_ns", 0) or 0)),
                      f"{int(o.get('events', 0) or 0):,}", f"{int(r.get('total_ops', 0) or 0):,}",
                      f"{total_throughput(r):,.1f}", "passed" if inv.get("passed", True) else "FAILED"])
-    body.append(_table(["design", "cpus", "tasks", "seed", "outcome", "virtual time", "events", "operations",
+    body.append(html_table(["design", "cpus", "tasks", "seed", "outcome", "virtual time", "events", "operations",
                         "ops/s", "invariants"], rows))
 
     body.append("<h2>Verdict</h2>\n<ul class=\"verdict\">\n")
@@ -122,7 +124,7 @@ def run_html(results: Mapping[str, Any], svgs: Mapping[str, bytes]) -> str:
     body.append("<h2>Latency</h2>\n")
     lrows = [[r["op"], r["design"], f"{r['count']:,}", *(fmt_time(r[lab]) for lab, _ in PERCENTILE_KEYS),
               fmt_time(r["max_ns"])] for r in latency_rows(results)]
-    body.append(_table(["operation", "design", "count", *(lab for lab, _ in PERCENTILE_KEYS), "max"], lrows,
+    body.append(html_table(["operation", "design", "count", *(lab for lab, _ in PERCENTILE_KEYS), "max"], lrows,
                        left=2))
     for key, alt in (("latency", "latency percentile distribution"),
                      ("throughput", "throughput by operation"),
@@ -164,7 +166,7 @@ def run_html(results: Mapping[str, Any], svgs: Mapping[str, bytes]) -> str:
                                  for lk in r.get("locks", []) if lk.get("events")}
         body.append(f"<details><summary>{escape(str(r.get('design', '?')))}</summary>\n{_pre(_json(detail))}"
                     "</details>\n")
-    return _page(f"rmapsim: {name}", "".join(body))
+    return html_page(f"rmapsim: {name}", "".join(body))
 
 
 def sweep_html(sweep: Mapping[str, Any], table: str, svgs: Mapping[str, bytes]) -> str:
@@ -176,7 +178,7 @@ def sweep_html(sweep: Mapping[str, Any], table: str, svgs: Mapping[str, bytes]) 
         body.append(f"<p>{escape(str(scen['description']))}</p>\n")
     grid = sweep.get("grid", {})
     grid_rows = [[k, ", ".join(map(str, v))] for k, v in grid.items()]
-    body.append("<h2>Grid</h2>\n" + _table(["key", "values"], grid_rows))
+    body.append("<h2>Grid</h2>\n" + html_table(["key", "values"], grid_rows))
     for key in sorted(svgs):
         body.append(f"<h2>Scaling: {escape(key.removeprefix('scaling_'))}</h2>\n" + _img(svgs[key], key))
     body.append("<h2>Points</h2>\n" + _pre(table))
@@ -184,4 +186,4 @@ def sweep_html(sweep: Mapping[str, Any], table: str, svgs: Mapping[str, bytes]) 
     if failed:
         body.append("<h2>Failed points</h2>\n")
         body += [_pre(f"{_json(p.get('params', {}))}\n{p.get('error') or ''}") for p in failed]
-    return _page(f"rmapsim sweep: {name}", "".join(body))
+    return html_page(f"rmapsim sweep: {name}", "".join(body))

@@ -72,7 +72,7 @@ def validate_text(doc: Mapping[str, Any], wall_s: float | None = None) -> str:
 
 def validate_html(doc: Mapping[str, Any]) -> str:
     """A self-contained page (inline style, no external resource) for a validate.json document."""
-    from reports.html import _page, _table
+    from reports.html import html_page, html_table
 
     checks = doc["checks"]
     passed = sum(1 for c in checks if c["passed"])
@@ -81,7 +81,7 @@ def validate_html(doc: Mapping[str, Any]) -> str:
             f'<span class="{"ok" if passed == len(checks) else "bad"}">{passed} of {len(checks)} checks passed'
             f"</span>.</p>\n", "<h2>Checks</h2>\n"]
     rows = [[c["id"], _verdict(c), c["claim"], c["source"], c["value_text"], c["expected"] or "-"] for c in checks]
-    body.append(_table(["check", "result", "claim", "source", "simulated", "expected (published)"], rows, left=6))
+    body.append(html_table(["check", "result", "claim", "source", "simulated", "expected (published)"], rows, left=6))
     notes = [(c["id"], n) for c in checks for n in c["notes"]]
     if notes:
         body.append("<h2>Notes</h2>\n<ul>\n")
@@ -95,9 +95,9 @@ def validate_html(doc: Mapping[str, Any]) -> str:
     consts = doc.get("unsourced_constants", [])
     if consts:
         body.append(f"<h2>Cost model constants without a source ({len(consts)})</h2>\n")
-        body.append(_table(["constant", "value", "what the sources say"],
+        body.append(html_table(["constant", "value", "what the sources say"],
                            [[k["name"], str(k["value"]), k["note"]] for k in consts]))
-    return _page("rmapsim validate", "".join(body))
+    return html_page("rmapsim validate", "".join(body))
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
