@@ -66,7 +66,7 @@ def _img(svg: bytes, alt: str) -> str:
 
 
 def html_table(headers: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1) -> str:
-    """A sortable table; the first ``left`` columns are text (left-aligned), the rest numbers."""
+    """An HTML table; the first ``left`` columns are text (left-aligned), the rest numbers (right)."""
     out = ["<table>\n<thead><tr>"]
     out += [f'<th class="l">{escape(h)}</th>' if i < left else f"<th>{escape(h)}</th>"
             for i, h in enumerate(headers)]
