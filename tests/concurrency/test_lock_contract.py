@@ -61,6 +61,9 @@ def _rwsem_write() -> Model:
 MODELS: dict[str, Callable[[], Model]] = {
     "mutex": lambda: _generic(lambda e: Mutex(e, "contract"), sleeps=True),
     "mutex-nospin": lambda: _generic(lambda e: Mutex(e, "contract", spin=False), sleeps=True),
+    "mutex-pre-4.10": lambda: _generic(lambda e: Mutex(e, "contract", handoff=False), sleeps=True),
+    "mutex-pre-4.10-nospin": lambda: _generic(lambda e: Mutex(e, "contract", handoff=False, spin=False),
+                                              sleeps=True),
     "mutex-fifo": lambda: _generic(lambda e: Mutex(e, "contract", direct_handoff=True), sleeps=True),
     "mutex-fifo-nospin": lambda: _generic(
         lambda e: Mutex(e, "contract", direct_handoff=True, spin=False), sleeps=True),
@@ -144,8 +147,8 @@ class Workload:
 
 
 def run_workload(model: Model, scripts: list[list[Step]], *, ncpus: int, ctx_switch_ns: int = 0,
-                 seed: int = 0) -> tuple[Engine, Any, Workload]:
-    engine = Engine(ncpus, seed=seed, ctx_switch_ns=ctx_switch_ns)
+                 seed: int = 0, balance: bool = False) -> tuple[Engine, Any, Workload]:
+    engine = Engine(ncpus, seed=seed, ctx_switch_ns=ctx_switch_ns, balance=balance)
     lock = model.make(engine)
     load = Workload(engine, model, lock)
     for i, script in enumerate(scripts):
@@ -196,6 +199,17 @@ def test_oversubscribed_cpus(name: str) -> None:
     scripts = random_scripts(rng, 6, 30, try_share=0.2)
     _engine, lock, load = run_workload(model, scripts, ncpus=3, ctx_switch_ns=300)
     assert_stats_match(model, lock, load)
+
+
+@model_names
+def test_oversubscribed_cpus_with_load_balancing(name: str) -> None:
+    """The same with woken tasks moving to idle CPUs, and idle CPUs pulling queued ones."""
+    model = MODELS[name]()
+    rng = random.Random(f"balanced:{name}")
+    scripts = random_scripts(rng, 7, 30, try_share=0.2)
+    engine, lock, load = run_workload(model, scripts, ncpus=3, ctx_switch_ns=300, balance=True)
+    assert_stats_match(model, lock, load)
+    assert engine.migrations > 0
 
 
 @model_names

@@ -356,7 +356,7 @@ class LockMachine(RuleBasedStateMachine):
 
 
 class MutexMachine(LockMachine):
-    variants = ("mutex", "mutex-nospin", "mutex-fifo", "mutex-fifo-nospin")
+    variants = ("mutex", "mutex-nospin", "mutex-pre-4.10", "mutex-pre-4.10-nospin", "mutex-fifo", "mutex-fifo-nospin")
 
 
 class QSpinlockMachine(LockMachine):
