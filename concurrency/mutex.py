@@ -5,16 +5,20 @@
   mutexes are not FIFO, unless the HANDOFF flag is set.
 * Optimistic spinning (``mutex_optimistic_spin``): while the owner is running on a CPU and nobody
   else needs this CPU, contenders spin, serialised on the OSQ (FIFO), instead of sleeping; when the
-  owner sleeps the spinners give up and queue.  The OSQ head takes the lock the moment it is freed.
+  owner sleeps, or a task is woken on a spinner's CPU (``need_resched()``), the spinner gives up
+  and queues.  The OSQ head takes the lock the moment it is freed, paying ``handoff_ns`` for the
+  owner word's cache line to move to its CPU.
 * Unlock (``__mutex_unlock_slowpath``) frees the lock and wakes the first waiter whenever there are
   waiters (MUTEX_FLAG_WAITERS), even when a spinner is about to take the lock; the woken waiter
   stays at the head of the wait list and must compete when it runs (``__mutex_trylock``).  While
   it is woken and not yet running, further unlocks wake nobody else (``wake_up_process`` of a
   runnable task is a no-op).
-* HANDOFF (``handoff=True``, v4.10+, 9d659ae14b54): a woken first waiter that loses sets
-  MUTEX_FLAG_HANDOFF (``__mutex_trylock_or_handoff``) and spins on the owner as a waiter
-  (``mutex_optimistic_spin`` with ``waiter``, no OSQ) while the owner runs; the next unlock hands
-  it the lock (``__mutex_handoff``), so it gets it without a wake-up if it is still spinning.
+* HANDOFF (``handoff=True``, v4.10+: 9d659ae14b54 "locking/mutex: Add lock handoff to avoid
+  starvation" and "locking/mutex: Enable optimistic spinning of woken waiter"): a woken first
+  waiter that loses sets MUTEX_FLAG_HANDOFF (``__mutex_trylock_or_handoff``) and spins on the owner
+  as a waiter (``mutex_optimistic_spin`` with ``waiter``, no OSQ) while the owner runs; the next
+  unlock hands it the lock (``__mutex_handoff``), so it gets it without a wake-up if it is still
+  spinning.
   With ``handoff=False`` (the 2.6.30-4.9 mutex of the 2011-2013 results) a waiter that loses
   simply sleeps again, still first, and is woken by the next unlock.
 
