@@ -49,9 +49,12 @@ Behaviour switches reproduce older kernels and test hypotheses: ``spin=False`` (
 spinning, as without CONFIG_RWSEM_SPIN_ON_OWNER), ``reader_steal=False`` (before commit 1a728dff855a,
 v5.11), ``handoff=False`` (before the handoff bit, v5.3).
 
+Spinners give up when a task is woken on their CPU (``need_resched()``, polled by ``osq_lock`` and
+the spin loops), and a writer that takes the lock by spinning pays ``handoff_ns`` for the count
+word's cache line to move to its CPU.
+
 Not modelled: signals (``down_*_killable``; so ``rwsem_rlock_fail`` / ``rwsem_wlock_fail`` never
-count), RT tasks, READFAIL overflow, the ``wait_lock`` hold time, and ``need_resched`` arising while
-a task already spins (it is checked each time a spinner looks at the lock).
+count), RT tasks, READFAIL overflow and the ``wait_lock`` hold time.
 """
 
 from __future__ import annotations
