@@ -55,6 +55,9 @@ class SimLock:
     kind = "lock"
     rw = False
     sleeping = True  # False for spinning locks: holders must not sleep
+    # The last acquisition ran on another CPU than the one before it (lock_stat's acq_bounces);
+    # an instance attribute from the first acquisition on, so per-folio locks stay small.
+    acq_bounced = False
 
     def __init__(self, engine: Engine, name: str, *, instance: str | None = None,
                  costs: LockCosts | None = None) -> None:
@@ -121,6 +124,7 @@ class SimLock:
         cpu = task.cpu.index
         bounce = self.last_cpu >= 0 and self.last_cpu != cpu
         self.last_cpu = cpu
+        self.acq_bounced = bounce
         waited = None if wait_start is None else self.engine.now - wait_start
         side.note_acquired(task.op, bounce, waited)
         if self.istats is not None:

@@ -297,12 +297,18 @@ class AnonVmaDesign(RmapDesign):
     # -- the lock helpers (include/linux/rmap.h, mm/internal.h) -----------------------------------
 
     async def _lock_write(self, av: AnonVma) -> None:
-        """``anon_vma_lock_write``: ``down_write(&anon_vma->root->rwsem)``."""
+        """``anon_vma_lock_write``: ``down_write(&anon_vma->root->rwsem)``.
+
+        When the lock last ran on another CPU, the root anon_vma's lines the writer updates
+        (refcount, ``num_children``, the tree roots) come over first (:meth:`MmSystem.pull_locked_lines`):
+        under contention every change of owner pays it, which is what makes re-taking the lock
+        per AVC expensive ([H3])."""
         lock = lock_of(av)
         if isinstance(lock, Mutex):
             await lock.lock()
         else:
             await lock.down_write()
+        await self.sys.pull_locked_lines(lock)
 
     def _unlock_write(self, av: AnonVma) -> None:
         lock = lock_of(av)

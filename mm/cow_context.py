@@ -377,6 +377,7 @@ class CowContextDesign(RmapDesign):
         if parent is None:
             return None
         await parent.list_lock.lock()
+        await self.sys.pull_locked_lines(parent.list_lock)  # the children list's lines
         await _spend(self.sys, self.sys.costs.list_op_ns)
         prev, nxt = ctx.prev_sib, ctx.next_sib
         if prev is None:
@@ -438,6 +439,7 @@ class CowContextDesign(RmapDesign):
         if pctx.rwsem is not None:
             await pctx.rwsem.down_write()
         await pctx.list_lock.lock()
+        await self.sys.pull_locked_lines(pctx.list_lock)  # the children list's lines
         await _spend(self.sys, self.sys.costs.list_op_ns)
         head = pctx.first_child
         ctx.next_sib = head

@@ -14,6 +14,7 @@ from typing import Any
 
 from concurrency.engine import Engine
 from concurrency.folio_lock import FolioLock
+from concurrency.lock import SimLock
 from concurrency.mutex import Mutex
 from concurrency.rcu import Rcu
 from concurrency.rwsem import RwSemaphore
@@ -115,6 +116,14 @@ class MmSystem:
 
     def new_mutex(self, name: str, instance: str) -> Mutex:
         return Mutex(self.engine, name, instance=instance, costs=self.lock_costs, **self.mutex_opts)
+
+    async def pull_locked_lines(self, lock: SimLock) -> None:
+        """The first touch of a lock's protected data after the lock moved CPU (lock_stat's
+        acquisition bounce): the lines the previous owner wrote come over, one ``bounce_ns``.
+        Called by the rmap designs right after taking their write locks, so every change of
+        owner under contention costs it inside the critical section."""
+        if lock.acq_bounced and self.costs.bounce_ns:
+            await self.engine.delay(self.costs.bounce_ns)
 
     def new_spinlock(self, name: str, instance: str) -> QSpinlock:
         return QSpinlock(self.engine, name, instance=instance, costs=self.lock_costs)
