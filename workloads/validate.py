@@ -338,10 +338,9 @@ def _h3(check: Check, full: bool) -> CheckResult:
     if not passed:
         extra = out[True]["root_acquisitions"] / max(out[False]["root_acquisitions"], 1) - 1
         notes.append(f"Not reproduced: per-AVC locking takes the root {_pct(extra)} more often, but on a saturated "
-                     "lock throughput follows the total hold time, which it does not raise here (the fix also "
-                     "moved the AVC allocations under the lock).  What made each extra lock/unlock expensive in "
-                     "2011 is not costed: the unlocker's wake-up work (wait_lock, try_to_wake_up) and the "
-                     "protected anon_vma data moving between CPUs at every change of owner.")
+                     "lock throughput follows the total hold time, and each extra change of owner adds only "
+                     "the protected lines' move (bounce_ns) while the fix moved the AVC allocations under the "
+                     "lock.  The unlocker's wake-up work (wait_lock, try_to_wake_up) is not costed.")
     return _result(check, thr, text, expected, passed, {"per_clone": out[False], "per_avc": out[True], "cpus": cpus},
                    notes)
 
