@@ -57,10 +57,11 @@ def _rng(world: World):  # type: ignore[no-untyped-def]
 
 
 async def populate(world: World, proc: Process, region: Region, *, write: bool = True) -> None:
-    """Fault a whole region in (the scenario's set-up, also timed as faults)."""
+    """Fault a whole region in: the scenario's set-up, timed as the operation ``populate`` so that
+    the workload's ``fault`` statistics are the workload's."""
     step = 512 if region.thp else 1
     for vpn in range(region.start, region.start + region.pages, step):
-        await world.timed("fault", handle_mm_fault, world.sys, proc.mm, vpn, write)
+        await world.timed("populate", handle_mm_fault, world.sys, proc.mm, vpn, write)
 
 
 async def fault_loop(world: World, proc: Process, region: Region, *, pattern: str = "sequential",

@@ -45,6 +45,7 @@ class World:
         self.engine = engine
         self.sys = system
         self.deadline_ns = deadline_ns
+        self.workload_start_ns = 0  # when the set-up (populate) ended
         self.processes: list[Process] = []
         self.latency: dict[str, LatencyHistogram] = {}
         self._next_pid = 0

@@ -181,7 +181,7 @@ def run_memory_bench(folios: int = 1_000_000, design: str = "anon_vma") -> Memor
     record = run_one(scenario, design)
     wall = time.perf_counter() - t0
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    faults = record["operations"]["fault"]["count"]
+    faults = record["operations"]["populate"]["count"]
     return MemoryBench(design, faults, (peak_kb - base_kb) * 1024 / faults, peak_kb / 1024,
                        (faults + record["operations"]["exit"]["count"]) / wall)
 

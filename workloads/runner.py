@@ -1,11 +1,14 @@
 """Run a scenario under a design and produce its result record.
 
-A run has two phases.  The workload phase lasts ``duration_ns`` of virtual time: every process's
-main thread faults its regions in and starts its actors, daemons run, and everything loops while
-``world.running``.  Then everything winds down on its own: actors finish their current operation
-and exit their processes, daemons return, RCU callbacks fire.  Only then is the run complete and
-the end-of-run invariants are checked (nothing leaked, mapcounts balance).  The event budget stops
-a runaway scenario; that is reported as a violation, never hidden.
+A run has three phases.  Set-up: every process's main thread maps its regions and faults them in
+(``populate``, recorded as the operation ``populate``, not ``fault``); daemons already run, so
+kswapd may reclaim.  The workload phase starts when the last process is populated and lasts
+``duration_ns`` of virtual time: every process starts its actors, and everything loops while
+``world.running``; throughput is counted over this phase.  Then everything winds down on its own:
+actors finish their current operation and exit their processes, daemons return, RCU callbacks
+fire.  Only then is the run complete and the end-of-run invariants are checked (nothing leaked,
+mapcounts balance).  The event budget stops a runaway scenario; that is reported as a violation,
+never hidden.
 """
 
 from __future__ import annotations
@@ -82,6 +85,32 @@ class _Deadline:
         self.sleepers.clear()
 
 
+class _Barrier:
+    """The start of the workload phase: main threads populated early wait here for the others."""
+
+    name = "start of workload phase"
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.is_open = False
+        self.sleepers: list[Any] = []
+
+    def holders(self) -> list[Any]:
+        return []
+
+    async def wait(self) -> None:
+        if self.is_open:
+            return
+        self.sleepers.append(self.world.engine.current)
+        await self.world.engine.block(self)
+
+    def open(self) -> None:
+        self.is_open = True
+        for task in self.sleepers:
+            self.world.engine.wake(task)
+        self.sleepers.clear()
+
+
 def run_one(scenario: Scenario, design: str, *, seed: int | None = None, cpus: int | None = None,
             tracer: Any = None) -> dict[str, Any]:
     """One (scenario, design) run: returns its result record."""
@@ -99,7 +128,7 @@ def run_one(scenario: Scenario, design: str, *, seed: int | None = None, cpus: i
     system = MmSystem(engine, design, costs=costs, switches=scenario.switches.get(design),
                       rwsem_opts=scenario.rwsem, mutex_opts=scenario.mutex, memory=memory)
     system.reclaim_trylock = scenario.reclaim_trylock
-    world = World(engine, system, deadline_ns=scenario.duration_ns)
+    world = World(engine, system, deadline_ns=None)  # set when the workload phase starts
     deadline = _Deadline(world)
     kswapd_queue: WaitQueue | None = None
     if any(a.kind == "kswapd" for a in scenario.actors) or scenario.wmark_min:
@@ -112,11 +141,31 @@ def run_one(scenario: Scenario, design: str, *, seed: int | None = None, cpus: i
         if kswapd_queue is not None:
             kswapd_queue.wake_all()
 
+    populating = len(scenario.processes)  # main threads still in set-up
+    workload_start = _Barrier(world)
+
+    def start_workload() -> None:
+        """The last process is populated: the workload phase starts now."""
+        world.workload_start_ns = engine.now
+        if scenario.duration_ns is not None:
+            world.deadline_ns = engine.now + scenario.duration_ns
+            engine.call_at(world.deadline_ns, at_deadline)
+        workload_start.open()
+        for actor in scenario.actors:
+            if actor.process is None and actor.kind != "kswapd":
+                start_actor(world, actor.kind, None, actor.params, [], kswapd_queue)
+
     async def main_thread(proc: Process, spec_index: int) -> None:
+        nonlocal populating
         spec = scenario.processes[spec_index]
         if spec.populate:
             for region in spec.regions:
                 await populate(world, proc, region, write=spec.populate_write)
+        populating -= 1
+        if populating == 0:
+            start_workload()
+        else:
+            await workload_start.wait()
         for actor in scenario.actors:
             if actor.process == spec.name:
                 start_actor(world, actor.kind, proc, actor.params, list(spec.regions), kswapd_queue)
@@ -130,13 +179,13 @@ def run_one(scenario: Scenario, design: str, *, seed: int | None = None, cpus: i
                 await mmap_region(system, proc.mm, region.start, region.pages, thp=region.thp)
             world.spawn(proc, "main", main_thread, proc, i)
         for actor in scenario.actors:
-            if actor.process is None:
-                start_actor(world, actor.kind, None, actor.params, [], kswapd_queue)
+            if actor.process is None and actor.kind == "kswapd":
+                start_actor(world, actor.kind, None, actor.params, [], kswapd_queue)  # reclaims during set-up too
         if scenario.setup is not None:
             await scenario.setup(world)
+        if not scenario.processes:
+            start_workload()
 
-    if scenario.duration_ns is not None:
-        engine.call_at(scenario.duration_ns, at_deadline)
     engine.spawn("init", init, cpu=0)
     try:
         outcome = engine.run(max_events=scenario.max_events)

@@ -112,7 +112,7 @@ class Scenario:
 
 _RUN = {
     "cpus": Param(int, 4, "simulated CPUs", 1, 4096),
-    "duration_ns": Param(int, 10_000_000, "virtual length of the workload phase (ns)", 1, 10**13),
+    "duration_ns": Param(int, 10_000_000, "virtual length of the workload phase, after populate (ns)", 1, 10**13),
     "max_events": Param(int, 20_000_000, "event budget (a runaway scenario stops here)", 1, 10**10),
     "seed": Param(int, 1, "the run's seed", 0, 2**63 - 1),
     "designs": Param(list, ["anon_vma", "cow_context"], "reverse-map designs to run"),

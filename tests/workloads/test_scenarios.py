@@ -63,8 +63,8 @@ def test_fork_heavy_root_rwsem_is_the_hot_lock_only_under_anon_vma() -> None:
 
 
 def test_reclaim_churn_aging_gives_up_on_the_contended_rmap_lock() -> None:
-    anon = run("reclaim-churn", "anon_vma", 4_000_000)
-    cow = run("reclaim-churn", "cow_context", 4_000_000)
+    anon = run("reclaim-churn", "anon_vma", 2_000_000)
+    cow = run("reclaim-churn", "cow_context", 2_000_000)
     assert anon["invariants"]["passed"], anon["invariants"]
     assert anon["walks"]["folio_referenced"]["contended"] > 0
     assert anon["counters"]["reclaim_keep_contended"] > 0
@@ -73,8 +73,8 @@ def test_reclaim_churn_aging_gives_up_on_the_contended_rmap_lock() -> None:
 
 
 def test_reclaim_churn_blocking_read_stalls_kswapd_without_the_trylock() -> None:
-    trylock = run("reclaim-churn", "anon_vma", 4_000_000)
-    blocking = run("reclaim-churn", "anon_vma", 4_000_000, reclaim__trylock=False)
+    trylock = run("reclaim-churn", "anon_vma", 2_000_000)
+    blocking = run("reclaim-churn", "anon_vma", 2_000_000, reclaim__trylock=False)
     assert blocking["walks"]["folio_referenced"]["contended"] == 0
     read = next(lk for lk in blocking["locks"] if lk["name"] == "anon_vma->rwsem")["read"]
     tried = next(lk for lk in trylock["locks"] if lk["name"] == "anon_vma->rwsem")["read"]
@@ -122,8 +122,8 @@ def test_threaded_faults_make_the_context_refcount_the_hot_line() -> None:
 
 
 def test_fork_exit_threads_stall_on_mmap_lock_under_both_designs() -> None:
-    anon = run("fork-exit-threads", "anon_vma", 3_000_000)
-    cow = run("fork-exit-threads", "cow_context", 3_000_000)
+    anon = run("fork-exit-threads", "anon_vma", 1_000_000)
+    cow = run("fork-exit-threads", "cow_context", 1_000_000)
     assert most_contended(anon) == "mm->mmap_lock"
     assert most_contended(cow) == "mm->mmap_lock"
 

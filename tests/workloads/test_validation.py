@@ -125,5 +125,21 @@ def test_a_python_scenario_uses_the_same_api(tmp_path: Path) -> None:
     from workloads.runner import run_one
 
     record = run_one(scenario, "anon_vma")
-    assert record["operations"]["fault"]["count"] == 4
+    assert record["operations"]["populate"]["count"] == 4
     assert record["invariants"]["passed"]
+
+
+def test_the_workload_phase_starts_after_populate(tmp_path: Path) -> None:
+    # Populating 2,048 pages takes about 2 ms of virtual time, ten times the workload phase: the
+    # forks still get their 200 us, and populate's faults are not the workload's faults.
+    path = tmp_path / "s.toml"
+    path.write_text(GOOD.replace("duration_ns = 100_000", "duration_ns = 200_000")
+                    .replace("regions = [{start = 0, pages = 8}]", "regions = [{start = 0, pages = 2048}]"))
+    from workloads.runner import run_one
+
+    record = run_one(load_scenario(path), "anon_vma")
+    assert record["operations"]["populate"]["count"] == 2048
+    assert "fault" not in record["operations"]
+    forks = record["operations"]["fork"]["count"]
+    assert forks > 0
+    assert record["throughput"]["fork"] == forks * 1e9 / 200_000
