@@ -124,7 +124,9 @@ def verdict(results: Mapping[str, Any], *, max_ops: int = 4) -> list[str]:
         oname = str(other.get("design", "?"))
         lines.append(_compare("total throughput", total_throughput(base), total_throughput(other),
                               bname, oname, _ops_per_s, "lower", "higher"))
-        common = [op for op in op_names([base]) if op in other.get("operations", {})]
+        # The workload's operations (those with a rate), not the set-up's populate faults.
+        common = [op for op in op_names([base])
+                  if op in other.get("operations", {}) and op in base.get("throughput", {})]
 
         def change(op: str, base: Mapping[str, Any] = base, other: Mapping[str, Any] = other) -> float:
             a = int(base["operations"][op].get("p99_ns", 0))

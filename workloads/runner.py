@@ -28,7 +28,9 @@ from workloads.actors import start_actor
 from workloads.record import RECORD_SCHEMA, RESULTS_SCHEMA, histogram_record, lock_records
 from workloads.scenario import Scenario
 
-__all__ = ["RunFailed", "check_mapcounts", "run_one", "run_scenario"]
+__all__ = ["SETUP_OPS", "RunFailed", "check_mapcounts", "run_one", "run_scenario"]
+
+SETUP_OPS = ("populate",)  # operations of the set-up, before the workload phase
 
 
 class RunFailed(RuntimeError):
@@ -212,7 +214,9 @@ def run_one(scenario: Scenario, design: str, *, seed: int | None = None, cpus: i
 
     duration = scenario.duration_ns or outcome.end_ns or 1
     operations = {op: histogram_record(h) for op, h in sorted(world.latency.items())}
-    throughput = {op: round(rec["count"] * 1e9 / duration, 3) for op, rec in operations.items()}
+    # Throughput is the workload phase's: the set-up's faults have latencies but no rate.
+    workload_ops = {op: rec for op, rec in operations.items() if op not in SETUP_OPS}
+    throughput = {op: round(rec["count"] * 1e9 / duration, 3) for op, rec in workload_ops.items()}
     lockdep: dict[str, Any] = {"findings": [], "edges": [], "order_violations": []}
     if checker is not None:
         lockdep = {
@@ -231,7 +235,7 @@ def run_one(scenario: Scenario, design: str, *, seed: int | None = None, cpus: i
         "outcome": {"reason": outcome.reason, "end_ns": outcome.end_ns, "events": outcome.events},
         "operations": operations,
         "throughput": throughput,
-        "total_ops": sum(rec["count"] for rec in operations.values()),
+        "total_ops": sum(rec["count"] for rec in workload_ops.values()),
         "locks": lock_records(engine),
         "lock_instances": [stats.to_dict() for stats in engine.lock_instances
                            if stats.write.acquisitions or stats.read.acquisitions],
