@@ -13,6 +13,7 @@ never hidden.
 
 from __future__ import annotations
 
+from array import array
 from pathlib import Path
 from typing import Any
 
@@ -38,25 +39,29 @@ class RunFailed(RuntimeError):
 
 
 def check_mapcounts(system: MmSystem) -> list[str]:
-    """Every live folio's mapcount equals the page-table entries that map it (the oracle)."""
-    counted: dict[int, int] = {}
+    """Every live folio's mapcount equals the page-table entries that map it (the oracle).
+
+    The counts go into an array indexed by folio id (ids are dense): 8 bytes per folio ever
+    allocated, where a dict would add about 70 MB to the peak of a million-folio run."""
+    counted = array("q", bytes(8 * system.next_folio_id))
     for mm in system.mms:
         if not mm.alive:
             continue
         for table in (mm.ptes, mm.pmds):
             for pte in table.values():
                 if not pte.migration and pte.folio.fid >= 0:
-                    counted[pte.folio.fid] = counted.get(pte.folio.fid, 0) + 1
+                    counted[pte.folio.fid] += 1
     problems = []
     for fid, folio in system.folios.items():
-        if counted.get(fid, 0) != folio.mapcount:
-            problems.append(f"folio {fid}: mapcount {folio.mapcount} but {counted.get(fid, 0)} "
+        if counted[fid] != folio.mapcount:
+            problems.append(f"folio {fid}: mapcount {folio.mapcount} but {counted[fid]} "
                             "page-table entries map it")
         if len(problems) >= 20:
             problems.append("... (more mapcount mismatches)")
             break
-    for fid in counted:
-        if fid not in system.folios:
+    folios = system.folios
+    for fid, n in enumerate(counted):
+        if n and fid not in folios:
             problems.append(f"folio {fid} is mapped but was freed")
             break
     return problems

@@ -240,3 +240,36 @@ def test_random_operations_walk_exactly_what_the_oracle_knows(design: str, ops: 
     assert not system.folios, "every folio freed once every process exited"
     assert system.pgtables == 0
     assert system.design.check_invariants(final=True) == []
+
+
+def test_the_mapcount_oracle_reports_a_mismatch_and_a_freed_mapped_folio() -> None:
+    engine = Engine(1)
+    system = MmSystem(engine, "anon_vma", costs=CostModel.free())
+    problems: list[list[str]] = []
+    fids: list[int] = []
+
+    async def main() -> None:
+        mm = await system.new_mm()
+        await mmap_region(system, mm, 0, 4)
+        for vpn in range(3):
+            await handle_mm_fault(system, mm, vpn, True)
+        problems.append(check_mapcounts(system))
+        folio = mm.ptes[1].folio
+        folio.mapcount += 1  # one more than the page tables say
+        problems.append(check_mapcounts(system))
+        folio.mapcount -= 1
+        gone = mm.ptes[2].folio
+        del system.folios[gone.fid]  # freed while a PTE still maps it
+        problems.append(check_mapcounts(system))
+        system.folios[gone.fid] = gone
+        fids.extend([folio.fid, gone.fid])
+        await exit_mmap(system, mm)
+
+    engine.spawn("t", main)
+    engine.run()
+    bumped, freed = fids
+    assert problems == [
+        [],
+        [f"folio {bumped}: mapcount 2 but 1 page-table entries map it"],
+        [f"folio {freed} is mapped but was freed"],
+    ]
