@@ -144,3 +144,4 @@ def test_the_workload_phase_starts_after_populate(tmp_path: Path) -> None:
     assert forks > 0
     assert record["throughput"]["fork"] == forks * 1e9 / 200_000
     assert "populate" not in record["throughput"]  # the set-up has latencies, not a rate
+    assert record["outcome"]["workload_start_ns"] > 1_000_000  # 2,048 faults of about 1 us
