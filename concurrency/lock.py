@@ -157,6 +157,12 @@ class SimLock:
         if tracer is not None:
             tracer.on_released(task, self, side.mode, since, key=side.key)
 
+    async def _pick_up(self) -> None:
+        """A spinner owns a released lock once the lock word's cache line has moved to its CPU
+        (``handoff_ns``): the hand-over between two running CPUs is not free."""
+        if self.costs.handoff_ns:
+            await self.engine.delay(self.costs.handoff_ns)
+
     def _current(self) -> SimTask:
         task = self.engine.current
         if task is None:

@@ -106,12 +106,7 @@ class Mutex(SimLock):
         if self.spin and self._may_spin(task):
             self.lclass.events["mutex_opt_spin"] += 1
             self.spinners.append((task, start))
-            self._watch_owner()
-            task.resched = self._need_resched
-            verdict = await engine.block(self, spin=True)
-            task.resched = None
-            if verdict == _GRANTED:
-                await self._pick_up()
+            if await self._spin(task):
                 self._take(task, subclass, start)
                 return
         self.waiters.append((task, start))
@@ -137,20 +132,21 @@ class Mutex(SimLock):
                 self.lclass.events["mutex_handoff_set"] += 1
             if self.spin and self._may_spin(task):
                 self.waiter_spinning = task
-                self._watch_owner()
-                task.resched = self._need_resched
-                verdict = await engine.block(self, spin=True)
-                task.resched = None
-                if verdict == _GRANTED:
-                    await self._pick_up()
+                if await self._spin(task):
                     self._take(task, subclass, start)
                     return
 
-    async def _pick_up(self) -> None:
-        """A spinner owns the released lock once the owner word's cache line has moved to its CPU
-        (``handoff_ns``): the hand-over between two running CPUs is not free."""
-        if self.costs.handoff_ns:
-            await self.engine.delay(self.costs.handoff_ns)
+    async def _spin(self, task: SimTask) -> bool:
+        """Spin on the running owner (``mutex_spin_on_owner``) until handed the released lock
+        (True, after the pick-up) or told to stop: the owner slept, or this CPU is wanted."""
+        self._watch_owner()
+        task.resched = self._need_resched
+        verdict = await self.engine.block(self, spin=True)
+        task.resched = None
+        if verdict != _GRANTED:
+            return False
+        await self._pick_up()
+        return True
 
     def _may_spin(self, task: SimTask) -> bool:
         """``mutex_can_spin_on_owner``: the owner is on a CPU and this CPU has nothing else to run."""

@@ -341,8 +341,7 @@ class RwSemaphore(SimLock):
         if self.spin:
             if self._can_spin_on_owner(task):
                 if await self._optimistic_spin(task):
-                    if self.costs.handoff_ns:  # the count word's line moves to the spinner's CPU
-                        await engine.delay(self.costs.handoff_ns)
+                    await self._pick_up()
                     return
             else:
                 events["rwsem_opt_fail"] += 1

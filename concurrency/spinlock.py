@@ -75,8 +75,7 @@ class QSpinlock(SimLock):
         start = self.engine.now
         self.queue.append((task, start, subclass))
         await self.engine.block(self, spin=True)
-        if self.costs.handoff_ns:
-            await self.engine.delay(self.costs.handoff_ns)
+        await self._pick_up()
         self._take(task, subclass, start)
 
     def unlock(self) -> None:

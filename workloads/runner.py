@@ -67,55 +67,21 @@ def check_mapcounts(system: MmSystem) -> list[str]:
     return problems
 
 
-class _Deadline:
-    """Tasks that wait for the end of the workload phase (a process's idle main thread)."""
+class _PhaseEdge:
+    """The start or the end of the workload phase: tasks that wait for it sleep on a wait queue
+    until it is reached, and pass straight through afterwards."""
 
-    name = "end of workload phase"
-
-    def __init__(self, world: World) -> None:
-        self.world = world
-        self.sleepers: list[Any] = []
-
-    def holders(self) -> list[Any]:
-        return []
+    def __init__(self, world: World, name: str) -> None:
+        self.queue = WaitQueue(world, name)
+        self.reached = False
 
     async def wait(self) -> None:
-        if not self.world.running:
-            return
-        task = self.world.engine.current
-        self.sleepers.append(task)
-        await self.world.engine.block(self)
+        if not self.reached:
+            await self.queue.sleep()
 
-    def fire(self) -> None:
-        for task in self.sleepers:
-            self.world.engine.wake(task)
-        self.sleepers.clear()
-
-
-class _Barrier:
-    """The start of the workload phase: main threads populated early wait here for the others."""
-
-    name = "start of workload phase"
-
-    def __init__(self, world: World) -> None:
-        self.world = world
-        self.is_open = False
-        self.sleepers: list[Any] = []
-
-    def holders(self) -> list[Any]:
-        return []
-
-    async def wait(self) -> None:
-        if self.is_open:
-            return
-        self.sleepers.append(self.world.engine.current)
-        await self.world.engine.block(self)
-
-    def open(self) -> None:
-        self.is_open = True
-        for task in self.sleepers:
-            self.world.engine.wake(task)
-        self.sleepers.clear()
+    def reach(self) -> None:
+        self.reached = True
+        self.queue.wake_all()
 
 
 def run_one(scenario: Scenario, design: str, *, seed: int | None = None, cpus: int | None = None,
@@ -136,7 +102,7 @@ def run_one(scenario: Scenario, design: str, *, seed: int | None = None, cpus: i
                       rwsem_opts=scenario.rwsem, mutex_opts=scenario.mutex, memory=memory)
     system.reclaim_trylock = scenario.reclaim_trylock
     world = World(engine, system, deadline_ns=None)  # set when the workload phase starts
-    deadline = _Deadline(world)
+    deadline = _PhaseEdge(world, "end of workload phase")
     kswapd_queue: WaitQueue | None = None
     if any(a.kind == "kswapd" for a in scenario.actors) or scenario.wmark_min:
         kswapd_queue = install_reclaim(world)
@@ -144,12 +110,12 @@ def run_one(scenario: Scenario, design: str, *, seed: int | None = None, cpus: i
 
     def at_deadline() -> None:
         mapcount_problems.extend(check_mapcounts(system))
-        deadline.fire()
+        deadline.reach()
         if kswapd_queue is not None:
             kswapd_queue.wake_all()
 
     populating = len(scenario.processes)  # main threads still in set-up
-    workload_start = _Barrier(world)
+    workload_start = _PhaseEdge(world, "start of workload phase")
 
     def start_workload() -> None:
         """The last process is populated: the workload phase starts now."""
@@ -157,7 +123,7 @@ def run_one(scenario: Scenario, design: str, *, seed: int | None = None, cpus: i
         if scenario.duration_ns is not None:
             world.deadline_ns = engine.now + scenario.duration_ns
             engine.call_at(world.deadline_ns, at_deadline)
-        workload_start.open()
+        workload_start.reach()
         for actor in scenario.actors:
             if actor.process is None and actor.kind != "kswapd":
                 start_actor(world, actor.kind, None, actor.params, [], kswapd_queue)

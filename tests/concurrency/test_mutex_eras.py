@@ -4,7 +4,10 @@ that every unlock with waiters sends, and optimistic spinners giving up on ``nee
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+
+import pytest
 
 from concurrency.engine import Engine
 from concurrency.mutex import Mutex
@@ -134,22 +137,37 @@ def test_every_unlock_with_waiters_wakes_the_first_even_when_a_spinner_takes_the
     assert w.sleep_ns == (1000 - 10) + (1500 - 1200)  # woken at 1000 (ran 1200, lost), again at 1500
 
 
-def test_a_mutex_spinner_gives_up_when_a_task_wakes_on_its_cpu() -> None:
-    engine = Engine(3, ctx_switch_ns=100)
+def _mutex(engine: Engine) -> tuple[Any, Any, Any]:
     mutex = Mutex(engine, "m")
+    return mutex, mutex.lock, mutex.unlock
+
+
+def _rwsem_write(engine: Engine) -> tuple[Any, Any, Any]:
+    sem = RwSemaphore(engine, "s")
+    return sem, sem.down_write, sem.up_write
+
+
+@pytest.mark.parametrize(("make", "fail_events"), [
+    (_mutex, {"mutex_opt_spin": 1, "mutex_opt_fail": 1}),
+    (_rwsem_write, {"rwsem_opt_fail": 1}),  # the OSQ head gives up
+])
+def test_an_optimistic_spinner_gives_up_when_a_task_wakes_on_its_cpu(
+        make: Callable[[Engine], tuple[Any, Any, Any]], fail_events: dict[str, int]) -> None:
+    engine = Engine(3, ctx_switch_ns=100)
+    lock, acquire, release = make(engine)
     gate = Gate()
     log: list[tuple[str, int]] = []
 
     async def owner() -> None:  # cpu0
-        await mutex.lock()
+        await acquire()
         await engine.delay(2000)
-        mutex.unlock()
+        release()
 
     async def spinner() -> None:  # cpu1
         await engine.delay(100)
-        await mutex.lock()  # spins from 200; need_resched at 500: queues and sleeps
+        await acquire()  # spins from 200; need_resched at 500: queues and sleeps
         log.append(("S", engine.now))
-        mutex.unlock()
+        release()
 
     async def sleeper() -> None:  # cpu1: sleeps first, is woken at 500 by R
         await engine.block(gate)
@@ -167,41 +185,5 @@ def test_a_mutex_spinner_gives_up_when_a_task_wakes_on_its_cpu() -> None:
     engine.run()
     assert log == [("Z runs", 600), ("S", 2100)]  # Z gets the CPU at once (+100 switch); S at the unlock
     assert s.spin_ns == 500 - 200
-    events = mutex.lclass.events
-    assert events["mutex_opt_spin"] == 1 and events["mutex_opt_fail"] == 1
-
-
-def test_an_rwsem_osq_spinner_gives_up_when_a_task_wakes_on_its_cpu() -> None:
-    engine = Engine(3, ctx_switch_ns=100)
-    sem = RwSemaphore(engine, "s")
-    gate = Gate()
-    log: list[tuple[str, int]] = []
-
-    async def owner() -> None:  # cpu0
-        await sem.down_write()
-        await engine.delay(2000)
-        sem.up_write()
-
-    async def spinner() -> None:  # cpu1
-        await engine.delay(100)
-        await sem.down_write()
-        log.append(("S", engine.now))
-        sem.up_write()
-
-    async def sleeper() -> None:  # cpu1
-        await engine.block(gate)
-        log.append(("Z runs", engine.now))
-        await engine.delay(100)
-
-    async def waker() -> None:  # cpu2
-        await engine.delay(500)
-        engine.wake(z)
-
-    engine.spawn("O", owner, cpu=0)
-    z = engine.spawn("Z", sleeper, cpu=1)
-    s = engine.spawn("S", spinner, cpu=1)
-    engine.spawn("R", waker, cpu=2)
-    engine.run()
-    assert log == [("Z runs", 600), ("S", 2100)]
-    assert s.spin_ns == 500 - 200
-    assert sem.lclass.events["rwsem_opt_fail"] == 1
+    events = lock.lclass.events
+    assert {k: events[k] for k in fail_events} == fail_events
