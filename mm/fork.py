@@ -51,59 +51,86 @@ async def dup_mmap(system: MmSystem, oldmm: MmStruct) -> MmStruct:
 
 
 async def copy_page_range(system: MmSystem, dst_vma: Vma, src_vma: Vma) -> None:
-    """``copy_page_range``: one PTE table at a time under dst then (nested) src PTL."""
+    """``copy_page_range``: one page table at a time, read under both locks.
+
+    ``copy_huge_pmd`` and ``copy_pte_range`` take the child's lock first (``pmd_lock`` /
+    ``pte_alloc_map_lock``), then the parent's nested (``spin_lock_nested(src_ptl,
+    SINGLE_DEPTH_NESTING)``), and only then read each source entry (``*src_pmd``,
+    ``ptep_get(src_pte)``).  Reading under the parent's lock is what makes fork sound against an
+    rmap walk: a walker that changed the entry (a migration entry installed or restored) did so
+    under that same lock, so the child gets the entry as it is now, never a stale copy.
+    A table is copied when the parent has one (``pmd_none_or_clear_bad`` skips the rest), even if
+    none of its entries is present.  Not modelled: the ``need_resched``/``spin_needbreak`` break
+    every 32 entries.
+    """
     src_mm, dst_mm = src_vma.mm, dst_vma.mm
     costs = system.costs
     if src_vma.thp:
         for idx in range(src_vma.start // HPAGE_PMD_NR, (src_vma.end - 1) // HPAGE_PMD_NR + 1):
-            pmd = src_mm.pmds.get(idx)
-            if pmd is None:
-                continue
+            if idx not in src_mm.pmds:
+                continue  # no huge PMD here (not present, or already split to PTEs)
             # copy_huge_pmd
             dst_lock = system.pmd_lock(dst_mm, idx * HPAGE_PMD_NR)
             src_lock = system.pmd_lock(src_mm, idx * HPAGE_PMD_NR)
             await dst_lock.lock()
             await src_lock.lock(SINGLE_DEPTH_NESTING)
-            folio = pmd.folio
-            copy = Pte(folio, False)
-            if pmd.migration:
-                copy.migration = True
-                folio.exclusive = False  # copy_nonpresent_pte: the entry becomes a readable one
-            else:
-                folio.mapcount += 1
-                folio.exclusive = False
-                system.design.folio_dup_rmap(folio, dst_vma)
-                pmd.writable = False
-            dst_mm.pmds[idx] = copy
-            await spend(system, costs.pte_copy_ns)
+            pmd = src_mm.pmds.get(idx)  # pmd = *src_pmd, under both locks
+            if pmd is not None:
+                _copy_entry(system, pmd, dst_vma)
+                dst_mm.pmds[idx] = _child_entry(pmd)
+                await spend(system, costs.pte_copy_ns)
             src_lock.unlock()
             dst_lock.unlock()
     first = src_vma.start // PTRS_PER_PTE
     last = (src_vma.end - 1) // PTRS_PER_PTE
+    # The parent's tables cannot come or go under us: fork holds its mmap_lock for write.
     tables = sorted(t for t in src_mm.ptls if first <= t <= last)
+    ptes = src_mm.ptes
     for t in tables:
         lo = max(src_vma.start, t * PTRS_PER_PTE)
         hi = min(src_vma.end, (t + 1) * PTRS_PER_PTE)
-        entries = [(vpn, src_mm.ptes[vpn]) for vpn in range(lo, hi) if vpn in src_mm.ptes]
-        if not entries:
-            continue
         dst_ptl = system.ptl(dst_mm, lo)  # pte_alloc_map_lock
         src_ptl = system.ptl(src_mm, lo)
         await dst_ptl.lock()
         await src_ptl.lock(SINGLE_DEPTH_NESTING)
-        for vpn, pte in entries:
-            folio = pte.folio
-            copy = Pte(folio, False)
-            copy.young = pte.young
-            if pte.migration:
-                copy.migration = True  # copy_nonpresent_pte: copied, made readable (not exclusive)
-                folio.exclusive = False
-            elif folio is not ZERO_FOLIO:
-                folio.mapcount += 1  # folio_try_dup_anon_rmap_ptes
-                folio.exclusive = False
-                system.design.folio_dup_rmap(folio, dst_vma)
-                pte.writable = False  # ptep_set_wrprotect on the parent
-            dst_mm.ptes[vpn] = copy
-        await spend(system, costs.pte_copy_ns * len(entries))
+        copied = 0
+        for vpn in range(lo, hi):
+            pte = ptes.get(vpn)  # ptep_get(src_pte), under both PTLs
+            if pte is None:
+                continue
+            _copy_entry(system, pte, dst_vma)
+            dst_mm.ptes[vpn] = _child_entry(pte)
+            copied += 1
+        await spend(system, costs.pte_copy_ns * copied)
         src_ptl.unlock()
         dst_ptl.unlock()
+
+
+def _copy_entry(system: MmSystem, entry: Pte, dst_vma: Vma) -> None:
+    """What copying one entry does to the parent's entry and the folio (both PTLs held).
+
+    A migration entry (``copy_nonpresent_pte``): a writable one becomes readable in the parent
+    too (``make_readable_migration_entry`` + ``set_pte_at(src_mm, ...)``), so parent and child
+    both COW once the migration restores it, and the folio is no longer exclusive.  A present
+    entry (``copy_present_ptes`` / ``copy_huge_pmd``): ``folio_try_dup_anon_rmap_ptes`` takes a
+    mapping (PageAnonExclusive cleared) and ``ptep_set_wrprotect`` write-protects the parent.
+    The shared zero page has no rmap.
+    """
+    folio = entry.folio
+    if entry.migration:
+        entry.writable = False
+        folio.exclusive = False
+    elif folio is not ZERO_FOLIO:
+        folio.mapcount += 1
+        folio.exclusive = False
+        system.design.folio_dup_rmap(folio, dst_vma)
+        entry.writable = False
+
+
+def _child_entry(entry: Pte) -> Pte:
+    """The child's copy: never writable (a COW mapping) and, when present, old (``pte_mkold`` in
+    ``__copy_present_ptes``, ``pmd_mkold`` in ``copy_huge_pmd``)."""
+    copy = Pte(entry.folio, False)
+    copy.migration = entry.migration
+    copy.young = entry.migration and entry.young
+    return copy

@@ -71,6 +71,10 @@ async def rmap_walk(system: MmSystem, folio: Folio, rwc: RmapWalkControl, *,
     # read are different call sites within one shrink_folio.
     task = system.engine.current
     assert task is not None
+    # What the walk owes: mappings that exist when it starts.  One that appears during the walk
+    # (a fork copying a present entry after the walk passed the child) is not promised by the
+    # kernel either, so it cannot be a miss.
+    before = oracle_mappings(system, folio, migration=migration) if oracle else None
     saved, task.op = task.op, rwc.name
     try:
         result = await system.design.rmap_walk(folio, wrapped)
@@ -81,8 +85,10 @@ async def rmap_walk(system: MmSystem, folio: Folio, rwc: RmapWalkControl, *,
     if result.contended:
         stats.contended += 1
     elif oracle and not result.stopped_early:
-        # A completed walk must have reached every entry mapping the folio now; what it left
-        # behind was missed (a walk racing with fork/mremap without a lock can do this).
-        truth = oracle_mappings(system, folio, migration=migration)
+        # A completed walk must have reached every entry that mapped the folio when it started
+        # and still maps it now; what it left behind was missed (a walk racing with fork or
+        # mremap without a lock can do this).
+        assert before is not None
+        truth = before & oracle_mappings(system, folio, migration=migration)
         stats.missed_mappings += len(truth - hits)
     return result
