@@ -78,6 +78,9 @@ async def copy_page_range(system: MmSystem, dst_vma: Vma, src_vma: Vma) -> None:
             if pmd is not None:
                 _copy_entry(system, pmd, dst_vma)
                 dst_mm.pmds[idx] = _child_entry(pmd)
+                if system.inflight_walks:
+                    vpn = idx * HPAGE_PMD_NR
+                    system.entry_copied(pmd.folio, (src_mm.mid, vpn), (dst_mm.mid, vpn))
                 await spend(system, costs.pte_copy_ns)
             src_lock.unlock()
             dst_lock.unlock()
@@ -101,6 +104,8 @@ async def copy_page_range(system: MmSystem, dst_vma: Vma, src_vma: Vma) -> None:
             _copy_entry(system, pte, dst_vma)
             dst_mm.ptes[vpn] = _child_entry(pte)
             copied += 1
+            if system.inflight_walks:
+                system.entry_copied(pte.folio, (src_mm.mid, vpn), (dst_mm.mid, vpn))
         await spend(system, costs.pte_copy_ns * copied)
         src_ptl.unlock()
         dst_ptl.unlock()

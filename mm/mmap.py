@@ -165,29 +165,35 @@ async def _move_ptes(system: MmSystem, old: Vma, new: Vma) -> None:
             dst = system.pmd_lock(mm, idx * HPAGE_PMD_NR + delta)
             await src.lock()
             await dst.lock(1)
-            mm.pmds[idx + delta // HPAGE_PMD_NR] = mm.pmds.pop(idx)
+            pmd = mm.pmds.pop(idx, None)  # read under the PMD lock
+            if pmd is not None:
+                mm.pmds[idx + delta // HPAGE_PMD_NR] = pmd
+                if system.inflight_walks:
+                    vpn = idx * HPAGE_PMD_NR
+                    system.entry_copied(pmd.folio, (mm.mid, vpn), (mm.mid, vpn + delta))
             dst.unlock()
             src.unlock()
     first, last = old.start // PTRS_PER_PTE, (old.end - 1) // PTRS_PER_PTE
     for t in sorted(t for t in mm.ptls if first <= t <= last):
         lo, hi = max(old.start, t * PTRS_PER_PTE), min(old.end, (t + 1) * PTRS_PER_PTE)
-        vpns = [v for v in range(lo, hi) if v in mm.ptes]
-        if not vpns:
-            continue
         src = system.ptl(mm, lo)
         await src.lock()
-        moving = {v: mm.ptes.pop(v) for v in vpns}  # source and target ranges never overlap
+        # The entries are read under the old PTL (``ptep_get_and_clear``): reclaim or a
+        # migration walk may have changed them since the table was found.
+        moving = {v: mm.ptes.pop(v) for v in range(lo, hi) if v in mm.ptes}
         # The target range may span two tables: each destination PTL is taken nested.
-        for dst_table in sorted({(v + delta) // PTRS_PER_PTE for v in vpns}):
+        for dst_table in sorted({(v + delta) // PTRS_PER_PTE for v in moving}):
             dst = system.ptl(mm, dst_table * PTRS_PER_PTE)
             if dst is not src:
                 await dst.lock(1)
             for v, pte in moving.items():
                 if (v + delta) // PTRS_PER_PTE == dst_table:
                     mm.ptes[v + delta] = pte
+                    if system.inflight_walks:
+                        system.entry_copied(pte.folio, (mm.mid, v), (mm.mid, v + delta))
             if dst is not src:
                 dst.unlock()
-        await spend(system, system.costs.pte_ns * len(vpns))
+        await spend(system, system.costs.pte_ns * len(moving))
         src.unlock()
 
 

@@ -10,7 +10,7 @@ against the ground truth: a brute-force search of every live mm's page tables fo
 from __future__ import annotations
 
 from mm.rmap_design import RmapWalkControl, WalkResult
-from mm.system import MmSystem
+from mm.system import InflightWalk, MmSystem
 from mm.types import HPAGE_PMD_NR, Folio, Pte, Vma
 
 __all__ = ["oracle_mappings", "page_vma_mapped", "rmap_walk"]
@@ -42,24 +42,39 @@ def oracle_mappings(system: MmSystem, folio: Folio, *, migration: bool = False) 
 
 
 async def rmap_walk(system: MmSystem, folio: Folio, rwc: RmapWalkControl, *,
-                    oracle: bool = True, migration: bool = False) -> WalkResult:
+                    oracle: bool = True, migration: bool = False, sought: Folio | None = None) -> WalkResult:
     """``rmap_walk``: run the design's walk, counting visits and checking it against the oracle.
 
-    ``migration`` says the walk looks for migration entries (remove_migration_ptes), not PTEs.
+    ``migration`` says the walk looks for migration entries (remove_migration_ptes), not PTEs;
+    ``sought`` is the folio those entries point at when it is not the folio walked
+    (``remove_migration_ptes`` walks the destination's rmap for the source's entries).
+
+    The oracle's rule for a miss: a mapping the walk owed (present when it started, or copied or
+    moved during the walk from an owed position it had not reached yet) that is still present
+    when it ends and that it never reached.  A fork that copies an entry after the walk passed
+    it creates a mapping the kernel never promised to find.
     """
+    target = folio if sought is None else sought
     stats = system.walk_stats(rwc.name)
     stats.walks += 1
     hits: set[tuple[int, int]] = set()
     inner = rwc.rmap_one
+    watch: InflightWalk | None = None
+    if oracle:
+        watch = InflightWalk(oracle_mappings(system, target, migration=migration))
+        system.inflight_walks.setdefault(target.fid, []).append(watch)
 
     async def counted(vma: Vma, vpn: int) -> bool:
         stats.vmas_visited += 1
         if vma.freed:
             stats.freed_vma_visits += 1
-        if page_vma_mapped(vma, vpn, folio, migration=migration) is None:
+        here = (vma.mm.mid, vpn)
+        if watch is not None:
+            watch.visited.add(here)
+        if page_vma_mapped(vma, vpn, target, migration=migration) is None:
             stats.false_positives += 1
         else:
-            hits.add((vma.mm.mid, vpn))
+            hits.add(here)
         if rwc.may_sleep:
             system.might_sleep(stats)
         return await inner(vma, vpn)
@@ -71,24 +86,25 @@ async def rmap_walk(system: MmSystem, folio: Folio, rwc: RmapWalkControl, *,
     # read are different call sites within one shrink_folio.
     task = system.engine.current
     assert task is not None
-    # What the walk owes: mappings that exist when it starts.  One that appears during the walk
-    # (a fork copying a present entry after the walk passed the child) is not promised by the
-    # kernel either, so it cannot be a miss.
-    before = oracle_mappings(system, folio, migration=migration) if oracle else None
     saved, task.op = task.op, rwc.name
     try:
         result = await system.design.rmap_walk(folio, wrapped)
     finally:
         task.op = saved
+        if watch is not None:
+            inflight = system.inflight_walks[target.fid]
+            inflight.remove(watch)
+            if not inflight:
+                del system.inflight_walks[target.fid]
     stats.mappings_found += len(hits)
     stats.contexts_visited += result.contexts_visited
     if result.contended:
         stats.contended += 1
     elif oracle and not result.stopped_early:
-        # A completed walk must have reached every entry that mapped the folio when it started
-        # and still maps it now; what it left behind was missed (a walk racing with fork or
-        # mremap without a lock can do this).
-        assert before is not None
-        truth = before & oracle_mappings(system, folio, migration=migration)
+        # A completed walk must have reached every entry it owed that still maps the folio now;
+        # what it left behind was missed (a walk racing with fork or mremap without a lock can
+        # do this).
+        assert watch is not None
+        truth = watch.owed & oracle_mappings(system, target, migration=migration)
         stats.missed_mappings += len(truth - hits)
     return result

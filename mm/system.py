@@ -24,7 +24,7 @@ from mm.costs import CostModel
 from mm.rmap_design import DESIGNS, RmapDesign
 from mm.types import HPAGE_PMD_NR, PTRS_PER_PTE, Folio, MmStruct, Vma
 
-__all__ = ["PAGE_TABLE_BYTES", "ZERO_FOLIO", "MmSystem", "WalkStats"]
+__all__ = ["PAGE_TABLE_BYTES", "ZERO_FOLIO", "InflightWalk", "MmSystem", "WalkStats"]
 
 PAGE_TABLE_BYTES = 4096  # one PTE table page
 
@@ -48,6 +48,22 @@ class WalkStats:
 
     def to_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
+
+
+class InflightWalk:
+    """What one rmap walk in progress owes, for the oracle (see mm/rmap.py ``rmap_walk``).
+
+    ``owed`` starts as every (mm id, vpn) mapping the folio when the walk starts; an entry that
+    fork copies (or mremap moves) from an owed position the walk has not visited yet is owed too,
+    because the kernel's walk order promises to reach it (the child VMA after the parent's in the
+    interval tree).  ``visited`` is every position rmap_one was called for.
+    """
+
+    __slots__ = ("owed", "visited")
+
+    def __init__(self, owed: set[tuple[int, int]]) -> None:
+        self.owed = owed
+        self.visited: set[tuple[int, int]] = set()
 
 
 @dataclass
@@ -94,6 +110,7 @@ class MmSystem:
         self.walks: dict[str, WalkStats] = {}
         self.ops = OpCounters()
         self.corruption: list[str] = []  # what the kernel would have corrupted (stale entries)
+        self.inflight_walks: dict[int, list[InflightWalk]] = {}  # by the id of the folio sought
         self.pgtables = 0  # live PTE table pages
         self.pgtables_deferred_bytes = 0
         self._next_mid = 0
@@ -240,6 +257,14 @@ class MmSystem:
         if stats is None:
             stats = self.walks[name] = WalkStats()
         return stats
+
+    def entry_copied(self, folio: Folio, src: tuple[int, int], dst: tuple[int, int]) -> None:
+        """An entry for ``folio`` was copied (fork) or moved (mremap) from ``src`` to ``dst``
+        (each ``(mm id, vpn)``): a walk in progress that owed ``src`` and has not reached it
+        yet owes ``dst`` as well.  Callers test ``inflight_walks`` first (the common case is none)."""
+        for walk in self.inflight_walks.get(folio.fid, ()):
+            if src in walk.owed and src not in walk.visited:
+                walk.owed.add(dst)
 
     def might_sleep(self, stats: WalkStats) -> None:
         """An rmap_one that may sleep: inside an RCU read-side section the kernel would splat."""

@@ -457,6 +457,8 @@ async def emulated_fork(system: MmSystem, design: CowContextDesign, parent: MmSt
     pte.folio.exclusive = False
     pte.writable = False
     child.ptes[vpn] = Pte(pte.folio, False)
+    if system.inflight_walks:  # what copy_page_range tells the oracle
+        system.entry_copied(pte.folio, (parent.mid, vpn), (child.mid, vpn))
     await engine.delay(1_000)
     await design.fork_mm(child, parent)
     return child
@@ -464,8 +466,9 @@ async def emulated_fork(system: MmSystem, design: CowContextDesign, parent: MmSt
 
 @pytest.mark.parametrize(("fork_link", "missed"), [("end", 1), ("early", 0)])
 def test_walk_racing_with_fork_of_the_folios_mm(fork_link: str, missed: int) -> None:
-    """The walk passes the forking mm's children list before the PTE is copied: with the PoC's
-    link at the end of dup_mmap the new child is not on it yet and its copy is missed."""
+    """The walk starts after the PTE was copied but before dup_mmap ends: with the PoC's link at
+    the end of dup_mmap the new child is not on the forking mm's children list yet and its copy,
+    present for the whole walk, is missed."""
     engine, system, design = make(fork_link=fork_link, shortcut="off")
     state: dict[str, Any] = {}
 
@@ -476,7 +479,7 @@ def test_walk_racing_with_fork_of_the_folios_mm(fork_link: str, missed: int) -> 
         await emulated_fork(system, design, p, 1, copy_at=1_000)
 
     async def walker() -> None:
-        await engine.delay(500)  # in p's context over [500, 1500): the copy happens meanwhile
+        await engine.delay(1_200)  # copied at 1000, linked at 2000 (end) or at once (early)
         await rmap_walk(system, state["folio"], recording_rwc("walk", [], engine, hold_ns=1_000))
 
     run(engine, forker, walker)
