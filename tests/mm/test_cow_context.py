@@ -480,7 +480,7 @@ def test_walk_racing_with_fork_of_the_folios_mm(fork_link: str, missed: int) -> 
 
     async def walker() -> None:
         await engine.delay(1_200)  # copied at 1000, linked at 2000 (end) or at once (early)
-        await rmap_walk(system, state["folio"], recording_rwc("walk", [], engine, hold_ns=1_000))
+        await rmap_walk(system, state["folio"], recording_rwc("walk", [], engine, hold_ns=100))
 
     run(engine, forker, walker)
     assert system.walk_stats("walk").missed_mappings == missed
