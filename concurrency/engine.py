@@ -36,6 +36,7 @@ from typing import Any, Final, Protocol
 
 from concurrency.lock import LockCosts, LockMisuse
 from concurrency.lockstat import LockClass
+from concurrency.perturb import Perturbation
 
 __all__ = [
     "TIMEOUT",
@@ -233,6 +234,17 @@ class _Marker:
 
 
 _PREEMPT: Final = _Marker("preempt")  # resume value: give the CPU up instead of running on
+
+
+class _OffCpu:
+    """Resume value of an injected preemption: leave the CPU for ``ns`` (Perturbation.preempt)."""
+
+    __slots__ = ("ns",)
+
+    def __init__(self, ns: int) -> None:
+        self.ns = ns
+
+
 _TIMER: Final = _Marker("schedule_timeout")  # what a task in Engine.sleep waits for
 
 # Heap entries are (time_ns, seq, target, token): token >= 0 resumes a task (stale unless it equals
@@ -250,7 +262,8 @@ class Engine:
 
     def __init__(self, ncpus: int, seed: int = 0, *, ctx_switch_ns: int = 0,
                  checkpoint_every: int = 4096, lock_costs: LockCosts | None = None,
-                 timeslice_ns: int = 1_000_000, instance_stats: bool = False, balance: bool = False) -> None:
+                 timeslice_ns: int = 1_000_000, instance_stats: bool = False, balance: bool = False,
+                 perturb: Perturbation | None = None) -> None:
         if ncpus < 1:
             raise ValueError(f"ncpus must be >= 1, got {ncpus}")
         self.now = 0
@@ -287,6 +300,17 @@ class Engine:
         self._live = 0
         self._next_tid = 0
         self._spin_watch: dict[SimTask, list[Callable[[SimTask], None]]] = {}
+        # Schedule perturbation (concurrency/perturb.py).  Unperturbed, none of this is on a path.
+        self.perturb = perturb or Perturbation.none()
+        self.injected: list[tuple[int, str, int, str]] = []  # (t_ns, task, off_ns, op) as done
+        if self.perturb.active:
+            self._prng = task_rng(seed, "<perturb>")  # no task can have this name
+            self._jitter = self.perturb.jitter
+            self._pending_preempts = sorted(self.perturb.preempt, reverse=True)  # next one last
+            if self.perturb.shuffle:
+                self._tiebreak = self._tiebreak_shuffled  # type: ignore[method-assign]
+            self.delay = self._delay_perturbed  # type: ignore[method-assign]
+            self.sleep = self._sleep_perturbed  # type: ignore[method-assign]
 
     # -- tasks -----------------------------------------------------------------------------
 
@@ -336,6 +360,19 @@ class Engine:
         self.lock_instances.append(stats)
         return stats
 
+    # -- the heap's tie-break -----------------------------------------------------------------
+
+    def _tiebreak(self) -> int:
+        """The second key of a heap entry: FIFO among events due at the same time."""
+        self._seq += 1
+        return self._seq
+
+    def _tiebreak_shuffled(self) -> int:
+        """Perturbation.shuffle: a seeded random order among events due at the same time (the
+        low bits keep keys unique, so the rest of the entry is never compared)."""
+        self._seq += 1
+        return (self._prng.getrandbits(30) << 34) | self._seq
+
     # -- primitives called by model code -----------------------------------------------------
 
     async def delay(self, ns: int) -> None:
@@ -353,8 +390,7 @@ class Engine:
             self.events += 1
             self.now = t  # nothing else happens first: continue without a switch
             return
-        self._seq += 1
-        heapq.heappush(heap, (t, self._seq, task, task._token))
+        heapq.heappush(heap, (t, self._tiebreak(), task, task._token))
         await _park()
 
     async def sleep(self, ns: int) -> None:
@@ -362,10 +398,45 @@ class Engine:
         waiting for work)."""
         task = self.current
         assert task is not None
-        self._seq += 1
-        heapq.heappush(self._heap, (self.now + ns, self._seq, _Callback(self._timer_wake, (task, task._token + 1)),
-                                    _CALLBACK_TOKEN))
+        heapq.heappush(self._heap, (self.now + ns, self._tiebreak(),
+                                    _Callback(self._timer_wake, (task, task._token + 1)), _CALLBACK_TOKEN))
         await self.block(_TIMER)
+
+    def _jittered(self, ns: int) -> int:
+        if ns > 0 and self._jitter:
+            return max(1, round(ns * (1.0 + self._jitter * (2.0 * self._prng.random() - 1.0))))
+        return ns
+
+    async def _delay_perturbed(self, ns: int) -> None:
+        """:meth:`delay` under a perturbation: jittered, and the point where a pending preemption
+        is injected once the task is preemptible (no spinlock, no RCU read-side section)."""
+        ns = self._jittered(ns)
+        pending = self._pending_preempts
+        task = self.current
+        assert task is not None
+        if pending and self.now >= pending[-1][0] and not (task.atomic_depth or task.rcu_depth):
+            _, off = pending.pop()
+            self.injected.append((self.now + ns, task.name, off, task.op))
+            task._wake_value = _OffCpu(off)  # runs its work, then leaves the CPU for ``off``
+            heapq.heappush(self._heap, (self.now + ns, self._tiebreak(), task, task._token))
+            await _park()
+            return
+        await Engine.delay(self, ns)
+
+    async def _sleep_perturbed(self, ns: int) -> None:
+        await Engine.sleep(self, self._jittered(ns))
+
+    def _off_cpu(self, task: SimTask, ns: int) -> None:
+        """An injected preemption: off the CPU (others run) and back in line after ``ns``."""
+        cpu = task.cpu
+        cpu.curr = None
+        cpu.last_task = task
+        task.state = TaskState.RUNNABLE  # preempted: not blocked on anything, not on a run queue
+        if self._spin_watch:  # off its CPU: spinners on a lock it owns stop spinning
+            for notify in self._spin_watch.pop(task, ()):
+                notify(task)
+        self._cpu_free(cpu)
+        self.call_at(self.now + ns, self._make_runnable, task, self.ctx_switch_ns)
 
     def _timer_wake(self, task: SimTask, token: int) -> None:
         if task._token == token and task.state is TaskState.SLEEPING:
@@ -389,8 +460,7 @@ class Engine:
             task.state = TaskState.SPINNING
             cpu._enter(CpuState.SPINNING, self.now)
             if timeout_ns is not None:
-                self._seq += 1
-                heapq.heappush(self._heap, (self.now + timeout_ns, self._seq, task, task._token))
+                heapq.heappush(self._heap, (self.now + timeout_ns, self._tiebreak(), task, task._token))
                 task._wake_value = TIMEOUT
         else:
             if timeout_ns is not None:
@@ -424,8 +494,7 @@ class Engine:
             task.spin_ns += elapsed
             task.state = TaskState.RUNNING
             task.cpu._enter(CpuState.RUNNING, self.now)
-            self._seq += 1
-            heapq.heappush(self._heap, (self.now, self._seq, task, task._token))
+            heapq.heappush(self._heap, (self.now, self._tiebreak(), task, task._token))
         elif state is TaskState.SLEEPING:
             task.sleep_ns += elapsed
             self._make_runnable(task, self.ctx_switch_ns)
@@ -447,8 +516,7 @@ class Engine:
         """Run a plain callback at virtual time ``t_ns`` (RCU grace-period ends, timers)."""
         if t_ns < self.now:
             raise ValueError(f"call_at({t_ns}) is in the past (now {self.now})")
-        self._seq += 1
-        heapq.heappush(self._heap, (t_ns, self._seq, _Callback(fn, args), _CALLBACK_TOKEN))
+        heapq.heappush(self._heap, (t_ns, self._tiebreak(), _Callback(fn, args), _CALLBACK_TOKEN))
 
     # -- CPU bookkeeping ----------------------------------------------------------------------
 
@@ -496,8 +564,7 @@ class Engine:
         cpu.state = CpuState.RUNNING
         cpu._since = now
         task.run_ns += cost_ns
-        self._seq += 1
-        heapq.heappush(self._heap, (now + cost_ns, self._seq, task, task._token))
+        heapq.heappush(self._heap, (now + cost_ns, self._tiebreak(), task, task._token))
 
     def _preempt(self, task: SimTask) -> None:
         """The slice is used up and others wait: to the back of the CPU's run queue."""
@@ -571,8 +638,7 @@ class Engine:
         heap = self._heap
         pop = heapq.heappop
         if until_ns is not None:
-            self._seq += 1
-            heapq.heappush(heap, (until_ns, self._seq, None, _STOP_TOKEN))
+            heapq.heappush(heap, (until_ns, self._tiebreak(), None, _STOP_TOKEN))
         reason = "completed"
         next_checkpoint = self.events + self.checkpoint_every
         self._fast_limit = min(limit, next_checkpoint)
@@ -597,6 +663,9 @@ class Engine:
                         target._wake_value = None
                         if value is _PREEMPT:
                             self._preempt(target)
+                            continue
+                        if value.__class__ is _OffCpu:
+                            self._off_cpu(target, value.ns)
                             continue
                         if value is TIMEOUT:
                             target.spin_ns += t - target.since_ns

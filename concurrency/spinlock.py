@@ -64,7 +64,10 @@ class QSpinlock(SimLock):
         self._lockdep_acquire(task, subclass, WRITE, False)
         cost = self._atomic_cost(task)
         if cost:
+            # spin_lock disables preemption before its atomic: no preemption here.
+            task.atomic_depth += 1
             await self.engine.delay(cost)
+            task.atomic_depth -= 1
         if self.owner is None and not self.queue:
             self._take(task, subclass, None)
             return

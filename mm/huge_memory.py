@@ -47,6 +47,11 @@ async def split_huge_folio(system: MmSystem, folio: Folio) -> bool:
             return False
         await spend(system, system.costs.split_ns)
         tails = system.split_folio(folio)
+        for small in tails:
+            # Each new folio starts with the split's own reference (folio_ref_unfreeze): it is
+            # dropped with folio_put at the end, so a folio unmapped meanwhile (a COW copy
+            # after remap_page) is freed exactly once, by whoever drops the last reference.
+            small.pins += 1
         await design.folio_split(folio, tails)
         await remove_migration_ptes(system, folio, tails, locked=True)  # remap_page
         await design.rmap_write_unlock(token)
@@ -54,8 +59,7 @@ async def split_huge_folio(system: MmSystem, folio: Folio) -> bool:
         await design.put_anon_vma(pin)
         lock.folio_unlock()
         for small in tails:
-            if small.mapcount == 0:
-                await system.free_folio(small)
+            await system.folio_put(small)  # frees it if nothing maps it any more
         system.ops.inc("thp_split")
         return True
     finally:

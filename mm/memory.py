@@ -140,8 +140,8 @@ async def _migration_entry_wait(system: MmSystem, vma: Vma, vpn: int, entry: Pte
         await ptl.lock()
         if table.get(key) is entry:
             del table[key]
-            system.corruption.append(f"t={system.engine.now} ns: mm{mm.mid} vpn {vpn}: stale migration "
-                                     f"entry for folio {folio.fid} (the migration's rmap walk missed it)")
+            system.note_corruption(mm, vpn, folio, f"stale migration entry for folio {folio.fid} "
+                                                   "(the migration's rmap walk missed it)")
             system.ops.inc("stale_migration_entry")
         ptl.unlock()
 

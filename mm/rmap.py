@@ -106,5 +106,8 @@ async def rmap_walk(system: MmSystem, folio: Folio, rwc: RmapWalkControl, *,
         # do this).
         assert watch is not None
         truth = watch.owed & oracle_mappings(system, target, migration=migration)
-        stats.missed_mappings += len(truth - hits)
+        missed = truth - hits
+        if missed:
+            stats.missed_mappings += len(missed)
+            system.note_miss(rwc.name, task.name, target, sorted(missed))
     return result

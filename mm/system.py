@@ -27,6 +27,7 @@ from mm.types import HPAGE_PMD_NR, PTRS_PER_PTE, Folio, MmStruct, Vma
 __all__ = ["PAGE_TABLE_BYTES", "ZERO_FOLIO", "InflightWalk", "MmSystem", "WalkStats"]
 
 PAGE_TABLE_BYTES = 4096  # one PTE table page
+MAX_NOTED = 20  # misses and corruptions kept in detail (all are counted)
 
 # The shared zero page: read faults map it; it has no rmap and is never counted.
 ZERO_FOLIO = Folio(-1, 0)
@@ -110,6 +111,8 @@ class MmSystem:
         self.walks: dict[str, WalkStats] = {}
         self.ops = OpCounters()
         self.corruption: list[str] = []  # what the kernel would have corrupted (stale entries)
+        self.corruption_events: list[dict[str, int]] = []  # the same, structured (first MAX_NOTED)
+        self.misses: list[dict[str, Any]] = []  # walks that missed mappings (first MAX_NOTED)
         self.inflight_walks: dict[int, list[InflightWalk]] = {}  # by the id of the folio sought
         self.pgtables = 0  # live PTE table pages
         self.pgtables_deferred_bytes = 0
@@ -265,6 +268,19 @@ class MmSystem:
         for walk in self.inflight_walks.get(folio.fid, ()):
             if src in walk.owed and src not in walk.visited:
                 walk.owed.add(dst)
+
+    def note_miss(self, walk: str, task: str, folio: Folio, missed: list[tuple[int, int]]) -> None:
+        """A completed walk left owed mappings behind (the oracle's finding; kept for reports and
+        for ``rmapsim explore``'s race story)."""
+        if len(self.misses) < MAX_NOTED:
+            self.misses.append({"t_ns": self.engine.now, "walk": walk, "task": task, "folio": folio.fid,
+                                "mappings": [list(m) for m in missed]})
+
+    def note_corruption(self, mm: MmStruct, vpn: int, folio: Folio, what: str) -> None:
+        """What the kernel would have corrupted: ``what`` says how (a stale migration entry)."""
+        self.corruption.append(f"t={self.engine.now} ns: mm{mm.mid} vpn {vpn}: {what}")
+        if len(self.corruption_events) < MAX_NOTED:
+            self.corruption_events.append({"t_ns": self.engine.now, "mm": mm.mid, "vpn": vpn, "folio": folio.fid})
 
     def might_sleep(self, stats: WalkStats) -> None:
         """An rmap_one that may sleep: inside an RCU read-side section the kernel would splat."""

@@ -346,8 +346,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_report)
+    from rmapsim.explore_cmd import add_parser as add_explore_parser
     from rmapsim.validate_cmd import add_parser as add_validate_parser
 
+    add_explore_parser(sub)
     add_validate_parser(sub)
     p = sub.add_parser("bench", help="benchmarks (engine vs SimPy)")
     p.add_argument("what", nargs="?", default="engine",

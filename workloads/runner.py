@@ -91,7 +91,7 @@ def run_one(scenario: Scenario, design: str, *, seed: int | None = None, cpus: i
     ncpus = scenario.cpus if cpus is None else cpus
     costs = CostModel().with_overrides(scenario.costs)
     engine = Engine(ncpus, seed, ctx_switch_ns=costs.ctx_switch_ns, instance_stats=scenario.lock_instance_stats,
-                    balance=scenario.balance)
+                    balance=scenario.balance, perturb=scenario.perturb)
     checker: OrderChecker | None = None
     if scenario.lockdep:
         expected = ExpectedOrder.load_rmap_order() if scenario.expected_order == "rmap" else None
@@ -204,7 +204,8 @@ def run_one(scenario: Scenario, design: str, *, seed: int | None = None, cpus: i
         "switches": dict(sorted(system.design.switches.items())),
         "params": params,
         "outcome": {"reason": outcome.reason, "end_ns": outcome.end_ns, "events": outcome.events,
-                    "workload_start_ns": world.workload_start_ns},
+                    "workload_start_ns": world.workload_start_ns,
+                    "preemptions_injected": [list(p) for p in engine.injected]},
         "operations": operations,
         "throughput": throughput,
         "total_ops": sum(rec["count"] for rec in workload_ops.values()),
@@ -218,7 +219,8 @@ def run_one(scenario: Scenario, design: str, *, seed: int | None = None, cpus: i
         "memory": dict(sorted(system.metadata().items())),
         "counters": dict(sorted(system.ops.counts.items())),
         "design_stats": dict(sorted(system.design.stats().items())),
-        "invariants": {"passed": not violations, "violations": violations},
+        "invariants": {"passed": not violations, "violations": violations,
+                       "corruption": system.corruption_events, "misses": system.misses},
         "lockdep": lockdep,
         "rcu": system.rcu.to_dict(),
     }

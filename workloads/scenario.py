@@ -24,6 +24,7 @@ from typing import Any
 
 import mm.designs  # noqa: F401  (registers the built-in designs)
 from actors.process import Region
+from concurrency.perturb import PERTURB_KEYS, Perturbation
 from mm.costs import CostModel
 from mm.rmap_design import DESIGNS
 from workloads.actors import ACTORS, Param
@@ -34,6 +35,7 @@ __all__ = [
     "Scenario",
     "ScenarioError",
     "apply_overrides",
+    "scenario_from_data",
     "load_scenario",
     "parse_value",
 ]
@@ -92,6 +94,7 @@ class Scenario:
     processes: tuple[ProcessSpec, ...] = ()
     actors: tuple[ActorSpec, ...] = ()
     setup: Callable[[Any], Awaitable[None]] | None = None
+    perturb: Perturbation = field(default_factory=Perturbation.none)
     raw: dict[str, Any] = field(default_factory=dict)
 
     def params(self) -> dict[str, Any]:
@@ -105,6 +108,7 @@ class Scenario:
                        "wmark_low": self.wmark_low, "wmark_high": self.wmark_high},
             "lockdep": self.lockdep, "expected_order": self.expected_order,
             "lock_instance_stats": self.lock_instance_stats, "balance": self.balance,
+            "perturb": self.perturb.to_dict(),
         }
 
 
@@ -120,6 +124,9 @@ _RUN = {
     "balance": Param(bool, True, "load balancing: a woken task runs on an idle CPU, an idle CPU pulls a waiting "
                                  "task (false: every task stays on its CPU)"),
 }
+_PERTURB_HELP = ("schedule perturbation: shuffle (random order among events due at the same time), jitter "
+                 "(costs scaled by a seeded factor in [1-j, 1+j], 0 <= j <= 0.9), preempt (injected "
+                 "preemptions: a list of [at_ns, off_ns])")
 _MEMORY = {
     "total_pages": Param(int, 1 << 30, "memory in 4 KiB pages", 1, 1 << 40),
     "wmark_min": Param(int, 0, "min watermark (pages): below it allocations reclaim directly", 0, 1 << 40),
@@ -250,7 +257,12 @@ def _from_dict(data: dict[str, Any], file: str, text: str) -> Scenario:
             raise ck.fail([key], f"{data[key]!r} is not a string")
     if "name" not in data:
         raise ck.fail(["name"], "missing; every scenario has a name")
-    run = ck.table(data.get("run", {}), ["run"], _RUN)
+    run_raw = data.get("run", {})
+    perturb = Perturbation.none()
+    if isinstance(run_raw, dict) and "perturb" in run_raw:
+        run_raw = dict(run_raw)
+        perturb = _perturb(ck, run_raw.pop("perturb"))
+    run = ck.table(run_raw, ["run"], _RUN)
     designs = run["designs"]
     if not designs:
         raise ck.fail(["run", "designs"], "empty; name at least one design")
@@ -307,8 +319,35 @@ def _from_dict(data: dict[str, Any], file: str, text: str) -> Scenario:
         rwsem=rwsem_given, mutex=mutex_given,
         reclaim_trylock=reclaim["trylock"], lockdep=lockdep["enabled"],
         expected_order=None if lockdep["expected_order"] == "none" else lockdep["expected_order"],
-        switches=switches, processes=processes, actors=actors, raw=data,
+        switches=switches, processes=processes, actors=actors, perturb=perturb, raw=data,
     )
+
+
+def _perturb(ck: _Checker, raw: Any) -> Perturbation:
+    """``[run.perturb]``: see concurrency/perturb.py."""
+    path: list[str | int] = ["run", "perturb"]
+    if not isinstance(raw, dict):
+        raise ck.fail(path, f"expected a table ({_PERTURB_HELP}), got {raw!r}")
+    for key in raw:
+        if key not in PERTURB_KEYS:
+            raise ck.unknown(path, key, list(PERTURB_KEYS))
+    shuffle = raw.get("shuffle", False)
+    if not isinstance(shuffle, bool):
+        raise ck.fail([*path, "shuffle"], f"{shuffle!r} is not true or false")
+    jitter = raw.get("jitter", 0.0)
+    if isinstance(jitter, bool) or not isinstance(jitter, int | float) or not 0 <= jitter <= 0.9:
+        raise ck.fail([*path, "jitter"], f"{jitter!r} is not a number in 0..0.9")
+    preempt = raw.get("preempt", [])
+    if not isinstance(preempt, list):
+        raise ck.fail([*path, "preempt"], f"{preempt!r} is not a list of [at_ns, off_ns]")
+    for i, item in enumerate(preempt):
+        ok = (isinstance(item, list) and len(item) == 2
+              and all(isinstance(x, int) and not isinstance(x, bool) for x in item)
+              and 0 <= item[0] <= 10**13 and 1 <= item[1] <= 10**12)
+        if not ok:
+            raise ck.fail([*path, "preempt"], f"entry {i} is {item!r}; allowed: [at_ns, off_ns] with "
+                                              "0 <= at_ns <= 10^13 and 1 <= off_ns <= 10^12")
+    return Perturbation.from_dict({"shuffle": shuffle, "jitter": float(jitter), "preempt": preempt})
 
 
 def _processes(ck: _Checker, raw: Any) -> tuple[ProcessSpec, ...]:
@@ -410,6 +449,12 @@ def _override_field(scenario: Scenario, file: str, key: str, value: Any) -> None
     name, param = entry
     _Checker(file, "").value(value, [key], param)
     setattr(scenario, name, value)
+
+
+def scenario_from_data(data: dict[str, Any], file: str = "<data>") -> Scenario:
+    """Validate an already parsed TOML scenario (``rmapsim explore`` shrinks scenarios as data);
+    error lines cannot be given, the key path and the allowed values are."""
+    return _from_dict(data, file, "")
 
 
 def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> Scenario:

@@ -1,0 +1,222 @@
+"""``rmapsim explore``: the command-line side of workloads/explore.py.
+
+Writes into ``OUT`` (default ``rmapsim-out/<scenario>-explore``): ``explore.json`` (every run's
+verdict, the summary per variant, the shrunk reproducers; rewritten atomically as runs finish,
+so an interrupted exploration keeps what it finished), ``explore.txt`` and ``explore.html`` (the
+summary and each reproducer's race story), and one ``repro-<variant>-<category>.toml`` per
+failure kind found.  Exit status 1 when any run failed, 0 when every run was sound, 130 on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_parser", "cmd_explore"]
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("explore", help="run a scenario under many perturbed schedules; shrink and explain "
+                                       "every kind of failure found")
+    p.add_argument("scenario", help="a .toml/.py file or a built-in scenario name (see `rmapsim list`)")
+    p.add_argument("--design", action="append", metavar="NAME[:SWITCH=VALUE,...]",
+                   help="a design, optionally with switches, e.g. cow_context:fork_link=early,traversal=pre "
+                        "(repeatable; default: the scenario's designs)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a scenario key (repeatable)")
+    p.add_argument("--runs", type=int, default=50, help="runs per design (default 50)")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes (the set of runs does not depend on it)")
+    p.add_argument("--seed-base", type=int, default=1, help="run i uses seed SEED_BASE + i (default 1)")
+    p.add_argument("--perturb", default="all",
+                   help="all (default: shuffle,jitter=0.2,preempt=3), none, or a comma list of shuffle, "
+                        "jitter[=J], preempt[=K]")
+    p.add_argument("--shrink-budget", type=int, default=40, help="runs spent shrinking each failure (default 40)")
+    p.add_argument("--stop-at-first", action="store_true", help="stop starting runs after the first failure")
+    p.add_argument("--out", help="output folder (default rmapsim-out/<scenario>-explore)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress or chatter")
+    p.set_defaults(func=cmd_explore)
+
+
+def _variants(args: argparse.Namespace, scenario: Any) -> list[Any]:
+    import mm.designs  # noqa: F401
+    from mm.rmap_design import DESIGNS
+    from rmapsim.cli import BadInput
+    from workloads.explore import Variant
+
+    out = []
+    for text in args.design or list(scenario.designs):
+        try:
+            variant = Variant.parse(text)
+        except ValueError as exc:
+            raise BadInput(str(exc)) from None
+        cls = DESIGNS.get(variant.design)
+        if cls is None:
+            raise BadInput(f"--design {text!r}: unknown design {variant.design!r}; allowed: "
+                           f"{', '.join(sorted(DESIGNS))}")
+        try:
+            cls.resolve_switches({**scenario.switches.get(variant.design, {}), **dict(variant.switches)})
+        except (KeyError, ValueError) as exc:
+            raise BadInput(f"--design {text!r}: {exc.args[0]}") from None
+        if variant not in out:
+            out.append(variant)
+    return out
+
+
+def cmd_explore(args: argparse.Namespace) -> int:
+    from rmapsim.cli import BadInput, _overrides, _resolve
+    from workloads.explore import (
+        CATEGORIES,
+        EXPLORE_SCHEMA,
+        PerturbSpec,
+        ScenarioSource,
+        plan,
+        reproducer,
+        run_jobs,
+        shrink,
+    )
+    from workloads.record import atomic_write, dump_json
+    from workloads.scenario import ScenarioError
+
+    if args.runs < 1:
+        raise BadInput(f"--runs {args.runs}: allowed: 1 or more")
+    if args.jobs < 1:
+        raise BadInput(f"--jobs {args.jobs}: allowed: 1 or more")
+    if args.shrink_budget < 0:
+        raise BadInput(f"--shrink-budget {args.shrink_budget}: allowed: 0 or more")
+    try:
+        spec = PerturbSpec.parse(args.perturb)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+    path = _resolve(args.scenario)
+    try:
+        source = ScenarioSource.from_path(path, _overrides(args.set or []))
+        scenario = source.load()
+    except ScenarioError as exc:
+        raise BadInput(str(exc)) from None
+    variants = _variants(args, scenario)
+    out = Path(args.out) if args.out else Path(f"rmapsim-out/{scenario.name}-explore")
+    try:  # find out now, not after the runs, that the results cannot be written
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".rmapsim-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise BadInput(f"--out {out}: cannot write there ({exc.strerror})") from None
+
+    from rmapsim.progress import Progress
+
+    verdicts: dict[tuple[str, int], dict[str, Any]] = {}
+    reproducers: list[dict[str, Any]] = []
+    state = {"stop": False, "interrupted": False}
+    total = args.runs * len(variants)
+    start = time.monotonic()
+
+    def document() -> dict[str, Any]:
+        runs = [verdicts[k] for k in sorted(verdicts, key=lambda k: ([v.label for v in variants].index(k[0]), k[1]))]
+        return {
+            "schema": EXPLORE_SCHEMA,
+            "scenario": {"name": scenario.name, "source": path.name},
+            "overrides": dict(sorted(source.overrides.items())) if not source.is_toml else _overrides(args.set or []),
+            "runs_per_variant": args.runs, "seed_base": args.seed_base, "perturb": spec.to_dict(),
+            "complete": len(runs) == total and not state["interrupted"],
+            "summary": _summary(variants, runs, CATEGORIES),
+            "runs": runs,
+            "reproducers": reproducers,
+        }
+
+    def save() -> None:
+        atomic_write(out / "explore.json", dump_json(document()))
+
+    progress = Progress(f"explore {scenario.name}", total=total, enabled=not args.quiet)
+
+    def on_result(job: Any, verdict: dict[str, Any]) -> None:
+        verdicts[(job.variant.label, job.index)] = verdict
+        progress.advance()
+        if verdict["categories"] and args.stop_at_first:
+            state["stop"] = True
+
+    try:
+        with progress:
+            # Run 0 of each variant is the plain schedule; its end time is the horizon of the
+            # injected preemptions of the others.
+            first = plan(source, variants, 1, args.seed_base, spec, {})
+            run_jobs(first, args.jobs, on_result)
+            save()
+            horizons = {v.label: (verdicts[(v.label, 0)]["end_ns"] or scenario.duration_ns or 10_000_000)
+                        for v in variants}
+            rest = [j for j in plan(source, variants, args.runs, args.seed_base, spec, horizons) if j.index]
+            if not state["stop"]:
+                if args.stop_at_first:
+                    for job in rest:
+                        if state["stop"]:
+                            break
+                        run_jobs([job], 1, on_result)
+                else:
+                    run_jobs(rest, args.jobs, on_result)
+            save()
+        wall = time.monotonic() - start
+        # Shrink the first failure of each (variant, category), in run order.
+        all_jobs = {(j.variant.label, j.index): j for j in plan(source, variants, args.runs, args.seed_base,
+                                                                  spec, horizons)}
+        firsts: dict[tuple[str, str], tuple[Any, dict[str, Any]]] = {}
+        for key in sorted(verdicts, key=lambda k: ([v.label for v in variants].index(k[0]), k[1])):
+            verdict = verdicts[key]
+            for cat in verdict["categories"]:
+                firsts.setdefault((key[0], cat), (all_jobs[key], verdict))
+        with Progress(f"shrinking {len(firsts)} failure(s)", enabled=not args.quiet and bool(firsts)):
+            for (label, cat), (job, verdict) in firsts.items():
+                small, small_verdict, tried = shrink(job, verdict, cat, budget=args.shrink_budget)
+                shown = dict(small_verdict, category=cat)
+                name, text = reproducer(small, shown)
+                atomic_write(out / name, text)
+                reproducers.append({"variant": label, "category": cat, "file": name, "from_run": job.index,
+                                    "shrink_runs": tried, "verdict": small_verdict})
+                save()
+    except KeyboardInterrupt:
+        state["interrupted"] = True
+        save()
+        print(f"rmapsim: interrupted; {len(verdicts)} finished run(s) kept in {out / 'explore.json'}",
+              file=sys.stderr)
+        raise SystemExit(130) from None
+    doc = document()
+    atomic_write(out / "explore.json", dump_json(doc))
+    text = _text(doc)
+    atomic_write(out / "explore.txt", text)
+    failed = sum(1 for r in doc["runs"] if r["categories"])
+    if args.json:
+        print(json.dumps({**doc["summary"], "wall_s": round(wall, 2),
+                          "runs_per_wall_minute": round(len(verdicts) * 60 / wall, 1) if wall else None,
+                          "reproducers": [r["file"] for r in reproducers], "out": str(out)}, sort_keys=True))
+    elif not args.quiet:
+        print(text, end="")
+        print(f"{len(verdicts)} runs in {wall:.1f} s ({len(verdicts) * 60 / wall:.0f} runs per wall minute); "
+              f"{out / 'explore.json'}")
+    return 1 if failed else 0
+
+
+def _summary(variants: list[Any], runs: list[dict[str, Any]], categories: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for variant in variants:
+        mine = [r for r in runs if r["variant"] == variant.label]
+        by_cat = {c: sum(1 for r in mine if c in r["categories"]) for c in categories}
+        out[variant.label] = {"runs": len(mine), "failed": sum(1 for r in mine if r["categories"]),
+                              "by_category": {c: n for c, n in by_cat.items() if n}}
+    return out
+
+
+def _text(doc: dict[str, Any]) -> str:
+    lines = [f"explore {doc['scenario']['name']}: {doc['runs_per_variant']} runs per design, seeds "
+             f"{doc['seed_base']}.., perturbation {doc['perturb']}"]
+    for label, s in doc["summary"].items():
+        cats = ", ".join(f"{c} {n}" for c, n in s["by_category"].items()) or "none"
+        verdict = "sound" if not s["failed"] else "FAILS"
+        lines.append(f"  {label}: {s['runs']} runs, {s['failed']} failed ({cats}): {verdict}")
+    for rep in doc["reproducers"]:
+        v = rep["verdict"]
+        lines.append(f"  reproducer {rep['file']} (from run {rep['from_run']}, {rep['shrink_runs']} shrink runs): "
+                     f"{v['detail']}")
+    return "\n".join(lines) + "\n"

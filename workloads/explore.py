@@ -1,0 +1,460 @@
+"""``rmapsim explore``: one scenario under many schedules, every run judged by the oracle.
+
+A single schedule per seed hides races.  Exploration reruns a scenario with its own seed per run
+*and* a seeded schedule perturbation (concurrency/perturb.py: random order among same-time events,
+cost jitter, PCT-style injected preemptions), and gives each run a verdict:
+
+==================  ===========================================================================
+``sound``           nothing found
+``crash``           a simulated task raised (a model assertion, a lock misuse)
+``deadlock``        every live task blocked with nothing pending
+``corruption``      what the kernel would have corrupted (a stale migration entry left behind)
+``missed_mapping``  a completed rmap walk did not reach a mapping it owed (mm/rmap.py's rule)
+``lock_order``      lockdep found an inversion, or an edge against the declared order
+``invariant``       any other end-of-run check (leaks, refcounts, mapcounts, RCU sleeps)
+==================  ===========================================================================
+
+Run ``i`` of a variant uses seed ``seed_base + i``.  Run 0 is the plain, unperturbed schedule of
+that seed: its end time is the horizon over which the other runs draw their injected preemptions.
+Every other run's perturbation is drawn from its own seed, so the set of runs (and each run's
+result) depends only on the scenario, the variants, ``--runs``, ``--seed-base`` and
+``--perturb``, never on ``--jobs``.
+
+The first failure of each (variant, category) is shrunk (fewer injected preemptions, no jitter or
+shuffle, shorter duration, fewer actors and processes) while it still fails the same way, and
+written as a reproducer scenario that ``rmapsim run`` reruns byte for byte.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from concurrency.engine import Deadlock, task_rng
+from concurrency.perturb import Perturbation, draw_preemptions
+from workloads.record import dump_json
+from workloads.scenario import Scenario, ScenarioError, load_scenario, scenario_from_data
+
+__all__ = [
+    "CATEGORIES",
+    "EXPLORE_SCHEMA",
+    "Job",
+    "PerturbSpec",
+    "ScenarioSource",
+    "Variant",
+    "execute",
+    "plan",
+    "run_jobs",
+    "shrink",
+]
+
+EXPLORE_SCHEMA = "rmapsim.explore/1"
+# In order of precedence: a run's primary category is the first that applies.
+CATEGORIES = ("crash", "deadlock", "corruption", "missed_mapping", "lock_order", "invariant")
+
+
+# -- what to perturb ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PerturbSpec:
+    """What ``--perturb`` asks for; each run draws its own :class:`Perturbation` from it.
+
+    ``all`` (the default) is ``shuffle,jitter=0.2,preempt=3``; ``none`` gives plain seeds; or a
+    comma list of ``shuffle``, ``jitter[=J]`` (0 < J <= 0.9, default 0.2), ``preempt[=K]``
+    (K injected preemptions per run, default 3).
+    """
+
+    shuffle: bool = True
+    jitter: float = 0.2
+    preemptions: int = 3
+
+    @classmethod
+    def parse(cls, text: str) -> PerturbSpec:
+        text = text.strip()
+        if text == "all":
+            return cls()
+        if text == "none":
+            return cls(False, 0.0, 0)
+        shuffle, jitter, preemptions = False, 0.0, 0
+        for item in text.split(","):
+            key, sep, value = item.strip().partition("=")
+            try:
+                if key == "shuffle" and not sep:
+                    shuffle = True
+                elif key == "jitter":
+                    jitter = float(value) if sep else 0.2
+                    if not 0 < jitter <= 0.9:
+                        raise ValueError
+                elif key == "preempt":
+                    preemptions = int(value) if sep else 3
+                    if not 1 <= preemptions <= 1000:
+                        raise ValueError
+                else:
+                    raise ValueError
+            except ValueError:
+                raise ValueError(f"--perturb {text!r}: bad item {item.strip()!r}; allowed: all, none, or a "
+                                 "comma list of shuffle, jitter[=J] (0 < J <= 0.9), preempt[=K] (1..1000)") from None
+        return cls(shuffle, jitter, preemptions)
+
+    @property
+    def active(self) -> bool:
+        return self.shuffle or self.jitter > 0 or self.preemptions > 0
+
+    def draw(self, seed: int, label: str, horizon_ns: int) -> Perturbation:
+        rng = task_rng(seed, f"<explore:{label}>")
+        preempt = draw_preemptions(rng, self.preemptions, horizon_ns) if self.preemptions else ()
+        return Perturbation(self.shuffle, self.jitter, preempt)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"shuffle": self.shuffle, "jitter": self.jitter, "preemptions": self.preemptions}
+
+
+# -- what to run ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A design and switch settings on top of the scenario's (``--design NAME[:k=v,...]``)."""
+
+    design: str
+    switches: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def label(self) -> str:
+        if not self.switches:
+            return self.design
+        return f"{self.design}[{','.join(f'{k}={_fmt(v)}' for k, v in self.switches)}]"
+
+    @classmethod
+    def parse(cls, text: str) -> Variant:
+        """``anon_vma`` or ``cow_context:fork_link=early,traversal=pre`` (validated by the caller)."""
+        from workloads.scenario import parse_value
+
+        name, sep, rest = text.partition(":")
+        switches = []
+        if sep:
+            for item in rest.split(","):
+                key, eq, value = item.partition("=")
+                if not eq or not key.strip():
+                    raise ValueError(f"--design {text!r}: expected NAME:SWITCH=VALUE,...")
+                switches.append((key.strip(), parse_value(value.strip())))
+        return cls(name.strip(), tuple(sorted(switches)))
+
+
+def _fmt(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+@dataclass(frozen=True)
+class ScenarioSource:
+    """What a worker process needs to rebuild the scenario: the parsed TOML data (with ``--set``
+    applied), or a Python script and its overrides."""
+
+    file: str
+    data: dict[str, Any] | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_path(cls, path: Path, overrides: dict[str, Any]) -> ScenarioSource:
+        """Validates at once (raises :class:`ScenarioError`)."""
+        scenario = load_scenario(path, overrides)
+        if path.suffix == ".py":
+            return cls(str(path.resolve()), None, dict(overrides))
+        return cls(str(path), scenario.raw, {})
+
+    def load(self) -> Scenario:
+        if self.data is None:
+            return load_scenario(self.file, self.overrides)
+        return scenario_from_data(self.data, self.file)
+
+    @property
+    def is_toml(self) -> bool:
+        return self.data is not None
+
+
+@dataclass(frozen=True)
+class Job:
+    """One explored run."""
+
+    index: int
+    variant: Variant
+    seed: int
+    perturb: Perturbation
+    source: ScenarioSource
+
+    def scenario(self) -> Scenario:
+        """The scenario exactly as this run runs it: one design, the variant's switches, the seed
+        and the perturbation."""
+        sc = self.source.load()
+        design = self.variant.design
+        switches = {k: dict(v) for k, v in sc.switches.items()}
+        switches.setdefault(design, {}).update(dict(self.variant.switches))
+        return replace(sc, seed=self.seed, perturb=self.perturb, designs=(design,), switches=switches)
+
+
+# -- one run ----------------------------------------------------------------------------------------
+
+
+def record_digest(record: dict[str, Any]) -> str:
+    """sha256 of a run record as result.json writes it: equal digests, byte-identical records."""
+    return hashlib.sha256(dump_json(record).encode()).hexdigest()
+
+
+def classify(record: dict[str, Any]) -> tuple[list[str], str, dict[str, Any] | None]:
+    """A run record's failure categories (in precedence order), a one-line detail, and the victim
+    the race story follows (the first corrupted entry or missed mapping)."""
+    inv = record["invariants"]
+    cats: list[str] = []
+    detail = ""
+    victim: dict[str, Any] | None = None
+    if inv.get("corruption"):
+        cats.append("corruption")
+        victim = {"kind": "corruption", **inv["corruption"][0]}
+        detail = next((v for v in inv["violations"] if "corrupted" in v), "corruption")
+    missed = {name: w["missed_mappings"] for name, w in record["walks"].items() if w["missed_mappings"]}
+    if missed:
+        cats.append("missed_mapping")
+        first = inv["misses"][0] if inv.get("misses") else None
+        if victim is None and first is not None:
+            victim = {"kind": "missed_mapping", **first}
+        detail = detail or ("missed mappings: " + ", ".join(f"{k} {v}" for k, v in sorted(missed.items())))
+    lockdep = record["lockdep"]
+    if lockdep["findings"] or lockdep["order_violations"]:
+        cats.append("lock_order")
+        text = (lockdep["findings"] or lockdep["order_violations"])[0]
+        detail = detail or text.strip().splitlines()[0]
+    others = [v for v in inv["violations"] if "corrupted mapping" not in v]
+    if others:
+        cats.append("invariant")
+        detail = detail or others[0]
+    return cats, detail, victim
+
+
+def execute(job: Job) -> dict[str, Any]:
+    """Run one job (in this process) and give its verdict."""
+    from workloads.runner import RunFailed, run_one
+
+    verdict: dict[str, Any] = {
+        "index": job.index, "variant": job.variant.label, "design": job.variant.design, "seed": job.seed,
+        "perturb": job.perturb.to_dict(), "categories": [], "category": "sound", "detail": "",
+        "victim": None, "digest": None, "end_ns": None, "events": None, "preemptions_injected": 0,
+    }
+    try:
+        scenario = job.scenario()
+        record = run_one(scenario, job.variant.design)
+    except ScenarioError as exc:  # a shrink step produced an invalid scenario: not a finding
+        verdict.update(category="invalid", detail=str(exc))
+        return verdict
+    except RunFailed as exc:
+        category = "deadlock" if isinstance(exc.__cause__, Deadlock) else "crash"
+        verdict.update(categories=[category], category=category, detail=str(exc).splitlines()[0])
+        return verdict
+    except Exception as exc:  # the model itself broke outside a task (set-up, checks)
+        verdict.update(categories=["crash"], category="crash", detail=f"{type(exc).__name__}: {exc}")
+        return verdict
+    cats, detail, victim = classify(record)
+    outcome = record["outcome"]
+    verdict.update(categories=cats, category=cats[0] if cats else "sound", detail=detail, victim=victim,
+                   digest=record_digest(record), end_ns=outcome["end_ns"], events=outcome["events"],
+                   preemptions_injected=len(outcome["preemptions_injected"]))
+    return verdict
+
+
+# -- many runs ----------------------------------------------------------------------------------------
+
+
+def plan(source: ScenarioSource, variants: list[Variant], runs: int, seed_base: int, spec: PerturbSpec,
+         horizons: dict[str, int]) -> list[Job]:
+    """Every job, in a fixed order: variant by variant, run index by run index.  ``horizons`` holds
+    each variant's run-0 end time (needed only when the spec injects preemptions)."""
+    jobs = []
+    for variant in variants:
+        for i in range(runs):
+            seed = seed_base + i
+            if i == 0 or not spec.active:
+                perturb = Perturbation.none()
+            else:
+                perturb = spec.draw(seed, variant.label, horizons.get(variant.label, 1))
+            jobs.append(Job(i, variant, seed, perturb, source))
+    return jobs
+
+
+def _ignore_sigint() -> None:
+    # Ctrl-C goes to the whole process group: the parent decides, workers just get terminated.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def run_jobs(jobs: list[Job], workers: int, on_result: Callable[[Job, dict[str, Any]], None]) -> None:
+    """Run ``jobs`` in this process (``workers <= 1``) or in worker processes, calling
+    ``on_result`` in the parent as each finishes.  On KeyboardInterrupt the pending jobs are
+    cancelled and the workers terminated; results already delivered stay delivered."""
+    if workers <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            on_result(job, execute(job))
+        return
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), initializer=_ignore_sigint)
+    try:
+        pending: dict[Future[dict[str, Any]], Job] = {}
+        queue: Iterator[Job] = iter(jobs)
+        # Keep a bounded number in flight so an interrupt has little to throw away.
+        for job in queue:
+            pending[pool.submit(execute, job)] = job
+            if len(pending) >= 2 * workers:
+                break
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in sorted(done, key=lambda f: pending[f].index):
+                job = pending.pop(fut)
+                on_result(job, fut.result())
+                nxt = next(queue, None)
+                if nxt is not None:
+                    pending[pool.submit(execute, nxt)] = nxt
+    except BaseException:
+        for proc in list(getattr(pool, "_processes", {}).values()):
+            proc.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+
+
+# -- shrinking ---------------------------------------------------------------------------------------
+
+
+def _candidates(job: Job) -> Iterator[Job]:
+    """Simpler versions of ``job``, simplest-first within each kind (syzkaller-style: the
+    perturbation first, then the scenario piece by piece)."""
+    p = job.perturb
+    n = len(p.preempt)
+    if n:
+        yield replace(job, perturb=replace(p, preempt=()))
+        chunk = n // 2
+        while chunk >= 1:  # ddmin: drop chunks of the injected preemptions, then single ones
+            for start in range(0, n, chunk):
+                kept = p.preempt[:start] + p.preempt[start + chunk:]
+                if len(kept) < n:
+                    yield replace(job, perturb=replace(p, preempt=kept))
+            chunk //= 2
+    if p.jitter:
+        yield replace(job, perturb=replace(p, jitter=0.0))
+    if p.shuffle:
+        yield replace(job, perturb=replace(p, shuffle=False))
+    yield from _scenario_candidates(job)
+
+
+def _scenario_candidates(job: Job) -> Iterator[Job]:
+    src = job.source
+    scenario = src.load()
+    duration = scenario.duration_ns
+    if duration is not None and duration >= 20_000:
+        for frac in (4, 2):
+            yield _with(job, {"run.duration_ns": duration // frac})
+        yield _with(job, {"run.duration_ns": duration * 3 // 4})
+    if not src.is_toml:
+        return
+    assert src.data is not None
+    actors = list(src.data.get("actor", []))
+    for i in range(len(actors)):
+        data = json.loads(json.dumps(src.data))
+        del data["actor"][i]
+        yield replace(job, source=replace(src, data=data))
+    procs = list(src.data.get("process", []))
+    if len(procs) > 1:
+        for proc in procs:
+            name = proc.get("name")
+            data = json.loads(json.dumps(src.data))
+            data["process"] = [q for q in data["process"] if q.get("name") != name]
+            data["actor"] = [a for a in data.get("actor", []) if a.get("process") != name]
+            yield replace(job, source=replace(src, data=data))
+
+
+def _with(job: Job, overrides: dict[str, Any]) -> Job:
+    src = job.source
+    if src.data is not None:
+        from workloads.scenario import apply_overrides
+
+        return replace(job, source=replace(src, data=apply_overrides(src.data, overrides)))
+    return replace(job, source=replace(src, overrides={**src.overrides, **overrides}))
+
+
+def shrink(job: Job, verdict: dict[str, Any], category: str, *, budget: int = 40,
+           runner: Callable[[Job], dict[str, Any]] = execute) -> tuple[Job, dict[str, Any], int]:
+    """Greedy shrink: take the first simpler job that still fails with ``category`` and start
+    over from it, until no candidate does or ``budget`` runs are spent.  Returns the smallest
+    job, its verdict and the number of runs tried."""
+    tried = 0
+    improved = True
+    while improved and tried < budget:
+        improved = False
+        for cand in _candidates(job):
+            if tried >= budget:
+                break
+            tried += 1
+            result = runner(cand)
+            if category in result["categories"]:
+                job, verdict, improved = cand, result, True
+                break
+    return job, verdict, tried
+
+
+# -- reproducers --------------------------------------------------------------------------------------
+
+
+def reproducer(job: Job, verdict: dict[str, Any]) -> tuple[str, str]:
+    """A stand-alone scenario that reruns ``job`` exactly: ``(file name, text)``.
+
+    A TOML scenario becomes a TOML file holding everything (the shrunk scenario, its seed, its one
+    design with the variant's switches, ``[run.perturb]``); a Python scenario becomes a small
+    script that loads the original one and sets the same fields."""
+    import tomli_w
+
+    design = job.variant.design
+    category = verdict["category"]
+    stem = f"repro-{_slug(job.variant.label)}-{category}"
+    header = [f"rmapsim explore reproducer: {job.variant.label}, {category}",
+              f"{verdict['detail']}",
+              f"seed {job.seed}, perturbation: {job.perturb.describe()}",
+              f"record sha256 {verdict['digest']}"]
+    if job.source.data is not None:
+        data = json.loads(json.dumps(job.source.data))
+        run = data.setdefault("run", {})
+        run["seed"] = job.seed
+        run["designs"] = [design]
+        run.pop("perturb", None)
+        if job.perturb.active:
+            run["perturb"] = job.perturb.to_dict()
+        if job.variant.switches:
+            data.setdefault("switches", {}).setdefault(design, {}).update(dict(job.variant.switches))
+        comments = "".join(f"# {line}\n" for line in [*header, f"rerun: rmapsim run {stem}.toml"])
+        return f"{stem}.toml", comments + tomli_w.dumps(data)
+    lines = [
+        '"""' + "\n".join([*header, f"rerun: rmapsim run {stem}.py"]) + '\n"""',
+        "",
+        "import dataclasses",
+        "",
+        "from concurrency.perturb import Perturbation",
+        "from workloads.scenario import load_scenario",
+        "",
+        f"BASE = {job.source.file!r}",
+        f"OVERRIDES = {job.source.overrides!r}",
+        "",
+        "",
+        "def scenario():  # type: ignore[no-untyped-def]",
+        "    sc = load_scenario(BASE, OVERRIDES)",
+        "    switches = {k: dict(v) for k, v in sc.switches.items()}",
+        f"    switches.setdefault({design!r}, {{}}).update({dict(job.variant.switches)!r})",
+        f"    return dataclasses.replace(sc, seed={job.seed}, designs=({design!r},), switches=switches,",
+        f"                               perturb=Perturbation.from_dict({job.perturb.to_dict()!r}))",
+        "",
+    ]
+    return f"{stem}.py", "\n".join(lines)
+
+
+def _slug(label: str) -> str:
+    return "".join(c if c.isalnum() or c in "_-" else "-" for c in label).strip("-")
