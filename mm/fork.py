@@ -29,6 +29,9 @@ async def dup_mmap(system: MmSystem, oldmm: MmStruct) -> MmStruct:
         mm = await system.new_mm(parent=oldmm)
         design = system.design
         costs = system.costs
+        story = system.story
+        if story is not None:
+            story.note("fork", f"dup_mmap: mm{oldmm.mid} forks mm{mm.mid}", mm=oldmm.mid, mm2=mm.mid)
         await mmap_write_lock(oldmm)
         await mmap_write_lock(mm, SINGLE_DEPTH_NESTING)
         await spend(system, costs.mt_dup_per_vma_ns * len(oldmm.vmas))  # __mt_dup
@@ -39,8 +42,14 @@ async def dup_mmap(system: MmSystem, oldmm: MmStruct) -> MmStruct:
             mm.insert_vma(tmp)
             if mpnt.anon_vma is not None:
                 await design.fork_vma(tmp, mpnt)
+                if story is not None:
+                    story.note("fork", f"anon_vma_fork: vma{tmp.vid} linked into vma{mpnt.vid}'s rmap "
+                               f"[{mpnt.start},{mpnt.end})", mm=oldmm.mid, mm2=mm.mid)
                 await copy_page_range(system, tmp, mpnt)
         await design.fork_mm(mm, oldmm)
+        if story is not None:
+            story.note("fork", f"end of dup_mmap: mm{mm.mid} complete (design's fork_mm done)",
+                       mm=oldmm.mid, mm2=mm.mid)
         mmap_write_unlock(mm)
         await spend(system, costs.tlb_ipi_ns)  # flush_tlb_mm(oldmm): write-protected PTEs
         mmap_write_unlock(oldmm)
@@ -76,6 +85,8 @@ async def copy_page_range(system: MmSystem, dst_vma: Vma, src_vma: Vma) -> None:
             await src_lock.lock(SINGLE_DEPTH_NESTING)
             pmd = src_mm.pmds.get(idx)  # pmd = *src_pmd, under both locks
             if pmd is not None:
+                if system.story is not None:
+                    _tell_copy(system, pmd, src_mm.mid, dst_mm.mid, idx * HPAGE_PMD_NR)
                 _copy_entry(system, pmd, dst_vma)
                 dst_mm.pmds[idx] = _child_entry(pmd)
                 if system.inflight_walks:
@@ -101,6 +112,8 @@ async def copy_page_range(system: MmSystem, dst_vma: Vma, src_vma: Vma) -> None:
             pte = ptes.get(vpn)  # ptep_get(src_pte), under both PTLs
             if pte is None:
                 continue
+            if system.story is not None:
+                _tell_copy(system, pte, src_mm.mid, dst_mm.mid, vpn)
             _copy_entry(system, pte, dst_vma)
             dst_mm.ptes[vpn] = _child_entry(pte)
             copied += 1
@@ -130,6 +143,14 @@ def _copy_entry(system: MmSystem, entry: Pte, dst_vma: Vma) -> None:
         folio.exclusive = False
         system.design.folio_dup_rmap(folio, dst_vma)
         entry.writable = False
+
+
+def _tell_copy(system: MmSystem, entry: Pte, src: int, dst: int, vpn: int) -> None:
+    story = system.story
+    assert story is not None
+    kind = "migration entry" if entry.migration else ("writable PTE" if entry.writable else "PTE")
+    story.note("entry", f"copy_page_range reads mm{src} vpn {vpn}: {kind} of folio {entry.folio.fid}; "
+               f"copies it to mm{dst}", folio=entry.folio.fid, mm=src, vpn=vpn)
 
 
 def _child_entry(entry: Pte) -> Pte:

@@ -140,6 +140,10 @@ async def _migration_entry_wait(system: MmSystem, vma: Vma, vpn: int, entry: Pte
         await ptl.lock()
         if table.get(key) is entry:
             del table[key]
+            if system.story is not None:
+                system.story.note("corruption", f"mm{mm.mid} vpn {vpn}: migration entry of folio {folio.fid} "
+                                  "is still there with no migration in progress: stale", folio=folio.fid,
+                                  mm=mm.mid, vpn=vpn)
             system.note_corruption(mm, vpn, folio, f"stale migration entry for folio {folio.fid} "
                                                    "(the migration's rmap walk missed it)")
             system.ops.inc("stale_migration_entry")
@@ -185,6 +189,9 @@ async def _map_new_folio(system: MmSystem, vma: Vma, vpn: int, folio: Folio, loc
     folio.exclusive = True
     folio.mapcount = 1
     table[key] = Pte(folio, True)
+    if system.story is not None:
+        system.story.note("entry", f"fault maps new folio {folio.fid} at mm{vma.mm.mid} vpn {vpn}", folio=folio.fid,
+                          mm=vma.mm.mid, vpn=vpn)
     await spend(system, system.costs.pte_ns)
     system.lru_add(folio)
     lock.unlock()
@@ -216,6 +223,10 @@ async def do_wp_page(system: MmSystem, vma: Vma, vpn: int, vma_locked: bool) -> 
         return Fault.OK  # raced: someone else handled it
     old = pte.folio
     if old is not ZERO_FOLIO:
+        if system.story is not None:
+            system.story.note("entry", f"do_wp_page on mm{mm.mid} vpn {vpn} (folio {old.fid}, "
+                              f"{'exclusive' if old.exclusive else 'shared'}, mapcount {old.mapcount})",
+                              folio=old.fid, mm=mm.mid, vpn=vpn)
         if old.exclusive:
             pte.writable = True  # wp_page_reuse
             ptl.unlock()
@@ -239,7 +250,9 @@ async def do_wp_page(system: MmSystem, vma: Vma, vpn: int, vma_locked: bool) -> 
     new = await system.alloc_folio(vma.pgoff_of(vpn))
     await spend(system, costs.zero_page_ns if old is ZERO_FOLIO else costs.copy_page_ns)
     await ptl.lock()
-    if mm.ptes.get(vpn) is not pte or pte.writable:
+    # pte_same(ptep_get(vmf->pte), vmf->orig_pte): the entry is still the one read before the
+    # lock was dropped.  A migration walk may have turned it into a migration entry meanwhile.
+    if mm.ptes.get(vpn) is not pte or pte.writable or pte.migration:
         ptl.unlock()
         await system.free_folio(new)
         return Fault.OK
@@ -248,6 +261,9 @@ async def do_wp_page(system: MmSystem, vma: Vma, vpn: int, vma_locked: bool) -> 
     new.exclusive = True
     new.mapcount = 1
     mm.ptes[vpn] = Pte(new, True)
+    if system.story is not None:
+        system.story.note("entry", f"wp_page_copy: mm{mm.mid} vpn {vpn} now maps new folio {new.fid}, not folio "
+                          f"{old.fid}", folio=old.fid, mm=mm.mid, vpn=vpn)
     system.lru_add(new)
     free_old = False
     if old is not ZERO_FOLIO:
@@ -283,7 +299,11 @@ async def do_huge_pmd_wp_page(system: MmSystem, vma: Vma, base: int, pmd: Pte) -
     folio = pmd.folio
     lock = system.pmd_lock(vma.mm, base)
     await lock.lock()
-    if pmd.folio.exclusive and vma.mm.pmds.get(base // HPAGE_PMD_NR) is pmd:
+    # pmd_same(*vmf->pmd, orig_pmd): read before the lock, it may have become a migration entry.
+    if vma.mm.pmds.get(base // HPAGE_PMD_NR) is not pmd or pmd.migration:
+        lock.unlock()
+        return Fault.OK  # return 0: raced, the access faults again if it still needs to
+    if pmd.folio.exclusive:
         pmd.writable = True
         lock.unlock()
         system.ops.inc("cow_reuse_thp")

@@ -22,6 +22,7 @@ from concurrency.spinlock import QSpinlock
 from concurrency.vma_lock import VmaLock
 from mm.costs import CostModel
 from mm.rmap_design import DESIGNS, RmapDesign
+from mm.story import Story
 from mm.types import HPAGE_PMD_NR, PTRS_PER_PTE, Folio, MmStruct, Vma
 
 __all__ = ["PAGE_TABLE_BYTES", "ZERO_FOLIO", "InflightWalk", "MmSystem", "WalkStats"]
@@ -114,6 +115,7 @@ class MmSystem:
         self.corruption_events: list[dict[str, int]] = []  # the same, structured (first MAX_NOTED)
         self.misses: list[dict[str, Any]] = []  # walks that missed mappings (first MAX_NOTED)
         self.inflight_walks: dict[int, list[InflightWalk]] = {}  # by the id of the folio sought
+        self.story: Story | None = None  # rmapsim explore's race story (mm/story.py), when told
         self.pgtables = 0  # live PTE table pages
         self.pgtables_deferred_bytes = 0
         self._next_mid = 0

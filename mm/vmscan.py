@@ -84,6 +84,9 @@ async def try_to_unmap(system: MmSystem, folio: Folio) -> bool:
                 del vma.mm.ptes[vpn]  # the swap entry: not present, not a mapping
             folio.mapcount -= 1
             to_flush += 1
+            if system.story is not None:
+                system.story.note("entry", f"try_to_unmap_one clears mm{vma.mm.mid} vpn {vpn} (folio {folio.fid}, "
+                                  f"mapcount now {folio.mapcount})", folio=folio.fid, mm=vma.mm.mid, vpn=vpn)
         await spend(system, costs.pvmw_ns + costs.clear_ns)
         ptl.unlock()
         return True

@@ -67,6 +67,7 @@ def _variants(args: argparse.Namespace, scenario: Any) -> list[Any]:
 
 
 def cmd_explore(args: argparse.Namespace) -> int:
+    from reports.explore import explore_html, explore_text, story_text
     from rmapsim.cli import BadInput, _overrides, _resolve
     from workloads.explore import (
         CATEGORIES,
@@ -77,6 +78,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
         reproducer,
         run_jobs,
         shrink,
+        tell_story,
     )
     from workloads.record import atomic_write, dump_json
     from workloads.scenario import ScenarioError
@@ -170,11 +172,17 @@ def cmd_explore(args: argparse.Namespace) -> int:
         with Progress(f"shrinking {len(firsts)} failure(s)", enabled=not args.quiet and bool(firsts)):
             for (label, cat), (job, verdict) in firsts.items():
                 small, small_verdict, tried = shrink(job, verdict, cat, budget=args.shrink_budget)
-                shown = dict(small_verdict, category=cat)
+                shown = dict(small_verdict, category=cat, perturb_text=small.perturb.describe())
                 name, text = reproducer(small, shown)
                 atomic_write(out / name, text)
-                reproducers.append({"variant": label, "category": cat, "file": name, "from_run": job.index,
-                                    "shrink_runs": tried, "verdict": small_verdict})
+                story = tell_story(small, shown, f"rmapsim run {out / name}")
+                entry = {"variant": label, "category": cat, "file": name, "from_run": job.index,
+                         "shrink_runs": tried, "verdict": shown, "story": story}
+                if story is not None:
+                    story_name = name.rsplit(".", 1)[0] + ".story.txt"
+                    atomic_write(out / story_name, story_text(story))
+                    entry["story_file"] = story_name
+                reproducers.append(entry)
                 save()
     except KeyboardInterrupt:
         state["interrupted"] = True
@@ -184,8 +192,9 @@ def cmd_explore(args: argparse.Namespace) -> int:
         raise SystemExit(130) from None
     doc = document()
     atomic_write(out / "explore.json", dump_json(doc))
-    text = _text(doc)
+    text = explore_text(doc)
     atomic_write(out / "explore.txt", text)
+    atomic_write(out / "explore.html", explore_html(doc))
     failed = sum(1 for r in doc["runs"] if r["categories"])
     if args.json:
         print(json.dumps({**doc["summary"], "wall_s": round(wall, 2),
@@ -206,17 +215,3 @@ def _summary(variants: list[Any], runs: list[dict[str, Any]], categories: tuple[
         out[variant.label] = {"runs": len(mine), "failed": sum(1 for r in mine if r["categories"]),
                               "by_category": {c: n for c, n in by_cat.items() if n}}
     return out
-
-
-def _text(doc: dict[str, Any]) -> str:
-    lines = [f"explore {doc['scenario']['name']}: {doc['runs_per_variant']} runs per design, seeds "
-             f"{doc['seed_base']}.., perturbation {doc['perturb']}"]
-    for label, s in doc["summary"].items():
-        cats = ", ".join(f"{c} {n}" for c, n in s["by_category"].items()) or "none"
-        verdict = "sound" if not s["failed"] else "FAILS"
-        lines.append(f"  {label}: {s['runs']} runs, {s['failed']} failed ({cats}): {verdict}")
-    for rep in doc["reproducers"]:
-        v = rep["verdict"]
-        lines.append(f"  reproducer {rep['file']} (from run {rep['from_run']}, {rep['shrink_runs']} shrink runs): "
-                     f"{v['detail']}")
-    return "\n".join(lines) + "\n"

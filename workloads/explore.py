@@ -458,3 +458,39 @@ def reproducer(job: Job, verdict: dict[str, Any]) -> tuple[str, str]:
 
 def _slug(label: str) -> str:
     return "".join(c if c.isalnum() or c in "_-" else "-" for c in label).strip("-")
+
+
+# -- the race as a story -------------------------------------------------------------------------------
+
+
+def tell_story(job: Job, verdict: dict[str, Any], replay: str) -> dict[str, Any] | None:
+    """Rerun ``job`` with a :class:`~mm.story.Story` following the verdict's victim (the folio a
+    walk missed, or whose migration entry went stale, and the mms involved).  None when the
+    failure has no victim (a deadlock, a leak).  ``same_run`` says the rerun gave the identical
+    record, i.e. the story is the failing run's own."""
+    from mm.story import Story
+    from workloads.runner import run_one
+
+    victim = verdict.get("victim")
+    if not victim:
+        return None
+    folio = victim["folio"]
+    if victim["kind"] == "missed_mapping":
+        mms = {m for m, _ in victim["mappings"]}
+        where = ", ".join(f"mm{m} vpn {v}" for m, v in victim["mappings"])
+        text = (f"t={victim['t_ns']:,} ns: {victim['walk']} by {victim['task']} on folio {folio} ended without "
+                f"reaching {where}, which mapped the folio when the walk started and still does")
+    else:
+        mms = {victim["mm"]}
+        text = (f"t={victim['t_ns']:,} ns: mm{victim['mm']} vpn {victim['vpn']} still holds a migration entry "
+                f"for folio {folio} after its migration ended: the restoring walk never reached it")
+    story = Story(folios={folio}, mms=mms)
+    record = run_one(job.scenario(), job.variant.design, story=story)
+    return {
+        "title": f"{job.variant.label}: {verdict['category']}",
+        "victim": victim,
+        "victim_text": text,
+        "replay": replay,
+        "same_run": record_digest(record) == verdict["digest"],
+        "events": story.told(until_ns=victim["t_ns"]),
+    }

@@ -24,6 +24,7 @@ from concurrency.engine import Deadlock, Engine, SimulationError
 from concurrency.lockdep import ExpectedOrder, OrderChecker
 from mm.costs import CostModel
 from mm.mmap import mmap_region
+from mm.story import Story
 from mm.system import MemoryConfig, MmSystem
 from workloads.actors import start_actor
 from workloads.record import RECORD_SCHEMA, RESULTS_SCHEMA, histogram_record, lock_records
@@ -85,8 +86,9 @@ class _PhaseEdge:
 
 
 def run_one(scenario: Scenario, design: str, *, seed: int | None = None, cpus: int | None = None,
-            tracer: Any = None) -> dict[str, Any]:
-    """One (scenario, design) run: returns its result record."""
+            tracer: Any = None, story: Story | None = None) -> dict[str, Any]:
+    """One (scenario, design) run: returns its result record.  ``story`` records the race story
+    of a victim (mm/story.py); it is the run's tracer, so ``tracer`` must then be None."""
     seed = scenario.seed if seed is None else seed
     ncpus = scenario.cpus if cpus is None else cpus
     costs = CostModel().with_overrides(scenario.costs)
@@ -96,11 +98,17 @@ def run_one(scenario: Scenario, design: str, *, seed: int | None = None, cpus: i
     if scenario.lockdep:
         expected = ExpectedOrder.load_rmap_order() if scenario.expected_order == "rmap" else None
         checker = engine.lockdep = OrderChecker(expected)
+    if story is not None:
+        if tracer is not None:
+            raise ValueError("a run takes a tracer or a story, not both")
+        story.bind(engine)
+        tracer = story
     engine.tracer = tracer
     memory = MemoryConfig(scenario.total_pages, scenario.wmark_min, scenario.wmark_low, scenario.wmark_high)
     system = MmSystem(engine, design, costs=costs, switches=scenario.switches.get(design),
                       rwsem_opts=scenario.rwsem, mutex_opts=scenario.mutex, memory=memory)
     system.reclaim_trylock = scenario.reclaim_trylock
+    system.story = story
     world = World(engine, system, deadline_ns=None)  # set when the workload phase starts
     deadline = _PhaseEdge(world, "end of workload phase")
     kswapd_queue: WaitQueue | None = None

@@ -35,9 +35,9 @@ __all__ = [
     "Scenario",
     "ScenarioError",
     "apply_overrides",
-    "scenario_from_data",
     "load_scenario",
     "parse_value",
+    "scenario_from_data",
 ]
 
 
