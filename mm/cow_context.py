@@ -50,17 +50,24 @@ Walk-safety variants (switch ``walk_safety``, reference §6.5 item 6):
     ``kfree_rcu``), so an unlocked walker never touches a freed page table; the memory held over a
     grace period is reported.
 
-Switches that test what the PoC's walk would need to be complete (defaults are the PoC):
+Switches that test what the PoC's walk would need to be complete (defaults are the PoC; every
+other value is a correction of it, not something the PoC does):
 
 ``exclusive_shortcut``
-    The test that ends a walk after the first context: ``anon_exclusive`` (default): mapcount <= 1
-    and PageAnonExclusive (sound only if fork clears PageAnonExclusive when it copies a migration
-    entry, as copy_nonpresent_pte makes it a readable, non-exclusive entry); ``maybe_mapped_shared``: exactly the PoC's
-    ``!folio_maybe_mapped_shared(folio)`` (mapcount <= 1; also true for a folio whose only mapping
-    is in a descendant, e.g. after the parent's COW copy, or for a folio whose PTEs are all
-    migration entries, so those are missed); ``after_remaps``: the default test, checked after the
-    first context's remap offsets were walked too (the PoC checks right after offset 0, so an
-    exclusive folio in an mremap-moved VMA is missed); ``off``: never short-cut.
+    The test that ends the whole traversal after a context was walked (normally the first one).
+    ``maybe_mapped_shared`` (default, the PoC): ``walk_context`` notes ``was_exclusive =
+    !folio_maybe_mapped_shared(folio)`` (include/linux/mm.h: mapcount <= 1 for a small folio or
+    a single mapping), walks offset 0 and stops the traversal if the folio was and still is
+    exclusive, before the remap offsets.  The test reads only the mapcount, so it also holds for
+    a folio whose only mapping is in a descendant (after the parent's COW copy) and for the
+    destination of ``remove_migration_ptes`` (mapcount 0, then 1 after the first restored
+    entry): those walks miss the descendants' mappings, and a missed migration entry is a stale
+    one.  Corrections of the PoC: ``anon_exclusive``: the test also requires PageAnonExclusive
+    (sound only if fork clears it when it copies a migration entry, as copy_nonpresent_pte makes
+    a readable, non-exclusive entry; a migration destination gets it only from a restored
+    exclusive entry); ``after_remaps``: the ``anon_exclusive`` test, checked after the context's
+    remap offsets were walked too (at offset 0 an exclusive folio in an mremap-moved VMA is
+    missed); ``off``: never short-cut.
 ``fork_link``
     ``end`` (default): the child context is linked at the end of dup_mmap, after the page tables
     were copied (``dup_cow_context``), so a walk racing with fork can miss a PTE copied into the
@@ -75,7 +82,13 @@ Switches that test what the PoC's walk would need to be complete (defaults are t
 
 Modelling notes
 * ``mmget_not_zero(mm)`` per visited context is a plain ``atomic_ns`` (the mm_users line is not
-  modelled as contended); it fails for an mm already torn down (``not mm.alive``).
+  modelled as contended).  It is ``atomic_inc_not_zero(&mm->mm_users)`` (include/linux/sched/mm.h)
+  and mm_users reaches 0 before ``exit_mmap`` starts (``mmput`` -> ``__mmput``), so it fails for an
+  mm whose teardown has begun (``mm.exiting``), not only for one torn down (``not mm.alive``): the
+  walk skips a context whose mm is still zapping its page tables (counted as ``mmget_failed``).
+  The reference a successful ``mmget_not_zero`` holds is not modelled: in the kernel it would
+  defer the mm's teardown to the walker's ``mmput_async``; here an exit that starts while a
+  walker is inside the mm goes ahead.
 * Remap entries are kept per remapped VMA (``(pgoff, pgoff_end, offset)`` keyed by the VMA id) in
   the VMA's mm's context.  The PoC's maple tree stores pgoff ranges with one offset or a sorted
   dynarray of offsets; for the walk (the unique offsets overlapping the folio, ascending, as the
@@ -245,11 +258,11 @@ class CowContextDesign(RmapDesign):
             "fork-link/unlink/vma_prepare/remap/THP split; tolerate_races: RCU walk plus "
             "RCU-delayed page-table frees"),
         "exclusive_shortcut": Switch(
-            "anon_exclusive", ("anon_exclusive", "maybe_mapped_shared", "after_remaps", "off"),
-            "when a walk stops after the folio's own context: anon_exclusive: mapcount<=1 and "
-            "PageAnonExclusive, after offset 0; maybe_mapped_shared: the PoC's "
-            "!folio_maybe_mapped_shared (mapcount<=1), after offset 0; after_remaps: "
-            "anon_exclusive, checked after the context's remap offsets; off: never"),
+            "maybe_mapped_shared", ("maybe_mapped_shared", "anon_exclusive", "after_remaps", "off"),
+            "when a walk stops after the first context walked: maybe_mapped_shared: the PoC, "
+            "!folio_maybe_mapped_shared (mapcount<=1) before and after offset 0; corrections of the "
+            "PoC: anon_exclusive: mapcount<=1 and PageAnonExclusive, after offset 0; after_remaps: "
+            "the anon_exclusive test, after the context's remap offsets; off: never"),
         "fork_link": Switch(
             "end", ("end", "early"),
             "when fork links the child's context into the parent's children: end: at the end of "
@@ -283,7 +296,7 @@ class CowContextDesign(RmapDesign):
             "walks": 0,
             "contexts_visited": 0,
             "dead_contexts_visited": 0,  # ctx->mm == NULL: kept alive by children or folios
-            "mmget_failed": 0,  # mm being torn down
+            "mmget_failed": 0,  # mm_users reached 0: the mm is being (or was) torn down
             "freed_contexts_visited": 0,  # after its grace period: a use-after-free (must stay 0)
             "remap_offsets_tried": 0,
             "exclusive_shortcuts": 0,
@@ -603,7 +616,10 @@ class CowContextDesign(RmapDesign):
     # -- walks ---------------------------------------------------------------------------------
 
     def _exclusive(self, folio: Folio) -> bool:
-        """``!folio_maybe_mapped_shared(folio)`` in the flavour the switch chose."""
+        """``!folio_maybe_mapped_shared(folio)`` (the PoC: mapcount <= 1), or with the
+        ``anon_exclusive``/``after_remaps`` corrections also PageAnonExclusive.  ``folio`` is the
+        folio walked: for ``remove_migration_ptes`` the destination, whose mapcount grows as the
+        walk restores entries."""
         if self.exclusive_shortcut == "maybe_mapped_shared":
             return folio.mapcount <= 1
         return folio.mapcount <= 1 and folio.exclusive
@@ -698,11 +714,13 @@ class CowContextDesign(RmapDesign):
         return self._usable_mm(ctx)
 
     def _usable_mm(self, ctx: CowContext) -> MmStruct | None:
+        """``READ_ONCE(context->mm)`` and ``mmget_not_zero(mm)`` (``atomic_inc_not_zero`` on
+        mm_users), which fails from the start of exit_mmap (``mm.exiting``)."""
         mm = ctx.mm  # READ_ONCE(context->mm)
         if mm is None:
             self.counters["dead_contexts_visited"] += 1
             return None
-        if not mm.alive:  # mmget_not_zero fails
+        if mm.exiting or not mm.alive:  # mmget_not_zero fails: mm_users already reached 0
             self.counters["mmget_failed"] += 1
             return None
         return mm
@@ -756,7 +774,8 @@ class CowContextDesign(RmapDesign):
         await self._put(ctx)
 
     async def _walk_context(self, walk: _Walk, ctx: CowContext, mm: MmStruct) -> bool:
-        """``walk_context``: offset 0, the exclusive short-cut, then each unique remap offset
+        """``walk_context``: offset 0, the exclusive short-cut (``was_exclusive`` noted before offset
+        0, checked again after it: "Check again in case fork raced"), then each unique remap offset
         overlapping the folio.  False ends the traversal."""
         system = self.sys
         folio = walk.folio

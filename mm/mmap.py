@@ -189,6 +189,9 @@ async def _move_ptes(system: MmSystem, old: Vma, new: Vma) -> None:
             for v, pte in moving.items():
                 if (v + delta) // PTRS_PER_PTE == dst_table:
                     mm.ptes[v + delta] = pte
+                    if system.story is not None:
+                        system.story.note("entry", f"move_ptes moves mm{mm.mid} vpn {v} to vpn {v + delta} "
+                                          f"(folio {pte.folio.fid})", folio=pte.folio.fid, mm=mm.mid, vpn=v)
                     if system.inflight_walks:
                         system.entry_copied(pte.folio, (mm.mid, v), (mm.mid, v + delta))
             if dst is not src:
@@ -209,6 +212,8 @@ async def zap_range(system: MmSystem, mm: MmStruct, start: int, end: int) -> lis
         lock = system.pmd_lock(mm, idx * HPAGE_PMD_NR)
         await lock.lock()
         pmd = mm.pmds.pop(idx, None)  # re-checked under the lock: reclaim may have unmapped it
+        if pmd is not None and system.story is not None:
+            _tell_zap(system, mm, idx * HPAGE_PMD_NR, pmd)
         if pmd is not None and not pmd.migration:
             _unmap_one(pmd, to_free)
         await spend(system, costs.zap_ns)
@@ -225,12 +230,22 @@ async def zap_range(system: MmSystem, mm: MmStruct, start: int, end: int) -> lis
             pte = mm.ptes.pop(v, None)
             if pte is None:
                 continue
+            if system.story is not None:
+                _tell_zap(system, mm, v, pte)
             zapped += 1
             if not pte.migration and pte.folio is not ZERO_FOLIO:
                 _unmap_one(pte, to_free)
         await spend(system, costs.zap_ns * zapped)
         ptl.unlock()
     return to_free
+
+
+def _tell_zap(system: MmSystem, mm: MmStruct, vpn: int, entry: Pte) -> None:
+    story = system.story
+    assert story is not None
+    kind = "migration entry" if entry.migration else "PTE"
+    story.note("entry", f"zap clears mm{mm.mid} vpn {vpn}: {kind} of folio {entry.folio.fid}",
+               folio=entry.folio.fid, mm=mm.mid, vpn=vpn)
 
 
 def _unmap_one(pte: Pte, to_free: list[Folio]) -> None:
@@ -280,7 +295,16 @@ async def free_pgtables(system: MmSystem, mm: MmStruct, vmas: list[Vma]) -> None
 
 
 async def exit_mmap(system: MmSystem, mm: MmStruct) -> None:
-    """``exit_mmap``: unmap under the read lock, tear down under the write lock, drop the mm."""
+    """``exit_mmap``: unmap under the read lock, tear down under the write lock, drop the mm.
+
+    Called when the last user leaves: ``mmput`` -> ``atomic_dec_and_test(&mm->mm_users)`` ->
+    ``__mmput`` -> ``exit_mmap`` (kernel/fork.c), so ``mm_users`` is already 0 when the teardown
+    starts and every ``mmget_not_zero`` (a COW-context walk's) fails from here on, long before
+    the mm is gone (``mm.exiting``, then ``mm.alive = False`` at the end).
+    """
+    mm.exiting = True  # mm_users == 0
+    if system.story is not None:
+        system.story.note("exit", f"exit_mmap: mm{mm.mid} mm_users reached 0, teardown starts", mm=mm.mid)
     with _Op(system, "exit"):
         await mm.mmap_lock.down_read()
         for vma in mm.vmas:

@@ -28,11 +28,15 @@ def page_vma_mapped(vma: Vma, vpn: int, folio: Folio, *, migration: bool = False
 def oracle_mappings(system: MmSystem, folio: Folio, *, migration: bool = False) -> set[tuple[int, int]]:
     """Ground truth: every (mm id, vpn) whose entry maps ``folio``, by searching all live mms.
 
-    Independent of any design's structures: it looks up ``folio.index`` in every VMA of every mm.
+    Independent of any design's structures: it looks up ``folio.index`` in every VMA of every mm
+    that still has users.
     """
     found: set[tuple[int, int]] = set()
     for mm in system.mms:
-        if not mm.alive:
+        # An mm whose last user left (mm_users == 0, exit_mmap under way) is owed nothing: its
+        # teardown zaps every entry anyway, and a walk that cannot mmget_not_zero() it (the COW
+        # context's) rightly skips it.
+        if not mm.alive or mm.exiting:
             continue
         for vma in mm.vmas:
             vpn = vma.address(folio.index)
@@ -73,8 +77,14 @@ async def rmap_walk(system: MmSystem, folio: Folio, rwc: RmapWalkControl, *,
             watch.visited.add(here)
         if page_vma_mapped(vma, vpn, target, migration=migration) is None:
             stats.false_positives += 1
+            if story is not None:
+                story.note("visit", f"{rwc.name} visits vma{vma.vid} of mm{here[0]} at vpn {vpn}: no entry for "
+                           f"folio {target.fid}", folio=target.fid, mm=here[0], vpn=vpn)
         else:
             hits.add(here)
+            if story is not None:
+                story.note("visit", f"{rwc.name} visits vma{vma.vid} of mm{here[0]} at vpn {vpn}: finds folio "
+                           f"{target.fid}", folio=target.fid, mm=here[0], vpn=vpn)
         if rwc.may_sleep:
             system.might_sleep(stats)
         return await inner(vma, vpn)
@@ -86,6 +96,12 @@ async def rmap_walk(system: MmSystem, folio: Folio, rwc: RmapWalkControl, *,
     # read are different call sites within one shrink_folio.
     task = system.engine.current
     assert task is not None
+    story = system.story
+    if story is not None:
+        owes = sorted(watch.owed) if watch is not None else []
+        story.note("walk", f"{rwc.name} starts on folio {folio.fid}"
+                   + (f" for the entries of folio {target.fid}" if target is not folio else "")
+                   + f"; mapped at {_where(owes)}", folio=target.fid)
     saved, task.op = task.op, rwc.name
     try:
         result = await system.design.rmap_walk(folio, wrapped)
@@ -110,4 +126,14 @@ async def rmap_walk(system: MmSystem, folio: Folio, rwc: RmapWalkControl, *,
         if missed:
             stats.missed_mappings += len(missed)
             system.note_miss(rwc.name, task.name, target, sorted(missed))
+        if story is not None:
+            story.note("walk", f"{rwc.name} ends on folio {target.fid}: reached {_where(sorted(hits))}"
+                       + (f"; MISSED {_where(sorted(missed))}" if missed else ""), folio=target.fid)
+    elif story is not None:
+        why = "gave up: rmap lock contended" if result.contended else "stopped early"
+        story.note("walk", f"{rwc.name} on folio {target.fid} {why} after {_where(sorted(hits))}", folio=target.fid)
     return result
+
+
+def _where(mappings: list[tuple[int, int]]) -> str:
+    return ", ".join(f"mm{mid} vpn {vpn}" for mid, vpn in mappings) or "nothing"

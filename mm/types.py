@@ -132,7 +132,7 @@ class Vma:
 class MmStruct:
     """An address space: mmap_lock, page_table_lock, the VMA tree and the page tables."""
 
-    __slots__ = ("_starts", "alive", "children", "depth", "mid", "mmap_lock", "page_table_lock",
+    __slots__ = ("_starts", "alive", "children", "depth", "exiting", "mid", "mmap_lock", "page_table_lock",
                  "parent", "pmd_locks", "pmds", "ptes", "ptls", "rmap", "tasks", "vmas", "wlocked")
 
     def __init__(self, mid: int, mmap_lock: RwSemaphore, page_table_lock: QSpinlock,
@@ -150,7 +150,10 @@ class MmStruct:
         self.children: list[MmStruct] = []
         self.depth: int = 0 if parent is None else parent.depth + 1
         self.rmap: Any = None  # design's per-mm state (the COW context)
-        self.alive = True
+        self.alive = True  # False once exit_mmap has torn everything down
+        # mm_users reached 0 (mmput's atomic_dec_and_test, kernel/fork.c): set at the very start of
+        # exit_mmap, so mmget_not_zero (atomic_inc_not_zero(&mm->mm_users)) fails from then on.
+        self.exiting = False
         self.tasks = 0  # threads using this mm
         self.wlocked: list[Vma] = []  # VMAs write-locked in this mmap write-lock cycle
 

@@ -118,7 +118,8 @@ def _summary(results: dict[str, Any]) -> str:
 
 
 def _findings(results: dict[str, Any]) -> bool:
-    """True when a run found something (exit status 1); says what on stderr."""
+    """True when a run found something (exit status 1): an invariant violated, a lockdep
+    inversion, an rmap walk that missed a mapping it owed.  Says what on stderr."""
     found = False
     for run in results["runs"]:
         for violation in run["invariants"]["violations"]:
@@ -126,6 +127,14 @@ def _findings(results: dict[str, Any]) -> bool:
             found = True
         for finding in run["lockdep"]["findings"]:
             print(f"rmapsim: {run['design']}: lockdep:\n{finding}", file=sys.stderr)
+            found = True
+        missed = {name: w["missed_mappings"] for name, w in run["walks"].items() if w["missed_mappings"]}
+        if missed:
+            first = run["invariants"]["misses"][0]
+            where = ", ".join(f"mm{m} vpn {v}" for m, v in first["mappings"])
+            print(f"rmapsim: {run['design']}: rmap walks missed mappings ("
+                  f"{', '.join(f'{k} {v}' for k, v in sorted(missed.items()))}); first: t={first['t_ns']} ns "
+                  f"{first['walk']} on folio {first['folio']} missed {where}", file=sys.stderr)
             found = True
     return found
 

@@ -135,9 +135,14 @@ def cmd_explore(args: argparse.Namespace) -> int:
 
     progress = Progress(f"explore {scenario.name}", total=total, enabled=not args.quiet)
 
+    last_save = [time.monotonic()]
+
     def on_result(job: Any, verdict: dict[str, Any]) -> None:
         verdicts[(job.variant.label, job.index)] = verdict
         progress.advance()
+        if time.monotonic() - last_save[0] >= 1.0:  # finished runs survive a kill; at most once a second
+            save()
+            last_save[0] = time.monotonic()
         if verdict["categories"] and args.stop_at_first:
             state["stop"] = True
 
@@ -175,7 +180,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
                 shown = dict(small_verdict, category=cat, perturb_text=small.perturb.describe())
                 name, text = reproducer(small, shown)
                 atomic_write(out / name, text)
-                story = tell_story(small, shown, f"rmapsim run {out / name}")
+                story = tell_story(small, shown, f"rmapsim run {name}  (from the explore folder)")
                 entry = {"variant": label, "category": cat, "file": name, "from_run": job.index,
                          "shrink_runs": tried, "verdict": shown, "story": story}
                 if story is not None:

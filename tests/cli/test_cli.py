@@ -38,11 +38,17 @@ def test_run_writes_one_record_per_design_and_is_deterministic(tmp_path: Path) -
     blobs = []
     for i, hashseed in enumerate(("0", "987")):
         out = tmp_path / f"o{i}"
-        rmapsim("run", "reclaim-churn", *SMALL, "--out", str(out), "--quiet", cwd=tmp_path,
-                env={"PYTHONHASHSEED": hashseed})
+        proc = rmapsim("run", "reclaim-churn", *SMALL, "--out", str(out), "--quiet", cwd=tmp_path,
+                       env={"PYTHONHASHSEED": hashseed}, check_status=None)
         blobs.append((out / "result.json").read_bytes())
     assert blobs[0] == blobs[1]
     runs = json.loads(blobs[0])["runs"]
+    # Exit status 1 exactly when a run found something (the PoC's walk misses mappings here).
+    found = any(not r["invariants"]["passed"] or any(w["missed_mappings"] for w in r["walks"].values())
+                for r in runs)
+    assert proc.returncode == (1 if found else 0), proc.stderr
+    if found:
+        assert "missed mappings" in proc.stderr or "invariant violated" in proc.stderr
     assert {r["design"] for r in runs} == {"anon_vma", "cow_context"}
     assert all(r["schema"] == "rmapsim.result/1" for r in runs)
 
