@@ -176,6 +176,10 @@ async def migrate_folio(system: MmSystem, folio: Folio) -> bool:
             system.ops.inc("migrate_fail")
             return False
         new = await system.alloc_folio(folio.index, folio.order)
+        # The migration's own reference on the new folio, dropped by folio_put(dst) at the end of
+        # migrate_folio_move: an exit that zaps a restored mapping while remove_migration_ptes is
+        # still restoring the others must not free the folio under it.
+        new.pins += 1
         # PG_anon_exclusive is "always migrated via migration entries" (folio_migrate_flags):
         # the new folio has it only once remove_migration_pte restored an exclusive entry.
         new.exclusive = False
@@ -188,8 +192,7 @@ async def migrate_folio(system: MmSystem, folio: Folio) -> bool:
         await system.design.put_anon_vma(pin)
         lock.folio_unlock()
         await system.folio_put(folio)  # the old folio goes with our pin
-        if new.mapcount == 0 and not new.freed and not new.pins:
-            await system.free_folio(new)  # every mapping went away while it migrated
+        await system.folio_put(new)  # frees it if every mapping went away while it migrated
         system.ops.inc("migrate")
         return True
     finally:

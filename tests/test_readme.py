@@ -25,3 +25,21 @@ def test_quick_start_is_exactly_two_commands() -> None:
 def test_ci_runs_the_readme_test_command() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
     assert _quick_start_commands()[1] in ci.splitlines()
+
+
+def test_the_readme_example_scenario_runs_clean_under_anon_vma(tmp_path: Path) -> None:
+    """A new user copies the README's TOML example: under mainline anon_vma it must be clean, at
+    its own seed and under a perturbed schedule (what the COW context does with it is a finding
+    the README states)."""
+    from concurrency.perturb import Perturbation
+    from workloads.explore import Job, ScenarioSource, Variant, execute
+
+    text = (ROOT / "README.md").read_text().split("A TOML scenario:", 1)[1]
+    example = re.search(r"```toml\n(.*?)\n```", text, flags=re.S)
+    assert example is not None
+    path = tmp_path / "example.toml"
+    path.write_text(example.group(1))
+    src = ScenarioSource.from_path(path, {"run.duration_ns": 2_000_000})
+    for perturb in (Perturbation.none(), Perturbation(True, 0.2, ((300_000, 50_000), (900_000, 5_000)))):
+        verdict = execute(Job(1, Variant("anon_vma"), 3, perturb, src))
+        assert verdict["category"] == "sound", verdict["detail"]

@@ -197,3 +197,47 @@ def test_a_cow_racing_with_a_thp_split_frees_each_small_folio_once() -> None:
 
     run(engine, body, racer)
     assert not system.folios
+
+
+def test_an_exit_during_remove_migration_ptes_does_not_free_the_new_folio() -> None:
+    """Migration restores the parent's entry, the parent exits (its zap drops the new folio's only
+    mapping so far), then the walk restores the child's entry.  The migration holds its own
+    reference on the new folio until it ends (folio_put(dst) in migrate_folio_move), so the folio
+    is still alive when the child's entry points at it."""
+    from mm.migrate import migrate_folio
+    from workloads.runner import check_mapcounts
+
+    engine, system = make(costs=CostModel.free().with_overrides({"pvmw_ns": 10_000}))
+    state: dict[str, Any] = {}
+
+    async def body() -> None:
+        p = await system.new_mm()
+        await mmap_region(system, p, 0, 16)
+        await handle_mm_fault(system, p, 1, True)
+        state["c"] = await dup_mmap(system, p)
+        state["p"] = p
+        state["old"] = p.ptes[1].folio
+        await migrate_folio(system, state["old"])
+        state["problems"] = check_mapcounts(system)
+        await exit_mmap(system, state["c"])
+
+    def parent_restored() -> bool:
+        entry = state["p"].ptes.get(1) if "p" in state else None
+        return entry is not None and entry.folio is not state["old"]
+
+    async def blocker() -> None:
+        while not parent_restored():
+            await engine.delay(100)
+        ptl = system.ptl(state["c"], 1)  # the walk is still in the parent's PTL (10 us)
+        await ptl.lock()
+        await engine.delay(50_000)  # keeps the walk off the child while the parent exits
+        ptl.unlock()
+
+    async def exiter() -> None:
+        while not parent_restored():
+            await engine.delay(100)
+        await exit_mmap(system, state["p"])
+
+    run(engine, body, blocker, exiter)
+    assert state["problems"] == [], state["problems"]
+    assert not system.folios
