@@ -4,21 +4,31 @@ Time is integer nanoseconds owned by the simulator: a heap of ``(time_ns, seq, t
 Exactly one simulated task runs at a time; a task whose next event comes before every other
 pending event continues without a switch.
 
-Why the engine drives coroutines itself instead of switching trio tasks
------------------------------------------------------------------------
-Every simulated task is an ``async def`` coroutine.  Measured on the 2-core target machine with the
-contended-mutex benchmark, switching *trio* tasks with ``reschedule``/``wait_task_rescheduled``
-(even with the continue-without-switch shortcut) ran at 0.43x SimPy, because every switch costs a
-pass of trio's run loop (an ``epoll_wait`` and the batch bookkeeping).  Stepping the coroutines
-directly from the simulator's loop ran at 2.5x SimPy with identical simulated results.  So the
-engine steps the coroutines itself, and trio hosts the run: :meth:`Engine.run_async` is an
-ordinary trio task that checkpoints every few thousand events, so a run is cancellable, shares a
-nursery with progress reporting, and runs under pytest-trio.  Model code is unchanged by this
-choice: it awaits simulator primitives (``delay``, lock acquisitions) and never trio's.
+Two executors, one semantics
+----------------------------
+Every simulated task is an ``async def`` coroutine that awaits simulator primitives (``delay``,
+lock acquisitions), never trio's.  Who steps those coroutines is the executor's business:
+
+* **the stepper** (default, ``executor="stepper"``): :meth:`Engine._loop` pops the heap and sends
+  each event to its coroutine itself.  Measured on the 2-core target machine with the
+  contended-mutex benchmark, one trio task per simulated task switched with
+  ``reschedule``/``wait_task_rescheduled`` ran at 0.43x SimPy, because every switch costs a pass of
+  trio's run loop; stepping the coroutines directly runs above SimPy.
+* **the trio executor** (``executor="trio"``, concurrency/trio_executor.py): each simulated CPU is
+  a trio task in a nursery; the CPU task runs the coroutines of the simulated tasks on its CPU, and
+  when the heap's next event belongs to another CPU it hands control to that CPU's task through
+  trio's scheduler.  It does without the stepper's continue-without-switch shortcut (every
+  ``delay`` goes through the heap; under ``Perturbation.shuffle`` the shortcut is part of what the
+  seed means and both take it), so a test that keeps the two byte-identical checks that shortcut.
+  It is slower; it exists to make the brief's shape literal and to check the stepper.
+
+Both run inside trio with :meth:`Engine.run_async` (the stepper checkpoints every
+``checkpoint_every`` events, so a run is cancellable and shares a nursery with the command line's
+progress task), or synchronously with :meth:`Engine.run`.
 
 Determinism comes from the heap's ``seq`` tie-break and from a single seeded ``random.Random``
-per run, split per task by name (:func:`task_rng`); nothing here depends on object identity or
-PYTHONHASHSEED.
+per run, split per task by name (:func:`task_rng`); nothing here depends on object identity,
+PYTHONHASHSEED or trio's own scheduling order.
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ from concurrency.lockstat import LockClass
 from concurrency.perturb import Perturbation
 
 __all__ = [
+    "EXECUTORS",
     "TIMEOUT",
     "Cpu",
     "CpuState",
@@ -61,6 +72,8 @@ class _Timeout:
 
 
 TIMEOUT: Final = _Timeout()
+
+EXECUTORS: Final = ("stepper", "trio")  # who steps the simulated tasks (module docstring)
 
 
 class TaskState(Enum):
@@ -247,6 +260,10 @@ class _OffCpu:
 
 _TIMER: Final = _Marker("schedule_timeout")  # what a task in Engine.sleep waits for
 
+# What a task's step may raise that is not the task's failure: the engine's own reports, and Ctrl-C
+# (a KeyboardInterrupt raised in model code by the signal handler is the user's, never "task raised").
+_PASS_THROUGH: Final = (Deadlock, SimulationError, KeyboardInterrupt)
+
 # Heap entries are (time_ns, seq, target, token): token >= 0 resumes a task (stale unless it equals
 # the task's current token), the negative tokens below mark callbacks and the run's end time.
 _CALLBACK_TOKEN: Final = -1
@@ -260,12 +277,19 @@ class Engine:
     context switch); a spinning waiter keeps its CPU and pays nothing here.
     """
 
+    # The trio executor's count of events handed from one CPU's trio task to another's (set by its
+    # run; a class default, not one more instance attribute on the stepper's hot object).
+    handoffs: int = 0
+
     def __init__(self, ncpus: int, seed: int = 0, *, ctx_switch_ns: int = 0,
                  checkpoint_every: int = 4096, lock_costs: LockCosts | None = None,
                  timeslice_ns: int = 1_000_000, instance_stats: bool = False, balance: bool = False,
-                 perturb: Perturbation | None = None) -> None:
+                 perturb: Perturbation | None = None, executor: str = "stepper") -> None:
         if ncpus < 1:
             raise ValueError(f"ncpus must be >= 1, got {ncpus}")
+        if executor not in EXECUTORS:
+            raise ValueError(f"executor {executor!r}: allowed: {', '.join(EXECUTORS)}")
+        self.executor = executor
         self.now = 0
         self.seed = seed
         self.cpus = [Cpu(i) for i in range(ncpus)]
@@ -617,7 +641,11 @@ class Engine:
     # -- the loop -------------------------------------------------------------------------------
 
     def run(self, until_ns: int | None = None, max_events: int | None = None) -> RunOutcome:
-        """Run to completion (or a limit) synchronously."""
+        """Run to completion (or a limit) synchronously; the trio executor runs its own ``trio.run``."""
+        if self.executor == "trio":
+            from concurrency.trio_executor import run_sync
+
+            return run_sync(self, until_ns, max_events)
         gen = self._loop(until_ns, max_events)
         for _ in gen:
             pass
@@ -625,12 +653,13 @@ class Engine:
 
     async def run_async(self, until_ns: int | None = None,
                         max_events: int | None = None) -> RunOutcome:
-        """Run inside trio, checkpointing every ``checkpoint_every`` events (cancellable)."""
-        import trio
+        """Run inside trio (cancellable): the stepper checkpoints every ``checkpoint_every``
+        events, the trio executor passes control between its CPU tasks through trio."""
+        from concurrency import trio_executor
 
-        for _ in self._loop(until_ns, max_events):
-            await trio.lowlevel.checkpoint()
-        return self._outcome
+        if self.executor == "trio":
+            return await trio_executor.run_cpus(self, until_ns, max_events)
+        return await trio_executor.step(self, until_ns, max_events)
 
     def _loop(self, until_ns: int | None, max_events: int | None) -> Generator[None, None, None]:
         self.max_events = max_events
@@ -679,7 +708,7 @@ class Engine:
                             self._finish(target)
                         except LockMisuse as exc:
                             raise SimulationError(target, self.now, exc) from exc
-                    except (Deadlock, SimulationError):
+                    except _PASS_THROUGH:
                         raise
                     except BaseException as exc:
                         raise SimulationError(target, self.now, exc) from exc

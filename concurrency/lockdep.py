@@ -48,7 +48,14 @@ exclusive) and in the read column (ever acquired shared), for hardirq then softi
 a mutex shows ``{+.+.}``, an rwsem used both ways ``{++++}``.
 
 :class:`ExpectedOrder` is a declared lock order (the ``mm/rmap.c`` header order ships as
-``mm/rmap_lock_order.toml``) checked against the edges a run actually took.
+``mm/rmap_lock_order.toml``; a user's file has the same format) checked against the edges a run
+actually took.  Each declaration keeps where it was made (``file:line``) and each edge remembers,
+per (held, acquired) read mode, the first task, operation and held-lock stack that took it, so a
+violation names both declarations and who broke them.  :meth:`OrderChecker.graph_record` is what
+``/proc/lockdep`` and ``/proc/lockdep_stats`` show (reports/lockgraph.py prints and draws it):
+classes with usage bits and acquisitions, every dependency with its types, modes, count and the
+operations that took it, the cycles found, and totals.  A bad order file raises
+:class:`OrderFileError` (``file:line: key: message``, as a bad scenario does).
 """
 
 from __future__ import annotations
@@ -56,8 +63,8 @@ from __future__ import annotations
 import itertools
 import tomllib
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
@@ -70,6 +77,7 @@ __all__ = [
     "ExpectedOrder",
     "Finding",
     "OrderChecker",
+    "OrderFileError",
     "OrderViolation",
     "dep_names",
     "split_subclass",
@@ -115,6 +123,15 @@ class _Held:
     where: str
 
 
+class _Taken(NamedTuple):
+    """Who took an edge, where, holding what (``(class, read, where)`` outermost first, the
+    acquired lock last)."""
+
+    task: str
+    where: str
+    stack: tuple[tuple[str, int, str], ...]
+
+
 @dataclass(slots=True)
 class _Edge:
     """``struct lock_list`` in ``prev``'s ``locks_after``: the dependency ``prev -> next``."""
@@ -126,6 +143,9 @@ class _Edge:
     task: str  # "name/tid" of the task that first recorded it
     modes: set[tuple[int, int]] = field(default_factory=set)  # (prev read, next read) seen
     count: int = 0
+    ops: dict[str, int] = field(default_factory=dict)  # operation -> times the edge was taken in it
+    # (prev read, next read) -> the first time the edge was taken in that mode, for order reports
+    first: dict[tuple[int, int], _Taken] = field(default_factory=dict)
 
 
 class DepEdge(NamedTuple):
@@ -172,6 +192,9 @@ class OrderChecker:
         self._held: dict[int, list[_Held]] = {}
         self._names: dict[int, str] = {}
         self._usage: dict[str, list[bool]] = {}  # key -> [ever exclusive, ever shared]
+        self._ops: dict[str, int] = {}  # key -> acquisitions (lockdep's debug_class_ops)
+        self._chains: set[tuple[str, ...]] = set()  # distinct held-lock chains (lockdep_stats)
+        self.max_depth = 0  # deepest held-lock stack (lockdep_stats "max locking depth")
         self._edges: dict[tuple[str, str], _Edge] = {}
         self._after: dict[str, list[_Edge]] = {}  # locks_after, in recording order
         self._seen: dict[tuple[str, tuple[str, ...]], Finding] = {}
@@ -188,7 +211,9 @@ class OrderChecker:
         usage = self._usage.get(lock_class)
         if usage is None:
             usage = self._usage[lock_class] = [False, False]
+            self._ops[lock_class] = 0
         usage[1 if read else 0] = True  # mark_usage() runs before validate_chain()
+        self._ops[lock_class] += 1
         stack = self._held.get(task_id)
         if stack is None:
             stack = self._held[task_id] = []
@@ -196,6 +221,8 @@ class OrderChecker:
         if not trylock and stack:
             self._validate(task_id, task_name, stack, new)
         stack.append(new)
+        if len(stack) > self.max_depth:
+            self.max_depth = len(stack)
 
     def release(self, task_id: int, lock_class: str, *, instance: str, task_name: str | None = None,
                 where: str | None = None) -> None:
@@ -243,7 +270,70 @@ class OrderChecker:
                 for _, e in sorted(self._edges.items())]
 
     def order_violations(self) -> list[OrderViolation]:
-        return self.expected.check(self.dep_edges()) if self.expected is not None else []
+        """Violations of the declared order, each with who first took the edge, in which
+        operation, and the held-lock stack at that moment (``print_lock`` lines)."""
+        if self.expected is None:
+            return []
+        out = []
+        for v in self.expected.check(self.dep_edges()):
+            edge = self._edges.get(v.edge)
+            taken = edge.first.get(v.mode) if edge is not None else None
+            if taken is None:
+                out.append(v)
+                continue
+            stack = tuple(f"{self._lock_name(key)}{' (read)' if read else ''}, at: {where}"
+                          for key, read, where in taken.stack)
+            out.append(replace(v, task=taken.task, op=taken.where, stack=stack))
+        return out
+
+    def usage(self, key: str) -> str:
+        """``get_usage_chars()`` of a class: ``+.+.`` (see the module docstring)."""
+        write, shared = self._usage.get(key, (False, False))
+        w = "+" if write else "."
+        r = "+" if shared else "."
+        return f"{w}{r}{w}{r}"
+
+    def cycles(self) -> list[list[str]]:
+        """Each circular finding's cycle of classes, in the order the edges run."""
+        return [list(f.classes) for f in self.findings if f.kind == "circular"]
+
+    def stats(self) -> dict[str, int]:
+        """The ``/proc/lockdep_stats`` figures the simulator has (see :meth:`graph_record`)."""
+        succ: dict[str, set[str]] = {}
+        for a, b in self._edges:
+            succ.setdefault(a, set()).add(b)
+        reach = 0  # dependencies implied through others (lockdep's "indirect dependencies")
+        for src in succ:
+            seen: set[str] = set()
+            todo = list(succ[src])
+            while todo:
+                cls = todo.pop()
+                if cls in seen:
+                    continue
+                seen.add(cls)
+                todo.extend(succ.get(cls, ()))
+            seen.discard(src)
+            reach += len(seen)
+        counts = self.counts()
+        return {"lock-classes": len(self._usage), "direct dependencies": len(self._edges),
+                "indirect dependencies": reach - len(self._edges), "dependency chains": len(self._chains),
+                "max locking depth": self.max_depth, "acquisitions": self.acquisitions,
+                "circular": counts["circular"], "recursive": counts["recursive"],
+                "bad_unlock": counts["bad_unlock"]}
+
+    def graph_record(self) -> dict[str, Any]:
+        """The dependency graph for a result record (what ``/proc/lockdep`` lists): every class
+        with its usage bits and acquisitions; every dependency with its types, how often it was
+        taken and by which operations; the cycles; the lockdep_stats totals."""
+        return {
+            "classes": [{"name": key, "usage": self.usage(key), "acquisitions": self._ops[key]}
+                        for key in sorted(self._usage)],
+            "deps": [{"from": e.prev, "to": e.next, "types": dep_names(e.dep), "count": e.count,
+                      "modes": [list(m) for m in sorted(e.modes)], "ops": dict(sorted(e.ops.items()))}
+                     for _, e in sorted(self._edges.items())],
+            "cycles": self.cycles(),
+            "stats": self.stats(),
+        }
 
     def counts(self) -> dict[str, int]:
         kinds = {"circular": 0, "recursive": 0, "bad_unlock": 0}
@@ -274,7 +364,10 @@ class OrderChecker:
             if prev.key == new.key and not (new.read == 2 and prev.read):
                 self._recursive(tid, task_name, stack, prev, new)
                 break
+        # lookup_chain_cache(): only counted here (lockdep_stats "dependency chains").
+        self._chains.add((*(h.key for h in stack), new.key))
         # check_prevs_add(), nearest held lock first (every held lock: see the module docstring).
+        where = new.where
         for i in range(len(stack) - 1, -1, -1):
             prev = stack[i]
             if prev.key == new.key:
@@ -282,22 +375,25 @@ class OrderChecker:
             pair = (prev.key, new.key)
             dep = calc_dep(prev.read, new.read)
             edge = self._edges.get(pair)
-            if edge is not None and edge.dep & dep:
-                # Already in the graph with this type: any strong cycle through it was
-                # reported when the cycle's last edge was added.
-                edge.modes.add((prev.read, new.read))
-                edge.count += 1
-                continue
-            path = self._strong_path(new.key, new.read, prev.key, prev.read)
-            if path is not None:
-                self._circular(tid, task_name, stack, prev, new, path)
-            if edge is None:
-                edge = _Edge(prev.key, new.key, 0, new.where, f"{task_name}/{tid}")
-                self._edges[pair] = edge
-                self._after.setdefault(prev.key, []).append(edge)
-            edge.dep |= dep
-            edge.modes.add((prev.read, new.read))
+            if edge is None or not edge.dep & dep:
+                # A new dependency or a new type of one: look for a strong cycle it closes.
+                # (Already in the graph with this type: any strong cycle through it was
+                # reported when the cycle's last edge was added.)
+                path = self._strong_path(new.key, new.read, prev.key, prev.read)
+                if path is not None:
+                    self._circular(tid, task_name, stack, prev, new, path)
+                if edge is None:
+                    edge = _Edge(prev.key, new.key, 0, where, f"{task_name}/{tid}")
+                    self._edges[pair] = edge
+                    self._after.setdefault(prev.key, []).append(edge)
+                edge.dep |= dep
+            mode = (prev.read, new.read)
+            if mode not in edge.modes:
+                edge.modes.add(mode)
+                edge.first[mode] = _Taken(f"{task_name}/{tid}", where, tuple(
+                    (h.key, h.read, h.where) for h in (*stack, new)))
             edge.count += 1
+            edge.ops[where] = edge.ops.get(where, 0) + 1
 
     def _strong_path(self, src: str, src_read: int, target: str, target_read: int) -> list[_Edge] | None:
         """``check_noncircular()``/``__bfs()``: shortest strong path ``src -> ... -> target``
@@ -338,10 +434,7 @@ class OrderChecker:
 
     def _lock_name(self, key: str) -> str:
         """``print_lock_name()``: `` (name){usage}``."""
-        write, shared = self._usage.get(key, (False, False))
-        w = "+" if write else "."
-        r = "+" if shared else "."
-        return f" ({key}){{{w}{r}{w}{r}}}"
+        return f" ({key}){{{self.usage(key)}}}"
 
     def _print_lock(self, held: _Held) -> str:
         """``print_lock()`` without the address: `` (name){usage}, at: where``."""
@@ -442,30 +535,78 @@ class OrderChecker:
 # -- the declared order ----------------------------------------------------------------------------
 
 
+class OrderFileError(ValueError):
+    """A bad order file: ``file:line: key: message``, the shape of a scenario error."""
+
+    def __init__(self, file: str, line: int | None, key: str, message: str) -> None:
+        where = f"{file}:{line}" if line else file
+        super().__init__(f"{where}: {key}: {message}" if key else f"{where}: {message}")
+        self.file = file
+        self.line = line
+        self.key = key
+        self.message = message
+
+
+class _DeclError(ValueError):
+    """A declaration problem found while building an order, with the (chain, level) it is about."""
+
+    def __init__(self, message: str, at: tuple[int, int]) -> None:
+        super().__init__(message)
+        self.at = at
+
+
 @dataclass(frozen=True)
 class OrderViolation:
     """An edge ``held -> acquired`` whose ``acquired`` is declared outer to ``held``.
 
-    ``declared`` is the declared chain from ``acquired`` (outermost) down to ``held``.
+    ``declared`` is the declared chain from ``acquired`` (outermost) down to ``held``;
+    ``acquired_at`` / ``held_at`` say where each class is declared (``file:line``).  ``edge`` is
+    the dependency as recorded (subclasses kept) and ``mode`` the (held, acquired) read values it
+    was taken in; ``task``, ``op`` and ``stack`` (``print_lock`` lines, the acquired lock last)
+    describe the first time it was taken so, when the checker saw it.
     """
 
     held: str
     acquired: str
     declared: tuple[str, ...]
     source: str
+    held_at: str = ""
+    acquired_at: str = ""
+    edge: tuple[str, str] = ("", "")
+    mode: tuple[int, int] = (0, 0)
+    task: str = ""
+    op: str = ""
+    stack: tuple[str, ...] = ()
 
     def render(self) -> str:
-        return (f"lock order violation: {self.acquired} acquired while holding {self.held}, "
-                f"but {self.source} orders {' > '.join(self.declared)} (outermost first)")
+        lines = [f"lock order violation: {self.acquired} acquired while holding {self.held}, "
+                 f"but {self.source} orders {' > '.join(self.declared)} (outermost first)"]
+        if self.acquired_at or self.held_at:
+            lines.append(f"  declared: {self.acquired} at {self.acquired_at or '?'}, "
+                         f"{self.held} at {self.held_at or '?'}")
+        if self.task:
+            lines.append(f"  {self.task} took {self.edge[0]} -> {self.edge[1]} in {self.op}; its locks, "
+                         "the one being acquired last:")
+            lines += [f"   #{i}:{text}" for i, text in enumerate(self.stack)]
+        return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
         return {"held": self.held, "acquired": self.acquired, "declared": list(self.declared),
-                "source": self.source}
+                "source": self.source, "held_at": self.held_at, "acquired_at": self.acquired_at,
+                "edge": list(self.edge), "mode": list(self.mode), "task": self.task, "op": self.op,
+                "stack": list(self.stack)}
 
 
 _TOP_KEYS: Final = frozenset({"source", "level", "chain"})
 _LEVEL_KEYS: Final = frozenset({"classes", "write_only", "note"})
-_CHAIN_KEYS: Final = frozenset({"name", "levels", "note"})
+_CHAIN_KEYS: Final = frozenset({"name", "levels", "note", "write_only", "count", "taken"})
+
+LineOf = Callable[[list[str | int]], int | None]
+
+
+def _key_text(path: Sequence[str | int]) -> str:
+    """``["chain", 2, "levels"]`` -> ``chain[2].levels`` (a scenario error's key path)."""
+    return ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in path).replace(".[", "[")
 
 
 class ExpectedOrder:
@@ -476,27 +617,44 @@ class ExpectedOrder:
     A class in ``write_only`` binds only when it is held or taken exclusively (``vma_lock`` is
     ordered as ``vma_start_write()``; per-VMA readers only ever try).  The declared order must be
     acyclic.
+
+    ``where`` gives, per chain and level, where it is declared (``file:line``); it names the
+    declarations in violations and errors.  ``chain_info`` keeps each chain's annotations from
+    the file (``count``, ``taken``: how often and by which operations an emitted edge was taken).
     """
 
     def __init__(self, chains: Sequence[tuple[str, Sequence[Sequence[str]]]], *,
-                 source: str = "the declared order", write_only: Iterable[str] = ()) -> None:
+                 source: str = "the declared order", write_only: Iterable[str] = (),
+                 where: Sequence[Sequence[str]] | None = None,
+                 chain_info: Sequence[Mapping[str, Any]] | None = None, origin: str = "") -> None:
         self.source = source
+        self.origin = origin  # the file it was loaded from, if any
         self.write_only = frozenset(write_only)
         self.chains = [(name, [list(level) for level in levels]) for name, levels in chains]
+        self.chain_info = [dict(info) for info in chain_info] if chain_info is not None \
+            else [{} for _ in self.chains]
+        self.declared_at: dict[str, str] = {}  # class -> where it is first declared
+        self.steps: dict[tuple[str, str], str] = {}  # (outer, inner) -> where first declared
+        self._step_at: dict[tuple[str, str], tuple[int, int]] = {}
         inner: dict[str, list[str]] = {}
-        for name, levels in self.chains:
+        for c, (name, levels) in enumerate(self.chains):
             seen: set[str] = set()
-            for level in levels:
+            for j, level in enumerate(levels):
+                loc = where[c][j] if where is not None else f"{source}: chain {name!r} level {j}"
                 for cls in level:
                     if cls in seen:
-                        raise ValueError(f"{source}: chain {name!r} names {cls!r} twice")
+                        raise _DeclError(f"chain {name!r} names {cls!r} twice", (c, j))
                     seen.add(cls)
                     inner.setdefault(cls, [])
-            for outer_level, inner_level in itertools.pairwise(levels):
+                    self.declared_at.setdefault(cls, loc)
+            for j, (outer_level, inner_level) in enumerate(itertools.pairwise(levels), 1):
+                loc = where[c][j] if where is not None else f"{source}: chain {name!r} level {j}"
                 for a in outer_level:
                     for b in inner_level:
                         if b not in inner[a]:
                             inner[a].append(b)
+                            self.steps[(a, b)] = loc
+                            self._step_at[(a, b)] = (c, j)
         self._inner = inner
         unknown = self.write_only - inner.keys()
         if unknown:
@@ -504,7 +662,8 @@ class ExpectedOrder:
         for cls in inner:
             loop = self.path(cls, cls)
             if loop is not None:
-                raise ValueError(f"{source}: the declared order is cyclic: {' > '.join(loop)}")
+                raise _DeclError(f"the declared order is cyclic: {' > '.join(loop)}",
+                                 self._step_at[(loop[-2], loop[-1])])
 
     @property
     def classes(self) -> frozenset[str]:
@@ -540,7 +699,8 @@ class ExpectedOrder:
 
         Subclasses are stripped (``ptl/1`` is ``ptl``); edges within one class are nesting, not
         order.  Plain pairs are taken as exclusive on both sides; :class:`DepEdge` modes let a
-        ``write_only`` class ignore edges where it was only read-held or read-taken.
+        ``write_only`` class ignore edges where it was only read-held or read-taken.  Each
+        violation keeps the first recorded edge and mode that showed it.
         """
         found: dict[tuple[str, str], OrderViolation] = {}
         for edge in edges:
@@ -556,85 +716,160 @@ class ExpectedOrder:
                 continue
             declared = self.path(acquired, held)
             if declared is not None:
-                found[(held, acquired)] = OrderViolation(held, acquired, tuple(declared), self.source)
+                found[(held, acquired)] = OrderViolation(
+                    held, acquired, tuple(declared), self.source,
+                    held_at=self.declared_at.get(held, ""), acquired_at=self.declared_at.get(acquired, ""),
+                    edge=(edge[0], edge[1]), mode=relevant[0])
         return [found[k] for k in sorted(found)]
 
     # -- loading ----------------------------------------------------------------------------------
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, origin: str) -> ExpectedOrder:
-        """Build from parsed TOML; errors name ``origin`` and the key path."""
-        def fail(where: str, msg: str) -> ValueError:
-            return ValueError(f"{origin}: {where}: {msg}")
+    def from_dict(cls, data: Mapping[str, Any], *, origin: str, line_of: LineOf | None = None) -> ExpectedOrder:
+        """Build from parsed TOML.  Errors are :class:`OrderFileError` naming ``origin``, the line
+        (when ``line_of`` maps a key path to its line in the text) and the key path."""
+        def line(path: list[str | int]) -> int | None:
+            return line_of(path) if line_of is not None else None
 
-        def class_list(value: Any, where: str) -> list[str]:
+        def fail(path: list[str | int], msg: str, key: str | None = None) -> OrderFileError:
+            return OrderFileError(origin, line(path), _key_text(path) if key is None else key, msg)
+
+        def loc(path: list[str | int]) -> str:
+            n = line(path)
+            return f"{origin}:{n}" if n else f"{origin}: {_key_text(path)}"
+
+        def unknown(path: list[str | int], extra: set[str], allowed: frozenset[str]) -> OrderFileError:
+            import difflib
+
+            bad = sorted(extra)[0]
+            close = difflib.get_close_matches(bad, sorted(allowed), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            return fail([*path, bad], f"unknown key(s) {sorted(extra)}{hint}; allowed: {sorted(allowed)}",
+                        key=_key_text(path) if path else "top level")
+
+        def class_list(value: Any, path: list[str | int]) -> list[str]:
             if (not isinstance(value, list) or not value
                     or not all(isinstance(v, str) and v for v in value)):
-                raise fail(where, f"expected a non-empty list of class names, got {value!r}")
+                raise fail(path, f"expected a non-empty list of class names, got {value!r}")
             return list(value)
+
+        def text(value: Any, path: list[str | int]) -> None:
+            if not isinstance(value, str):
+                raise fail(path, f"expected a string, got {value!r}")
 
         extra = set(data) - _TOP_KEYS
         if extra:
-            raise fail("top level", f"unknown key(s) {sorted(extra)}; allowed: {sorted(_TOP_KEYS)}")
+            raise unknown([], extra, _TOP_KEYS)
         source = data.get("source", origin)
-        if not isinstance(source, str):
-            raise fail("source", f"expected a string, got {source!r}")
-        raw_levels = data.get("level")
-        if not isinstance(raw_levels, list) or not raw_levels:
-            raise fail("level", "expected at least one [[level]] table")
+        text(source, ["source"])
+        raw_levels = data.get("level", [])
+        raw_chains = data.get("chain", [])
+        if not isinstance(raw_levels, list) or not isinstance(raw_chains, list) or not (raw_levels or raw_chains):
+            raise fail(["level"], "expected at least one [[level]] or [[chain]] table")
         write_only: list[str] = []
         main: list[list[str]] = []
+        main_where: list[str] = []
         for i, lvl in enumerate(raw_levels):
-            where = f"level[{i}]"
+            path: list[str | int] = ["level", i]
             if not isinstance(lvl, dict):
-                raise fail(where, "expected a table")
+                raise fail(path, "expected a table")
             extra = set(lvl) - _LEVEL_KEYS
             if extra:
-                raise fail(where, f"unknown key(s) {sorted(extra)}; allowed: {sorted(_LEVEL_KEYS)}")
-            classes = class_list(lvl.get("classes"), f"{where}.classes")
+                raise unknown(path, extra, _LEVEL_KEYS)
+            classes = class_list(lvl.get("classes"), [*path, "classes"])
             if "write_only" in lvl:
-                wo = class_list(lvl["write_only"], f"{where}.write_only")
+                wo = class_list(lvl["write_only"], [*path, "write_only"])
                 if not set(wo) <= set(classes):
-                    raise fail(f"{where}.write_only", f"{wo!r} must name classes of this level")
+                    raise fail([*path, "write_only"], f"{wo!r} must name classes of this level")
                 write_only += wo
-            if not isinstance(lvl.get("note", ""), str):
-                raise fail(f"{where}.note", "expected a string")
+            text(lvl.get("note", ""), [*path, "note"])
             main.append(classes)
-        chains: list[tuple[str, Sequence[Sequence[str]]]] = [("main", main)]
-        for i, ch in enumerate(data.get("chain", [])):
-            where = f"chain[{i}]"
+            main_where.append(loc([*path, "classes"]))
+        chains: list[tuple[str, Sequence[Sequence[str]]]] = []
+        where: list[list[str]] = []
+        info: list[dict[str, Any]] = []
+        paths: list[list[str | int]] = []  # the key path of each chain, for errors
+        if main:
+            chains.append(("main", main))
+            where.append(main_where)
+            info.append({})
+            paths.append(["level"])
+        for i, ch in enumerate(raw_chains):
+            path = ["chain", i]
             if not isinstance(ch, dict):
-                raise fail(where, "expected a table")
+                raise fail(path, "expected a table")
             extra = set(ch) - _CHAIN_KEYS
             if extra:
-                raise fail(where, f"unknown key(s) {sorted(extra)}; allowed: {sorted(_CHAIN_KEYS)}")
-            name = ch.get("name", where)
-            if not isinstance(name, str):
-                raise fail(f"{where}.name", f"expected a string, got {name!r}")
+                raise unknown(path, extra, _CHAIN_KEYS)
+            name = ch.get("name", _key_text(path))
+            text(name, [*path, "name"])
+            text(ch.get("note", ""), [*path, "note"])
             levels = ch.get("levels")
             if not isinstance(levels, list) or len(levels) < 2:
-                raise fail(f"{where}.levels", "expected a list of at least two levels")
-            chains.append((name, [class_list(lv, f"{where}.levels[{j}]") for j, lv in enumerate(levels)]))
+                raise fail([*path, "levels"], "expected a list of at least two levels")
+            lists = [class_list(lv, [*path, "levels"]) for lv in levels]
+            notes: dict[str, Any] = {}
+            if "write_only" in ch:
+                wo = class_list(ch["write_only"], [*path, "write_only"])
+                if not set(wo) <= {c for lv in lists for c in lv}:
+                    raise fail([*path, "write_only"], f"{wo!r} must name classes of this chain")
+                write_only += wo
+                notes["write_only"] = wo
+            if "count" in ch:
+                count = ch["count"]
+                if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+                    raise fail([*path, "count"], f"expected a count (an integer >= 0), got {count!r}")
+                notes["count"] = count
+            if "taken" in ch:
+                taken = ch["taken"]
+                if (not isinstance(taken, dict) or not all(
+                        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in taken.values())):
+                    raise fail([*path, "taken"], "expected a table of operation = count, "
+                                                 f"e.g. {{fork = 12, munmap = 3}}, got {taken!r}")
+                notes["taken"] = dict(taken)
+            chains.append((name, lists))
+            where.append([loc([*path, "levels"])] * len(lists))
+            info.append(notes)
+            paths.append(path)
         try:
-            return cls(chains, source=source, write_only=write_only)
+            return cls(chains, source=source, write_only=write_only, where=where, chain_info=info, origin=origin)
+        except _DeclError as exc:
+            c, j = exc.at
+            path = ["level", j, "classes"] if paths[c] == ["level"] else [*paths[c], "levels"]
+            raise fail(path, str(exc)) from None
         except ValueError as exc:
-            raise ValueError(f"{origin}: {exc}") from None
+            raise OrderFileError(origin, None, "", str(exc)) from None
 
     @classmethod
-    def from_toml(cls, path: str | Path) -> ExpectedOrder:
+    def from_text(cls, text: str, *, origin: str, line_of: LineOf | None = None) -> ExpectedOrder:
+        """Parse and validate an order file's text (see :meth:`from_dict`)."""
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            import re
+
+            m = re.search(r"line (\d+)", str(exc))
+            raise OrderFileError(origin, int(m.group(1)) if m else None, "", f"not valid TOML: {exc}") from None
+        return cls.from_dict(data, origin=origin, line_of=line_of)
+
+    @classmethod
+    def from_toml(cls, path: str | Path, *, line_of: LineOf | None = None) -> ExpectedOrder:
         path = Path(path)
-        with path.open("rb") as fh:
-            try:
-                data = tomllib.load(fh)
-            except tomllib.TOMLDecodeError as exc:
-                raise ValueError(f"{path}: {exc}") from None
-        return cls.from_dict(data, origin=str(path))
+        return cls.from_text(path.read_text(encoding="utf-8"), origin=str(path), line_of=line_of)
 
     @classmethod
-    def load_rmap_order(cls) -> ExpectedOrder:
-        """The shipped ``mm/rmap.c`` header order, ``mm/rmap_lock_order.toml``."""
-        from importlib.resources import files
+    def load_rmap_order(cls, *, line_of: Callable[[str], LineOf] | None = None) -> ExpectedOrder:
+        """The shipped ``mm/rmap.c`` header order, ``mm/rmap_lock_order.toml``; ``line_of`` makes a
+        key-path locator from the file's text (so declarations carry their line numbers)."""
+        text = rmap_order_text()
+        return cls.from_text(text, origin=RMAP_ORDER_FILE, line_of=line_of(text) if line_of else None)
 
-        resource = files("mm").joinpath("rmap_lock_order.toml")
-        data = tomllib.loads(resource.read_text(encoding="utf-8"))
-        return cls.from_dict(data, origin="mm/rmap_lock_order.toml")
+
+RMAP_ORDER_FILE: Final = "mm/rmap_lock_order.toml"
+
+
+def rmap_order_text() -> str:
+    """The text of the shipped order file."""
+    from importlib.resources import files
+
+    return files("mm").joinpath("rmap_lock_order.toml").read_text(encoding="utf-8")

@@ -20,8 +20,10 @@ Slices that would overlap partially go to an extra lane of the same CPU (``tid``
 ``LANE_TID_BASE * lane + cpu``, named "CPU n (lane k)", sorted next to its CPU), so the file is
 always well formed.
 
-:class:`EventLog` samples every N-th lock event into a JSON-lines log through structlog
-(``JSONRenderer(sort_keys=True)``), stamped with the virtual time ``t_ns``; no wall clock.
+:class:`EventLog` is the run's log (``rmapsim run --log FILE``): JSON lines through structlog
+processors, every line stamped with the virtual time ``t_ns`` and the simulated ``cpu``, ``task``
+and ``op`` it happened in (``null`` outside any task); no wall clock.  Its events are listed in the
+class docstring and the README.
 """
 
 from __future__ import annotations
@@ -29,16 +31,19 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections import Counter
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 import structlog
 
 if TYPE_CHECKING:
-    from concurrency.engine import SimTask
+    from concurrency.engine import Engine, SimTask
     from concurrency.lock import SimLock
 
-__all__ = ["LANE_TID_BASE", "ChromeTracer", "EventLog"]
+__all__ = ["LANE_TID_BASE", "ChromeTracer", "EventLog", "open_event_log"]
 
 LANE_TID_BASE = 1000
 
@@ -47,52 +52,200 @@ _Slice = tuple[int, int, int, int, str, str, dict[str, Any]]
 
 
 class EventLog:
-    """Every ``sample_every``-th lock event as one JSON line (structlog), virtual time ``t_ns``.
+    """The run's log: JSON lines through structlog processors, in virtual time.
 
-    Sampling is by count, not by chance, so the same run logs the same lines.
+    Processors: ``add_log_level``; a virtual-time stamp (``t_ns`` from the engine, and the
+    current simulated task's ``cpu``, ``task`` and ``op`` where the event does not name them,
+    ``null`` in no task's context); ``JSONRenderer(sort_keys=True)``.  Each run's lines also carry
+    ``scenario``, ``design`` and ``seed`` (bound by :meth:`begin_run`).
+
+    Events (level):
+
+    ``run_start`` (info)
+        a run begins: ``cpus``, ``executor``, ``perturb``.
+    ``phase_change`` (info)
+        ``phase``: ``setup`` (processes populate), ``workload`` (the measured phase starts),
+        ``wind_down`` (its end: actors finish and exit).
+    ``lock_contended``, ``lock_acquired``, ``lock_released`` (info, sampled)
+        the hot events: every ``sample_every``-th of each (counted per event, by count, not by
+        chance, so the same run logs the same lines; the first of each is always logged), each with
+        ``lock`` (class), ``instance``, ``mode``, ``n`` (its number in that event's count) and
+        ``sample_every``; acquisitions add ``wait_ns`` (null when uncontended), releases ``hold_ns``.
+    ``lock_wait_long`` (warning)
+        every acquisition that waited ``long_wait_ns`` or more: ``lock``, ``instance``, ``mode``,
+        ``wait_ns``.
+    ``walk_miss`` (warning)
+        an rmap walk finished without visiting every mapping it owed: ``walk``, ``folio``,
+        ``mappings`` ([mm, vpn] pairs).
+    ``corruption`` (error)
+        what the kernel would have corrupted (a stale migration entry): ``mm``, ``vpn``, ``folio``,
+        ``what``.
+    ``invariant_failed`` (error)
+        an end-of-run check failed (leak, mapcount, design invariant): ``violation``.
+    ``lockdep_finding`` (error)
+        a lock-order inversion: ``finding`` (its first line).
+    ``run_failed`` (error)
+        a task raised or the run deadlocked: ``error``.
+    ``run_end`` (info)
+        ``reason``, ``end_ns``, ``events``, ``total_ops``, ``passed``.
+
+    ``sampled`` counts the current run's hot events by name (``seen`` is their sum), ``logged`` the
+    lines written, ``counts`` the lines by event name.
     """
 
-    def __init__(self, file: TextIO, *, sample_every: int = 100) -> None:
+    SAMPLED = ("lock_contended", "lock_acquired", "lock_released")
+
+    def __init__(self, file: TextIO, *, sample_every: int = 100, long_wait_ns: int = 1_000_000) -> None:
         if sample_every < 1:
             raise ValueError(f"sample_every must be >= 1, got {sample_every}")
         self.sample_every = sample_every
-        self.seen = 0
+        self.long_wait_ns = long_wait_ns
+        self.sampled: Counter[str] = Counter()
         self.logged = 0
-        self._log = structlog.wrap_logger(
+        self.counts: Counter[str] = Counter()
+        self._engine: Engine | None = None
+        self._base = structlog.wrap_logger(
             structlog.WriteLogger(file),
-            processors=[structlog.processors.add_log_level,
+            processors=[structlog.processors.add_log_level, self._stamp,
                         structlog.processors.JSONRenderer(sort_keys=True)],
             wrapper_class=structlog.BoundLogger,
         )
+        self._log = self._base
 
-    def _sampled(self) -> bool:
-        n = self.seen
-        self.seen = n + 1
-        return n % self.sample_every == 0
+    def _stamp(self, _logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        """The virtual-time processor: ``t_ns``, ``cpu``, ``task``, ``op`` unless the event gave them."""
+        engine = self._engine
+        if engine is not None:
+            event_dict.setdefault("t_ns", engine.now)
+            task = engine.current
+            if task is not None:
+                event_dict.setdefault("cpu", task.cpu.index)
+                event_dict.setdefault("task", task.name)
+                event_dict.setdefault("op", task.op)
+        for key in ("t_ns", "cpu", "task", "op"):
+            event_dict.setdefault(key, None)
+        return event_dict
 
-    def _emit(self, event: str, task: SimTask, lock: SimLock, mode: str, key: str | None,
-              **extra: Any) -> None:
+    def _event(self, level: str, event: str, **fields: Any) -> None:
+        self.counts[event] += 1
         self.logged += 1
-        self._log.info(event, t_ns=lock.engine.now, task=task.name, cpu=task.cpu.index, op=task.op,
-                       lock=key or lock.lclass.key, instance=lock.name, mode=mode, **extra)
+        getattr(self._log, level)(event, **fields)
+
+    # -- the run's life (workloads/runner.py) ------------------------------------------------------
+
+    def begin_run(self, engine: Engine, *, scenario: str, design: str, seed: int, **fields: Any) -> None:
+        self._engine = engine
+        self.sampled.clear()  # sampling counts restart with each run: a run's log does not depend on the runs before
+        self._log = self._base.bind(scenario=scenario, design=design, seed=seed)
+        self._event("info", "run_start", **fields)
+
+    def phase(self, name: str) -> None:
+        self._event("info", "phase_change", phase=name)
+
+    def run_failed(self, exc: BaseException) -> None:
+        self._event("error", "run_failed", error=str(exc).splitlines()[0])
+        self._end_run()
+
+    def run_end(self, record: dict[str, Any]) -> None:
+        for violation in record["invariants"]["violations"]:
+            self._event("error", "invariant_failed", violation=violation)
+        for finding in record["lockdep"]["findings"]:
+            self._event("error", "lockdep_finding", finding=finding.strip().splitlines()[0])
+        outcome = record["outcome"]
+        self._event("info", "run_end", reason=outcome["reason"], end_ns=outcome["end_ns"],
+                    events=outcome["events"], total_ops=record["total_ops"],
+                    passed=record["invariants"]["passed"])
+        self._end_run()
+
+    def _end_run(self) -> None:
+        self._engine = None
+        self._log = self._base
+
+    # -- the tracer protocol (concurrency/lock.py, actors/world.py, mm/system.py) ------------------
+
+    @property
+    def seen(self) -> int:
+        return sum(self.sampled.values())
+
+    def _sampled(self, event: str) -> int | None:
+        n = self.sampled[event]
+        self.sampled[event] = n + 1
+        return n if n % self.sample_every == 0 else None
+
+    def _lock_event(self, event: str, n: int, task: SimTask, lock: SimLock, mode: str, key: str | None,
+                    **extra: Any) -> None:
+        self._event("info", event, t_ns=lock.engine.now, task=task.name, cpu=task.cpu.index, op=task.op,
+                    lock=key or lock.lclass.key, instance=lock.name, mode=mode, n=n,
+                    sample_every=self.sample_every, **extra)
 
     def on_contended(self, task: SimTask, lock: SimLock, mode: str, key: str | None = None) -> None:
-        if self._sampled():
-            self._emit("lock_contended", task, lock, mode, key)
+        n = self._sampled("lock_contended")
+        if n is not None:
+            self._lock_event("lock_contended", n, task, lock, mode, key)
 
     def on_acquired(self, task: SimTask, lock: SimLock, mode: str, wait_start: int | None,
                     key: str | None = None) -> None:
-        if self._sampled():
-            wait = None if wait_start is None else lock.engine.now - wait_start
-            self._emit("lock_acquired", task, lock, mode, key, wait_ns=wait)
+        wait = None if wait_start is None else lock.engine.now - wait_start
+        if wait is not None and wait >= self.long_wait_ns:
+            self._event("warning", "lock_wait_long", t_ns=lock.engine.now, task=task.name, cpu=task.cpu.index,
+                        op=task.op, lock=key or lock.lclass.key, instance=lock.name, mode=mode, wait_ns=wait)
+        n = self._sampled("lock_acquired")
+        if n is not None:
+            self._lock_event("lock_acquired", n, task, lock, mode, key, wait_ns=wait)
 
     def on_released(self, task: SimTask, lock: SimLock, mode: str, since: int,
                     key: str | None = None) -> None:
-        if self._sampled():
-            self._emit("lock_released", task, lock, mode, key, hold_ns=lock.engine.now - since)
+        n = self._sampled("lock_released")
+        if n is not None:
+            self._lock_event("lock_released", n, task, lock, mode, key, hold_ns=lock.engine.now - since)
 
     def on_op(self, task: SimTask, name: str, start_ns: int, end_ns: int) -> None:
-        """Operations are not lock events: the log ignores them (the timeline has them)."""
+        """Operations are not logged (the timeline has them): too hot, and the latency histograms
+        already hold them."""
+
+    def on_finding(self, kind: str, **fields: Any) -> None:
+        """``walk_miss`` or ``corruption``, from mm/system.py as the oracle finds it."""
+        self._event("error" if kind == "corruption" else "warning", kind, **fields)
+
+
+@contextmanager
+def open_event_log(path: Path | str, **options: Any) -> Iterator[EventLog]:
+    """An :class:`EventLog` writing ``path`` under a temporary name, renamed when the block ends.
+
+    Interrupted (``KeyboardInterrupt``, or trio's cancellation), the file is removed instead:
+    never a half-written log.  A failed run's log is kept (it ends with ``run_failed``)."""
+    path = Path(path)
+    created = [d for d in (path.parent, *path.parent.parents) if not d.exists()]  # deepest first
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    keep = False
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            try:
+                yield EventLog(f, **options)
+            except BaseException as exc:
+                keep = not _interrupted(exc)
+                raise
+            keep = True
+    finally:
+        if keep:
+            os.chmod(tmp, 0o644)  # mkstemp makes 0600; a log is an ordinary, shareable file
+            os.replace(tmp, path)
+        else:
+            Path(tmp).unlink(missing_ok=True)
+            for folder in created:  # and the folders made for it, if nothing else went there
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
+
+
+def _interrupted(exc: BaseException) -> bool:
+    import trio
+
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.subgroup((KeyboardInterrupt, trio.Cancelled)) is not None
+    return isinstance(exc, KeyboardInterrupt | trio.Cancelled)
 
 
 class ChromeTracer:
@@ -160,6 +313,10 @@ class ChromeTracer:
         idx = self._slice(task.cpu.index, since, now, f"hold {key or lock.lclass.key} {mode}", "lock_hold",
                           {"task": task.name, "op": task.op, "lock": lock.name})
         self._last_release[id(lock)] = (now, idx)
+
+    def on_finding(self, kind: str, **fields: Any) -> None:
+        if self.event_log is not None:
+            self.event_log.on_finding(kind, **fields)
 
     def on_op(self, task: SimTask, name: str, start_ns: int, end_ns: int) -> None:
         if self.event_log is not None:

@@ -65,6 +65,10 @@ async def vmf_anon_prepare(system: MmSystem, vma: Vma, vma_locked: bool) -> Faul
     anon_vma reuse), so under a VMA lock only ``mmap_read_trylock`` is allowed, else RETRY."""
     if vma.anon_vma is not None:
         return Fault.OK
+    # ANON_VMA_LAZY (PATCH 10/15): vma_prepare_anon_vma_lazy() before the mmap_read_trylock.
+    if await system.design.vma_prepare_anon_vma_lazy(vma):
+        system.ops.inc("anon_vma_prepare_lazy")
+        return Fault.OK
     mm = vma.mm
     if vma_locked:
         if not mm.mmap_lock.down_read_trylock():

@@ -7,6 +7,9 @@ kernel calls into mm/rmap.c (or, for the COW context, mm/cow_context.c):
 ================================  ==========================================================
 hook                              kernel call site it stands for
 ================================  ==========================================================
+``vma_prepare_anon_vma_lazy``     ANON_VMA_LAZY's first touch (PATCH 10/15): called by
+                                  ``__vmf_anon_prepare`` before its mmap_read_trylock; True when the
+                                  design prepared the VMA itself (default False: nothing happens)
 ``anon_vma_prepare``              ``__anon_vma_prepare`` (first touch, from vmf_anon_prepare)
 ``fork_vma``                      ``anon_vma_fork`` in dup_mmap, per VMA with an anon_vma
 ``fork_mm``                       end of dup_mmap (PoC: ``dup_cow_context``)
@@ -110,6 +113,13 @@ class RmapDesign(ABC):
         return out
 
     # -- VMA and mm lifecycle ------------------------------------------------------------------
+
+    async def vma_prepare_anon_vma_lazy(self, vma: Vma) -> bool:
+        """ANON_VMA_LAZY (PATCH 10/15): ``__vmf_anon_prepare`` calls ``vma_prepare_anon_vma_lazy``
+        under the VMA lock alone, before its ``mmap_read_trylock``; return True when the VMA was
+        prepared here.  The default (every design but ``anon_vma_lazy``) does nothing, takes no
+        time and returns False."""
+        return False
 
     @abstractmethod
     async def anon_vma_prepare(self, vma: Vma) -> None:

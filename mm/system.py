@@ -277,12 +277,18 @@ class MmSystem:
         if len(self.misses) < MAX_NOTED:
             self.misses.append({"t_ns": self.engine.now, "walk": walk, "task": task, "folio": folio.fid,
                                 "mappings": [list(m) for m in missed]})
+        tracer = self.engine.tracer
+        if tracer is not None and hasattr(tracer, "on_finding"):  # the run's event log (concurrency/trace.py)
+            tracer.on_finding("walk_miss", walk=walk, folio=folio.fid, mappings=[list(m) for m in missed])
 
     def note_corruption(self, mm: MmStruct, vpn: int, folio: Folio, what: str) -> None:
         """What the kernel would have corrupted: ``what`` says how (a stale migration entry)."""
         self.corruption.append(f"t={self.engine.now} ns: mm{mm.mid} vpn {vpn}: {what}")
         if len(self.corruption_events) < MAX_NOTED:
             self.corruption_events.append({"t_ns": self.engine.now, "mm": mm.mid, "vpn": vpn, "folio": folio.fid})
+        tracer = self.engine.tracer
+        if tracer is not None and hasattr(tracer, "on_finding"):
+            tracer.on_finding("corruption", mm=mm.mid, vpn=vpn, folio=folio.fid, what=what)
 
     def might_sleep(self, stats: WalkStats) -> None:
         """An rmap_one that may sleep: inside an RCU read-side section the kernel would splat."""

@@ -27,6 +27,7 @@ from reports.compare import compare_text, verdict
 from reports.hlog import write_hlogs
 from reports.html import run_html, sweep_html
 from reports.latency import latency_text
+from reports.lockgraph import order_section, write_lockdep_reports
 from reports.lockstat import lockstat_text
 from reports.perf_lock import perf_lock_text
 from reports.plots import figure_bytes, run_figures, scaling_figures
@@ -38,7 +39,9 @@ __all__ = [
     "render_run",
     "render_sweep",
     "summary_text",
+    "sweep_counts",
     "sweep_text",
+    "sweep_title",
     "top_contended",
 ]
 
@@ -68,51 +71,96 @@ def render_run(results: dict[str, Any], outdir: Path) -> list[Path]:
     svgs: dict[str, bytes] = {}
     for name, fig in run_figures(results["runs"]).items():
         svgs[name] = _save(fig, outdir, name, written)
-    _write(outdir / "report.html", run_html(results, svgs), written)
+    lockgraphs = write_lockdep_reports(results, outdir, written)  # lockdep.txt, lockdep_stats.txt, lockgraph-*
+    _write(outdir / "report.html", run_html(results, svgs, lockgraphs=lockgraphs), written)
     written += write_hlogs(results, outdir)
     return written
 
 
 def load_sweep_points(sweep: Mapping[str, Any], outdir: Path) -> list[dict[str, Any]]:
-    """The sweep's points, each with ``runs`` loaded from its result file (``[]`` when failed)."""
+    """The sweep's points, each with its verdict and ``runs`` loaded from its result file (``[]``
+    when it has none: a point that crashed before any record, a lost worker, a pending point)."""
     if sweep.get("schema") != SWEEP_SCHEMA:
         raise ValueError(f"not a sweep file: schema is {sweep.get('schema')!r}, expected {SWEEP_SCHEMA!r}")
     points = []
     for p in sweep.get("points", []):
-        point = {"params": dict(p.get("params", {})), "status": p.get("status", "failed"),
-                 "error": p.get("error"), "runs": []}
-        if point["status"] == "ok" and p.get("result"):
+        status = p.get("status", "failed")
+        point = {"params": dict(p.get("params", {})), "status": status, "error": p.get("error"),
+                 "category": p.get("category"), "designs": dict(p.get("designs") or {}), "runs": []}
+        if p.get("result") and status in ("ok", "failed"):
             path = Path(outdir) / str(p["result"])
             if path.exists():
                 point["runs"] = check_results(json.loads(path.read_text()))["runs"]
-            else:
+            elif status == "ok":
                 point["status"], point["error"] = "missing", f"result file {p['result']} not found"
         points.append(point)
     return points
 
 
+def sweep_title(sweep: Mapping[str, Any]) -> str:
+    """``<scenario> over <key> (values) x <key> (values)``: what the sweep is of."""
+    scen = sweep.get("scenario", {})
+    name = scen.get("name") or str(scen.get("source") or "?").rsplit(".", 1)[0]
+    grid = sweep.get("grid", {})
+    parts = []
+    for k, vals in grid.items():
+        shown = [json.dumps(v) for v in vals]
+        if len(shown) > 8:  # a long list of seeds: its ends and its length
+            shown = [*shown[:3], "...", f"{shown[-1]}: {len(vals)} values"]
+        parts.append(f"{k} ({', '.join(shown)})")
+    return f"{name} over {' x '.join(parts)}" if parts else str(name)
+
+
+def sweep_counts(points: Sequence[Mapping[str, Any]]) -> str:
+    """``N points: X ok, Y failed (category n, ...), Z not run``."""
+    failed: dict[str, int] = {}
+    for p in points:
+        if p["status"] != "ok" and p["status"] != "pending":
+            cat = str(p.get("category") or p["status"])
+            failed[cat] = failed.get(cat, 0) + 1
+    ok = sum(1 for p in points if p["status"] == "ok")
+    pending = sum(1 for p in points if p["status"] == "pending")
+    text = f"{len(points)} points: {ok} ok, {sum(failed.values())} failed"
+    if failed:
+        text += " (" + ", ".join(f"{c} {n}" for c, n in sorted(failed.items())) + ")"
+    if pending:
+        text += f", {pending} not run"
+    return text
+
+
+def _design_verdict(point: Mapping[str, Any], design: str) -> str:
+    """``ok`` or the failure categories of one design's run at a point."""
+    cats = (point.get("designs") or {}).get(design, {}).get("categories") or []
+    return ",".join(cats) if cats else "ok"
+
+
 def sweep_text(sweep: Mapping[str, Any], points: Sequence[Mapping[str, Any]]) -> str:
-    """sweep.txt: one row per (point, design): parameters, throughput, p99 per operation, wait share."""
+    """sweep.txt: one row per (point, design): parameters, the point's status (``point``), the design
+    run's verdict (``run``: ok or its failure categories), throughput, p99 per operation, wait share;
+    then the counts and every failed point with its category and why."""
     keys = list(sweep.get("grid", {}))
     ops = op_names([run for p in points for run in p["runs"]])
-    headers = [*keys, "design", "status", "ops/s", *(f"{op} p99" for op in ops), "lock wait"]
+    headers = [*keys, "design", "point", "run", "ops/s", *(f"{op} p99" for op in ops), "lock wait"]
     rows = []
     for p in points:
         params = [json.dumps(p["params"].get(k)) for k in keys]
         if not p["runs"]:
-            rows.append([*params, "-", str(p["status"]), "-", *("-" for _ in ops), "-"])
+            rows.append([*params, "-", str(p["status"]), str(p.get("category") or "-"), "-", *("-" for _ in ops), "-"])
             continue
         for run in p["runs"]:
             lat = [fmt_time(int(run.get("operations", {}).get(op, {}).get("p99_ns", 0) or 0))
                    if op in run.get("operations", {}) else "-" for op in ops]
-            rows.append([*params, str(run.get("design", "?")), str(p["status"]),
+            design = str(run.get("design", "?"))
+            rows.append([*params, design, str(p["status"]), _design_verdict(p, design),
                          f"{_total_throughput(run):,.1f}", *lat, fmt_pct(_wait_share(run))])
-    title = f"Sweep of scenario {sweep.get('scenario', {}).get('name', '?')}\n\n"
-    text = title + format_table(headers, rows, align="l" * (len(keys) + 2) + "r" * (len(ops) + 2))
-    failed = [p for p in points if p["status"] != "ok"]
+    title = f"Sweep of scenario {sweep_title(sweep)}\n\n"
+    text = title + format_table(headers, rows, align="l" * (len(keys) + 3) + "r" * (len(ops) + 2))
+    text += f"\n{sweep_counts(points)}\n"
+    failed = [p for p in points if p["status"] not in ("ok", "pending")]
     if failed:
-        text += "\nfailed points:\n" + "".join(f"  {json.dumps(p['params'], sort_keys=True)}: {p['error']}\n"
-                                               for p in failed)
+        text += "\nfailed points:\n" + "".join(
+            f"  {json.dumps(p['params'], sort_keys=True)}: {p.get('category') or p['status']}: {p['error']}\n"
+            for p in failed)
     return text
 
 
@@ -123,11 +171,18 @@ def render_sweep(sweep: dict[str, Any], outdir: Path) -> list[Path]:
     written: list[Path] = []
     table = sweep_text(sweep, points)
     _write(outdir / "sweep.txt", table, written)
-    ok = [(p["params"], p["runs"]) for p in points if p["runs"]]
+    # Every run with a record is drawn; a run that failed its checks is marked on the curve.
+    drawn = [(p["params"], p["runs"], {str(r.get("design")) for r in p["runs"]
+                                       if _design_verdict(p, str(r.get("design"))) != "ok"})
+             for p in points if p["runs"]]
     svgs: dict[str, bytes] = {}
-    for name, fig in scaling_figures(ok, sweep.get("grid", {})).items():
+    for name, fig in scaling_figures(drawn, sweep.get("grid", {})).items():
         svgs[name] = _save(fig, outdir, name, written)
-    _write(outdir / "report.html", sweep_html(sweep, table, svgs), written)
+    for stale in sorted(outdir.glob("scaling_*")):  # curves an earlier rendering drew, no longer asked for
+        if stale.suffix in (".png", ".svg") and stale.stem not in svgs:
+            stale.unlink()
+    _write(outdir / "report.html", sweep_html(sweep, table, svgs, title=sweep_title(sweep),
+                                              counts=sweep_counts(points)), written)
     return written
 
 
@@ -170,5 +225,6 @@ def summary_text(results: Mapping[str, Any]) -> str:
                                  align="llrrr", indent="    ")
             lines.append(table.rstrip("\n"))
     out.append("\n".join(lines) + "\n")
+    out.append(order_section(results["runs"]))  # issue 17: the order verdict beside the lock wait
     out.append("Verdict\n" + "".join(f"  - {line}\n" for line in verdict(results)))
     return "\n".join(out)

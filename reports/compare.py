@@ -5,10 +5,15 @@ is mainline ``anon_vma`` when it ran, else the first design).  The verdict state
 numbers show and nothing else: which design has the lower tail latency or the higher
 throughput and by what factor, how much CPU time went to waiting, and any correctness finding
 (missed mappings, visits to freed VMAs, sleeps under RCU, invariant violations, lockdep reports).
+Any number of designs: one column per design, one ratio column per design against the baseline,
+and with three designs or more the verdict also ranks every design per headline metric and
+compares the alternatives with each other (two designs give exactly the pairwise verdict).
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -25,6 +30,7 @@ from reports.common import (
     wait_share,
     wait_total_ns,
 )
+from reports.lockgraph import order_section
 
 __all__ = [
     "CPU_STATES",
@@ -105,8 +111,49 @@ def _ops_per_s(x: float) -> str:
     return f"{x:,.0f} ops/s"
 
 
+def _ranked(metric: str, runs: Sequence[Mapping[str, Any]], value: Callable[[Mapping[str, Any]], float],
+            fmt: Callable[[float], str], better: str) -> str:
+    """One metric across every design, best first (``better``: "higher" or "lower"); ties keep
+    the designs' order."""
+    vals = [(str(r.get("design", "?")), value(r)) for r in runs]
+    order = sorted(range(len(vals)), key=lambda i: (-vals[i][1] if better == "higher" else vals[i][1], i))
+    sign = " > " if better == "higher" else " < "
+    return f"{metric} ({better} is better): " + sign.join(f"{vals[i][0]} {fmt(vals[i][1])}" for i in order)
+
+
+def _rankings(runs: Sequence[Mapping[str, Any]], *, max_ops: int) -> list[str]:
+    """With three designs or more: every design on one line per headline metric (throughput, the
+    workload operations whose p99 differs most between designs, lock wait, peak metadata), and
+    each alternative against the next best alternative, not only against the baseline."""
+    base = runs[0]
+    lines = [_ranked("total throughput", runs, total_throughput, _ops_per_s, "higher")]
+    common = [op for op in op_names(list(runs))
+              if all(op in r.get("operations", {}) for r in runs) and op in base.get("throughput", {})]
+
+    def p99(run: Mapping[str, Any], op: str) -> float:
+        return float(run["operations"][op].get("p99_ns", 0) or 0)
+
+    def spread(op: str) -> float:
+        vals = [p99(r, op) for r in runs]
+        return math.log(max(vals) / min(vals)) if min(vals) > 0 else 0.0
+
+    for op in sorted(common, key=lambda op: (-spread(op), op))[:max_ops]:
+        lines.append(_ranked(f"{op} p99", runs, functools.partial(p99, op=op), lambda v: fmt_time(int(v)), "lower"))
+    lines.append(_ranked("lock wait", runs, wait_share, fmt_pct, "lower"))
+    if any(int(r.get("memory", {}).get("peak_total_bytes", 0) or 0) for r in runs):
+        lines.append(_ranked("peak rmap metadata", runs,
+                             lambda r: float(r.get("memory", {}).get("peak_total_bytes", 0) or 0),
+                             lambda v: fmt_bytes(int(v)), "lower"))
+    alternatives = sorted(runs[1:], key=lambda r: (-total_throughput(r), str(r.get("design", ""))))
+    for a, b in itertools.pairwise(alternatives):
+        lines.append(_compare("total throughput", total_throughput(b), total_throughput(a),
+                              str(b.get("design", "?")), str(a.get("design", "?")), _ops_per_s, "lower", "higher"))
+    return lines
+
+
 def verdict(results: Mapping[str, Any], *, max_ops: int = 4) -> list[str]:
-    """A few lines stating what the numbers show (no claims beyond them)."""
+    """A few lines stating what the numbers show (no claims beyond them): each design against the
+    baseline and, with three designs or more, every design ranked per headline metric."""
     runs = check_results(results)["runs"]
     if not runs:
         return ["no runs"]
@@ -143,6 +190,8 @@ def verdict(results: Mapping[str, Any], *, max_ops: int = 4) -> list[str]:
         pb = int(other.get("memory", {}).get("peak_total_bytes", 0) or 0)
         if pa or pb:
             lines.append(_compare("peak rmap metadata", pa, pb, bname, oname, fmt_bytes, "smaller", "larger"))
+    if len(others) >= 2:
+        lines.extend(_rankings([base, *others], max_ops=max_ops))
     for run in runs:
         for finding in correctness(run):
             lines.append(f"{run.get('design', '?')}: {finding}")
@@ -238,6 +287,7 @@ def compare_text(results: Mapping[str, Any]) -> str:
             lines.append(f"    lockdep: {first}")
         lines.extend(f"    order: {v}" for v in lockdep.get("order_violations", []))
     out.append("Checks\n" + "\n".join(lines) + "\n")
+    out.append(order_section(runs))  # issue 17: each design's order verdict beside its lock wait
 
     out.append("Verdict\n" + "".join(f"  - {line}\n" for line in verdict(results)))
     return "\n".join(out)

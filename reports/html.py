@@ -16,6 +16,7 @@ from typing import Any
 from reports.common import check_results, fmt_time, total_throughput
 from reports.compare import compare_text, verdict
 from reports.latency import PERCENTILE_KEYS, latency_rows
+from reports.lockgraph import lockgraph_html, run_label
 from reports.lockstat import format_lockstat
 from reports.perf_lock import format_contention
 
@@ -92,8 +93,10 @@ def _json(data: Any) -> str:
     return json.dumps(data, sort_keys=True, indent=1)
 
 
-def run_html(results: Mapping[str, Any], svgs: Mapping[str, bytes]) -> str:
-    """The page of one run: ``svgs`` maps picture names (latency, throughput, ...) to SVG bytes."""
+def run_html(results: Mapping[str, Any], svgs: Mapping[str, bytes],
+             lockgraphs: Mapping[str, tuple[bytes | None, str]] | None = None) -> str:
+    """The page of one run: ``svgs`` maps picture names (latency, throughput, ...) to SVG bytes;
+    ``lockgraphs`` maps a design to its lock dependency graph (SVG) or why there is none."""
     results = check_results(results)
     runs = results["runs"]
     scen = results["scenario"]
@@ -154,6 +157,7 @@ def run_html(results: Mapping[str, Any], svgs: Mapping[str, bytes]) -> str:
         body += [_pre(str(f)) for f in findings]
         if viol:
             body.append(_pre("\n".join(str(v) for v in viol)))
+        body.append(lockgraph_html(r, (lockgraphs or {}).get(run_label(r))))
         inv = r.get("invariants", {})
         if inv.get("violations"):
             body.append('<p class="bad">invariant violations</p>\n'
@@ -169,21 +173,35 @@ def run_html(results: Mapping[str, Any], svgs: Mapping[str, bytes]) -> str:
     return html_page(f"rmapsim: {name}", "".join(body))
 
 
-def sweep_html(sweep: Mapping[str, Any], table: str, svgs: Mapping[str, bytes]) -> str:
-    """The page of a sweep: the grid, the per-point table (``table``, as text) and scaling curves."""
+def sweep_html(sweep: Mapping[str, Any], table: str, svgs: Mapping[str, bytes], *, title: str | None = None,
+               counts: str | None = None) -> str:
+    """The page of a sweep: titled with its scenario and grid (``title``), the verdict (``counts``),
+    the grid, scaling curves, the per-point table (``table``, as text) and every failed point."""
     scen = sweep.get("scenario", {})
-    name = str(scen.get("name", "?"))
-    body = [f"<h1>rmapsim sweep: {escape(name)}</h1>\n"]
+    title = title or str(scen.get("name", "?"))
+    body = [f"<h1>rmapsim sweep: {escape(title)}</h1>\n"]
     if scen.get("description"):
         body.append(f"<p>{escape(str(scen['description']))}</p>\n")
+    failed = [p for p in sweep.get("points", []) if p.get("status") not in ("ok", "pending")]
+    if counts:
+        body.append(f'<p class="{"bad" if failed else "ok"}">{escape(counts)}</p>\n')
     grid = sweep.get("grid", {})
     grid_rows = [[k, ", ".join(map(str, v))] for k, v in grid.items()]
     body.append("<h2>Grid</h2>\n" + html_table(["key", "values"], grid_rows))
+    facts = [(label, sweep.get(key)) for label, key in (("designs", "designs"), ("overrides", "overrides"),
+                                                        ("code version", "code")) if sweep.get(key)]
+    if facts:
+        body.append("<p class=\"muted\">" + "<br>".join(
+            f"{escape(label)}: {escape(json.dumps(v, sort_keys=True) if not isinstance(v, str) else v)}"
+            for label, v in facts) + "</p>\n")
     for key in sorted(svgs):
         body.append(f"<h2>Scaling: {escape(key.removeprefix('scaling_'))}</h2>\n" + _img(svgs[key], key))
+    if not svgs:
+        body.append('<p class="muted">No scaling curve: no swept key is numeric with more than one value '
+                    "(seeds are a spread, not an axis).</p>\n")
     body.append("<h2>Points</h2>\n" + _pre(table))
-    failed = [p for p in sweep.get("points", []) if p.get("status") != "ok"]
     if failed:
         body.append("<h2>Failed points</h2>\n")
-        body += [_pre(f"{_json(p.get('params', {}))}\n{p.get('error') or ''}") for p in failed]
-    return html_page(f"rmapsim sweep: {name}", "".join(body))
+        body += [f'<p class="bad">{escape(str(p.get("category") or p.get("status")))}</p>\n'
+                 + _pre(f"{_json(p.get('params', {}))}\n{p.get('error') or ''}") for p in failed]
+    return html_page(f"rmapsim sweep: {title}", "".join(body))

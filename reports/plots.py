@@ -5,7 +5,8 @@
 * throughput per operation and design (bars);
 * lock wait time by lock class and design (bars);
 * CPU time split per design (stacked bars);
-* scaling curves from a sweep: total throughput and p99 against the swept key, one line per design.
+* scaling curves from a sweep: total throughput and p99 against each numeric swept key (never the
+  seed: seeds give a mean with a min-max band), one line per design; legends outside the plots.
 
 Reproducible bytes: figures are built on :class:`matplotlib.figure.Figure` (no pyplot state),
 under a fixed style (``svg.hashsalt`` fixed so SVG ids do not come from random UUIDs), and saved
@@ -18,7 +19,7 @@ import io
 import json
 import math
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence, Set
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from typing import Any
 import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter
 
 from reports.common import decode_hdr, fmt_time, op_names, side_names, total_throughput
@@ -35,11 +37,13 @@ from workloads.record import atomic_write
 __all__ = [
     "cpu_time_figure",
     "figure_bytes",
+    "is_seed_key",
     "latency_figure",
     "lock_wait_figure",
     "run_figures",
     "save_figure",
     "scaling_figures",
+    "scaling_keys",
     "throughput_figure",
 ]
 
@@ -283,75 +287,103 @@ def run_figures(runs: Sequence[Mapping[str, Any]]) -> dict[str, Figure]:
 # -- sweeps ----------------------------------------------------------------------------------------
 
 
-def _sort_key(v: Any) -> tuple[int, float, str]:
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        return (1, 0.0, str(v))
-    return (0, float(v), "")
+def is_seed_key(key: str) -> bool:
+    """A grid key that only reseeds the run (``run.seed``): aggregated over, never an x axis."""
+    return key.rsplit(".", 1)[-1] == "seed"
 
 
-def scaling_figures(points: Sequence[tuple[Mapping[str, Any], Sequence[Mapping[str, Any]]]],
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def scaling_keys(grid: Mapping[str, Sequence[Any]]) -> list[str]:
+    """The swept keys a scaling curve is drawn against: numeric (CPUs, sizes, intervals), more than
+    one value, not a seed."""
+    return [k for k, vals in grid.items()
+            if len(vals) > 1 and not is_seed_key(k) and all(_is_number(v) for v in vals)]
+
+
+def _p99(run: Mapping[str, Any], op: str) -> float:
+    return float(run.get("operations", {}).get(op, {}).get("p99_ns", 0) or 0)
+
+
+def scaling_figures(points: Sequence[tuple[Mapping[str, Any], Sequence[Mapping[str, Any]], Set[str]]],
                     grid: Mapping[str, Sequence[Any]]) -> dict[str, Figure]:
-    """Per swept key (one with more than one value): throughput and p99 against it.
+    """Per numeric swept key (:func:`scaling_keys`): throughput and p99 against it.
 
-    ``points`` pairs each successful point's params with its runs.  Lines are per design (and
-    per combination of the other swept keys, named in the legend); p99 panels use one line
-    style per operation.
+    ``points`` holds each point's params, its runs and the designs whose run failed its checks
+    (drawn, marked with a red ring).  One line per design and combination of the other swept keys
+    (named in the legend); seeds are not a line but a spread: each line is the mean over the
+    grid's seeds with a min-max band.  p99 panels use one line style per operation.  Legends sit
+    to the right of the plots.
     """
     swept = [k for k in grid if len(grid[k]) > 1]
+    seeds = [k for k in swept if is_seed_key(k)]
+    nseeds = 1
+    for k in seeds:
+        nseeds *= len(grid[k])
     figs: dict[str, Figure] = {}
-    for key in swept:
-        xs_all = sorted({_json_key(p.get(key)) for p, _ in points}, key=lambda s: _sort_key(_unjson(s)))
-        numeric = all(_sort_key(_unjson(x))[0] == 0 for x in xs_all)
-        others = [k for k in swept if k != key]
-        lines: dict[tuple[str, str], list[tuple[Any, Mapping[str, Any]]]] = {}
+    for key in scaling_keys(grid):
+        others = [k for k in swept if k != key and not is_seed_key(k)]
+        # (design, other values) -> x -> runs at that x (one per seed) and whether any failed
+        lines: dict[tuple[str, str], dict[float, list[tuple[Mapping[str, Any], bool]]]] = {}
         designs: list[str] = []
-        for params, runs in points:
-            rest = ", ".join(f"{k}={params.get(k)}" for k in others)
+        for params, runs, failed in points:
+            x: Any = params.get(key)
+            if not _is_number(x):
+                continue
+            rest = ", ".join(f"{k}={json.dumps(params.get(k))}" for k in others)
             for run in runs:
                 design = str(run.get("design", "?"))
                 if design not in designs:
                     designs.append(design)
-                lines.setdefault((design, rest), []).append((params.get(key), run))
-        ops = op_names([run for _, runs in points for run in runs])
+                lines.setdefault((design, rest), {}).setdefault(float(x), []).append((run, design in failed))
+        ops = op_names([run for _, runs, _ in points for run in runs])
         p99_max = max((float(r.get("operations", {}).get(op, {}).get("p99_ns", 0) or 0)
-                       for _, runs in points for r in runs for op in ops), default=0.0)
+                       for _, runs, _ in points for r in runs for op in ops), default=0.0)
         scale, unit = _time_unit(p99_max)
+        xs_all = sorted({float(v) for v in grid[key]})
+        any_failed = False
         with _style():
-            # legends grow with the lines (designs x other swept values): so does the figure
-            fig = _new_figure(figsize=(11, 4.2 + 0.3 * max(0, len(lines) - 4)), layout="constrained")
-            ax_t, ax_p = fig.subplots(1, 2)
+            entries = len(lines) * (1 + len(ops))
+            fig = _new_figure(figsize=(11, max(6.5, 1.2 + 0.16 * entries)), layout="constrained")
+            ax_t, ax_p = fig.subplots(2, 1)
             ordered = sorted(lines.items(), key=lambda kv: (designs.index(kv[0][0]), kv[0][1]))
-            for (design, rest), pts in ordered:
-                pts.sort(key=lambda pr: _sort_key(pr[0]))
-                xv = [float(x) if numeric else xs_all.index(_json_key(x)) for x, _ in pts]
-                color = _color(designs.index(design))
+            for n, ((design, rest), by_x) in enumerate(ordered):
+                xv = sorted(by_x)
+                color = _color(n) if others else _color(designs.index(design))
                 label = design + (f" ({rest})" if rest else "")
-                ax_t.plot(xv, [total_throughput(r) for _, r in pts], marker="o", color=color, label=label)
-                for j, op in enumerate(ops):
-                    ys = [int(r.get("operations", {}).get(op, {}).get("p99_ns", 0) or 0) / scale
-                          for _, r in pts]
-                    ax_p.plot(xv, ys, marker="o", color=color, linestyle=_LINESTYLES[j % len(_LINESTYLES)],
-                              label=f"{label} {op}")
+                bad = [x for x in xv if any(f for _, f in by_x[x])]
+                any_failed = any_failed or bool(bad)
+                series: list[tuple[Any, str, str, str | None]] = [(ax_t, "-", label, None)]
+                series += [(ax_p, _LINESTYLES[j % len(_LINESTYLES)], f"{label} {op}", op) for j, op in enumerate(ops)]
+                for ax, style, name, op_name in series:
+                    per_x = [[_p99(r, op_name) / scale if op_name else total_throughput(r) for r, _ in by_x[x]]
+                             for x in xv]
+                    mean = [sum(v) / len(v) for v in per_x]
+                    ax.plot(xv, mean, marker="o", markersize=4, color=color, linestyle=style, label=name)
+                    if nseeds > 1:
+                        ax.fill_between(xv, [min(v) for v in per_x], [max(v) for v in per_x], color=color,
+                                        alpha=0.15, linewidth=0)
+                    if bad:
+                        ax.plot(bad, [mean[xv.index(x)] for x in bad], linestyle="none", marker="o", markersize=10,
+                                markerfacecolor="none", markeredgecolor="#b00020", markeredgewidth=1.5)
+            spread = f", mean of {nseeds} seeds (band: min-max)" if nseeds > 1 else ""
             for ax in (ax_t, ax_p):
                 ax.set_xlabel(key)
-                if numeric:
-                    ax.set_xticks([float(_unjson(x)) for x in xs_all], [str(_unjson(x)) for x in xs_all])
-                else:
-                    ax.set_xticks(range(len(xs_all)), [str(_unjson(x)) for x in xs_all])
+                ax.set_xticks(xs_all, [f"{x:g}" for x in xs_all])
                 if ax.lines:
-                    ax.legend(fontsize=7)
+                    handles, labels = ax.get_legend_handles_labels()
+                    if any_failed:
+                        handles.append(Line2D([], [], linestyle="none", marker="o", markersize=8,
+                                              markerfacecolor="none", markeredgecolor="#b00020"))
+                        labels.append("run failed its checks")
+                    ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0,
+                              fontsize=7)
             _plain_numbers(ax_t.yaxis)
-            ax_t.set_ylabel("throughput (operations per simulated second)")
-            ax_t.set_title(f"Throughput vs {key}")
+            ax_t.set_ylabel("throughput (ops per simulated s)")
+            ax_t.set_title(f"Throughput vs {key}{spread}")
             ax_p.set_ylabel(f"p99 latency ({unit})")
-            ax_p.set_title(f"p99 latency vs {key}")
+            ax_p.set_title(f"p99 latency vs {key}{spread}")
         figs[f"scaling_{key}"] = fig
     return figs
-
-
-def _json_key(v: Any) -> str:
-    return json.dumps(v, sort_keys=True)
-
-
-def _unjson(s: str) -> Any:
-    return json.loads(s)

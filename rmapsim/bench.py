@@ -6,6 +6,11 @@ are pre-drawn: task i uses ``random.Random(42000 + i)`` and draws, per iteration
 ``think_ns = round(rng.expovariate(1 / 10_000))`` then ``hold_ns = round(rng.expovariate(1 / 1_000))``.
 The simulated results are the virtual time of the last release (``end_ns``) and the mean of
 (grant - request) over all acquisitions (``mean_wait_ns``); both simulators must agree exactly.
+
+The engine runs twice: with its default executor, the stepper, and with the trio executor (each
+simulated CPU a trio task, control handed between them through trio's scheduler; see
+concurrency/trio_executor.py).  Both must give the same simulated results; the benchmark prints
+the acquisitions per second of each beside SimPy's.
 """
 
 from __future__ import annotations
@@ -39,9 +44,9 @@ def draws(tasks: int = TASKS, iterations: int = ITERATIONS) -> list[list[tuple[i
     return out
 
 
-def run_engine(inputs: list[list[tuple[int, int]]]) -> tuple[int, float, int]:
+def run_engine(inputs: list[list[tuple[int, int]]], executor: str = "stepper") -> tuple[int, float, int]:
     """This engine: returns (end_ns, mean_wait_ns, acquisitions)."""
-    engine = Engine(len(inputs), seed=0)
+    engine = Engine(len(inputs), seed=0, executor=executor)
     mutex = Mutex(engine, "bench_mutex", spin=False, direct_handoff=True)
     total_wait = 0
     acquisitions = 0
@@ -95,49 +100,72 @@ def run_simpy(inputs: list[list[tuple[int, int]]]) -> tuple[int, float, int]:
 
 @dataclass(frozen=True)
 class EngineBench:
-    engine_acq_per_s: float
+    engine_acq_per_s: float  # the default executor, the stepper
     simpy_acq_per_s: float
-    ratio: float
+    ratio: float  # stepper / SimPy
     end_ns: int
     mean_wait_ns: float
     simpy_end_ns: int
     simpy_mean_wait_ns: float
+    trio_acq_per_s: float = 0.0  # the trio executor
+    trio_end_ns: int = 0
+    trio_mean_wait_ns: float = 0.0
+
+    @property
+    def trio_ratio(self) -> float:
+        """trio executor / SimPy."""
+        return self.trio_acq_per_s / self.simpy_acq_per_s
+
+    @property
+    def trio_vs_stepper(self) -> float:
+        return self.trio_acq_per_s / self.engine_acq_per_s
 
     @property
     def agree(self) -> bool:
-        return self.end_ns == self.simpy_end_ns and self.mean_wait_ns == self.simpy_mean_wait_ns
+        return (self.end_ns == self.simpy_end_ns == self.trio_end_ns
+                and self.mean_wait_ns == self.simpy_mean_wait_ns == self.trio_mean_wait_ns)
 
     def to_dict(self) -> dict[str, Any]:
         return {"engine_acq_per_s": round(self.engine_acq_per_s), "simpy_acq_per_s": round(self.simpy_acq_per_s),
-                "ratio": round(self.ratio, 3), "end_ns": self.end_ns, "mean_wait_ns": self.mean_wait_ns}
+                "ratio": round(self.ratio, 3), "end_ns": self.end_ns, "mean_wait_ns": self.mean_wait_ns,
+                "trio_acq_per_s": round(self.trio_acq_per_s), "trio_ratio": round(self.trio_ratio, 3),
+                "trio_vs_stepper": round(self.trio_vs_stepper, 3), "agree": self.agree}
 
 
 def run_engine_bench(repeats: int = 3, tasks: int = TASKS, iterations: int = ITERATIONS) -> EngineBench:
-    """Best of ``repeats`` for each simulator, interleaved so machine noise hits both."""
+    """Best of ``repeats`` for each simulator (the stepper, the trio executor, SimPy), interleaved
+    so machine noise hits all three."""
     inputs = draws(tasks, iterations)
-    best_engine = best_simpy = float("inf")
-    engine_result = simpy_result = (0, 0.0, 0)
+    best_engine = best_trio = best_simpy = float("inf")
+    engine_result = trio_result = simpy_result = (0, 0.0, 0)
     for _ in range(repeats):
         t0 = time.perf_counter()
         engine_result = run_engine(inputs)
         t1 = time.perf_counter()
         simpy_result = run_simpy(inputs)
         t2 = time.perf_counter()
+        trio_result = run_engine(inputs, executor="trio")
+        t3 = time.perf_counter()
         best_engine = min(best_engine, t1 - t0)
         best_simpy = min(best_simpy, t2 - t1)
+        best_trio = min(best_trio, t3 - t2)
     acq = engine_result[2]
     return EngineBench(acq / best_engine, acq / best_simpy, best_simpy / best_engine, engine_result[0],
-                       engine_result[1], simpy_result[0], simpy_result[1])
+                       engine_result[1], simpy_result[0], simpy_result[1], acq / best_trio, trio_result[0],
+                       trio_result[1])
 
 
 def format_engine_bench(b: EngineBench) -> str:
     lines = [
         f"contended mutex: {TASKS} tasks x {ITERATIONS} acquisitions (best of runs, wall clock)",
-        f"  rmapsim engine : {b.engine_acq_per_s:>12,.0f} acquisitions/s",
-        f"  SimPy          : {b.simpy_acq_per_s:>12,.0f} acquisitions/s",
-        f"  ratio          : {b.ratio:.2f}x SimPy (target >= 1.0)",
-        f"  simulated      : end {b.end_ns} ns, mean wait {b.mean_wait_ns:.3f} ns "
-        f"(SimPy: end {b.simpy_end_ns} ns, mean wait {b.simpy_mean_wait_ns:.3f} ns) "
+        f"  rmapsim stepper       : {b.engine_acq_per_s:>12,.0f} acquisitions/s  {b.ratio:.2f}x SimPy "
+        "(the default; target >= 1.0)",
+        f"  rmapsim trio executor : {b.trio_acq_per_s:>12,.0f} acquisitions/s  {b.trio_ratio:.2f}x SimPy, "
+        f"{b.trio_vs_stepper:.2f}x the stepper",
+        f"  SimPy                 : {b.simpy_acq_per_s:>12,.0f} acquisitions/s",
+        f"  simulated             : end {b.end_ns} ns, mean wait {b.mean_wait_ns:.3f} ns "
+        f"(trio executor: end {b.trio_end_ns} ns, mean wait {b.trio_mean_wait_ns:.3f} ns; "
+        f"SimPy: end {b.simpy_end_ns} ns, mean wait {b.simpy_mean_wait_ns:.3f} ns) "
         f"-> {'identical' if b.agree else 'DIFFERENT'}",
     ]
     return "\n".join(lines)

@@ -1,16 +1,35 @@
 """The ``rmapsim`` command line.
 
+Every command runs inside ``trio.run`` (:func:`main`).  ``run``, ``compare`` and the default
+comparison simulate as trio code: the simulation checkpoints into trio (or, with ``--executor
+trio``, is a nursery of CPU tasks), a progress task shares the nursery, and Ctrl-C arrives as a
+``KeyboardInterrupt`` between two simulated events.  Commands whose work blocks (sweep, explore,
+validate, lockdep, ...) run as plain calls inside the same ``trio.run``.  Diagnostics go through
+structlog (rmapsim/diag.py); ``--log FILE`` writes the run's own event log (concurrency/trace.py).
+
 Exit status: 0 success, 1 a finding (lock-order inversion, invariant violation, failed check),
-2 bad input (the message names file, line, key, value and what is allowed; no traceback).
+2 bad input (the message names file, line, key, value and what is allowed; no traceback),
+130 interrupted (Ctrl-C; nothing half-written: results are written after the runs, each file
+under a temporary name and renamed, and a run log of an interrupted run is removed).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
+import inspect
 import json
 import sys
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
+
+import trio
+
+from concurrency.engine import EXECUTORS
+from rmapsim import diag
 
 __all__ = ["main"]
 
@@ -24,7 +43,7 @@ class BadInput(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # argparse's own errors: status 2, no traceback
         self.print_usage(sys.stderr)
-        print(f"rmapsim: error: {message}", file=sys.stderr)
+        diag.error("bad_input", f"rmapsim: error: {message}")
         raise SystemExit(2)
 
 
@@ -96,6 +115,13 @@ def _progress(label: str, quiet: bool) -> Any:
     return Progress(label, enabled=not quiet)
 
 
+@trio.lowlevel.enable_ki_protection
+def _uninterrupted(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)`` with Ctrl-C deferred (trio's KeyboardInterrupt protection) until it
+    returns: the results of finished runs are written whole, then the interrupt is delivered."""
+    return fn(*args, **kwargs)
+
+
 def _write_results(results: dict[str, Any], out: Path, *, reports: bool = True) -> None:
     from workloads.record import atomic_write, dump_json
 
@@ -123,33 +149,89 @@ def _findings(results: dict[str, Any]) -> bool:
     found = False
     for run in results["runs"]:
         for violation in run["invariants"]["violations"]:
-            print(f"rmapsim: {run['design']}: invariant violated: {violation}", file=sys.stderr)
+            diag.warning("invariant_violated", f"rmapsim: {run['design']}: invariant violated: {violation}",
+                         design=run["design"])
             found = True
         for finding in run["lockdep"]["findings"]:
-            print(f"rmapsim: {run['design']}: lockdep:\n{finding}", file=sys.stderr)
+            diag.warning("lockdep_finding", f"rmapsim: {run['design']}: lockdep:\n{finding}", design=run["design"])
             found = True
         missed = {name: w["missed_mappings"] for name, w in run["walks"].items() if w["missed_mappings"]}
         if missed:
             first = run["invariants"]["misses"][0]
             where = ", ".join(f"mm{m} vpn {v}" for m, v in first["mappings"])
-            print(f"rmapsim: {run['design']}: rmap walks missed mappings ("
-                  f"{', '.join(f'{k} {v}' for k, v in sorted(missed.items()))}); first: t={first['t_ns']} ns "
-                  f"{first['walk']} on folio {first['folio']} missed {where}", file=sys.stderr)
+            diag.warning("walks_missed", f"rmapsim: {run['design']}: rmap walks missed mappings ("
+                         f"{', '.join(f'{k} {v}' for k, v in sorted(missed.items()))}); first: t={first['t_ns']} ns "
+                         f"{first['walk']} on folio {first['folio']} missed {where}", design=run["design"])
             found = True
     return found
 
 
+@contextlib.contextmanager
+def _event_log(args: argparse.Namespace) -> Iterator[Any]:
+    """``--log FILE``: the run's event log (written whole, or not at all when interrupted)."""
+    path = getattr(args, "log", None)
+    if not path:
+        yield None
+        return
+    from concurrency.trace import open_event_log
+
+    with open_event_log(path) as log:
+        yield log
+
+
+def _run_failed(exc: Exception) -> NoReturn:
+    diag.error("run_failed", f"rmapsim: run failed: {exc}")
+    raise SystemExit(1) from None
+
+
 def _run_designs(args: argparse.Namespace, scenario: Any, designs: list[str]) -> dict[str, Any]:
+    """Synchronously (for callers that do not await, e.g. lockdep): progress is a thread."""
     from workloads.runner import RunFailed, run_scenario
 
     out = Path(args.out) if args.out else None
     trace_dir = out if getattr(args, "trace", False) and out is not None else None
     with _progress(f"{scenario.name}: {', '.join(designs)}", args.quiet):
         try:
-            return run_scenario(scenario, designs=designs, trace_dir=trace_dir)
+            with _event_log(args) as log:
+                return run_scenario(scenario, designs=designs, trace_dir=trace_dir, log=log)
         except RunFailed as exc:
-            print(f"rmapsim: run failed: {exc}", file=sys.stderr)
-            raise SystemExit(1) from None
+            _run_failed(exc)
+
+
+async def _run_designs_async(args: argparse.Namespace, scenario: Any, designs: list[str]) -> dict[str, Any]:
+    """Inside trio: the runs checkpoint into trio, the progress task shares their nursery and
+    shows virtual time done / total (the workload phases of every design) and an ETA."""
+    from rmapsim.progress import Progress
+    from workloads.runner import RunFailed, run_scenario_async
+
+    out = Path(args.out) if args.out else None
+    trace_dir = out if getattr(args, "trace", False) and out is not None else None
+    progress = Progress(scenario.name, enabled=not args.quiet)
+    current: list[Any] = [0, None, None]  # design index, engine, world
+    duration = scenario.duration_ns
+
+    def watch(i: int, engine: Any, world: Any) -> None:
+        current[:] = [i, engine, world]
+        progress.label = f"{scenario.name}: {designs[i]}"
+
+    def probe() -> tuple[int, int | None]:
+        i, engine, world = current
+        if engine is None:
+            return 0, None
+        if duration is None:  # runs until every task is done: no total to show
+            return engine.now, None
+        done = 0 if world.deadline_ns is None else min(duration, max(0, engine.now - world.workload_start_ns))
+        return i * duration + done, len(designs) * duration
+
+    progress.follow(probe)
+    try:
+        with _event_log(args) as log:
+            run = functools.partial(run_scenario_async, scenario, designs=designs, trace_dir=trace_dir, log=log,
+                                    watch=watch)
+            results: dict[str, Any] = await progress.run_beside(run)
+            return results
+    except RunFailed as exc:
+        _run_failed(exc)
 
 
 def _default_out(scenario: Any) -> Path:
@@ -158,18 +240,29 @@ def _default_out(scenario: Any) -> Path:
 
 def _run_and_save(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Load, run every chosen design, write result.json and the reports: the shared part of
-    run, compare and lockdep."""
+    run, compare and lockdep (synchronous; :func:`_run_and_save_async` is the trio one)."""
     scenario = _load(args, extra)
     designs = _designs(args, scenario)
     if args.out is None:
         args.out = str(_default_out(scenario))
     results = _run_designs(args, scenario, designs)
-    _write_results(results, Path(args.out))
+    _uninterrupted(_write_results, results, Path(args.out))
     return results
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    results = _run_and_save(args)
+async def _run_and_save_async(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """:func:`_run_and_save` inside trio."""
+    scenario = _load(args, extra)
+    designs = _designs(args, scenario)
+    if args.out is None:
+        args.out = str(_default_out(scenario))
+    results = await _run_designs_async(args, scenario, designs)
+    _uninterrupted(_write_results, results, Path(args.out))
+    return results
+
+
+async def cmd_run(args: argparse.Namespace) -> int:
+    results = await _run_and_save_async(args)
     if args.json:
         print(json.dumps(results, sort_keys=True))
     elif not args.quiet:
@@ -177,8 +270,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if _findings(results) else 0
 
 
-def cmd_compare(args: argparse.Namespace) -> int:
-    results = _run_and_save(args)
+async def cmd_compare(args: argparse.Namespace) -> int:
+    results = await _run_and_save_async(args)
     if args.json:
         print(json.dumps(results, sort_keys=True))
     else:
@@ -188,30 +281,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 1 if _findings(results) else 0
 
 
-def cmd_default(args: argparse.Namespace) -> int:
+async def cmd_default(args: argparse.Namespace) -> int:
     """No arguments: the headline comparison on the built-in fork-heavy scenario."""
     args.scenario = DEFAULT_SCENARIO
-    return cmd_compare(args)
+    return await cmd_compare(args)
 
 
 def cmd_lockdep(args: argparse.Namespace) -> int:
-    results = _run_and_save(args, {"lockdep.enabled": True})
-    found = False
-    report: dict[str, Any] = {}
-    for run in results["runs"]:
-        lockdep = run["lockdep"]
-        report[run["design"]] = lockdep
-        found = found or bool(lockdep["findings"] or lockdep["order_violations"])
-        if not args.json:
-            print(f"== {run['design']}: {len(lockdep['edges'])} lock dependencies, "
-                  f"{len(lockdep['findings'])} finding(s), {len(lockdep['order_violations'])} order violation(s)")
-            for text in lockdep["findings"]:
-                print(text)
-            for text in lockdep["order_violations"]:
-                print(text)
-    if args.json:
-        print(json.dumps(report, sort_keys=True))
-    return 1 if found else 0
+    """See rmapsim/lockdep_cmd.py: order files, the emitted order, merging, the lock graph."""
+    from rmapsim.lockdep_cmd import cmd_lockdep as lockdep
+
+    return lockdep(args)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -241,7 +321,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         "mutex.handoff": "MUTEX_FLAG_HANDOFF, v4.10+; false for the 2011-2013 mutex (default true)",
         "reclaim.trylock": "folio_referenced only tries the rmap lock, 2022+ (default true)",
         "lockdep.enabled": "run the lock-order checker (default true)",
-        "lockdep.expected_order": "declared order checked against the run's edges: rmap or none",
+        "lockdep.expected_order": "declared order checked against the run's edges: rmap, none or an order "
+                                  "file's path (see rmapsim lockdep --order)",
     })
     if args.json:
         print(json.dumps({"scenarios": scenarios, "designs": designs, "actors": actors,
@@ -271,21 +352,36 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from rmapsim.sweep import GridError, run_sweep
+    from workloads.executor import Backend, BackendError
 
     scenario = _load(args)
     designs = _designs(args, scenario)
     out = Path(args.out) if args.out else Path(f"rmapsim-out/{scenario.name}-sweep")
     try:
-        summary = run_sweep(_resolve(args.scenario), args.grid, designs=designs, out=out, jobs=args.jobs,
-                            base_overrides=_overrides(args.set or []), seed=args.seed,
-                            quiet=args.quiet)
-    except GridError as exc:
+        backend = Backend.from_args(args.jobs, args.cluster)
+        base = _overrides(args.set or [])
+        if args.cpus is not None:
+            base["run.cpus"] = args.cpus
+        summary = run_sweep(_resolve(args.scenario), args.grid, designs=designs, out=out, backend=backend,
+                            base_overrides=base, seed=args.seed, quiet=args.quiet)
+    except (GridError, BackendError) as exc:
         raise BadInput(str(exc)) from None
+    if summary["interrupted"]:
+        done = summary["ok"] + summary["failed"]
+        print(f"rmapsim: interrupted; {done} finished point(s) kept in {out / 'sweep.json'} "
+              f"({summary['pending']} not run); rerun the same command to resume", file=sys.stderr)
+        return 130
+    for failure in summary["failures"]:
+        params = ", ".join(f"{k}={v}" for k, v in failure["params"].items())
+        print(f"rmapsim: sweep point {params}: {failure['category']}: {failure['error']}", file=sys.stderr)
     if args.json:
         print(json.dumps(summary, sort_keys=True))
     elif not args.quiet:
-        print(f"sweep: {summary['ok']} ok, {summary['failed']} failed, {summary['skipped']} resumed; "
-              f"{out / 'sweep.json'}")
+        cats = ", ".join(f"{c} {n}" for c, n in summary["categories"].items())
+        why = ", ".join(f"{r} {n}" for r, n in summary["reasons"].items())
+        print(f"sweep of {summary['points']} point(s) on {summary['backend']}: {summary['ok']} ok, "
+              f"{summary['failed']} failed{f' ({cats})' if cats else ''}; resumed {summary['resumed']}, "
+              f"ran {summary['ran']}{f' ({why})' if why else ''}; {out / 'sweep.json'}")
     return 1 if summary["failed"] else 0
 
 
@@ -320,6 +416,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quiet", action="store_true", help="no progress or chatter")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("--out", help="output folder (default rmapsim-out/<scenario>-seed<N>)")
+    parser.add_argument("--executor", choices=EXECUTORS, help="stepper (default) or trio: who steps simulated tasks")
+    parser.add_argument("--log", metavar="FILE", help="write the runs' event log to FILE (JSON lines)")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     def scenario_cmd(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -333,20 +431,30 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--out", help="output folder")
         p.add_argument("--json", action="store_true", help="print JSON")
         p.add_argument("--quiet", action="store_true", help="no progress or chatter")
+        p.add_argument("--executor", choices=EXECUTORS,
+                       help="who steps the simulated tasks: stepper (default, fastest) or trio (each simulated "
+                            "CPU a trio task); results are byte-identical; same as --set run.executor=NAME")
         return p
 
+    log_help = "write the runs' event log to FILE: JSON lines (structlog) in virtual time"
     p = scenario_cmd("run", "run a scenario; writes OUT/result.json and reports")
     p.add_argument("--trace", action="store_true", help="also write a Chrome trace per design")
+    p.add_argument("--log", metavar="FILE", help=log_help)
     p.set_defaults(func=cmd_run)
     p = scenario_cmd("compare", "run every design of a scenario and print the comparison")
     p.add_argument("--trace", action="store_true", help="also write a Chrome trace per design")
+    p.add_argument("--log", metavar="FILE", help=log_help)
     p.set_defaults(func=cmd_compare)
-    p = scenario_cmd("lockdep", "run with the order checker; exit 1 on an inversion")
-    p.set_defaults(func=cmd_lockdep)
-    p = scenario_cmd("sweep", "run a parameter grid in worker processes (resumable)")
+    from rmapsim.lockdep_cmd import add_parser as add_lockdep_parser
+
+    add_lockdep_parser(sub)
+    p = scenario_cmd("sweep", "run a parameter grid, in worker processes or on a Dask cluster (resumable)")
     p.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2,...",
                    help="a swept key and its values (repeatable: the grid is their product)")
-    p.add_argument("--jobs", type=int, default=1, help="worker processes")
+    p.add_argument("--jobs", type=int, default=1, help="local worker processes (default 1: in this process)")
+    p.add_argument("--cluster", metavar="local[:N]|tcp://HOST:PORT",
+                   help="run the points on Dask distributed: a LocalCluster of N workers, or a running "
+                        "scheduler (needs rmapsim[cluster])")
     p.set_defaults(func=cmd_sweep)
     p = sub.add_parser("list", help="scenarios, designs, actors and switches")
     p.add_argument("--json", action="store_true", help="one JSON object")
@@ -370,9 +478,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_LOGGING_COMMANDS = (None, "run", "compare")  # the commands --log applies to (None: the default comparison)
+
+
+async def _dispatch(args: argparse.Namespace) -> int:
+    """The command, inside trio: awaited when it is trio code, called when it is not."""
+    if getattr(args, "log", None) and args.command not in _LOGGING_COMMANDS:
+        raise BadInput(f"--log: {args.command} writes no run log; allowed with: run, compare")
+    result = args.func(args)
+    if inspect.isawaitable(result):
+        result = await result
+    return int(result)
+
+
+def _interrupted(exc: BaseException) -> bool:
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.subgroup(KeyboardInterrupt) is not None
+    return isinstance(exc, KeyboardInterrupt)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:
+        diag.warning("interrupted", "rmapsim: interrupted")
+        return 130
     if args.command is None:
         args.func = cmd_default
         args.design = None
@@ -380,12 +511,20 @@ def main(argv: list[str] | None = None) -> int:
         args.seed = None
         args.cpus = None
         args.trace = False
-    try:
-        result: int = args.func(args)
-    except BadInput as exc:
-        print(f"rmapsim: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("rmapsim: interrupted", file=sys.stderr)
-        return 130
-    return result
+    executor = getattr(args, "executor", None)
+    if executor is not None:  # --executor NAME is --set run.executor=NAME (it reaches worker processes too)
+        args.set = [*(getattr(args, "set", None) or []), f"run.executor={executor}"]
+    with diag.diagnostics(json=bool(getattr(args, "json", False))):
+        try:
+            return trio.run(_dispatch, args)
+        except BadInput as exc:
+            diag.error("bad_input", f"rmapsim: error: {exc}")
+            return 2
+        except BaseException as exc:
+            if not _interrupted(exc):
+                raise
+            # Ctrl-C inside a synchronous simulation (validate, explore's in-process runs) can land
+            # between creating a model coroutine and awaiting it: not a bug, say nothing at exit.
+            warnings.filterwarnings("ignore", r"coroutine .* was never awaited", RuntimeWarning)
+            diag.warning("interrupted", "rmapsim: interrupted")
+            return 130

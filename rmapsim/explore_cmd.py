@@ -28,7 +28,10 @@ def add_parser(sub: Any) -> None:
                         "(repeatable; default: the scenario's designs)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a scenario key (repeatable)")
     p.add_argument("--runs", type=int, default=50, help="runs per design (default 50)")
-    p.add_argument("--jobs", type=int, default=1, help="worker processes (the set of runs does not depend on it)")
+    p.add_argument("--jobs", type=int, default=1, help="local worker processes (the set of runs does not depend on it)")
+    p.add_argument("--cluster", metavar="local[:N]|tcp://HOST:PORT",
+                   help="run on Dask distributed: a LocalCluster of N workers, or a running scheduler "
+                        "(needs rmapsim[cluster]; the set of runs does not depend on it)")
     p.add_argument("--seed-base", type=int, default=1, help="run i uses seed SEED_BASE + i (default 1)")
     p.add_argument("--perturb", default="all",
                    help="all (default: shuffle,jitter=0.2,preempt=3), none, or a comma list of shuffle, "
@@ -38,6 +41,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--out", help="output folder (default rmapsim-out/<scenario>-explore)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress or chatter")
+    p.add_argument("--executor", choices=("stepper", "trio"),
+                   help="who steps the simulated tasks (same verdicts); same as --set run.executor=NAME")
     p.set_defaults(func=cmd_explore)
 
 
@@ -67,8 +72,16 @@ def _variants(args: argparse.Namespace, scenario: Any) -> list[Any]:
 
 
 def cmd_explore(args: argparse.Namespace) -> int:
+    from workloads.executor import interrupts
+
+    with interrupts():  # SIGTERM stops an exploration as Ctrl-C does: finished runs are kept, exit 130
+        return _explore(args)
+
+
+def _explore(args: argparse.Namespace) -> int:
     from reports.explore import explore_html, explore_text, story_text
     from rmapsim.cli import BadInput, _overrides, _resolve
+    from workloads.executor import Backend, BackendError, Executor
     from workloads.explore import (
         CATEGORIES,
         EXPLORE_SCHEMA,
@@ -85,8 +98,10 @@ def cmd_explore(args: argparse.Namespace) -> int:
 
     if args.runs < 1:
         raise BadInput(f"--runs {args.runs}: allowed: 1 or more")
-    if args.jobs < 1:
-        raise BadInput(f"--jobs {args.jobs}: allowed: 1 or more")
+    try:
+        backend = Backend.from_args(args.jobs, args.cluster)
+    except BackendError as exc:
+        raise BadInput(str(exc)) from None
     if args.shrink_budget < 0:
         raise BadInput(f"--shrink-budget {args.shrink_budget}: allowed: 0 or more")
     try:
@@ -108,6 +123,10 @@ def cmd_explore(args: argparse.Namespace) -> int:
         probe.unlink()
     except OSError as exc:
         raise BadInput(f"--out {out}: cannot write there ({exc.strerror})") from None
+    try:  # a cluster that cannot be reached is bad input, found before any run
+        executor = Executor(backend).start()
+    except BackendError as exc:
+        raise BadInput(str(exc)) from None
 
     from rmapsim.progress import Progress
 
@@ -125,7 +144,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
             "overrides": dict(sorted(source.overrides.items())) if not source.is_toml else _overrides(args.set or []),
             "runs_per_variant": args.runs, "seed_base": args.seed_base, "perturb": spec.to_dict(),
             "complete": len(runs) == total and not state["interrupted"],
-            "summary": _summary(variants, runs, CATEGORIES),
+            "summary": _summary(variants, runs, (*CATEGORIES, "worker_lost", "error")),
             "runs": runs,
             "reproducers": reproducers,
         }
@@ -147,23 +166,17 @@ def cmd_explore(args: argparse.Namespace) -> int:
             state["stop"] = True
 
     try:
-        with progress:
+        with progress, executor:
             # Run 0 of each variant is the plain schedule; its end time is the horizon of the
             # injected preemptions of the others.
             first = plan(source, variants, 1, args.seed_base, spec, {})
-            run_jobs(first, args.jobs, on_result)
+            run_jobs(first, executor, on_result)
             save()
             horizons = {v.label: (verdicts[(v.label, 0)]["end_ns"] or scenario.duration_ns or 10_000_000)
                         for v in variants}
             rest = [j for j in plan(source, variants, args.runs, args.seed_base, spec, horizons) if j.index]
             if not state["stop"]:
-                if args.stop_at_first:
-                    for job in rest:
-                        if state["stop"]:
-                            break
-                        run_jobs([job], 1, on_result)
-                else:
-                    run_jobs(rest, args.jobs, on_result)
+                run_jobs(rest, executor, on_result, stop=(lambda: bool(state["stop"])) if args.stop_at_first else None)
             save()
         wall = time.monotonic() - start
         # Shrink the first failure of each (variant, category), in run order.
@@ -173,6 +186,8 @@ def cmd_explore(args: argparse.Namespace) -> int:
         for key in sorted(verdicts, key=lambda k: ([v.label for v in variants].index(k[0]), k[1])):
             verdict = verdicts[key]
             for cat in verdict["categories"]:
+                if cat in ("worker_lost", "error"):  # not the schedule's doing: nothing to shrink
+                    continue
                 firsts.setdefault((key[0], cat), (all_jobs[key], verdict))
         with Progress(f"shrinking {len(firsts)} failure(s)", enabled=not args.quiet and bool(firsts)):
             for (label, cat), (job, verdict) in firsts.items():
@@ -207,6 +222,10 @@ def cmd_explore(args: argparse.Namespace) -> int:
                           "reproducers": [r["file"] for r in reproducers], "out": str(out)}, sort_keys=True))
     elif not args.quiet:
         print(text, end="")
+        for rep in reproducers:  # the race as a story, one table per reproducer
+            if rep["story"] is not None:
+                print()
+                print(story_text(rep["story"]), end="")
         print(f"{len(verdicts)} runs in {wall:.1f} s ({len(verdicts) * 60 / wall:.0f} runs per wall minute); "
               f"{out / 'explore.json'}")
     return 1 if failed else 0

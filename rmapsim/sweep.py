@@ -1,26 +1,52 @@
-"""Parameter sweeps: a grid of scenario overrides run in worker processes, resumable.
+"""Parameter sweeps: a grid of scenario overrides, one task per point, resumable by identity.
 
-Each point (one combination of the grid's values) runs every chosen design and writes
-``OUT/points/<key=value,...>/result.json``.  ``OUT/sweep.json`` indexes the points with their status;
-it is rewritten (atomically) after every finished point, so an interrupted sweep resumes without
-redoing finished points.  A failing point is recorded with its error and the sweep goes on.
+Each point (one combination of the grid's values) runs every chosen design as one task of the
+executor (workloads/executor.py: in this process, local worker processes or Dask distributed, with
+identical results).  The task travels as the scenario's source and overrides; its results come back
+here and are written as each finishes: ``OUT/points/<key=value,...>/result.json``.  ``OUT/sweep.json``
+indexes the points (rewritten atomically as points finish, at most twice a second, and at the end).
+
+**Identity.**  A point's ``key`` is the sha256 of everything that determines its result: the
+scenario file's content, every override (``--set``, ``--seed`` and the grid's), the designs, the
+seed and perturbation the scenario ends up with, and the code version (the simulator's sources).
+Rerunning a sweep resumes a point only when its key is unchanged and it finished; any other point
+runs again, and the summary says how many were resumed, how many ran, and why.
+
+**Verdicts.**  A point is ``ok`` only if every design ran to completion with its invariants
+holding, no rmap walk missed a mapping and lockdep found no lock-order violation.  Otherwise it is
+``failed`` with its ``category`` (workloads/explore.py's: ``crash``, ``deadlock``, ``corruption``,
+``missed_mapping``, ``lock_order``, ``invariant``; or ``worker_lost`` when its worker died under it,
+``error`` when the executor could not run it) and a one-line ``error``, in sweep.json, sweep.txt and
+the HTML report; the sweep goes on, and exits 1.
+
+**Interrupts.**  SIGINT or SIGTERM stops dispatching, cancels the running points and keeps the
+finished ones (the others stay ``pending``): rerunning the same command resumes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rmapsim.progress import Progress
+from workloads.executor import Backend, Executor, Outcome, code_version, interrupts
+from workloads.explore import CATEGORIES, ScenarioSource, classify
 from workloads.record import atomic_write, dump_json
-from workloads.scenario import ScenarioError, load_scenario, parse_value
+from workloads.scenario import ScenarioError, parse_value
 
-__all__ = ["GridError", "parse_grid", "point_dir", "run_point", "run_sweep"]
+__all__ = ["GridError", "PointTask", "parse_grid", "point_dir", "point_key", "run_point", "run_sweep"]
 
 SWEEP_SCHEMA = "rmapsim.sweep/1"
+# Failures that say nothing about the point itself: rerun on resume even with an unchanged key.
+TRANSIENT = ("worker_lost", "error")
+POINT_CATEGORIES = (*CATEGORIES, "worker_lost", "error")
+_IDENTITY_FIELDS = (("scenario", "scenario file"), ("overrides", "overrides"), ("designs", "designs"),
+                    ("seed", "seed"), ("perturb", "perturbation"), ("code", "code"))
 
 
 class GridError(ValueError):
@@ -43,93 +69,218 @@ def point_dir(params: dict[str, Any]) -> str:
     return ",".join(f"{k}={v}" for k, v in params.items()).replace("/", "_")
 
 
-def run_point(scenario_path: str, overrides: dict[str, Any], designs: list[str], out: str) -> dict[str, Any]:
-    """In a worker process: run one grid point and write its result.json."""
-    from workloads.runner import run_scenario
-
-    scenario = load_scenario(scenario_path, overrides)
-    results = run_scenario(scenario, designs=designs)
-    results["point"] = overrides
-    # Only the record: per-point reports would double a point's cost; the sweep's own report
-    # covers the grid, and `rmapsim report OUT/points/<point>` renders any point on demand.
-    atomic_write(Path(out) / "result.json", dump_json(results))
-    return {"ok": True}
+def point_key(identity: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def run_sweep(scenario_path: Path, grid_items: list[str], *, designs: list[str], out: Path, jobs: int = 1,
-              base_overrides: dict[str, Any] | None = None, seed: int | None = None,
-              quiet: bool = False) -> dict[str, Any]:
+# -- one point, in whatever worker ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PointTask:
+    """What a worker needs to run one point: the scenario's source with the point's overrides
+    applied (TOML data, or a Python file and its overrides) and the designs."""
+
+    source: ScenarioSource
+    designs: tuple[str, ...]
+
+
+def run_point(task: PointTask) -> dict[str, Any]:
+    """Run every design of one point and judge each run; returns the result document (None when no
+    design produced a record), each design's verdict, and the code version that ran it."""
+    from concurrency.engine import Deadlock
+    from workloads.runner import RunFailed, run_scenario
+
+    doc: dict[str, Any] | None = None
+    verdicts: dict[str, dict[str, Any]] = {}
+    try:
+        scenario = task.source.load()
+    except ScenarioError as exc:
+        return {"results": None, "verdicts": {d: {"categories": ["crash"], "detail": str(exc)} for d in task.designs},
+                "code": code_version()}
+    for design in task.designs:
+        try:
+            part = run_scenario(scenario, designs=[design])
+        except RunFailed as exc:
+            category = "deadlock" if isinstance(exc.__cause__, Deadlock) else "crash"
+            verdicts[design] = {"categories": [category], "detail": str(exc).splitlines()[0]}
+            continue
+        except Exception as exc:  # the model broke outside a task (set-up, end-of-run checks)
+            verdicts[design] = {"categories": ["crash"], "detail": f"{type(exc).__name__}: {exc}"}
+            continue
+        record = part["runs"][0]
+        categories, detail, _ = classify(record)
+        verdicts[design] = {"categories": categories, "detail": detail}
+        if doc is None:
+            doc = {**part, "runs": []}
+        doc["runs"].append(record)
+    return {"results": doc, "verdicts": verdicts, "code": code_version()}
+
+
+# -- the sweep ------------------------------------------------------------------------------------------
+
+
+def _why_rerun(prev: dict[str, Any] | None, identity: dict[str, Any], out: Path) -> str | None:
+    """Why a point runs again (None: its previous result stands)."""
+    if prev is None:
+        return "new point"
+    old = prev.get("identity")
+    if not isinstance(old, dict):
+        return "no identity recorded (an older sweep)"
+    changed = [name for field, name in _IDENTITY_FIELDS if old.get(field) != identity[field]]
+    if changed:
+        return "changed: " + ", ".join(changed)
+    if prev.get("status") not in ("ok", "failed"):
+        return "not finished"
+    if prev.get("category") in TRANSIENT:
+        return f"{prev['category']} before"
+    if prev.get("result") and not (out / str(prev["result"])).exists():
+        return "result file missing"
+    return None
+
+
+def _verdict(entry: dict[str, Any], outcome: Outcome, out: Path, rel: str) -> None:
+    """Fill a point's index entry from what came back (and write its result file first).  The entry
+    changes in one step, so an interrupt never leaves it half-updated."""
+    new: dict[str, Any] = {"status": "failed", "category": None, "categories": [], "error": None, "result": None,
+                           "designs": {}}
+    reply = outcome.value if outcome.ok else None
+    if reply is None:
+        category = "worker_lost" if outcome.lost else "error"
+        new.update(category=category, categories=[category], error=outcome.error)
+    elif reply.get("code") != code_version():
+        new.update(category="error", categories=["error"],
+                   error=f"the worker runs rmapsim {reply.get('code')}, this sweep {code_version()}: "
+                         "install the same code on every worker")
+    else:
+        if reply["results"] is not None:
+            results = dict(reply["results"])
+            results["point"] = entry["identity"]["overrides"]
+            atomic_write(out / rel / "result.json", dump_json(results))
+            new["result"] = f"{rel}/result.json"
+        verdicts = reply["verdicts"]
+        new["designs"] = verdicts
+        found = {c for v in verdicts.values() for c in v["categories"]}
+        cats = [c for c in POINT_CATEGORIES if c in found]
+        if cats:
+            first = next(d for d, v in verdicts.items() if cats[0] in v["categories"])
+            new.update(category=cats[0], categories=cats, error=f"{first}: {verdicts[first]['detail']}")
+        else:
+            new["status"] = "ok"
+    entry.update(new)
+
+
+def run_sweep(scenario_path: Path, grid_items: list[str], *, designs: list[str], out: Path,
+              backend: Backend | None = None, base_overrides: dict[str, Any] | None = None,
+              seed: int | None = None, quiet: bool = False) -> dict[str, Any]:
+    """Run (or resume) a sweep; returns its summary (``interrupted`` True when a signal stopped it:
+    the finished points are in sweep.json, the report is not rendered).  Raises :class:`GridError`
+    for a bad grid or point, and :class:`~workloads.executor.BackendError` for an unusable backend,
+    before any work starts."""
+    backend = backend or Backend()
     grid = parse_grid(grid_items)
     base = dict(base_overrides or {})
     if seed is not None:
         base["run.seed"] = seed
     keys = list(grid)
-    points = [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*grid.values())]
+    combos = [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*grid.values())]
+    content = hashlib.sha256(scenario_path.read_bytes()).hexdigest()
     # Validate every point up front: bad input fails before any work starts.
-    for params in points:
+    points: list[tuple[str, dict[str, Any], PointTask, dict[str, Any]]] = []
+    scenario_name, description = scenario_path.stem, ""
+    for params in combos:
+        overrides = {**base, **params}
         try:
-            load_scenario(scenario_path, {**base, **params})
+            source = ScenarioSource.from_path(scenario_path, overrides)
+            scenario = source.load()
         except ScenarioError as exc:
             raise GridError(f"grid point {point_dir(params)}: {exc}") from None
+        if not points:
+            scenario_name, description = scenario.name, scenario.description
+        identity = {"scenario": {"file": scenario_path.name, "sha256": content},
+                    "overrides": dict(sorted(overrides.items())), "designs": list(designs),
+                    "seed": scenario.seed, "perturb": scenario.perturb.to_dict(), "code": code_version()}
+        points.append((point_dir(params), params, PointTask(source, tuple(designs)), identity))
+
     index_path = out / "sweep.json"
     previous: dict[str, dict[str, Any]] = {}
     if index_path.exists():
-        for entry in json.loads(index_path.read_text()).get("points", []):
-            previous[point_dir(entry["params"])] = entry
+        try:
+            for entry in json.loads(index_path.read_text()).get("points", []):
+                previous[point_dir(entry["params"])] = entry
+        except (ValueError, KeyError, TypeError, AttributeError):
+            previous = {}  # unreadable: every point runs again ("new point")
     entries: dict[str, dict[str, Any]] = {}
-    todo = []
-    skipped = 0
-    for params in points:
-        name = point_dir(params)
-        rel = f"points/{name}"
+    todo: list[int] = []
+    reasons: dict[str, int] = {}
+    for i, (name, params, _, identity) in enumerate(points):
         prev = previous.get(name)
-        if prev is not None and prev["status"] == "ok" and (out / rel / "result.json").exists():
-            entries[name] = prev
-            skipped += 1
-        else:
-            entries[name] = {"params": params, "status": "pending", "error": None, "result": f"{rel}/result.json"}
-            todo.append((name, params, rel))
+        why = _why_rerun(prev, identity, out)
+        if why is None and prev is not None:
+            entries[name] = {**prev, "params": params, "identity": identity, "key": point_key(identity)}
+            continue
+        reasons[why or "new point"] = reasons.get(why or "new point", 0) + 1
+        entries[name] = {"params": params, "key": point_key(identity), "identity": identity, "status": "pending",
+                         "category": None, "categories": [], "error": None, "result": None, "designs": {}}
+        todo.append(i)
+    resumed = len(points) - len(todo)
 
     def write_index() -> None:
         atomic_write(index_path, dump_json({
             "schema": SWEEP_SCHEMA,
-            "scenario": {"source": scenario_path.name},
+            "scenario": {"name": scenario_name, "description": description, "source": scenario_path.name,
+                         "sha256": content},
             "grid": grid,
+            "overrides": dict(sorted(base.items())),
             "designs": designs,
-            "points": [entries[point_dir(p)] for p in points],
+            "code": code_version(),
+            "points": [entries[name] for name, _, _, _ in points],
         }))
 
-    write_index()
-    with Progress(f"sweep {scenario_path.stem}", total=len(points), enabled=not quiet) as progress:
-        progress.advance(skipped)
-        if jobs <= 1:
-            for name, params, rel in todo:
-                _finish(entries[name], lambda p=params, r=rel: run_point(
-                    str(scenario_path), {**base, **p}, designs, str(out / r)))
-                write_index()
+    executor = Executor(backend).start()  # an unusable backend is bad input: nothing written yet
+    interrupted = False
+    with interrupts():
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            write_index()
+            last = [time.monotonic()]
+
+            def on_result(j: int, outcome: Outcome) -> None:
+                name = points[todo[j]][0]
+                _verdict(entries[name], outcome, out, f"points/{name}")
                 progress.advance()
-        else:
-            with ProcessPoolExecutor(max_workers=jobs) as pool:
-                futures = {pool.submit(run_point, str(scenario_path), {**base, **params}, designs,
-                                       str(out / rel)): name for name, params, rel in todo}
-                for fut in as_completed(futures):
-                    name = futures[fut]
-                    _finish(entries[name], fut.result)
+                if time.monotonic() - last[0] >= 0.5:
                     write_index()
-                    progress.advance()
-    from reports import render_sweep
+                    last[0] = time.monotonic()
 
-    render_sweep(json.loads(index_path.read_text()), out)
-    failed = sum(1 for e in entries.values() if e["status"] == "failed")
-    return {"points": len(points), "ok": len(points) - failed, "failed": failed, "skipped": skipped,
-            "out": str(out)}
+            with executor, Progress(f"sweep {scenario_name}", total=len(points), enabled=not quiet) as progress:
+                progress.advance(resumed)
+                executor.map(run_point, [points[i][2] for i in todo], on_result)
+            write_index()
+            from reports import render_sweep
 
-
-def _finish(entry: dict[str, Any], call: Any) -> None:
-    try:
-        call()
-        entry["status"] = "ok"
-        entry["error"] = None
-    except Exception as exc:  # a failed point is recorded, the sweep goes on
-        entry["status"] = "failed"
-        entry["error"] = f"{type(exc).__name__}: {exc}"
+            render_sweep(json.loads(index_path.read_text()), out)
+        except KeyboardInterrupt:
+            interrupted = True
+            write_index()
+        finally:
+            executor.close(hard=True)  # a no-op after a normal end
+    statuses = [entries[name] for name, _, _, _ in points]
+    failed = [e for e in statuses if e["status"] == "failed"]
+    by_category: dict[str, int] = {}
+    for e in failed:
+        by_category[e["category"]] = by_category.get(e["category"], 0) + 1
+    return {
+        "points": len(points),
+        "ok": sum(1 for e in statuses if e["status"] == "ok"),
+        "failed": len(failed),
+        "pending": sum(1 for e in statuses if e["status"] == "pending"),
+        "resumed": resumed,
+        "ran": len(todo),
+        "reasons": dict(sorted(reasons.items())),
+        "categories": dict(sorted(by_category.items())),
+        "failures": [{"params": e["params"], "category": e["category"], "error": e["error"]} for e in failed],
+        "interrupted": interrupted,
+        "backend": backend.describe(),
+        "out": str(out),
+    }

@@ -10,6 +10,7 @@ cost jitter, PCT-style injected preemptions), and gives each run a verdict:
 ``deadlock``        every live task blocked with nothing pending
 ``corruption``      what the kernel would have corrupted (a stale migration entry left behind)
 ``missed_mapping``  a completed rmap walk did not reach a mapping it owed (mm/rmap.py's rule)
+``use_after_free``  an rmap walk called rmap_one on a VMA already unlinked from its mm
 ``lock_order``      lockdep found an inversion, or an edge against the declared order
 ``invariant``       any other end-of-run check (leaks, refcounts, mapcounts, RCU sleeps)
 ==================  ===========================================================================
@@ -29,15 +30,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import signal
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from concurrency.engine import Deadlock, task_rng
 from concurrency.perturb import Perturbation, draw_preemptions
+from workloads.executor import Executor, Outcome
 from workloads.record import dump_json
 from workloads.scenario import Scenario, ScenarioError, load_scenario, scenario_from_data
 
@@ -49,6 +49,7 @@ __all__ = [
     "ScenarioSource",
     "Variant",
     "execute",
+    "lost_verdict",
     "plan",
     "run_jobs",
     "shrink",
@@ -56,7 +57,7 @@ __all__ = [
 
 EXPLORE_SCHEMA = "rmapsim.explore/1"
 # In order of precedence: a run's primary category is the first that applies.
-CATEGORIES = ("crash", "deadlock", "corruption", "missed_mapping", "lock_order", "invariant")
+CATEGORIES = ("crash", "deadlock", "corruption", "missed_mapping", "use_after_free", "lock_order", "invariant")
 
 
 # -- what to perturb ------------------------------------------------------------------------------
@@ -225,6 +226,12 @@ def classify(record: dict[str, Any]) -> tuple[list[str], str, dict[str, Any] | N
         if victim is None and first is not None:
             victim = {"kind": "missed_mapping", **first}
         detail = detail or ("missed mappings: " + ", ".join(f"{k} {v}" for k, v in sorted(missed.items())))
+    freed = {name: w["freed_vma_visits"] for name, w in record["walks"].items() if w["freed_vma_visits"]}
+    if freed:
+        # rmap_one on a VMA already unlinked from its mm (munmap/exit ran under the walk): the
+        # kernel's walk would touch a VMA nothing keeps alive.
+        cats.append("use_after_free")
+        detail = detail or ("walks visited unlinked VMAs: " + ", ".join(f"{k} {v}" for k, v in sorted(freed.items())))
     lockdep = record["lockdep"]
     if lockdep["findings"] or lockdep["order_violations"]:
         cats.append("lock_order")
@@ -286,42 +293,30 @@ def plan(source: ScenarioSource, variants: list[Variant], runs: int, seed_base: 
     return jobs
 
 
-def _ignore_sigint() -> None:
-    # Ctrl-C goes to the whole process group: the parent decides, workers just get terminated.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def lost_verdict(job: Job, error: str, category: str = "worker_lost") -> dict[str, Any]:
+    """The verdict of a run that came back without one: its worker died under it (``worker_lost``)
+    or the executor could not run it (``error``).  Never shrunk: it says nothing about the schedule."""
+    return {
+        "index": job.index, "variant": job.variant.label, "design": job.variant.design, "seed": job.seed,
+        "perturb": job.perturb.to_dict(), "categories": [category], "category": category, "detail": error,
+        "victim": None, "digest": None, "end_ns": None, "events": None, "preemptions_injected": 0,
+    }
 
 
-def run_jobs(jobs: list[Job], workers: int, on_result: Callable[[Job, dict[str, Any]], None]) -> None:
-    """Run ``jobs`` in this process (``workers <= 1``) or in worker processes, calling
-    ``on_result`` in the parent as each finishes.  On KeyboardInterrupt the pending jobs are
-    cancelled and the workers terminated; results already delivered stay delivered."""
-    if workers <= 1 or len(jobs) <= 1:
-        for job in jobs:
-            on_result(job, execute(job))
-        return
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), initializer=_ignore_sigint)
-    try:
-        pending: dict[Future[dict[str, Any]], Job] = {}
-        queue: Iterator[Job] = iter(jobs)
-        # Keep a bounded number in flight so an interrupt has little to throw away.
-        for job in queue:
-            pending[pool.submit(execute, job)] = job
-            if len(pending) >= 2 * workers:
-                break
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in sorted(done, key=lambda f: pending[f].index):
-                job = pending.pop(fut)
-                on_result(job, fut.result())
-                nxt = next(queue, None)
-                if nxt is not None:
-                    pending[pool.submit(execute, nxt)] = nxt
-    except BaseException:
-        for proc in list(getattr(pool, "_processes", {}).values()):
-            proc.terminate()
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown()
+def run_jobs(jobs: list[Job], executor: Executor, on_result: Callable[[Job, dict[str, Any]], None], *,
+             stop: Callable[[], bool] | None = None) -> None:
+    """Run ``jobs`` on ``executor`` (workloads/executor.py: in this process, local workers or Dask),
+    calling ``on_result`` here as each finishes.  An interrupt cancels what runs and propagates;
+    results already delivered stay delivered.  ``stop`` ends dispatching (running jobs still finish)."""
+
+    def deliver(i: int, outcome: Outcome) -> None:
+        job = jobs[i]
+        if outcome.ok:
+            on_result(job, outcome.value)
+        else:
+            on_result(job, lost_verdict(job, outcome.error or "", "worker_lost" if outcome.lost else "error"))
+
+    executor.map(execute, jobs, deliver, stop=stop)
 
 
 # -- shrinking ---------------------------------------------------------------------------------------

@@ -9,28 +9,40 @@ actors finish their current operation and exit their processes, daemons return, 
 fire.  Only then is the run complete and the end-of-run invariants are checked (nothing leaked,
 mapcounts balance).  The event budget stops a runaway scenario; that is reported as a violation,
 never hidden.
+
+:func:`run_one` runs synchronously; :func:`run_one_async` runs inside trio (the command line's
+``trio.run``), checkpointing, beside a progress task.  Both run whichever executor the scenario's
+``run.executor`` names (concurrency/engine.py); the record does not depend on it.  ``log`` (an
+:class:`concurrency.trace.EventLog`) receives the run's structlog event log.
 """
 
 from __future__ import annotations
 
+import functools
 from array import array
+from collections.abc import Callable, Generator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from actors.daemons import WaitQueue, install_reclaim
 from actors.process import exit_process, populate
 from actors.world import Process, World
-from concurrency.engine import Deadlock, Engine, SimulationError
-from concurrency.lockdep import ExpectedOrder, OrderChecker
+from concurrency.engine import Deadlock, Engine, RunOutcome, SimulationError
+from concurrency.lockdep import OrderChecker
 from mm.costs import CostModel
 from mm.mmap import mmap_region
 from mm.story import Story
 from mm.system import MemoryConfig, MmSystem
 from workloads.actors import start_actor
+from workloads.lockorder import expected_order_for
 from workloads.record import RECORD_SCHEMA, RESULTS_SCHEMA, histogram_record, lock_records
 from workloads.scenario import Scenario
 
-__all__ = ["SETUP_OPS", "RunFailed", "check_mapcounts", "run_one", "run_scenario"]
+if TYPE_CHECKING:
+    from concurrency.trace import EventLog
+
+__all__ = ["SETUP_OPS", "RunFailed", "check_mapcounts", "run_one", "run_one_async", "run_scenario",
+           "run_scenario_async"]
 
 SETUP_OPS = ("populate",)  # operations of the set-up, before the workload phase
 
@@ -86,23 +98,82 @@ class _PhaseEdge:
 
 
 def run_one(scenario: Scenario, design: str, *, seed: int | None = None, cpus: int | None = None,
-            tracer: Any = None, story: Story | None = None) -> dict[str, Any]:
+            tracer: Any = None, story: Story | None = None, log: EventLog | None = None) -> dict[str, Any]:
     """One (scenario, design) run: returns its result record.  ``story`` records the race story
     of a victim (mm/story.py); it is the run's tracer, so ``tracer`` must then be None."""
+    steps = _run_steps(scenario, design, seed=seed, cpus=cpus, tracer=tracer, story=story, log=log)
+    engine, _ = next(steps)
+    try:
+        outcome = engine.run(max_events=scenario.max_events)
+    except (SimulationError, Deadlock) as exc:
+        _fail(steps, exc, log)
+    return _finish(steps, outcome, log)
+
+
+async def run_one_async(scenario: Scenario, design: str, *, seed: int | None = None, cpus: int | None = None,
+                        tracer: Any = None, story: Story | None = None, log: EventLog | None = None,
+                        watch: Callable[[Engine, World], None] | None = None) -> dict[str, Any]:
+    """:func:`run_one` inside trio: the run checkpoints into trio (cancellable; Ctrl-C arrives
+    between two events).  ``watch(engine, world)`` is called once the run is built (progress)."""
+    steps = _run_steps(scenario, design, seed=seed, cpus=cpus, tracer=tracer, story=story, log=log)
+    engine, world = next(steps)
+    if watch is not None:
+        watch(engine, world)
+    try:
+        outcome = await engine.run_async(max_events=scenario.max_events)
+    except (SimulationError, Deadlock) as exc:
+        _fail(steps, exc, log)
+    return _finish(steps, outcome, log)
+
+
+_Steps = Generator[tuple[Engine, World], RunOutcome, dict[str, Any]]
+
+
+def _fail(steps: _Steps, exc: BaseException, log: EventLog | None) -> None:
+    """The simulation failed: :func:`_run_steps` turns it into :class:`RunFailed` (raised here)."""
+    try:
+        steps.throw(exc)
+    except RunFailed as failed:
+        if log is not None:
+            log.run_failed(failed)
+        raise
+    raise RuntimeError("_run_steps went on after a failed run")  # pragma: no cover
+
+
+def _finish(steps: _Steps, outcome: RunOutcome, log: EventLog | None) -> dict[str, Any]:
+    try:
+        steps.send(outcome)
+    except StopIteration as stop:
+        record: dict[str, Any] = stop.value
+        if log is not None:
+            log.run_end(record)
+        return record
+    raise RuntimeError("_run_steps yielded twice")  # pragma: no cover
+
+
+def _run_steps(scenario: Scenario, design: str, *, seed: int | None, cpus: int | None, tracer: Any,
+               story: Story | None, log: EventLog | None) -> _Steps:
+    """Build the run, yield its engine and world, receive the outcome of running it (``Engine.run`` or
+    ``Engine.run_async``: the caller's choice) and return the record; a failed run is thrown in
+    and comes out as :class:`RunFailed`."""
     seed = scenario.seed if seed is None else seed
     ncpus = scenario.cpus if cpus is None else cpus
     costs = CostModel().with_overrides(scenario.costs)
     engine = Engine(ncpus, seed, ctx_switch_ns=costs.ctx_switch_ns, instance_stats=scenario.lock_instance_stats,
-                    balance=scenario.balance, perturb=scenario.perturb)
+                    balance=scenario.balance, perturb=scenario.perturb, executor=scenario.executor)
     checker: OrderChecker | None = None
     if scenario.lockdep:
-        expected = ExpectedOrder.load_rmap_order() if scenario.expected_order == "rmap" else None
-        checker = engine.lockdep = OrderChecker(expected)
+        checker = engine.lockdep = OrderChecker(expected_order_for(scenario))
     if story is not None:
         if tracer is not None:
             raise ValueError("a run takes a tracer or a story, not both")
         story.bind(engine)
         tracer = story
+    if log is not None:
+        log.begin_run(engine, scenario=scenario.name, design=design, seed=seed, cpus=ncpus,
+                      executor=scenario.executor, perturb=scenario.perturb.describe())
+        if tracer is None:
+            tracer = log  # else the caller chained it (ChromeTracer(event_log=...)), or a story listens
     engine.tracer = tracer
     memory = MemoryConfig(scenario.total_pages, scenario.wmark_min, scenario.wmark_low, scenario.wmark_high)
     system = MmSystem(engine, design, costs=costs, switches=scenario.switches.get(design),
@@ -117,6 +188,8 @@ def run_one(scenario: Scenario, design: str, *, seed: int | None = None, cpus: i
     mapcount_problems: list[str] = []
 
     def at_deadline() -> None:
+        if log is not None:
+            log.phase("wind_down")
         mapcount_problems.extend(check_mapcounts(system))
         deadline.reach()
         if kswapd_queue is not None:
@@ -128,6 +201,8 @@ def run_one(scenario: Scenario, design: str, *, seed: int | None = None, cpus: i
     def start_workload() -> None:
         """The last process is populated: the workload phase starts now."""
         world.workload_start_ns = engine.now
+        if log is not None:
+            log.phase("workload")
         if scenario.duration_ns is not None:
             world.deadline_ns = engine.now + scenario.duration_ns
             engine.call_at(world.deadline_ns, at_deadline)
@@ -168,8 +243,10 @@ def run_one(scenario: Scenario, design: str, *, seed: int | None = None, cpus: i
             start_workload()
 
     engine.spawn("init", init, cpu=0)
+    if log is not None:
+        log.phase("setup")
     try:
-        outcome = engine.run(max_events=scenario.max_events)
+        outcome = yield engine, world  # the caller runs it (run_one: Engine.run; run_one_async: Engine.run_async)
     except (SimulationError, Deadlock) as exc:
         raise RunFailed(f"{scenario.name} under {design} (seed {seed}): {exc}") from exc
 
@@ -198,11 +275,19 @@ def run_one(scenario: Scenario, design: str, *, seed: int | None = None, cpus: i
     throughput = {op: round(rec["count"] * 1e9 / duration, 3) for op, rec in workload_ops.items()}
     lockdep: dict[str, Any] = {"findings": [], "edges": [], "order_violations": []}
     if checker is not None:
+        order_violations = checker.order_violations()
         lockdep = {
             "findings": [f.render() for f in checker.findings],
             "edges": [list(e) for e in checker.edges()],
-            "order_violations": [v.render() for v in checker.order_violations()],
+            "order_violations": [v.render() for v in order_violations],
+            **checker.graph_record(),
         }
+        order = checker.expected
+        if order is not None:
+            lockdep["order"] = {"source": order.source, "file": order.origin,
+                                "violations": [v.to_dict() for v in order_violations],
+                                "declared_at": dict(sorted(order.declared_at.items())),
+                                "write_only": sorted(order.write_only)}
     params = scenario.params()
     params.update({"cpus": ncpus, "seed": seed, "costs": costs.to_dict(), "tasks": len(engine.tasks)})
     return {
@@ -235,18 +320,42 @@ def run_one(scenario: Scenario, design: str, *, seed: int | None = None, cpus: i
 
 
 def run_scenario(scenario: Scenario, *, designs: list[str] | None = None, seed: int | None = None,
-                 cpus: int | None = None, trace_dir: Path | None = None) -> dict[str, Any]:
+                 cpus: int | None = None, trace_dir: Path | None = None,
+                 log: EventLog | None = None) -> dict[str, Any]:
     """Every design of the scenario (or ``designs``): the result.json document."""
     runs = []
     for design in designs or list(scenario.designs):
-        tracer = None
-        if trace_dir is not None:
-            from concurrency.trace import ChromeTracer
-
-            tracer = ChromeTracer()
-        runs.append(run_one(scenario, design, seed=seed, cpus=cpus, tracer=tracer))
+        tracer = _tracer(trace_dir, log)
+        runs.append(run_one(scenario, design, seed=seed, cpus=cpus, tracer=tracer, log=log))
         if tracer is not None and trace_dir is not None:
             tracer.dump(trace_dir / f"trace-{design}.json")
+    return _results(scenario, runs)
+
+
+async def run_scenario_async(scenario: Scenario, *, designs: list[str] | None = None, seed: int | None = None,
+                             cpus: int | None = None, trace_dir: Path | None = None, log: EventLog | None = None,
+                             watch: Callable[[int, Engine, World], None] | None = None) -> dict[str, Any]:
+    """:func:`run_scenario` inside trio; ``watch(i, engine, world)`` as design ``i``'s run starts."""
+    runs = []
+    for i, design in enumerate(designs or list(scenario.designs)):
+        tracer = _tracer(trace_dir, log)
+        watch_one = None if watch is None else functools.partial(watch, i)
+        runs.append(await run_one_async(scenario, design, seed=seed, cpus=cpus, tracer=tracer, log=log,
+                                        watch=watch_one))
+        if tracer is not None and trace_dir is not None:
+            tracer.dump(trace_dir / f"trace-{design}.json")
+    return _results(scenario, runs)
+
+
+def _tracer(trace_dir: Path | None, log: EventLog | None) -> Any:
+    if trace_dir is None:
+        return None
+    from concurrency.trace import ChromeTracer
+
+    return ChromeTracer(event_log=log)
+
+
+def _results(scenario: Scenario, runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "schema": RESULTS_SCHEMA,
         "scenario": {"name": scenario.name, "description": scenario.description, "mirrors": scenario.mirrors,

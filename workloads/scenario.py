@@ -89,12 +89,14 @@ class Scenario:
     lockdep: bool = True
     lock_instance_stats: bool = False
     balance: bool = True
-    expected_order: str | None = "rmap"
+    expected_order: str | None = "rmap"  # "rmap", None ("none") or an order file's path as given
+    order_path: str | None = None  # that file, resolved (relative paths are the scenario file's)
     switches: dict[str, dict[str, Any]] = field(default_factory=dict)
     processes: tuple[ProcessSpec, ...] = ()
     actors: tuple[ActorSpec, ...] = ()
     setup: Callable[[Any], Awaitable[None]] | None = None
     perturb: Perturbation = field(default_factory=Perturbation.none)
+    executor: str = "stepper"  # concurrency/engine.py EXECUTORS; not in params(): results do not depend on it
     raw: dict[str, Any] = field(default_factory=dict)
 
     def params(self) -> dict[str, Any]:
@@ -123,6 +125,9 @@ _RUN = {
     "lock_instance_stats": Param(bool, False, "also keep statistics per lock instance (per mm, per family)"),
     "balance": Param(bool, True, "load balancing: a woken task runs on an idle CPU, an idle CPU pulls a waiting "
                                  "task (false: every task stays on its CPU)"),
+    # Not a parameter of the model: both executors give byte-identical results, so it is not recorded.
+    "executor": Param(str, "stepper", "who steps the simulated tasks: 'stepper' (default, fastest) or 'trio' "
+                                      "(each simulated CPU a trio task; same results)", choices=("stepper", "trio")),
 }
 _PERTURB_HELP = ("schedule perturbation: shuffle (random order among events due at the same time), jitter "
                  "(costs scaled by a seeded factor in [1-j, 1+j], 0 <= j <= 0.9), preempt (injected "
@@ -146,8 +151,9 @@ _MUTEX = {
 _RECLAIM = {"trylock": Param(bool, True, "folio_referenced only tries the rmap lock (2022+)")}
 _LOCKDEP = {
     "enabled": Param(bool, True, "run the lock-order checker"),
-    "expected_order": Param(str, "rmap", "declared order to check ('rmap' = mm/rmap.c header, 'none')",
-                            choices=("rmap", "none")),
+    "expected_order": Param(str, "rmap", "declared order to check: 'rmap' (the mm/rmap.c header order), "
+                                         "'none', or the path of an order file in mm/rmap_lock_order.toml's "
+                                         "format (relative to the scenario file)"),
 }
 _PROCESS = {
     "name": Param(str, None, "process name (actors refer to it)"),
@@ -290,6 +296,7 @@ def _from_dict(data: dict[str, Any], file: str, text: str) -> Scenario:
     mutex_given = {k: mutex[k] for k in data.get("mutex", {})}
     reclaim = ck.table(data.get("reclaim", {}), ["reclaim"], _RECLAIM)
     lockdep = ck.table(data.get("lockdep", {}), ["lockdep"], _LOCKDEP)
+    order_path = _order_path(ck, lockdep["expected_order"], file)
     switches_raw = data.get("switches", {})
     if not isinstance(switches_raw, dict):
         raise ck.fail(["switches"], f"expected a table of designs, got {switches_raw!r}")
@@ -319,8 +326,27 @@ def _from_dict(data: dict[str, Any], file: str, text: str) -> Scenario:
         rwsem=rwsem_given, mutex=mutex_given,
         reclaim_trylock=reclaim["trylock"], lockdep=lockdep["enabled"],
         expected_order=None if lockdep["expected_order"] == "none" else lockdep["expected_order"],
-        switches=switches, processes=processes, actors=actors, perturb=perturb, raw=data,
+        order_path=order_path,
+        switches=switches, processes=processes, actors=actors, perturb=perturb, executor=run["executor"], raw=data,
     )
+
+
+def _order_path(ck: _Checker, value: str, file: str) -> str | None:
+    """``lockdep.expected_order``: ``rmap``, ``none`` or an order file, found relative to the
+    scenario file and validated now (its errors name the order file's own lines)."""
+    if value in ("rmap", "none"):
+        return None
+    path = Path(value)
+    if not path.is_absolute():
+        path = Path(file).parent / path
+    if not path.is_file():
+        raise ck.fail(["lockdep", "expected_order"],
+                      f"{value!r}: no such order file ({path}); allowed: 'rmap' (the mm/rmap.c header "
+                      "order), 'none', or the path of an order file in mm/rmap_lock_order.toml's format")
+    from workloads.lockorder import load_order_file
+
+    load_order_file(path)
+    return str(path)
 
 
 def _perturb(ck: _Checker, raw: Any) -> Perturbation:
@@ -436,6 +462,7 @@ _FIELD_KEYS = {
     "reclaim.trylock": ("reclaim_trylock", _RECLAIM["trylock"]), "lockdep.enabled": ("lockdep", _LOCKDEP["enabled"]),
     "run.lock_instance_stats": ("lock_instance_stats", _RUN["lock_instance_stats"]),
     "run.balance": ("balance", _RUN["balance"]),
+    "run.executor": ("executor", _RUN["executor"]),
 }
 
 
@@ -482,6 +509,8 @@ def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> 
         scenario.source = file
         for key, value in (overrides or {}).items():
             _override_field(scenario, file, key, value)
+        if scenario.expected_order is not None and scenario.order_path is None:
+            scenario.order_path = _order_path(_Checker(file, ""), scenario.expected_order, file)
         return scenario
     if path.suffix != ".toml":
         raise ScenarioError(file, None, "", "a scenario is a .toml or .py file")

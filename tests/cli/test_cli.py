@@ -29,7 +29,7 @@ def test_no_arguments_runs_the_headline_comparison(tmp_path: Path) -> None:
     assert "anon_vma->rwsem" in proc.stdout
     out = tmp_path / "rmapsim-out" / "fork-heavy-seed1"
     results = json.loads((out / "result.json").read_text())
-    assert [r["design"] for r in results["runs"]] == ["anon_vma", "cow_context"]
+    assert [r["design"] for r in results["runs"]] == ["anon_vma", "cow_context", "anon_vma_lazy"]
     assert (out / "report.html").exists() and (out / "lockstat.txt").exists()
     assert proc.stderr == ""  # not a terminal: no progress bar
 
@@ -49,7 +49,7 @@ def test_run_writes_one_record_per_design_and_is_deterministic(tmp_path: Path) -
     assert proc.returncode == (1 if found else 0), proc.stderr
     if found:
         assert "missed mappings" in proc.stderr or "invariant violated" in proc.stderr
-    assert {r["design"] for r in runs} == {"anon_vma", "cow_context"}
+    assert {r["design"] for r in runs} == {"anon_vma", "cow_context", "anon_vma_lazy"}
     assert all(r["schema"] == "rmapsim.result/1" for r in runs)
 
 
@@ -154,14 +154,15 @@ def test_sweep_runs_a_grid_in_parallel_and_resumes(tmp_path: Path) -> None:
     assert "grid point" in proc.stderr
     args[args.index("actor.0.interval_ns=5000,20000")] = "run.seed=1,2"
     summary = json.loads(rmapsim(*args, cwd=tmp_path).stdout)
-    assert summary == {"points": 4, "ok": 4, "failed": 0, "skipped": 0, "out": str(out)}
+    assert {k: summary[k] for k in ("points", "ok", "failed", "resumed", "ran", "reasons", "out")} == {
+        "points": 4, "ok": 4, "failed": 0, "resumed": 0, "ran": 4, "reasons": {"new point": 4}, "out": str(out)}
     index = _sweep_index(out)
     assert [p["status"] for p in index["points"]] == ["ok"] * 4
     # Resume: a point that did not finish is redone, finished ones are not.
     index["points"][1]["status"] = "pending"
     (out / "sweep.json").write_text(json.dumps(index))
     summary = json.loads(rmapsim(*args, cwd=tmp_path).stdout)
-    assert summary["skipped"] == 3 and summary["ok"] == 4
+    assert summary["resumed"] == 3 and summary["ok"] == 4 and summary["reasons"] == {"not finished": 1}
 
 
 def test_sweep_interrupted_then_resumed(tmp_path: Path) -> None:
@@ -175,13 +176,13 @@ def test_sweep_interrupted_then_resumed(tmp_path: Path) -> None:
             break
         time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
-    proc.wait(timeout=60)
+    assert proc.wait(timeout=60) == 130
     done_before = sum(p["status"] == "ok" for p in _sweep_index(out)["points"])
     assert done_before >= 1
     result = rmapsim("sweep", "fork-heavy", "--set", "run.duration_ns=400000", "--grid", "run.seed=1,2,3,4,5,6",
                      "--out", str(out), "--json", cwd=tmp_path)
     summary = json.loads(result.stdout)
-    assert summary["skipped"] == done_before and summary["ok"] == 6
+    assert summary["resumed"] == done_before and summary["ok"] == 6
 
 
 def test_a_failing_point_is_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
@@ -201,11 +202,12 @@ def test_a_failing_point_is_recorded_and_the_sweep_goes_on(tmp_path: Path) -> No
     summary = json.loads(proc.stdout)
     assert summary["ok"] == 2 and summary["failed"] == 1
     failed = [p for p in _sweep_index(out)["points"] if p["status"] == "failed"]
-    assert "point two breaks" in failed[0]["error"]
+    assert "point two breaks" in failed[0]["error"] and failed[0]["category"] == "crash"
 
 
 def test_bench_engine_json(tmp_path: Path) -> None:
     proc = rmapsim("bench", "engine", "--json", "--repeats", "1", cwd=tmp_path)
     data = json.loads(proc.stdout)
-    assert set(data) == {"engine_acq_per_s", "simpy_acq_per_s", "ratio", "end_ns", "mean_wait_ns"}
-    assert data["end_ns"] == 102675144
+    assert set(data) == {"engine_acq_per_s", "simpy_acq_per_s", "ratio", "end_ns", "mean_wait_ns",
+                         "trio_acq_per_s", "trio_ratio", "trio_vs_stepper", "agree"}
+    assert data["end_ns"] == 102675144 and data["agree"] is True  # stepper, trio executor and SimPy agree

@@ -17,6 +17,7 @@ from workloads.record import atomic_write, dump_json
 
 PLOTS = ("latency", "throughput", "lock_wait", "cpu_time")
 RUN_FILES = {"lockstat.txt", "perf_lock.txt", "latency.txt", "compare.txt", "report.html",
+             "lockdep.txt", "lockdep_stats.txt",
              *(f"{name}.{ext}" for name in PLOTS for ext in ("png", "svg")),
              "hlog/fault.hlog", "hlog/fork.hlog"}
 

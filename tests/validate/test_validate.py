@@ -43,7 +43,7 @@ def run_cli(*argv: str) -> int:
 def test_every_check_has_a_citation_and_a_scenario_that_says_what_it_mirrors() -> None:
     ids = [c.id for c in validate.CHECKS]
     assert len(ids) == len(set(ids))
-    assert {"H1", "H3", "H4", "H5a", "H5b", "H6", "H8", "L2a"} <= set(ids)
+    assert {"H1", "H3", "H4", "H5a", "H5b", "H6", "H8", "L2a", "LAZY"} <= set(ids)
     for check in validate.CHECKS:
         assert re.match(r"\[[A-Z]\d+[a-z]?\] ", check.source), check.source
         assert check.claim and check.published
@@ -61,10 +61,40 @@ def test_validation_scenarios_stay_out_of_the_builtin_list() -> None:
     assert ours and not ours & set(builtin_scenarios())
 
 
-@pytest.mark.parametrize("check_id", ["H1", "H3", "H4", "H5a", "H5b", "H6", "H8", "L2a", "N4"])
+@pytest.mark.parametrize("check_id", ["H1", "H3", "H4", "H5a", "H5b", "H6", "H8", "L2a", "LAZY", "N4"])
 def test_the_model_reproduces_the_published_result(check_id: str) -> None:
     check = small()[check_id]
     assert check["passed"], (check["value_text"], check["expected"], check["details"])
+
+
+def test_l2a_shows_every_designs_bytes_after_boot_and_after_24_apps() -> None:
+    details = small()["L2a"]["details"]
+    for phase in ("boot", "apps"):
+        assert set(details[phase]) == {"anon_vma", "cow_context", "anon_vma_lazy"}
+        for design in ("anon_vma", "anon_vma_lazy"):
+            row = details[phase][design]
+            assert row["anon_vma_bytes"] + row["avc_bytes"] == row["peak_total_bytes"], (phase, design)
+    mainline, lazy = details["boot"]["anon_vma"], details["boot"]["anon_vma_lazy"]
+    z, apps, private = (details["sizes"][k] for k in ("zygote_vmas", "apps", "private_vmas"))
+    # mainline: Z(1 + A) + P anon_vmas, Z(1 + 2A) + P AVCs; lazy: the zygote's upgraded VMAs and
+    # one AVC per inherited VMA (TREE_PARENT children), nothing for the private VMAs
+    assert (mainline["anon_vmas_at_peak"], mainline["avcs_at_peak"]) == (z * (1 + apps) + private,
+                                                                         z * (1 + 2 * apps) + private)
+    assert (lazy["anon_vmas_at_peak"], lazy["avcs_at_peak"]) == (z, z * (1 + apps))
+    assert [n[:len("after boot")] for n in small()["L2a"]["notes"]][:1] == ["after boot"]
+
+
+def test_lazy_after_24_apps_needs_the_apps_that_fork(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without [N5]'s forking apps (nothing upgrades the new apps' private VMAs) the model saves
+    far more anon_vma after 24 apps than published: the check fails, and it was the model that
+    was fixed, not the band."""
+    monkeypatch.setattr(validate, "L2A_FORKING", 0)
+    doc = validate.run_validation(only=["LAZY"])
+    (check,) = doc["checks"]
+    assert not check["passed"]
+    lo = validate.BANDS["LAZY_anon_vma_apps"].lo
+    assert lo is not None and check["details"]["ratios"]["anon_vma_apps"] < lo
+    assert check["notes"][-1].startswith("outside the band: anon_vma after 24 apps")
 
 
 def test_h1_single_anon_vma_walks_visit_every_child() -> None:

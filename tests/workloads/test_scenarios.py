@@ -48,7 +48,7 @@ def test_every_builtin_scenario_validates_and_says_what_it_mirrors() -> None:
     for path in files:
         scenario = load_scenario(path)
         assert scenario.description and scenario.mirrors, path.name
-        assert set(scenario.designs) == {"anon_vma", "cow_context"}
+        assert set(scenario.designs) == {"anon_vma", "cow_context", "anon_vma_lazy"}
 
 
 def test_fork_heavy_root_rwsem_is_the_hot_lock_only_under_anon_vma() -> None:

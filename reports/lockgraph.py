@@ -1,0 +1,447 @@
+"""The order checker's graph: /proc/lockdep and /proc/lockdep_stats listings, the dependency-graph
+picture, and the order verdict beside what the locks cost.
+
+Read from a run record's ``lockdep`` (``classes``, ``deps``, ``cycles``, ``stats``, ``order``; see
+:meth:`concurrency.lockdep.OrderChecker.graph_record`) and its lock_stat ``locks``:
+
+* ``lockdep.txt`` follows ``l_show()`` of kernel/locking/lockdep_proc.c with CONFIG_DEBUG_LOCKDEP
+  and CONFIG_PROVE_LOCKING: per class ``<key> OPS: FD: BD: <usage>: <name>`` then one
+  `` -> <name>`` line per direct dependency.  Substitutions: the key is a stable digest of the
+  class name (``reports.common.pseudo_address``, as lockstat.txt prints call sites); each
+  dependency line adds its lockdep types, how often it was taken and by which operations, and
+  marks an edge that violates the declared order or lies on a dependency cycle.  FD and BD count
+  the class itself, as ``lockdep_count_forward_deps()`` does.
+* ``lockdep_stats.txt`` follows ``lockdep_stats_show()``: the figures the simulator has (classes,
+  direct and indirect dependencies, distinct held-lock chains, the deepest stack), plus the
+  checker's findings and the declared order's violations.
+* ``lockgraph-<design>.svg`` is laid out by Graphviz's ``dot`` (Debian's ``graphviz`` package):
+  one node per class (shaded by the wait for it), one edge per dependency labelled with how often
+  it was taken.  An edge's width follows the contention of the lock it acquires: the total wait
+  for that class in lock_stat, on an absolute log scale so that two designs' graphs compare.
+  Edges that violate the declared order are red, edges on a dependency cycle purple, nesting
+  within a class (``ptl -> ptl/1``) dashed.  The DOT text is written too
+  (``lockgraph-<design>.dot``), so the picture can be redrawn anywhere.  Without ``dot`` no SVG is
+  written and the report says why.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from reports.common import fmt_pct, fmt_time, format_table, pseudo_address, safe_name, side_names, wait_share
+from workloads.record import atomic_write
+
+__all__ = [
+    "find_dot",
+    "lockdep_listing",
+    "lockdep_stats_text",
+    "lockgraph_dot",
+    "lockgraph_html",
+    "order_section",
+    "order_verdict",
+    "render_svg",
+    "run_label",
+    "write_lockdep_reports",
+]
+
+_VIOLATION = "#c62828"
+_CYCLE = "#6a1b9a"
+_PLAIN = "#455a64"
+_NESTING = "#9e9e9e"
+
+
+# -- reading the record ------------------------------------------------------------------------------
+
+
+def run_label(run: Mapping[str, Any]) -> str:
+    """A run's name in these reports: its design, or the design variant ``rmapsim lockdep`` ran
+    (``cow_context[walk_safety=ctx_rwsem]``)."""
+    return str(run.get("variant") or run.get("design", "?"))
+
+
+def _lockdep(run: Mapping[str, Any]) -> Mapping[str, Any]:
+    return run.get("lockdep") or {}
+
+
+def _has_graph(run: Mapping[str, Any]) -> bool:
+    return "deps" in _lockdep(run)
+
+
+def _base(key: str) -> str:
+    name, sep, sub = key.rpartition("/")
+    return name if sep and name and sub.isdigit() else key
+
+
+def _cycle_edges(run: Mapping[str, Any]) -> set[tuple[str, str]]:
+    out: set[tuple[str, str]] = set()
+    for cycle in _lockdep(run).get("cycles", []):
+        for i, a in enumerate(cycle):
+            out.add((str(a), str(cycle[(i + 1) % len(cycle)])))
+    return out
+
+
+def _violating_edges(run: Mapping[str, Any]) -> dict[tuple[str, str], Mapping[str, Any]]:
+    """Recorded edges (subclass kept) that violate the declared order -> the violation.  Every
+    recorded edge between the two classes counts, whatever its subclass."""
+    lockdep = _lockdep(run)
+    bad = {(str(v["held"]), str(v["acquired"])): v for v in (lockdep.get("order") or {}).get("violations", [])}
+    out = {}
+    for dep in lockdep.get("deps", []):
+        pair = (_base(str(dep["from"])), _base(str(dep["to"])))
+        if pair in bad:
+            out[(str(dep["from"]), str(dep["to"]))] = bad[pair]
+    return out
+
+
+def _class_waits(run: Mapping[str, Any]) -> dict[str, tuple[int, int]]:
+    """lock_stat per class: (contentions, total wait ns), both sides."""
+    out: dict[str, tuple[int, int]] = {}
+    for lock in run.get("locks", []):
+        cont = wait = 0
+        for side in side_names(lock):
+            cont += int(lock[side].get("contentions", 0) or 0)
+            wait += int(lock[side].get("waittime_total_ns", 0) or 0)
+        out[str(lock["name"])] = (cont, wait)
+    return out
+
+
+def _classes(run: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    lockdep = _lockdep(run)
+    classes = list(lockdep.get("classes", []))
+    known = {str(c["name"]) for c in classes}
+    for dep in lockdep.get("deps", []):
+        for key in (str(dep["from"]), str(dep["to"])):
+            if key not in known:
+                known.add(key)
+                classes.append({"name": key, "usage": "....", "acquisitions": 0})
+    return sorted(classes, key=lambda c: str(c["name"]))
+
+
+def _reach(succ: Mapping[str, Sequence[str]], start: str) -> int:
+    """Classes reachable from ``start``, itself included (``lockdep_count_forward_deps``)."""
+    seen = {start}
+    todo = [start]
+    while todo:
+        for nxt in succ.get(todo.pop(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return len(seen)
+
+
+def _ops_text(ops: Mapping[str, int]) -> str:
+    return ", ".join(f"{op} {n}" for op, n in sorted(ops.items(), key=lambda kv: (-int(kv[1]), kv[0])))
+
+
+def order_verdict(run: Mapping[str, Any], *, short: bool = False) -> str:
+    """One line: is the run consistent with its declared order, and did lockdep find cycles?
+    ``short`` names the order by its file rather than its ``source`` text."""
+    lockdep = _lockdep(run)
+    if not lockdep or ("deps" not in lockdep and not lockdep.get("edges")):
+        return "not checked (lockdep off)"
+    parts = []
+    order = lockdep.get("order")
+    nviol = len(lockdep.get("order_violations", []))
+    if order is not None:
+        name = (order.get("file") or order.get("source")) if short else order.get("source")
+        src = str(name or "the declared order")
+        parts.append(f"{nviol} violation(s) of {src}" if nviol else f"consistent with {src}")
+    elif nviol:
+        parts.append(f"{nviol} order violation(s)")
+    else:
+        parts.append("no declared order")
+    cycles = lockdep.get("cycles")
+    ncyc = len(cycles) if cycles is not None else sum(
+        1 for f in lockdep.get("findings", []) if "circular locking dependency" in str(f))
+    if ncyc:
+        parts.append(f"{ncyc} dependency cycle(s)")
+    others = len(lockdep.get("findings", [])) - ncyc
+    if others > 0:
+        parts.append(f"{others} other lockdep finding(s)")
+    return "; ".join(parts)
+
+
+# -- /proc/lockdep and /proc/lockdep_stats -------------------------------------------------------------
+
+
+def _listing(run: Mapping[str, Any]) -> list[str]:
+    lockdep = _lockdep(run)
+    deps = sorted(lockdep.get("deps", []), key=lambda d: (str(d["from"]), str(d["to"])))
+    succ: dict[str, list[str]] = {}
+    pred: dict[str, list[str]] = {}
+    for d in deps:
+        succ.setdefault(str(d["from"]), []).append(str(d["to"]))
+        pred.setdefault(str(d["to"]), []).append(str(d["from"]))
+    bad = _violating_edges(run)
+    cyc = _cycle_edges(run)
+    lines = ["all lock classes:"]
+    for cls in _classes(run):
+        name = str(cls["name"])
+        lines.append(f"{pseudo_address(name)} OPS:{int(cls.get('acquisitions', 0)):8d} FD:{_reach(succ, name):5d} "
+                     f"BD:{_reach(pred, name):5d} {cls.get('usage', '....')}: {name}")
+        for d in deps:
+            if str(d["from"]) != name:
+                continue
+            to = str(d["to"])
+            marks = []
+            if (name, to) in bad:
+                marks.append(f"violates {bad[(name, to)].get('source', 'the declared order')}")
+            if (name, to) in cyc:
+                marks.append("on a dependency cycle")
+            types = "".join(f"-({t})-" for t in d.get("types", []))
+            line = f" -> [{pseudo_address(to)}] {to}  {types} x{int(d.get('count', 0))}: {_ops_text(d.get('ops', {}))}"
+            lines.append(line + (f"  <== {'; '.join(marks)}" if marks else ""))
+        lines.append("")
+    for i, cycle in enumerate(lockdep.get("cycles", [])):
+        lines.append(f"dependency cycle #{i}: {' -> '.join(map(str, cycle))} -> {cycle[0]}")
+    if lockdep.get("cycles"):
+        lines.append("")
+    return lines
+
+
+def _header(run: Mapping[str, Any]) -> str:
+    p = run.get("params", {})
+    return (f"# {run_label(run)} ({run.get('scenario', '?')}, seed {p.get('seed', '?')}, "
+            f"{p.get('cpus', '?')} CPUs)")
+
+
+def lockdep_listing(results: Mapping[str, Any]) -> str:
+    """lockdep.txt: the /proc/lockdep listing of each design's run."""
+    out = []
+    for run in results.get("runs", []):
+        out.append(_header(run))
+        if not _has_graph(run):
+            out += ["# no dependency graph in this record (lockdep off, or recorded before it was kept)", ""]
+            continue
+        out += _listing(run)
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+_STATS = (
+    ("lock-classes", "lock-classes"),
+    ("direct dependencies", "direct dependencies"),
+    ("indirect dependencies", "indirect dependencies"),
+    ("dependency chains", "dependency chains"),
+    ("max locking depth", "max locking depth"),
+    ("acquisitions", "acquisitions"),
+    ("circular dependencies found", "circular"),
+    ("recursive locking found", "recursive"),
+    ("bad unlock balance found", "bad_unlock"),
+)
+
+
+def lockdep_stats_text(results: Mapping[str, Any]) -> str:
+    """lockdep_stats.txt: ``/proc/lockdep_stats``-style totals per design."""
+    out = []
+    for run in results.get("runs", []):
+        out.append(_header(run))
+        lockdep = _lockdep(run)
+        stats = lockdep.get("stats")
+        if not stats:
+            out += ["# no statistics in this record (lockdep off, or recorded before they were kept)", ""]
+            continue
+        for label, key in _STATS:
+            out.append(f" {label + ':':<31}{int(stats.get(key, 0)):11d}")
+        order = lockdep.get("order")
+        if order is not None:
+            out.append(f" {'declared order violations:':<31}{len(lockdep.get('order_violations', [])):11d}")
+            out.append(f" {'declared order:':<31} {order.get('source', '?')}"
+                       + (f" ({order['file']})" if order.get("file") else ""))
+        out.append("")
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+# -- the picture ----------------------------------------------------------------------------------------
+
+
+def _dq(text: str) -> str:
+    """A DOT double-quoted string."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def lockgraph_dot(run: Mapping[str, Any], scenario: str = "") -> str:
+    """The dependency graph of one run as DOT text (deterministic)."""
+    lockdep = _lockdep(run)
+    deps = sorted(lockdep.get("deps", []), key=lambda d: (str(d["from"]), str(d["to"])))
+    waits = _class_waits(run)
+    bad = _violating_edges(run)
+    cyc = _cycle_edges(run)
+    order = lockdep.get("order")
+    src = str(order.get("source", "the declared order")) if order else ""
+    design = run_label(run)
+    title = f"{scenario or run.get('scenario', '?')} under {design}: lock dependencies ({order_verdict(run)})"
+    legend = ("edge: held -> acquired, labelled with how often it was taken; width: total wait for the acquired "
+              "class (lock_stat: 1 + 1.25 per decade of us); node shade: wait for that class (full at 100 ms)")
+    marks = []
+    if bad:
+        marks.append(f"red: violates {src}")
+    if cyc:
+        marks.append("purple: on a dependency cycle")
+    marks.append("dashed: nesting within one class (subclass)")
+    lines = [
+        "digraph lockdep {",
+        "  graph [rankdir=TB, fontname=\"Helvetica\", fontsize=12, labelloc=t, nodesep=0.35, ranksep=0.5, "
+        f"label={_dq(title + chr(10) + legend + chr(10) + '; '.join(marks))}];",
+        "  node [shape=box, style=\"rounded,filled\", fontname=\"Helvetica\", fontsize=11, color=\"#607d8b\"];",
+        "  edge [fontname=\"Helvetica\", fontsize=9, arrowsize=0.7];",
+    ]
+    for cls in _classes(run):
+        name = str(cls["name"])
+        cont, wait = waits.get(name, (0, 0))
+        shade = min(1.0, _decades(wait) / 5.0)
+        fill = _mix("#f5f7f8", "#ffab91", shade)
+        label = f"{name}\n{{{cls.get('usage', '....')}}} {int(cls.get('acquisitions', 0)):,} acq"
+        if wait:
+            label += f"\nwaited {cont:,}x, {fmt_time(wait)}"
+        tooltip = f"{name}: {int(cls.get('acquisitions', 0))} acquisitions, {cont} contentions, {wait} ns waited"
+        lines.append(f"  {_dq(name)} [label={_dq(label)}, fillcolor={_dq(fill)}, tooltip={_dq(tooltip)}];")
+    for d in deps:
+        a, b = str(d["from"]), str(d["to"])
+        _, wait = waits.get(b, (0, 0))
+        width = 1.0 + 1.25 * _decades(wait)
+        attrs = [f"label={_dq(format(int(d.get('count', 0)), ','))}", f"penwidth={width:.2f}"]
+        tip = (f"{a} -> {b} {' '.join(d.get('types', []))}: {int(d.get('count', 0))} times "
+               f"({_ops_text(d.get('ops', {}))})")
+        if (a, b) in bad:
+            attrs += [f"color={_dq(_VIOLATION)}", f"fontcolor={_dq(_VIOLATION)}"]
+            tip += f"; violates {src}"
+            what = " VIOLATION, CYCLE" if (a, b) in cyc else " VIOLATION"
+            attrs[0] = f"label={_dq(format(int(d.get('count', 0)), ',') + what)}"
+        elif (a, b) in cyc:
+            attrs += [f"color={_dq(_CYCLE)}", f"fontcolor={_dq(_CYCLE)}"]
+            attrs[0] = f"label={_dq(format(int(d.get('count', 0)), ',') + ' CYCLE')}"
+        elif _base(a) == _base(b):
+            attrs += [f"color={_dq(_NESTING)}", "style=dashed"]
+        else:
+            attrs.append(f"color={_dq(_PLAIN)}")
+        if (a, b) in cyc:
+            tip += "; on a dependency cycle"
+            if (a, b) in bad:
+                attrs.append("style=bold")
+        attrs.append(f"tooltip={_dq(tip)}")
+        lines.append(f"  {_dq(a)} -> {_dq(b)} [{', '.join(attrs)}];")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _decades(wait_ns: int) -> float:
+    """Decades of microseconds waited: log10(1 + wait/1 us).  An absolute scale, so that the
+    graphs of two designs side by side compare (1 us -> 0.3, 1 ms -> 3, 100 ms -> 5)."""
+    return math.log10(1.0 + wait_ns / 1000.0)
+
+
+def _mix(a: str, b: str, t: float) -> str:
+    ca = [int(a[i:i + 2], 16) for i in (1, 3, 5)]
+    cb = [int(b[i:i + 2], 16) for i in (1, 3, 5)]
+    return "#" + "".join(f"{round(x + (y - x) * t):02x}" for x, y in zip(ca, cb, strict=True))
+
+
+def find_dot() -> str | None:
+    """Graphviz's ``dot`` on PATH, or None."""
+    return shutil.which("dot")
+
+
+DOT_MISSING = ("the dependency graph is not drawn: Graphviz's dot was not found on PATH (install Debian's "
+               "graphviz package: apt-get install graphviz); its DOT source is in {dot_file}")
+
+
+def render_svg(dot_text: str, dot: str | None = None) -> tuple[bytes | None, str]:
+    """Lay out and draw DOT text as SVG with ``dot``: (svg, "") or (None, why not)."""
+    binary = dot if dot is not None else find_dot()
+    if binary is None:
+        return None, DOT_MISSING
+    try:
+        proc = subprocess.run([binary, "-Tsvg"], input=dot_text.encode(), capture_output=True, timeout=120,
+                              check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, f"the dependency graph is not drawn: running {binary} failed ({exc})"
+    if proc.returncode != 0 or not proc.stdout:
+        err = proc.stderr.decode(errors="replace").strip().splitlines()
+        return None, f"the dependency graph is not drawn: {binary} exited {proc.returncode}" + (
+            f" ({err[-1]})" if err else "")
+    return proc.stdout, ""
+
+
+def write_lockdep_reports(results: Mapping[str, Any], outdir: Path, written: list[Path],
+                          dot: str | None = None) -> dict[str, tuple[bytes | None, str]]:
+    """lockdep.txt, lockdep_stats.txt and each design's lockgraph (.dot, and .svg when dot
+    runs) into ``outdir``; returns design -> (svg or None, why there is none)."""
+    outdir = Path(outdir)
+    for name, text in (("lockdep.txt", lockdep_listing(results)), ("lockdep_stats.txt", lockdep_stats_text(results))):
+        atomic_write(outdir / name, text)
+        written.append(outdir / name)
+    scenario = str(results.get("scenario", {}).get("name", ""))
+    graphs: dict[str, tuple[bytes | None, str]] = {}
+    for run in results.get("runs", []):
+        design = run_label(run)
+        stem = f"lockgraph-{safe_name(design)}"
+        svg_path = outdir / f"{stem}.svg"
+        if not _has_graph(run):
+            svg_path.unlink(missing_ok=True)
+            graphs[design] = (None, "no dependency graph: the order checker did not run (lockdep.enabled = false) "
+                                    "or the record predates the graph")
+            continue
+        dot_text = lockgraph_dot(run, scenario)
+        atomic_write(outdir / f"{stem}.dot", dot_text)
+        written.append(outdir / f"{stem}.dot")
+        svg, why = render_svg(dot_text, dot)
+        if svg is None:
+            svg_path.unlink(missing_ok=True)  # no stale picture of an earlier render
+            graphs[design] = (None, why.format(dot_file=f"{stem}.dot"))
+            continue
+        atomic_write(svg_path, svg)
+        written.append(svg_path)
+        graphs[design] = (svg, "")
+    return graphs
+
+
+def lockgraph_html(run: Mapping[str, Any], graph: tuple[bytes | None, str] | None) -> str:
+    """The report page's part for one run: the verdict, the graph (or why it is absent), and the
+    /proc/lockdep listing folded away."""
+    design = run_label(run)
+    out = [f'<p class="muted">order verdict: {escape(order_verdict(run))}</p>\n']
+    if graph is not None and graph[0] is not None:
+        data = base64.b64encode(graph[0]).decode()
+        out.append(f'<img class="plot" alt="{escape(f"lock dependency graph of {design}")}" '
+                   f'src="data:image/svg+xml;base64,{data}">\n')
+    elif graph is not None:
+        out.append(f'<p class="muted lockgraph-absent">{escape(graph[1])}</p>\n')
+    if _has_graph(run):
+        listing = "\n".join(_listing(run)).rstrip("\n")
+        out.append(f"<details><summary>/proc/lockdep ({design})</summary>\n<pre>{escape(listing)}</pre>"
+                   "</details>\n")
+    return "".join(out)
+
+
+# -- the verdict beside the cost --------------------------------------------------------------------------
+
+
+def order_rows(runs: Sequence[Mapping[str, Any]], label: str = "design") -> tuple[list[str], list[list[str]]]:
+    """Headers and one row per run: its order verdict beside what its locks cost."""
+    headers = [label, "order verdict", "classes", "deps", "cycles", "violations", "lock wait", "top wait"]
+    rows = []
+    for run in runs:
+        lockdep = _lockdep(run)
+        stats = lockdep.get("stats") or {}
+        waits = _class_waits(run)
+        top = max(waits.items(), key=lambda kv: (kv[1][1], kv[0]), default=None)
+        top_text = f"{top[0]} {fmt_time(top[1][1])}" if top and top[1][1] else "-"
+        ndeps = stats.get("direct dependencies", len(lockdep.get("edges", [])))
+        rows.append([run_label(run), order_verdict(run, short=True), str(stats.get("lock-classes", "-")), str(ndeps),
+                     str(len(lockdep.get("cycles", []))), str(len(lockdep.get("order_violations", []))),
+                     fmt_pct(wait_share(run)), top_text])
+    return headers, rows
+
+
+def order_section(runs: Sequence[Mapping[str, Any]]) -> str:
+    """The order verdict of each run beside its contention (for compare.txt and the terminal)."""
+    headers, rows = order_rows(runs)
+    return ("Lock order (the order checker's verdict beside what the locks cost; lock wait = share of CPU "
+            "time)\n" + format_table(headers, rows, align="llrrrrrl", indent="  "))

@@ -1,0 +1,249 @@
+"""``rmapsim lockdep``: check runs against a lock-order hypothesis, emit the order they imply, merge
+orders.
+
+    rmapsim lockdep SCENARIO... [--design NAME[:SWITCH=VALUE,...]]... [--order FILE|rmap|none]
+                    [--emit-order FILE] [--merge FILE...]
+
+Each scenario runs every chosen design (or design variant: ``cow_context:walk_safety=ctx_rwsem``)
+with the order checker; the results and reports go to ``OUT`` as for ``rmapsim run`` (plus
+``lockdep.txt``, ``lockdep_stats.txt`` and ``lockgraph-<design>.svg``).  It prints, per run, the
+lockdep reports and the violations of the declared order (``--order``, else the scenario's
+``lockdep.expected_order``), and with more than one run a table of each run's order verdict beside
+its lock wait.  ``--emit-order FILE`` writes the order the runs imply (workloads/lockorder.py),
+merged with any ``--merge`` files; ``--merge`` alone merges order files (to ``--emit-order`` or
+standard output).  Exit status 1 on a lockdep finding, an order violation or a merge conflict;
+2 on bad input (an order file's errors name its file, line and key).
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_parser", "cmd_lockdep"]
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("lockdep", help="run with the order checker: check a lock-order hypothesis, emit the "
+                                       "order runs imply, merge orders; exit 1 on an inversion")
+    p.add_argument("scenario", nargs="*", help=".toml/.py files or built-in scenario names (see `rmapsim list`)")
+    p.add_argument("--design", action="append", metavar="NAME[:SWITCH=VALUE,...]",
+                   help="run only this design, optionally with switches, e.g. cow_context:walk_safety=ctx_rwsem "
+                        "(repeatable: each is one run)")
+    p.add_argument("--seed", type=int, help="override the scenario's seed")
+    p.add_argument("--cpus", type=int, help="override the scenario's CPU count")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a scenario key (repeatable)")
+    p.add_argument("--order", metavar="FILE|rmap|none",
+                   help="check against this order file (mm/rmap_lock_order.toml's format) instead of the "
+                        "scenario's lockdep.expected_order")
+    p.add_argument("--emit-order", metavar="FILE",
+                   help="write the order the runs imply (transitive reduction, by level, with counts and "
+                        "operations), merged with any --merge files")
+    p.add_argument("--merge", nargs="+", action="extend", metavar="FILE", default=[],
+                   help="order files to merge (with the runs' order when scenarios are given); conflicts "
+                        "are reported")
+    p.add_argument("--out", help="output folder (default rmapsim-out/<scenario>-seed<N>; with several "
+                                 "scenarios, one folder per scenario inside it)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress or chatter")
+    p.add_argument("--executor", choices=("stepper", "trio"),
+                   help="who steps the simulated tasks (same results); same as --set run.executor=NAME")
+    p.set_defaults(func=cmd_lockdep)
+
+
+def _bad(message: str) -> Exception:
+    from rmapsim.cli import BadInput
+
+    return BadInput(message)
+
+
+def _variants(texts: list[str] | None, scenario: Any) -> list[Any]:
+    import mm.designs  # noqa: F401
+    from mm.rmap_design import DESIGNS
+    from workloads.explore import Variant
+
+    out = []
+    for text in texts or list(scenario.designs):
+        try:
+            variant = Variant.parse(text)
+        except ValueError as exc:
+            raise _bad(str(exc)) from None
+        cls = DESIGNS.get(variant.design)
+        if cls is None:
+            raise _bad(f"--design {variant.design!r}: unknown design; allowed: {', '.join(sorted(DESIGNS))}")
+        for key, value in variant.switches:
+            sw = cls.SWITCHES.get(key)
+            if sw is None:
+                raise _bad(f"--design {text!r}: {variant.design} has no switch {key!r}; allowed: "
+                           f"{', '.join(sorted(cls.SWITCHES))}")
+            if value not in sw.allowed or type(value) is not type(sw.default):
+                raise _bad(f"--design {text!r}: {key}={value!r} not allowed; allowed: "
+                           f"{', '.join(map(repr, sw.allowed))}")
+        out.append(variant)
+    return out
+
+
+def _load_order(spec: str) -> Any:
+    from workloads.lockorder import ORDER_KEYWORDS, load_order_spec
+    from workloads.scenario import ScenarioError
+
+    try:
+        return load_order_spec(spec if spec in ORDER_KEYWORDS else str(Path(spec)))
+    except ScenarioError as exc:
+        raise _bad(str(exc)) from None
+
+
+def _run_scenario(args: argparse.Namespace, name: str, out: Path | None) -> dict[str, Any]:
+    """Every variant of one scenario with the order checker on; results written to its folder."""
+    import dataclasses
+
+    from rmapsim.cli import _default_out, _load, _run_designs, _write_results
+
+    ns = argparse.Namespace(**vars(args))
+    ns.scenario = name
+    scenario = _load(ns, {"lockdep.enabled": True})
+    if args.order is not None:
+        scenario.expected_order = None if args.order == "none" else args.order
+        scenario.order_path = None if args.order in ("rmap", "none") else args.order
+    ns.out = str(out if out is not None else _default_out(scenario))
+    variants = _variants(args.design, scenario)
+    runs: list[dict[str, Any]] = []
+    results: dict[str, Any] = {}
+    for variant in variants:
+        sc = scenario
+        if variant.switches:
+            switches = {d: dict(s) for d, s in scenario.switches.items()}
+            switches.setdefault(variant.design, {}).update(dict(variant.switches))
+            sc = dataclasses.replace(scenario, switches=switches)
+        results = _run_designs(ns, sc, [variant.design])
+        for run in results["runs"]:
+            if variant.switches:
+                run["variant"] = variant.label
+            runs.append(run)
+    results = {**results, "runs": runs}
+    _write_results(results, Path(ns.out))
+    results["_out"] = ns.out
+    return results
+
+
+def _unused_notes(order: Any, runs: list[dict[str, Any]]) -> list[str]:
+    """Classes a user's order declares that no run acquired (a typo is the usual reason)."""
+    if order is None or not order.origin or order.origin.endswith("rmap_lock_order.toml"):
+        return []
+    from concurrency.lockdep import split_subclass
+
+    seen = sorted({split_subclass(str(c["name"]))[0]
+                   for run in runs for c in (run.get("lockdep") or {}).get("classes", [])})
+    notes = []
+    for cls in sorted(order.classes - set(seen)):
+        close = difflib.get_close_matches(cls, seen, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        notes.append(f"note: {order.declared_at.get(cls, order.origin)}: {cls!r} is declared but no run "
+                     f"acquired it{hint}")
+    return notes
+
+
+def cmd_lockdep(args: argparse.Namespace) -> int:
+    from reports.common import format_table, safe_name
+    from reports.lockgraph import order_rows, order_verdict, run_label
+    from workloads.lockorder import emit_order, merge_steps, observed_steps, order_steps
+    from workloads.record import atomic_write
+
+    if not args.scenario and not args.merge:
+        raise _bad("lockdep: name a scenario (or several), or give --merge FILE...")
+    order = _load_order(args.order) if args.order is not None else None
+    merged = [_load_order(f) for f in args.merge]
+    if any(m is None for m in merged):
+        raise _bad("--merge takes order files, not 'rmap' or 'none'")
+    several = len(args.scenario) > 1
+    all_runs: list[dict[str, Any]] = []
+    report: dict[str, Any] = {}
+    found = False
+    lines: list[str] = []
+    for name in args.scenario:
+        out = Path(args.out) / Path(name).stem if several and args.out else (Path(args.out) if args.out else None)
+        results = _run_scenario(args, name, out)
+        scen = results["scenario"].get("name", name)
+        for run in results["runs"]:
+            label = run_label(run)
+            lockdep = run["lockdep"]
+            key = f"{scen}:{label}" if several else label
+            report[key] = lockdep
+            all_runs.append(run)
+            found = found or bool(lockdep["findings"] or lockdep["order_violations"])
+            lines.append(f"== {key}: {len(lockdep['edges'])} lock dependencies, {len(lockdep['findings'])} "
+                         f"finding(s), {len(lockdep['order_violations'])} order violation(s)")
+            lines.append(f"   order verdict: {order_verdict(run)}")
+            lines += list(lockdep["findings"])
+            lines += list(lockdep["order_violations"])
+        out_dir = Path(results["_out"])
+        for run in results["runs"]:
+            svg = out_dir / f"lockgraph-{safe_name(run_label(run))}.svg"
+            lines.append(f"graph: {svg}" if svg.exists() else
+                         f"graph: not drawn (install Graphviz's dot); DOT source {svg.with_suffix('.dot')}")
+        lines.append(f"listing: {out_dir / 'lockdep.txt'}, {out_dir / 'lockdep_stats.txt'}; report: "
+                     f"{out_dir / 'report.html'}")
+    user_order = order  # the order to look for unused declarations in: --order's, or the scenarios' own file
+    if user_order is None and all_runs:
+        orders = {(run.get("lockdep") or {}).get("order", {}).get("file") for run in all_runs}
+        orders.discard(None)
+        if len(orders) == 1:
+            from workloads.lockorder import load_order_spec
+            from workloads.scenario import ScenarioError
+
+            (origin,) = orders
+            if origin and not str(origin).endswith("rmap_lock_order.toml"):
+                try:
+                    user_order = load_order_spec(str(origin))
+                except ScenarioError:
+                    user_order = None
+    lines += _unused_notes(user_order, all_runs)
+    if len(all_runs) > 1:
+        headers, rows = order_rows(all_runs, label="run")
+        for row, run in zip(rows, all_runs, strict=True):
+            row[0] = (f"{run.get('scenario', '?')}:" if several else "") + run_label(run)
+        lines.append("")
+        lines.append("Order verdict beside the cost (lock wait = share of CPU time)")
+        lines.append(format_table(headers, rows, align="llrrrrrl", indent="  ").rstrip("\n"))
+    emitted_info: dict[str, Any] | None = None
+    if args.emit_order or args.merge:
+        sources = []
+        labels = []
+        if all_runs:
+            sources.append(observed_steps(all_runs))
+            labels.append(", ".join(sorted({f"{r.get('scenario', '?')} ({run_label(r)})" for r in all_runs})))
+        for m in merged:
+            sources.append(order_steps(m))
+            labels.append(m.origin)
+        # write_only marks: the merged files', and those of the orders the runs were checked against
+        write_only = set().union(*(m.write_only for m in merged), *(
+            (r.get("lockdep") or {}).get("order", {}).get("write_only", []) for r in all_runs))
+        seeds = sorted({str(r.get("params", {}).get("seed", "?")) for r in all_runs})
+        source = ("observed order: " if all_runs and not merged else "merged order: ") + "; ".join(labels)
+        if all_runs:
+            source += f" (seed {', '.join(seeds)})"
+        header = ["Written by rmapsim lockdep " + ("--emit-order" if all_runs else "--merge") + " from:"]
+        header += [f"  {lab}" for lab in labels]
+        emitted = emit_order(merge_steps(sources), source=source, header=header, write_only=write_only)
+        if emitted.conflicts:
+            found = True
+        emitted_info = {"file": args.emit_order, "levels": emitted.levels, "orders": len(emitted.kept),
+                        "implied": len(emitted.implied), "conflicts": [c.render() for c in emitted.conflicts]}
+        if args.emit_order:
+            atomic_write(Path(args.emit_order), emitted.text)
+            lines.append(f"wrote {args.emit_order}: {sum(map(len, emitted.levels))} classes in "
+                         f"{len(emitted.levels)} level(s), {len(emitted.kept)} order(s) ({len(emitted.implied)} "
+                         "implied by others left out)")
+        elif not args.json:
+            lines.append(emitted.text.rstrip("\n"))
+        lines += [c.render() for c in emitted.conflicts]
+    if args.json:
+        if emitted_info is not None:
+            report["emitted_order"] = emitted_info
+        print(json.dumps(report, sort_keys=True))
+    else:
+        print("\n".join(lines))
+    return 1 if found else 0
