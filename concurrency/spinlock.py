@@ -62,13 +62,15 @@ class QSpinlock(SimLock):
         if self.owner is task:
             raise LockMisuse(f"{self.name}: {task.name} re-acquires a spinlock it holds (AA deadlock)")
         self._lockdep_acquire(task, subclass, WRITE, False)
+        # spin_lock() starts with preempt_disable(): nothing of the acquisition is preemptible,
+        # not the atomic, not the spinning, not the pick-up of a lock handed over (a waiter
+        # preempted after the hand-over would own the lock off its CPU while the others spin).
+        task.atomic_depth += 1
         cost = self._atomic_cost(task)
         if cost:
-            # spin_lock disables preemption before its atomic: no preemption here.
-            task.atomic_depth += 1
             await self.engine.delay(cost)
-            task.atomic_depth -= 1
         if self.owner is None and not self.queue:
+            task.atomic_depth -= 1  # _take counts the held lock
             self._take(task, subclass, None)
             return
         side = self.class_for(subclass).write
@@ -79,6 +81,7 @@ class QSpinlock(SimLock):
         self.queue.append((task, start, subclass))
         await self.engine.block(self, spin=True)
         await self._pick_up()
+        task.atomic_depth -= 1
         self._take(task, subclass, start)
 
     def unlock(self) -> None:

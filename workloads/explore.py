@@ -11,6 +11,7 @@ cost jitter, PCT-style injected preemptions), and gives each run a verdict:
 ``corruption``      what the kernel would have corrupted (a stale migration entry left behind)
 ``missed_mapping``  a completed rmap walk did not reach a mapping it owed (mm/rmap.py's rule)
 ``use_after_free``  an rmap walk called rmap_one on a VMA already unlinked from its mm
+``sleep_in_rcu``    an rmap_one that may sleep ran inside an RCU read-side section (RCU-only walks)
 ``lock_order``      lockdep found an inversion, or an edge against the declared order
 ``invariant``       any other end-of-run check (leaks, refcounts, mapcounts, RCU sleeps)
 ==================  ===========================================================================
@@ -57,7 +58,8 @@ __all__ = [
 
 EXPLORE_SCHEMA = "rmapsim.explore/1"
 # In order of precedence: a run's primary category is the first that applies.
-CATEGORIES = ("crash", "deadlock", "corruption", "missed_mapping", "use_after_free", "lock_order", "invariant")
+CATEGORIES = ("crash", "deadlock", "corruption", "missed_mapping", "use_after_free", "sleep_in_rcu", "lock_order",
+              "invariant")
 
 
 # -- what to perturb ------------------------------------------------------------------------------
@@ -232,6 +234,13 @@ def classify(record: dict[str, Any]) -> tuple[list[str], str, dict[str, Any] | N
         # kernel's walk would touch a VMA nothing keeps alive.
         cats.append("use_after_free")
         detail = detail or ("walks visited unlinked VMAs: " + ", ".join(f"{k} {v}" for k, v in sorted(freed.items())))
+    sleeps = {name: w["would_sleep_in_rcu"] for name, w in record["walks"].items() if w["would_sleep_in_rcu"]}
+    if sleeps:
+        # An rmap_one that may sleep (mmu notifiers, TLB batching) ran inside the walk's RCU
+        # read-side section: "BUG: sleeping function called from invalid context".
+        cats.append("sleep_in_rcu")
+        detail = detail or ("rmap_one that may sleep inside an RCU read-side section: "
+                            + ", ".join(f"{k} {v}" for k, v in sorted(sleeps.items())))
     lockdep = record["lockdep"]
     if lockdep["findings"] or lockdep["order_violations"]:
         cats.append("lock_order")

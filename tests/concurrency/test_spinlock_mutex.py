@@ -368,3 +368,37 @@ TestMutexMachine = MutexMachine.TestCase
 TestMutexMachine.settings = machine_settings
 TestQSpinlockMachine = QSpinlockMachine.TestCase
 TestQSpinlockMachine.settings = machine_settings
+
+
+def test_a_spinlock_handed_over_is_never_preempted_before_it_is_taken() -> None:
+    """The waiter's slice is long used up and a task waits for its CPU when the lock is handed
+    over: the pick-up (handoff_ns) is part of spin_lock, under preempt_disable, so the new owner
+    keeps its CPU.  Preempted there, it would own the lock off-CPU while the task that got its
+    CPU spins on that lock for ever."""
+    engine = Engine(2, timeslice_ns=1_000, lock_costs=LockCosts(handoff_ns=100))
+    lock = QSpinlock(engine, "ptl")
+    order: list[tuple[str, int]] = []
+
+    async def holder() -> None:
+        await lock.lock()
+        await engine.delay(5_000)
+        lock.unlock()
+
+    async def waiter() -> None:
+        await engine.delay(10)
+        await lock.lock()  # spins on cpu1 from t=10; handed over at 5000
+        order.append(("waiter owns", engine.now))
+        await engine.delay(50)
+        lock.unlock()
+
+    async def queued() -> None:
+        await lock.lock()  # first gets cpu1 when the waiter leaves it
+        order.append(("queued owns", engine.now))
+        lock.unlock()
+
+    engine.spawn("holder", holder, cpu=0)
+    engine.spawn("waiter", waiter, cpu=1)
+    engine.spawn("queued", queued, cpu=1)
+    assert engine.run().reason == "completed"  # before the fix: a deadlock, both on cpu1
+    assert [name for name, _ in order] == ["waiter owns", "queued owns"]
+    assert 5_100 <= order[0][1] < 5_200  # the hand-over plus the pick-up, no context switch
