@@ -456,7 +456,9 @@ class Executor:
             old = signal.signal(signal.SIGINT, signal.SIG_IGN) if _main_thread() else None
             try:
                 environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {})
-                environ["DASK_LOGGING__DISTRIBUTED"] = "error"  # a cancelled task is no news to the user
+                # What a worker has to say comes back through its futures (results, errors, a lost
+                # worker); its own log would only add noise when a run is cancelled or interrupted.
+                environ["DASK_LOGGING__DISTRIBUTED"] = "critical"
                 with dask.config.set({"distributed.scheduler.allowed-failures": 0,
                                       "distributed.nanny.pre-spawn-environ": environ}):
                     self._cluster = distributed.LocalCluster(n_workers=self.backend.workers, threads_per_worker=1,

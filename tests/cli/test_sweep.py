@@ -149,7 +149,8 @@ def _wait_for_a_finished_point(out: Path, proc: subprocess.Popen[str]) -> None:
         except (OSError, ValueError):
             pass
         time.sleep(0.05)
-    raise AssertionError("no point finished")
+    _, err = proc.communicate(timeout=60) if proc.poll() is not None else ("", "still running")
+    raise AssertionError(f"no point finished (exit status {proc.returncode}): {err}")
 
 
 @pytest.mark.parametrize(("backend", "how"), [
