@@ -47,28 +47,13 @@ def add_parser(sub: Any) -> None:
 
 
 def _variants(args: argparse.Namespace, scenario: Any) -> list[Any]:
-    import mm.designs  # noqa: F401
-    from mm.rmap_design import DESIGNS
     from rmapsim.cli import BadInput
-    from workloads.explore import Variant
+    from workloads.explore import resolve_variants
 
-    out = []
-    for text in args.design or list(scenario.designs):
-        try:
-            variant = Variant.parse(text)
-        except ValueError as exc:
-            raise BadInput(str(exc)) from None
-        cls = DESIGNS.get(variant.design)
-        if cls is None:
-            raise BadInput(f"--design {text!r}: unknown design {variant.design!r}; allowed: "
-                           f"{', '.join(sorted(DESIGNS))}")
-        try:
-            cls.resolve_switches({**scenario.switches.get(variant.design, {}), **dict(variant.switches)})
-        except (KeyError, ValueError) as exc:
-            raise BadInput(f"--design {text!r}: {exc.args[0]}") from None
-        if variant not in out:
-            out.append(variant)
-    return out
+    try:
+        return resolve_variants(args.design, scenario)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
 
 
 def cmd_explore(args: argparse.Namespace) -> int:

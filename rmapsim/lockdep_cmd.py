@@ -61,29 +61,12 @@ def _bad(message: str) -> Exception:
 
 
 def _variants(texts: list[str] | None, scenario: Any) -> list[Any]:
-    import mm.designs  # noqa: F401
-    from mm.rmap_design import DESIGNS
-    from workloads.explore import Variant
+    from workloads.explore import resolve_variants
 
-    out = []
-    for text in texts or list(scenario.designs):
-        try:
-            variant = Variant.parse(text)
-        except ValueError as exc:
-            raise _bad(str(exc)) from None
-        cls = DESIGNS.get(variant.design)
-        if cls is None:
-            raise _bad(f"--design {variant.design!r}: unknown design; allowed: {', '.join(sorted(DESIGNS))}")
-        for key, value in variant.switches:
-            sw = cls.SWITCHES.get(key)
-            if sw is None:
-                raise _bad(f"--design {text!r}: {variant.design} has no switch {key!r}; allowed: "
-                           f"{', '.join(sorted(cls.SWITCHES))}")
-            if value not in sw.allowed or type(value) is not type(sw.default):
-                raise _bad(f"--design {text!r}: {key}={value!r} not allowed; allowed: "
-                           f"{', '.join(map(repr, sw.allowed))}")
-        out.append(variant)
-    return out
+    try:
+        return resolve_variants(texts, scenario)
+    except ValueError as exc:
+        raise _bad(str(exc)) from None
 
 
 def _load_order(spec: str) -> Any:

@@ -52,6 +52,7 @@ __all__ = [
     "execute",
     "lost_verdict",
     "plan",
+    "resolve_variants",
     "run_jobs",
     "shrink",
 ]
@@ -149,6 +150,34 @@ class Variant:
                     raise ValueError(f"--design {text!r}: expected NAME:SWITCH=VALUE,...")
                 switches.append((key.strip(), parse_value(value.strip())))
         return cls(name.strip(), tuple(sorted(switches)))
+
+
+def resolve_variants(texts: list[str] | None, scenario: Scenario) -> list[Variant]:
+    """``--design NAME[:SWITCH=VALUE,...]`` values (the scenario's designs when there are none),
+    each checked against the registered designs and their switches; duplicates dropped.  Raises
+    ValueError with a message naming the bad value and what is allowed."""
+    import mm.designs  # noqa: F401  (registers the built-in designs)
+    from mm.rmap_design import DESIGNS
+
+    out: list[Variant] = []
+    for text in texts or list(scenario.designs):
+        variant = Variant.parse(text)
+        cls = DESIGNS.get(variant.design)
+        if cls is None:
+            raise ValueError(f"--design {text!r}: unknown design {variant.design!r}; allowed: "
+                             f"{', '.join(sorted(DESIGNS))}")
+        try:
+            cls.resolve_switches({**scenario.switches.get(variant.design, {}), **dict(variant.switches)})
+        except (KeyError, ValueError) as exc:
+            raise ValueError(f"--design {text!r}: {exc.args[0]}") from None
+        for key, value in variant.switches:
+            sw = cls.SWITCHES[key]
+            if type(value) is not type(sw.default):  # 1 == True, but reuse=1 is not a boolean
+                raise ValueError(f"--design {text!r}: switch {variant.design}.{key}: {value!r} not allowed; "
+                                 f"allowed: {', '.join(map(repr, sw.allowed))}")
+        if variant not in out:
+            out.append(variant)
+    return out
 
 
 def _fmt(value: Any) -> str:

@@ -72,7 +72,7 @@ def test_bad_order_files_exit_2_with_file_line_and_key(tmp_path: Path) -> None:
     proc = rmapsim("lockdep", cwd=tmp_path, check_status=2)
     assert "name a scenario" in proc.stderr
     proc = rmapsim("lockdep", "fork-heavy", "--design", "cow_context:walk_safety=nope", cwd=tmp_path, check_status=2)
-    assert "walk_safety='nope' not allowed" in proc.stderr
+    assert "walk_safety: 'nope' not allowed" in proc.stderr
 
 
 def _worked_example() -> tuple[str, list[str], list[str]]:
