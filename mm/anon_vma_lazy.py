@@ -93,9 +93,11 @@ Switches
     ``child``: ``tree_parent`` (default, [P10]) or ``own_anon_vma`` (mainline ``anon_vma_fork`` for
     the child: the lazy first touch alone, to separate the two savings).  ``child_folio``: see
     above.  ``upgrade_sync``: ``none`` (default: as far as can be read, nothing orders the fork
-    upgrade against a walk that saw the lazy state) or ``drain``, a correction that is not in the
-    series: the upgrade waits for the root's pins to drain and walkers arriving meanwhile wait for
-    it (a try-lock walker gives up, contended) and then resolve to the new anon_vma.
+    upgrade against a walk that saw the lazy state, and a walk that pinned the root VMA before the
+    upgrade misses what fork copies meanwhile: a stale migration entry when that walk is
+    ``remove_migration_ptes``, README "ANON_VMA_LAZY") or ``drain``, a correction that is not in
+    the series: the upgrade waits for the root's pins to drain and walkers arriving meanwhile wait
+    for it (a try-lock walker gives up, contended) and then resolve to the new anon_vma.
 
 Memory
     Lazy VMAs cost no anon_vma and no AVC.  [L2a] reports ``vm_area_struct`` +1.0% / +0.2%
