@@ -68,6 +68,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
+from concurrency.input_error import InputError
+
 __all__ = [
     "DEP_EN",
     "DEP_ER",
@@ -535,16 +537,8 @@ class OrderChecker:
 # -- the declared order ----------------------------------------------------------------------------
 
 
-class OrderFileError(ValueError):
+class OrderFileError(InputError):
     """A bad order file: ``file:line: key: message``, the shape of a scenario error."""
-
-    def __init__(self, file: str, line: int | None, key: str, message: str) -> None:
-        where = f"{file}:{line}" if line else file
-        super().__init__(f"{where}: {key}: {message}" if key else f"{where}: {message}")
-        self.file = file
-        self.line = line
-        self.key = key
-        self.message = message
 
 
 class _DeclError(ValueError):

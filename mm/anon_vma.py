@@ -601,15 +601,22 @@ class AnonVmaDesign(RmapDesign):
         anon_vma (newest first, so the root goes last).
         """
         active: AnonVma | None = vma.anon_vma
-        chain: list[Avc] | None = vma.rmap
         if active is None:
-            assert not chain, f"{vma!r} has AVCs but no anon_vma"
+            assert not vma.rmap, f"{vma!r} has AVCs but no anon_vma"
+        await self._unlink_chain(vma, active)
+
+    async def _unlink_chain(self, vma: Vma, active: AnonVma | None) -> None:
+        """The body of ``unlink_anon_vmas``: the family's root lock is taken through the oldest
+        AVC (the root's: every anon_vma of a chain shares it), so this also serves a VMA whose
+        chain has no anon_vma of its own (``active`` None: ANON_VMA_LAZY's TREE_PARENT)."""
+        chain: list[Avc] | None = vma.rmap
+        if not chain:
             vma.rmap = None
             self.vmas.pop(vma.vid, None)
             return
-        assert chain is not None
         slab = self._avc_slab_ns
-        await self._lock_write(active)
+        lock_av = chain[-1].anon_vma
+        await self._lock_write(lock_av)
         emptied: list[Avc] = []
         for avc in list(chain):
             av = avc.anon_vma
@@ -623,13 +630,13 @@ class AnonVmaDesign(RmapDesign):
             self._unlink_same_vma(vma, avc)
             await self._spend(slab)
             self._drop_avc(avc)
-        active.num_active_vmas -= 1
+        if active is not None:
+            active.num_active_vmas -= 1
         vma.anon_vma = None
-        self._unlock_write(active)
+        self._unlock_write(lock_av)
         # Could not free these under the lock: __put_anon_vma may need the root write lock.
         for avc in emptied:
-            av = avc.anon_vma
-            await self._put_anon_vma(av)
+            await self._put_anon_vma(avc.anon_vma)
             self._unlink_same_vma(vma, avc)
             await self._spend(slab)
             self._drop_avc(avc)

@@ -544,42 +544,6 @@ class AnonVmaLazyDesign(AnonVmaDesign):
             root.dead = True
             del self.roots[root.lid]
 
-    async def _unlink_chain(self, vma: Vma, active: AnonVma | None) -> None:
-        """Mainline ``unlink_anon_vmas`` for a VMA whose AVCs may not include an anon_vma of its
-        own (TREE_PARENT): root W once, remove every AVC, free or keep as mainline does, unlock,
-        put the emptied anon_vmas."""
-        chain: list[Avc] | None = vma.rmap
-        if not chain:
-            vma.rmap = None
-            self.vmas.pop(vma.vid, None)
-            return
-        slab = self._avc_slab_ns
-        lock_av = chain[-1].anon_vma
-        await self._lock_write(lock_av)
-        emptied: list[Avc] = []
-        for avc in list(chain):
-            av = avc.anon_vma
-            await self._spend(self._tree_op_ns(av))
-            del av.tree[avc.aid]
-            if not av.tree:
-                av.parent.num_children -= 1
-                av.emptied = True
-                emptied.append(avc)
-                continue
-            self._unlink_same_vma(vma, avc)
-            await self._spend(slab)
-            self._drop_avc(avc)
-        if active is not None:
-            active.num_active_vmas -= 1
-        self._unlock_write(lock_av)
-        for avc in emptied:
-            await self._put_anon_vma(avc.anon_vma)
-            self._unlink_same_vma(vma, avc)
-            await self._spend(slab)
-            self._drop_avc(avc)
-        vma.rmap = None
-        self.vmas.pop(vma.vid, None)
-
     def _retire(self, av: AnonVma) -> None:
         """``anon_vma_free``: the lazy roots that resolve to it go with it (their VMAs are gone,
         and no mapped folio points through them any more)."""

@@ -116,13 +116,18 @@ def _explore(args: argparse.Namespace) -> int:
     from rmapsim.progress import Progress
 
     verdicts: dict[tuple[str, int], dict[str, Any]] = {}
+    rank = {v.label: i for i, v in enumerate(variants)}
+
+    def run_order(key: tuple[str, int]) -> tuple[int, int]:
+        return rank[key[0]], key[1]  # variant by variant, run by run, whatever finished first
+
     reproducers: list[dict[str, Any]] = []
     state = {"stop": False, "interrupted": False}
     total = args.runs * len(variants)
     start = time.monotonic()
 
     def document() -> dict[str, Any]:
-        runs = [verdicts[k] for k in sorted(verdicts, key=lambda k: ([v.label for v in variants].index(k[0]), k[1]))]
+        runs = [verdicts[k] for k in sorted(verdicts, key=run_order)]
         return {
             "schema": EXPLORE_SCHEMA,
             "scenario": {"name": scenario.name, "source": path.name},
@@ -168,7 +173,7 @@ def _explore(args: argparse.Namespace) -> int:
         all_jobs = {(j.variant.label, j.index): j for j in plan(source, variants, args.runs, args.seed_base,
                                                                   spec, horizons)}
         firsts: dict[tuple[str, str], tuple[Any, dict[str, Any]]] = {}
-        for key in sorted(verdicts, key=lambda k: ([v.label for v in variants].index(k[0]), k[1])):
+        for key in sorted(verdicts, key=run_order):
             verdict = verdicts[key]
             for cat in verdict["categories"]:
                 if cat in ("worker_lost", "error"):  # not the schedule's doing: nothing to shrink

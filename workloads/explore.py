@@ -29,8 +29,8 @@ written as a reproducer scenario that ``rmapsim run`` reruns byte for byte.
 
 from __future__ import annotations
 
+import copy
 import hashlib
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -394,14 +394,14 @@ def _scenario_candidates(job: Job) -> Iterator[Job]:
     assert src.data is not None
     actors = list(src.data.get("actor", []))
     for i in range(len(actors)):
-        data = json.loads(json.dumps(src.data))
+        data = copy.deepcopy(src.data)
         del data["actor"][i]
         yield replace(job, source=replace(src, data=data))
     procs = list(src.data.get("process", []))
     if len(procs) > 1:
         for proc in procs:
             name = proc.get("name")
-            data = json.loads(json.dumps(src.data))
+            data = copy.deepcopy(src.data)
             data["process"] = [q for q in data["process"] if q.get("name") != name]
             data["actor"] = [a for a in data.get("actor", []) if a.get("process") != name]
             yield replace(job, source=replace(src, data=data))
@@ -455,7 +455,7 @@ def reproducer(job: Job, verdict: dict[str, Any]) -> tuple[str, str]:
               f"seed {job.seed}, perturbation: {job.perturb.describe()}",
               f"record sha256 {verdict['digest']}"]
     if job.source.data is not None:
-        data = json.loads(json.dumps(job.source.data))
+        data = copy.deepcopy(job.source.data)
         run = data.setdefault("run", {})
         run["seed"] = job.seed
         run["designs"] = [design]

@@ -24,6 +24,7 @@ from typing import Any
 
 import mm.designs  # noqa: F401  (registers the built-in designs)
 from actors.process import Region
+from concurrency.input_error import InputError
 from concurrency.perturb import PERTURB_KEYS, Perturbation
 from mm.costs import CostModel
 from mm.rmap_design import DESIGNS
@@ -41,15 +42,8 @@ __all__ = [
 ]
 
 
-class ScenarioError(ValueError):
+class ScenarioError(InputError):
     """Bad input: ``file:line: key: message``."""
-
-    def __init__(self, file: str, line: int | None, key: str, message: str) -> None:
-        where = f"{file}:{line}" if line else file
-        super().__init__(f"{where}: {key}: {message}" if key else f"{where}: {message}")
-        self.file = file
-        self.line = line
-        self.key = key
 
 
 @dataclass(frozen=True)
