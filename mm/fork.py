@@ -100,6 +100,8 @@ async def copy_page_range(system: MmSystem, dst_vma: Vma, src_vma: Vma) -> None:
     # The parent's tables cannot come or go under us: fork holds its mmap_lock for write.
     tables = sorted(t for t in src_mm.ptls if first <= t <= last)
     ptes = src_mm.ptes
+    dst_ptes = dst_mm.ptes
+    dup_rmap = system.design.folio_dup_rmap
     for t in tables:
         lo = max(src_vma.start, t * PTRS_PER_PTE)
         hi = min(src_vma.end, (t + 1) * PTRS_PER_PTE)
@@ -108,17 +110,31 @@ async def copy_page_range(system: MmSystem, dst_vma: Vma, src_vma: Vma) -> None:
         await dst_ptl.lock()
         await src_ptl.lock(SINGLE_DEPTH_NESTING)
         copied = 0
+        # The loop never awaits: story and in-flight walks cannot change under it.  The per-entry
+        # work is _copy_entry and _child_entry inlined for present entries (the hot path of fork).
+        story = system.story
+        walks = system.inflight_walks
         for vpn in range(lo, hi):
             pte = ptes.get(vpn)  # ptep_get(src_pte), under both PTLs
             if pte is None:
                 continue
-            if system.story is not None:
+            if story is not None:
                 _tell_copy(system, pte, src_mm.mid, dst_mm.mid, vpn)
-            _copy_entry(system, pte, dst_vma)
-            dst_mm.ptes[vpn] = _child_entry(pte)
+            folio = pte.folio
+            if pte.migration or folio is ZERO_FOLIO:
+                _copy_entry(system, pte, dst_vma)
+                dst_ptes[vpn] = _child_entry(pte)
+            else:
+                folio.mapcount += 1
+                folio.exclusive = False
+                dup_rmap(folio, dst_vma)
+                pte.writable = False
+                copy = Pte(folio, False)
+                copy.young = False  # pte_mkold
+                dst_ptes[vpn] = copy
             copied += 1
-            if system.inflight_walks:
-                system.entry_copied(pte.folio, (src_mm.mid, vpn), (dst_mm.mid, vpn))
+            if walks:
+                system.entry_copied(folio, (src_mm.mid, vpn), (dst_mm.mid, vpn))
         await spend(system, costs.pte_copy_ns * copied)
         src_ptl.unlock()
         dst_ptl.unlock()

@@ -16,9 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
-
-from matplotlib.figure import Figure
+from typing import TYPE_CHECKING, Any
 
 from reports.common import SWEEP_SCHEMA, check_results, fmt_pct, fmt_time, format_table, op_names, side_names
 from reports.common import total_throughput as _total_throughput
@@ -30,8 +28,10 @@ from reports.latency import latency_text
 from reports.lockgraph import order_section, write_lockdep_reports
 from reports.lockstat import lockstat_text
 from reports.perf_lock import perf_lock_text
-from reports.plots import figure_bytes, run_figures, scaling_figures
 from workloads.record import atomic_write
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = [
     "load_sweep_points",
@@ -53,6 +53,8 @@ def _write(path: Path, text: str | bytes, written: list[Path]) -> None:
 
 def _save(fig: Figure, outdir: Path, name: str, written: list[Path]) -> bytes:
     """Write ``name.png`` and ``name.svg``; return the SVG for the page."""
+    from reports.plots import figure_bytes  # matplotlib is imported only when a picture is drawn
+
     _write(outdir / f"{name}.png", figure_bytes(fig, "png"), written)
     svg = figure_bytes(fig, "svg")
     _write(outdir / f"{name}.svg", svg, written)
@@ -68,6 +70,8 @@ def render_run(results: dict[str, Any], outdir: Path) -> list[Path]:
     _write(outdir / "perf_lock.txt", perf_lock_text(results), written)
     _write(outdir / "latency.txt", latency_text(results), written)
     _write(outdir / "compare.txt", compare_text(results), written)
+    from reports.plots import run_figures
+
     svgs: dict[str, bytes] = {}
     for name, fig in run_figures(results["runs"]).items():
         svgs[name] = _save(fig, outdir, name, written)
@@ -175,6 +179,8 @@ def render_sweep(sweep: dict[str, Any], outdir: Path) -> list[Path]:
     drawn = [(p["params"], p["runs"], {str(r.get("design")) for r in p["runs"]
                                        if _design_verdict(p, str(r.get("design"))) != "ok"})
              for p in points if p["runs"]]
+    from reports.plots import scaling_figures
+
     svgs: dict[str, bytes] = {}
     for name, fig in scaling_figures(drawn, sweep.get("grid", {})).items():
         svgs[name] = _save(fig, outdir, name, written)
