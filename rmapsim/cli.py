@@ -82,9 +82,8 @@ def _overrides(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def _load(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Any:
-    from workloads.scenario import ScenarioError, load_scenario
-
+def _source(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> tuple[Path, dict[str, Any]]:
+    """The scenario's file and the overrides the command line gives it (what worker processes load)."""
     overrides = _overrides(getattr(args, "set", None) or [])
     if extra:
         overrides.update(extra)
@@ -92,8 +91,15 @@ def _load(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Any:
         overrides["run.seed"] = args.seed
     if getattr(args, "cpus", None) is not None:
         overrides["run.cpus"] = args.cpus
+    return _resolve(args.scenario), overrides
+
+
+def _load(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Any:
+    from workloads.scenario import ScenarioError, load_scenario
+
+    path, overrides = _source(args, extra)
     try:
-        return load_scenario(_resolve(args.scenario), overrides)
+        return load_scenario(path, overrides)
     except ScenarioError as exc:
         raise BadInput(str(exc)) from None
 
@@ -234,6 +240,41 @@ async def _run_designs_async(args: argparse.Namespace, scenario: Any, designs: l
         _run_failed(exc)
 
 
+def _jobs(args: argparse.Namespace, scenario: Any, designs: list[str]) -> int:
+    """How many processes run the designs: ``--jobs`` (default: one per design).  One means this
+    process, as trio code, and so do a single design, ``--log`` (one event log, in design order)
+    and the trio executor (a forked worker cannot start trio inside the parent's ``trio.run``)."""
+    jobs = getattr(args, "jobs", None)
+    if jobs is not None and jobs < 1:
+        raise BadInput(f"--jobs {jobs}: allowed: 1 or more")
+    if len(designs) < 2 or getattr(args, "log", None) or scenario.executor != "stepper":
+        return 1
+    return len(designs) if jobs is None else min(jobs, len(designs))
+
+
+async def _run_designs_in_processes(args: argparse.Namespace, scenario: Any, designs: list[str],
+                                    jobs: int) -> dict[str, Any]:
+    """Each design in its own worker process (workloads/trio_pool.py), awaited as trio code; the
+    progress line counts finished designs.  Results are byte-identical to the serial path."""
+    from rmapsim.progress import Progress
+    from workloads.runner import RunFailed, run_scenario_in_processes
+
+    out = Path(args.out) if args.out else None
+    trace_dir = out if getattr(args, "trace", False) and out is not None else None
+    if trace_dir is not None:
+        trace_dir.mkdir(parents=True, exist_ok=True)
+    source, overrides = _source(args)
+    progress = Progress(f"{scenario.name}: {', '.join(designs)} in {jobs} processes", total=len(designs),
+                        enabled=not args.quiet)
+    run = functools.partial(run_scenario_in_processes, scenario, source, overrides, designs=designs, jobs=jobs,
+                            trace_dir=trace_dir, on_done=lambda _design: progress.advance())
+    try:
+        results: dict[str, Any] = await progress.run_beside(run)
+        return results
+    except RunFailed as exc:
+        _run_failed(exc)
+
+
 def _default_out(scenario: Any) -> Path:
     return Path(f"rmapsim-out/{scenario.name}-seed{scenario.seed}")
 
@@ -251,12 +292,16 @@ def _run_and_save(args: argparse.Namespace, extra: dict[str, Any] | None = None)
 
 
 async def _run_and_save_async(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """:func:`_run_and_save` inside trio."""
+    """:func:`_run_and_save` inside trio; the designs in parallel processes unless ``--jobs 1``."""
     scenario = _load(args, extra)
     designs = _designs(args, scenario)
     if args.out is None:
         args.out = str(_default_out(scenario))
-    results = await _run_designs_async(args, scenario, designs)
+    jobs = _jobs(args, scenario, designs)
+    if jobs > 1:
+        results = await _run_designs_in_processes(args, scenario, designs, jobs)
+    else:
+        results = await _run_designs_async(args, scenario, designs)
     _uninterrupted(_write_results, results, Path(args.out))
     return results
 
@@ -418,6 +463,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", help="output folder (default rmapsim-out/<scenario>-seed<N>)")
     parser.add_argument("--executor", choices=EXECUTORS, help="stepper (default) or trio: who steps simulated tasks")
     parser.add_argument("--log", metavar="FILE", help="write the runs' event log to FILE (JSON lines)")
+    parser.add_argument("--jobs", type=int, help="processes that run the designs (default: one per design; 1: "
+                        "this process)")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     def scenario_cmd(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -437,13 +484,17 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     log_help = "write the runs' event log to FILE: JSON lines (structlog) in virtual time"
+    jobs_help = ("processes that run the designs (default: one per design; 1: this process, one design after "
+                 "the other); results are byte-identical either way")
     p = scenario_cmd("run", "run a scenario; writes OUT/result.json and reports")
     p.add_argument("--trace", action="store_true", help="also write a Chrome trace per design")
     p.add_argument("--log", metavar="FILE", help=log_help)
+    p.add_argument("--jobs", type=int, help=jobs_help)
     p.set_defaults(func=cmd_run)
     p = scenario_cmd("compare", "run every design of a scenario and print the comparison")
     p.add_argument("--trace", action="store_true", help="also write a Chrome trace per design")
     p.add_argument("--log", metavar="FILE", help=log_help)
+    p.add_argument("--jobs", type=int, help=jobs_help)
     p.set_defaults(func=cmd_compare)
     from rmapsim.lockdep_cmd import add_parser as add_lockdep_parser
 

@@ -43,8 +43,8 @@ from workloads.scenario import Scenario
 if TYPE_CHECKING:
     from concurrency.trace import EventLog
 
-__all__ = ["SETUP_OPS", "RunFailed", "check_mapcounts", "run_one", "run_one_async", "run_scenario",
-           "run_scenario_async"]
+__all__ = ["SETUP_OPS", "RunFailed", "check_mapcounts", "run_design_task", "run_one", "run_one_async",
+           "run_scenario", "run_scenario_async", "run_scenario_in_processes"]
 
 SETUP_OPS = ("populate",)  # operations of the set-up, before the workload phase
 
@@ -371,6 +371,52 @@ async def run_scenario_async(scenario: Scenario, *, designs: list[str] | None = 
                                         watch=watch_one))
         if tracer is not None and trace_dir is not None:
             tracer.dump(trace_dir / f"trace-{design}.json")
+    return _results(scenario, runs)
+
+
+def run_design_task(spec: tuple[str, dict[str, Any], str, str | None]) -> tuple[bool, Any]:
+    """One design of a run, in a worker process (:func:`run_scenario_in_processes`): the scenario
+    is loaded again from its source and overrides (sources travel, never live objects).  Returns
+    ``(True, record)``, or ``(False, message)`` when the run failed (:class:`RunFailed`)."""
+    from workloads.scenario import load_scenario
+
+    source, overrides, design, trace_dir = spec
+    scenario = load_scenario(source, overrides)
+    tracer = _tracer(None if trace_dir is None else Path(trace_dir), None)
+    try:
+        record = run_one(scenario, design, tracer=tracer)
+    except RunFailed as exc:
+        return False, str(exc)
+    if tracer is not None and trace_dir is not None:
+        tracer.dump(Path(trace_dir) / f"trace-{design}.json")
+    return True, record
+
+
+async def run_scenario_in_processes(scenario: Scenario, source: Path, overrides: dict[str, Any], *,
+                                    designs: list[str], jobs: int, trace_dir: Path | None = None,
+                                    on_done: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """:func:`run_scenario` with each design in its own forked process (up to ``jobs`` at a time),
+    awaited as trio code (workloads/trio_pool.py).  Each run is the same deterministic function of
+    (scenario, design, seed) as in one process, so the document is byte-identical to the serial
+    one.  A failed run raises :class:`RunFailed` as the serial path would: the first failing design
+    in ``designs`` order.  ``on_done(design)`` is called as each design finishes (progress)."""
+    from workloads.trio_pool import map_in_processes
+
+    specs = [(str(source), overrides, design, None if trace_dir is None else str(trace_dir)) for design in designs]
+
+    def done(i: int, outcome: Any) -> None:
+        if on_done is not None:
+            on_done(designs[i])
+
+    outcomes = await map_in_processes(run_design_task, specs, jobs=jobs, on_result=done)
+    runs = []
+    for design, outcome in zip(designs, outcomes, strict=True):
+        if not outcome.ok:
+            raise RuntimeError(f"{scenario.name} under {design}: {outcome.error}")
+        ok, value = outcome.value
+        if not ok:
+            raise RunFailed(value)
+        runs.append(value)
     return _results(scenario, runs)
 
 
