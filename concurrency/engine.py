@@ -44,6 +44,8 @@ from dataclasses import dataclass, field
 from enum import Enum, IntEnum
 from typing import Any, Final, Protocol
 
+from mypy_extensions import mypyc_attr
+
 from concurrency.lock import LockCosts, LockMisuse
 from concurrency.lockstat import LockClass
 from concurrency.perturb import Perturbation
@@ -102,6 +104,7 @@ class Waitable(Protocol):
     def holders(self) -> list[SimTask]: ...
 
 
+@mypyc_attr(native_class=False)  # an exception: a plain Python class when compiled
 class SimulationError(RuntimeError):
     """A simulated task raised; names the task and the virtual time."""
 
@@ -112,6 +115,7 @@ class SimulationError(RuntimeError):
         self.now_ns = now_ns
 
 
+@mypyc_attr(native_class=False)  # an exception: a plain Python class when compiled
 class Deadlock(RuntimeError):
     """Every live task is blocked and nothing is pending: the wait-for report is the message."""
 
@@ -706,8 +710,8 @@ class Engine:
                     except StopIteration:
                         try:
                             self._finish(target)
-                        except LockMisuse as exc:
-                            raise SimulationError(target, self.now, exc) from exc
+                        except LockMisuse as misuse:  # not ``exc``: mypyc types a name by its first clause
+                            raise SimulationError(target, self.now, misuse) from misuse
                     except _PASS_THROUGH:
                         raise
                     except BaseException as exc:

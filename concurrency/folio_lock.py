@@ -152,10 +152,16 @@ class FolioLock(SimLock):
         else:
             self.engine.wake(waiter)
 
-    # The generic names (Mutex, QSpinlock) for code written against any exclusive lock.
-    trylock = folio_trylock
-    lock = folio_lock
-    unlock = folio_unlock
+    # The generic names (Mutex, QSpinlock) for code written against any exclusive lock; methods,
+    # not aliases assigned in the class body (mypyc does not compile those).
+    def trylock(self) -> bool:
+        return self.folio_trylock()
+
+    async def lock(self) -> None:
+        await self.folio_lock()
+
+    def unlock(self) -> None:
+        self.folio_unlock()
 
 
 class FolioLockUnfair(FolioLock):

@@ -8,9 +8,12 @@ are its subclasses.
 
 from __future__ import annotations
 
+from mypy_extensions import mypyc_attr
+
 __all__ = ["InputError"]
 
 
+@mypyc_attr(native_class=False)  # an exception: a plain Python class when compiled
 class InputError(ValueError):
     def __init__(self, file: str, line: int | None, key: str, message: str) -> None:
         where = f"{file}:{line}" if line else file

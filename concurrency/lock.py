@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from mypy_extensions import mypyc_attr
+
 from concurrency.lockstat import LockClass, LockSideStats
 
 if TYPE_CHECKING:
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
 __all__ = ["LockCosts", "LockMisuse", "SimLock"]
 
 
+@mypyc_attr(native_class=False)  # an exception: a plain Python class when compiled
 class LockMisuse(RuntimeError):
     """Releasing a lock not held, re-acquiring a non-recursive lock, unlocking from another task,
     or sleeping while holding a spinlock."""

@@ -68,6 +68,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
+from mypy_extensions import mypyc_attr
+
 from concurrency.input_error import InputError
 
 __all__ = [
@@ -537,10 +539,12 @@ class OrderChecker:
 # -- the declared order ----------------------------------------------------------------------------
 
 
+@mypyc_attr(native_class=False)  # an exception: a plain Python class when compiled
 class OrderFileError(InputError):
     """A bad order file: ``file:line: key: message``, the shape of a scenario error."""
 
 
+@mypyc_attr(native_class=False)  # an exception: a plain Python class when compiled
 class _DeclError(ValueError):
     """A declaration problem found while building an order, with the (chain, level) it is about."""
 
@@ -650,7 +654,7 @@ class ExpectedOrder:
                             self.steps[(a, b)] = loc
                             self._step_at[(a, b)] = (c, j)
         self._inner = inner
-        unknown = self.write_only - inner.keys()
+        unknown = self.write_only - set(inner)  # frozenset - dict_keys is a set at run time (mypyc checks)
         if unknown:
             raise ValueError(f"{source}: write_only names classes not in any level: {sorted(unknown)}")
         for cls in inner:
@@ -827,10 +831,10 @@ class ExpectedOrder:
             paths.append(path)
         try:
             return cls(chains, source=source, write_only=write_only, where=where, chain_info=info, origin=origin)
-        except _DeclError as exc:
-            c, j = exc.at
+        except _DeclError as decl:  # not ``exc``: mypyc types a name by its first clause
+            c, j = decl.at
             path = ["level", j, "classes"] if paths[c] == ["level"] else [*paths[c], "levels"]
-            raise fail(path, str(exc)) from None
+            raise fail(path, str(decl)) from None
         except ValueError as exc:
             raise OrderFileError(origin, None, "", str(exc)) from None
 

@@ -171,8 +171,8 @@ class _Cpus:
                 except StopIteration:
                     try:
                         engine._finish(target)
-                    except LockMisuse as exc:
-                        raise SimulationError(target, engine.now, exc) from exc
+                    except LockMisuse as misuse:  # not ``exc``: mypyc types a name by its first clause
+                        raise SimulationError(target, engine.now, misuse) from misuse
                 except _PASS_THROUGH:
                     raise
                 except BaseException as exc:

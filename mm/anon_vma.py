@@ -171,7 +171,6 @@ class _PrepareToken:
     geometry: list[tuple[Vma, int, int, int]]  # (vma, start, end, pgoff) before the change
 
 
-@register
 class AnonVmaDesign(RmapDesign):
     """The mainline anon_vma reverse map; see the module docstring."""
 
@@ -915,3 +914,6 @@ class AnonVmaDesign(RmapDesign):
         out = super().describe()
         out["object_bytes"] = dict(OBJECT_SIZES)
         return out
+
+
+register(AnonVmaDesign)  # a plain call, not a class decorator: mypyc keeps no decorated native class

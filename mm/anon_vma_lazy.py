@@ -195,7 +195,6 @@ class TreeParent:
         return f"<TreeParent av{self.av.avid}{own}>"
 
 
-@register
 class AnonVmaLazyDesign(AnonVmaDesign):
     """ANON_VMA_LAZY on top of mainline anon_vma; see the module docstring."""
 
@@ -746,3 +745,6 @@ class AnonVmaLazyDesign(AnonVmaDesign):
 
     def stats(self) -> dict[str, int]:
         return dict(sorted(self.counts.items()))
+
+
+register(AnonVmaLazyDesign)  # a plain call, not a class decorator: mypyc keeps no decorated native class

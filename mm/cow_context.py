@@ -243,7 +243,6 @@ class _Walk:
         self.pin: CowContext | None = None  # ctx_rwsem: the context pinned by the last visit
 
 
-@register
 class CowContextDesign(RmapDesign):
     """One COW context per mm, RCU subtree walks, O(1) fork; see the module docstring."""
 
@@ -924,3 +923,6 @@ class CowContextDesign(RmapDesign):
                 out.append(f"{ctx!r} not freed at the end (mm {'alive' if ctx.mm else 'gone'}, "
                            f"{ctx.nchildren} children, {folio_refs.get(ctx.cid, 0)} folios)")
         return out
+
+
+register(CowContextDesign)  # a plain call, not a class decorator: mypyc keeps no decorated native class

@@ -231,7 +231,8 @@ DESIGNS: dict[str, type[RmapDesign]] = {}
 
 
 def register(cls: type[RmapDesign]) -> type[RmapDesign]:
-    """Class decorator: make a design available by its ``name``."""
+    """Make a design available by its ``name``: ``register(MyDesign)`` after the class body (a plain
+    call: a class decorator on a native class does not compile with mypyc)."""
     if cls.name in DESIGNS:
         raise ValueError(f"design {cls.name!r} registered twice")
     DESIGNS[cls.name] = cls

@@ -9,7 +9,7 @@ mm/mmap.py, mm/vmscan.py, mm/migrate.py and mm/huge_memory.py act on it.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from concurrency.engine import Engine
@@ -49,7 +49,7 @@ class WalkStats:
     contexts_visited: int = 0
 
     def to_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
+        return {f.name: getattr(self, f.name) for f in fields(self)}  # no __dict__ on a compiled class
 
 
 class InflightWalk:

@@ -19,13 +19,14 @@ import random
 import time
 from collections.abc import Generator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from concurrency.engine import Engine
 from concurrency.mutex import Mutex
 
-__all__ = ["EngineBench", "MemoryBench", "draws", "run_engine", "run_engine_bench", "run_memory_bench",
-           "run_simpy"]
+__all__ = ["RUN_CASES", "EngineBench", "MemoryBench", "compiled_build_installed", "draws", "format_run_bench",
+           "run_engine", "run_engine_bench", "run_memory_bench", "run_run_bench", "run_simpy"]
 
 TASKS = 64
 ITERATIONS = 1600
@@ -229,8 +230,6 @@ def run_trace_bench(repeats: int = 3, duration_ns: int = 2_000_000) -> dict[str,
     Off, every lock operation pays one ``engine.tracer is not None`` test; on, every acquisition,
     release, contention and operation becomes trace events.  Best of ``repeats`` each, interleaved.
     """
-    from pathlib import Path
-
     from concurrency.trace import ChromeTracer
     from workloads.runner import run_one
     from workloads.scenario import load_scenario
@@ -252,3 +251,104 @@ def run_trace_bench(repeats: int = 3, duration_ns: int = 2_000_000) -> dict[str,
     return {"off_s": round(best_off, 3), "on_s": round(best_on, 3),
             "overhead_pct": round(100 * (best_on / best_off - 1), 1), "trace_events": events,
             "sim_events": off["outcome"]["events"]}
+
+
+# -- run: what a user waits for, command by command ------------------------------------------------------
+
+# (label, command line): the default comparison and two built-ins whose reports weigh more
+RUN_CASES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("rmapsim (default comparison)", ()),
+    ("compare reclaim-churn", ("compare", "reclaim-churn")),
+    ("compare threaded-faults", ("compare", "threaded-faults")),
+)
+
+
+def compiled_build_installed() -> bool:
+    """True when the compiled build's extensions sit beside concurrency/'s sources (setup.py)."""
+    import importlib.machinery
+
+    import concurrency
+
+    folder = Path(concurrency.__path__[0])
+    return any((folder / f"engine{suffix}").exists() for suffix in importlib.machinery.EXTENSION_SUFFIXES)
+
+
+def _run_once(argv: tuple[str, ...], build: str, workdir: Path) -> dict[str, float]:
+    """One command in a fresh interpreter: wall seconds, the CPU split from rmapsim/timings.py and
+    the simulated events of its result.json."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    out = workdir / "out"
+    shutil.rmtree(out, ignore_errors=True)
+    timing_file = workdir / "timings.json"
+    env = {**os.environ, "RMAPSIM_TIMINGS": str(timing_file)}
+    env.pop("RMAPSIM_PURE", None)
+    if build == "pure":
+        env["RMAPSIM_PURE"] = "1"  # an installed compiled build runs its .py sources (build_check)
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "rmapsim", *argv, "--quiet", "--out", str(out)], cwd=workdir,
+                          env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode not in (0, 1):  # 1: the run found something (a finding, not a failure)
+        raise RuntimeError(f"rmapsim {' '.join(argv)} exited {proc.returncode}: {proc.stderr[-2000:]}")
+    timing = json.loads(timing_file.read_text())
+    runs = json.loads((out / "result.json").read_text())["runs"]
+    phases = timing["phases"]
+    return {"wall_s": wall, "import_cpu_s": timing["import_cpu_s"],
+            "simulation_cpu_s": phases["simulation"]["cpu_s"], "simulation_wall_s": phases["simulation"]["wall_s"],
+            "reports_cpu_s": phases["reports"]["cpu_s"], "reports_wall_s": phases["reports"]["wall_s"],
+            "events": sum(r["outcome"]["events"] for r in runs)}
+
+
+def run_run_bench(repeats: int = 3, builds: tuple[str, ...] | None = None,
+                  cases: tuple[tuple[str, tuple[str, ...]], ...] = RUN_CASES) -> dict[str, Any]:
+    """Each case (default :data:`RUN_CASES`) ``repeats`` times per build, the builds interleaved so machine
+    noise hits both: min and median wall, the medians of the CPU split, events per simulation CPU
+    second.  ``builds``: "compiled" and "pure" when the compiled build is installed, else "pure"."""
+    import statistics
+    import tempfile
+
+    from concurrency.build_check import compiled
+
+    if builds is None:
+        builds = ("compiled", "pure") if compiled_build_installed() else ("pure",)
+    samples: dict[tuple[str, str], list[dict[str, float]]] = {}
+    with tempfile.TemporaryDirectory(prefix="rmapsim-bench-") as tmp:
+        for _ in range(repeats):
+            for label, argv in cases:
+                for build in builds:
+                    samples.setdefault((label, build), []).append(_run_once(argv, build, Path(tmp)))
+    cases = []
+    for (label, build), runs in samples.items():
+        def med(key: str, runs: list[dict[str, float]] = runs) -> float:
+            return statistics.median(r[key] for r in runs)
+
+        walls = [r["wall_s"] for r in runs]
+        cases.append({
+            "case": label, "build": build, "repeats": len(runs),
+            "wall_min_s": round(min(walls), 3), "wall_median_s": round(statistics.median(walls), 3),
+            "import_cpu_s": round(med("import_cpu_s"), 3), "simulation_cpu_s": round(med("simulation_cpu_s"), 3),
+            "simulation_wall_s": round(med("simulation_wall_s"), 3), "reports_cpu_s": round(med("reports_cpu_s"), 3),
+            "reports_wall_s": round(med("reports_wall_s"), 3), "events": int(runs[0]["events"]),
+            "events_per_sim_cpu_s": round(runs[0]["events"] / med("simulation_cpu_s")),
+        })
+    import concurrency.engine
+
+    return {"builds": list(builds), "this_process": "compiled" if compiled(concurrency.engine) else "pure",
+            "cases": cases}
+
+
+def format_run_bench(doc: dict[str, Any]) -> str:
+    lines = [f"builds: {', '.join(doc['builds'])} (fresh interpreter per run; wall min / median of "
+             f"{doc['cases'][0]['repeats'] if doc['cases'] else 0}; CPU medians, worker processes included)",
+             f"{'case':<30} {'build':<8} {'wall min':>8} {'median':>7} {'import':>7} {'sim CPU':>8} "
+             f"{'sim wall':>8} {'reports':>8} {'events':>9} {'events/sim CPU s':>16}"]
+    for c in doc["cases"]:
+        lines.append(f"{c['case']:<30} {c['build']:<8} {c['wall_min_s']:>7.2f}s {c['wall_median_s']:>6.2f}s "
+                     f"{c['import_cpu_s']:>6.2f}s {c['simulation_cpu_s']:>7.2f}s {c['simulation_wall_s']:>7.2f}s "
+                     f"{c['reports_cpu_s']:>7.2f}s {c['events']:>9,} {c['events_per_sim_cpu_s']:>16,}")
+    return "\n".join(lines)

@@ -29,7 +29,7 @@ from typing import Any, NoReturn
 import trio
 
 from concurrency.engine import EXECUTORS
-from rmapsim import diag
+from rmapsim import diag, timings
 
 __all__ = ["main"]
 
@@ -298,11 +298,13 @@ async def _run_and_save_async(args: argparse.Namespace, extra: dict[str, Any] | 
     if args.out is None:
         args.out = str(_default_out(scenario))
     jobs = _jobs(args, scenario, designs)
-    if jobs > 1:
-        results = await _run_designs_in_processes(args, scenario, designs, jobs)
-    else:
-        results = await _run_designs_async(args, scenario, designs)
-    _uninterrupted(_write_results, results, Path(args.out))
+    with timings.phase("simulation"):
+        if jobs > 1:
+            results = await _run_designs_in_processes(args, scenario, designs, jobs)
+        else:
+            results = await _run_designs_async(args, scenario, designs)
+    with timings.phase("reports"):
+        _uninterrupted(_write_results, results, Path(args.out))
     return results
 
 
@@ -320,7 +322,9 @@ async def cmd_compare(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(results, sort_keys=True))
     else:
-        print(_summary(results))
+        with timings.phase("reports"):
+            summary = _summary(results)
+        print(summary)
         if not args.quiet:
             print(f"\nresults and reports: {args.out}/")
     return 1 if _findings(results) else 0
@@ -441,12 +445,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
               f"fork-heavy (anon_vma, {figures['sim_events']:,} events): tracing off {figures['off_s']} s, "
               f"on {figures['on_s']} s (+{figures['overhead_pct']}%, {figures['trace_events']:,} trace events)")
         return 0
+    if args.what == "run":
+        from rmapsim.bench import format_run_bench, run_run_bench
+
+        doc = run_run_bench(repeats=args.repeats)
+        print(json.dumps(doc, sort_keys=True) if args.json else format_run_bench(doc))
+        return 0
     if args.what == "memory":
         mem = run_memory_bench(args.folios)
         print(json.dumps(mem.to_dict(), sort_keys=True) if args.json else format_memory_bench(mem))
         return 0
     if args.what != "engine":
-        raise BadInput(f"bench {args.what!r}: unknown benchmark; allowed: engine, memory, trace")
+        raise BadInput(f"bench {args.what!r}: unknown benchmark; allowed: engine, memory, run, trace")
     bench = run_engine_bench(repeats=args.repeats)
     if args.json:
         print(json.dumps(bench.to_dict(), sort_keys=True))
@@ -521,9 +531,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_validate_parser(sub)
     p = sub.add_parser("bench", help="benchmarks (engine vs SimPy)")
     p.add_argument("what", nargs="?", default="engine",
-                   help="engine (vs SimPy), memory (1M folios) or trace (tracing on/off)")
+                   help="engine (vs SimPy), memory (1M folios), run (the default comparison and two built-ins: "
+                        "wall, CPU split, events per second; pure and compiled builds) or trace (tracing on/off)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--repeats", type=int, default=3, help="engine: runs per simulator; the best counts")
+    p.add_argument("--repeats", type=int, default=3, help="engine: runs per simulator, the best counts; run: "
+                   "runs per case and build")
     p.add_argument("--folios", type=int, default=1_000_000, help="memory: resident folios")
     p.set_defaults(func=cmd_bench)
     return parser
@@ -549,6 +561,14 @@ def _interrupted(exc: BaseException) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    timings.start()
+    try:
+        return _main(argv)
+    finally:
+        timings.write()
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

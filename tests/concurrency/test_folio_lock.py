@@ -184,10 +184,34 @@ def test_misuse_raises(case: str) -> None:
     assert "folio7" in str(exc.value)
 
 
-def test_generic_aliases_are_the_kernel_operations() -> None:
-    assert FolioLock.lock is FolioLock.folio_lock
-    assert FolioLock.unlock is FolioLock.folio_unlock
-    assert FolioLock.trylock is FolioLock.folio_trylock
+def test_generic_names_are_the_kernel_operations() -> None:
+    # lock/unlock/trylock (the names any exclusive lock has) do what folio_lock & co. do: the same
+    # contention, hand-off and statistics (methods, not class-body aliases: those do not compile).
+    def run(generic: bool) -> tuple[list[tuple[str, int, bool]], int, int]:
+        engine = Engine(2, ctx_switch_ns=100)
+        folio = FolioLock(engine)
+        lock, unlock, trylock = ((folio.lock, folio.unlock, folio.trylock) if generic else
+                                 (folio.folio_lock, folio.folio_unlock, folio.folio_trylock))
+        log: list[tuple[str, int, bool]] = []
+
+        async def task(name: str, start: int) -> None:
+            await engine.delay(start)
+            log.append((name, engine.now, trylock()))
+            if log[-1][2]:
+                unlock()
+            await lock()
+            log.append((name, engine.now, folio.owner is engine.current))
+            await engine.delay(100)
+            unlock()
+
+        engine.spawn("A", task, "A", 0)
+        engine.spawn("B", task, "B", 50)
+        engine.run()
+        return log, folio.lclass.write.acquisitions, folio.lclass.write.contentions
+
+    assert run(generic=True) == run(generic=False)
+    log, acquisitions, contentions = run(generic=True)
+    assert contentions == 1 and acquisitions == 3 and log[-1][0] == "B"  # B's trylock failed: A held it
 
 
 def test_nesting_subclass_is_rejected() -> None:
