@@ -114,7 +114,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from mm.anon_vma import AnonVma, AnonVmaDesign, Avc, _PrepareToken
-from mm.rmap_design import RmapWalkControl, Switch, WalkResult, register
+from mm.rmap_design import RmapWalkControl, Switch, WalkResult, register, switch_values
 
 if TYPE_CHECKING:
     from concurrency.engine import SimTask
@@ -238,7 +238,7 @@ class AnonVmaLazyDesign(AnonVmaDesign):
     def resolve_switches(cls, given: dict[str, Any]) -> dict[str, Any]:
         """This design's switches, plus mainline's history switches at their 2026 defaults for
         :class:`AnonVmaDesign`'s constructor (they are not settable here)."""
-        own = super().resolve_switches(given)
+        own = switch_values(cls, given)
         return {**{k: sw.default for k, sw in AnonVmaDesign.SWITCHES.items()}, **own}
 
     # -- anchors -------------------------------------------------------------------------------------

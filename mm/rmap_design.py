@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from mm.system import MmSystem
     from mm.types import Folio, MmStruct, Vma
 
-__all__ = ["DESIGNS", "RmapDesign", "RmapWalkControl", "Switch", "WalkResult", "register"]
+__all__ = ["DESIGNS", "RmapDesign", "RmapWalkControl", "Switch", "WalkResult", "register", "switch_values"]
 
 
 @dataclass(frozen=True)
@@ -100,17 +100,7 @@ class RmapDesign(ABC):
 
     @classmethod
     def resolve_switches(cls, given: dict[str, Any]) -> dict[str, Any]:
-        out = {name: sw.default for name, sw in cls.SWITCHES.items()}
-        for key, value in given.items():
-            sw = cls.SWITCHES.get(key)
-            if sw is None:
-                allowed = ", ".join(sorted(cls.SWITCHES)) or "none"
-                raise KeyError(f"design {cls.name!r} has no switch {key!r}; allowed: {allowed}")
-            if value not in sw.allowed:
-                raise ValueError(f"switch {cls.name}.{key}: {value!r} not allowed; "
-                                 f"allowed: {', '.join(map(repr, sw.allowed))}")
-            out[key] = value
-        return out
+        return switch_values(cls, given)
 
     # -- VMA and mm lifecycle ------------------------------------------------------------------
 
@@ -225,6 +215,22 @@ class RmapDesign(ABC):
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "switches": dict(sorted(self.switches.items()))}
+
+
+def switch_values(design: type[RmapDesign], given: dict[str, Any]) -> dict[str, Any]:
+    """:meth:`RmapDesign.resolve_switches` of ``design``'s own ``SWITCHES``: a function, so that an
+    override can build on it without ``super()`` in a classmethod (which mypyc miscompiles)."""
+    out = {name: sw.default for name, sw in design.SWITCHES.items()}
+    for key, value in given.items():
+        sw = design.SWITCHES.get(key)
+        if sw is None:
+            allowed = ", ".join(sorted(design.SWITCHES)) or "none"
+            raise KeyError(f"design {design.name!r} has no switch {key!r}; allowed: {allowed}")
+        if value not in sw.allowed:
+            raise ValueError(f"switch {design.name}.{key}: {value!r} not allowed; "
+                             f"allowed: {', '.join(map(repr, sw.allowed))}")
+        out[key] = value
+    return out
 
 
 DESIGNS: dict[str, type[RmapDesign]] = {}

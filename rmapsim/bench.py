@@ -322,13 +322,13 @@ def run_run_bench(repeats: int = 3, builds: tuple[str, ...] | None = None,
             for label, argv in cases:
                 for build in builds:
                     samples.setdefault((label, build), []).append(_run_once(argv, build, Path(tmp)))
-    cases = []
+    rows: list[dict[str, Any]] = []
     for (label, build), runs in samples.items():
         def med(key: str, runs: list[dict[str, float]] = runs) -> float:
             return statistics.median(r[key] for r in runs)
 
         walls = [r["wall_s"] for r in runs]
-        cases.append({
+        rows.append({
             "case": label, "build": build, "repeats": len(runs),
             "wall_min_s": round(min(walls), 3), "wall_median_s": round(statistics.median(walls), 3),
             "import_cpu_s": round(med("import_cpu_s"), 3), "simulation_cpu_s": round(med("simulation_cpu_s"), 3),
@@ -339,7 +339,7 @@ def run_run_bench(repeats: int = 3, builds: tuple[str, ...] | None = None,
     import concurrency.engine
 
     return {"builds": list(builds), "this_process": "compiled" if compiled(concurrency.engine) else "pure",
-            "cases": cases}
+            "cases": rows}
 
 
 def format_run_bench(doc: dict[str, Any]) -> str:
