@@ -24,13 +24,20 @@ def compiled_sources() -> list[str]:
                   if p.name not in PURE)
 
 
+# Commands that build code; setuptools also runs this file for metadata alone (egg_info, dist_info:
+# asking for the build requirements), before mypy is installed, and that needs no compiler.
+BUILDING = ("bdist_wheel", "build", "build_ext", "install")
+
 ext_modules = []
 if os.environ.get("RMAPSIM_MYPYC", "") == "1":
     if any(arg in ("editable_wheel", "develop") for arg in sys.argv):
         raise SystemExit("RMAPSIM_MYPYC=1 compiles only non-editable installs (pip install .): compiled "
                          "modules beside the sources would run instead of later edits; unset it for -e")
-    from mypyc.build import mypycify
-
-    ext_modules = mypycify(compiled_sources(), opt_level="3")
+    if any(arg in BUILDING for arg in sys.argv):
+        try:
+            from mypyc.build import mypycify
+        except ImportError as exc:
+            raise SystemExit(f"RMAPSIM_MYPYC=1 needs mypy (mypyc) in the build environment: {exc}") from None
+        ext_modules = mypycify(compiled_sources(), opt_level="3")
 
 setup(ext_modules=ext_modules)

@@ -116,6 +116,14 @@ def split_subclass(key: str) -> tuple[str, int]:
     return key, 0
 
 
+def _rechain(stack: list[_Held], start: int) -> None:
+    """Rebuild the chain keys of ``stack[start:]`` (an entry below changed or went away), as
+    lockdep's reacquire of the held locks above a released one does."""
+    below = stack[start - 1].chain if start else None
+    for held in stack[start:]:
+        held.chain = below = (below, held.key, held.read)
+
+
 @dataclass(slots=True)
 class _Held:
     """``struct held_lock``: one entry of a task's held-lock stack."""
@@ -125,6 +133,9 @@ class _Held:
     read: int
     trylock: bool
     where: str
+    # lookup_chain_cache()'s chain key: (the chain below this entry, key, read), built one lock at a
+    # time as iterate_chain_key() builds the kernel's hash (kept whole here: no collisions to check).
+    chain: Any = None
 
 
 class _Taken(NamedTuple):
@@ -202,6 +213,9 @@ class OrderChecker:
         self._edges: dict[tuple[str, str], _Edge] = {}
         self._after: dict[str, list[_Edge]] = {}  # locks_after, in recording order
         self._seen: dict[tuple[str, tuple[str, ...]], Finding] = {}
+        # lookup_chain_cache(): a held-lock chain already validated (by its _Held.chain) -> the edges
+        # its validation walked, nearest held lock first.  Validating it again could only count them.
+        self._chain_cache: dict[Any, list[_Edge]] = {}
 
     # -- the hooks the lock models call --------------------------------------------------------
 
@@ -221,9 +235,16 @@ class OrderChecker:
         stack = self._held.get(task_id)
         if stack is None:
             stack = self._held[task_id] = []
-        new = _Held(lock_class, instance, read, trylock, where)
+        new = _Held(lock_class, instance, read, trylock, where, (stack[-1].chain if stack else None, lock_class, read))
         if not trylock and stack:
-            self._validate(task_id, task_name, stack, new)
+            edges = self._chain_cache.get(new.chain)
+            if edges is None:
+                self._validate(task_id, task_name, stack, new)
+            else:  # validate_chain() skipped, as after a chain-cache hit; the edges are counted
+                for edge in edges:
+                    edge.count += 1
+                    ops = edge.ops
+                    ops[where] = ops.get(where, 0) + 1
         stack.append(new)
         if len(stack) > self.max_depth:
             self.max_depth = len(stack)
@@ -237,6 +258,8 @@ class OrderChecker:
                 held = stack[i]
                 if held.key == lock_class and held.instance == instance:
                     del stack[i]
+                    if i < len(stack):  # released out of order: the chains above it changed
+                        _rechain(stack, i)
                     return
         name = task_name if task_name is not None else self._names.get(task_id, "?")
         self._bad_unlock(task_id, name, lock_class, where if where is not None else "(unknown)")
@@ -248,9 +271,12 @@ class OrderChecker:
         No dependency is added: the lock is held all along.  Downgrading a lock not held is an
         unlock imbalance, as in ``__lock_downgrade``.
         """
-        for held in reversed(self._held.get(task_id, [])):
+        stack = self._held.get(task_id, [])
+        for i in range(len(stack) - 1, -1, -1):
+            held = stack[i]
             if held.key == lock_class and held.instance == instance:
                 held.read = 1
+                _rechain(stack, i)
                 usage = self._usage.get(lock_class)
                 if usage is not None:
                     usage[1] = True
@@ -364,10 +390,13 @@ class OrderChecker:
 
     def _validate(self, tid: int, task_name: str, stack: list[_Held], new: _Held) -> None:
         # check_deadlock(): the same class already held, unless read-after-read recursion.
+        recursive = False
         for prev in stack:
             if prev.key == new.key and not (new.read == 2 and prev.read):
                 self._recursive(tid, task_name, stack, prev, new)
+                recursive = True
                 break
+        walked: list[_Edge] = []
         # lookup_chain_cache(): only counted here (lockdep_stats "dependency chains").
         self._chains.add((*(h.key for h in stack), new.key))
         # check_prevs_add(), nearest held lock first (every held lock: see the module docstring).
@@ -398,6 +427,11 @@ class OrderChecker:
                     (h.key, h.read, h.where) for h in (*stack, new)))
             edge.count += 1
             edge.ops[where] = edge.ops.get(where, 0) + 1
+            walked.append(edge)
+        # Cached once every edge has this chain's types and modes; a recursive report is repeated
+        # (its hits counted) on every acquisition, so such a chain is validated every time.
+        if not recursive:
+            self._chain_cache[new.chain] = walked
 
     def _strong_path(self, src: str, src_read: int, target: str, target_read: int) -> list[_Edge] | None:
         """``check_noncircular()``/``__bfs()``: shortest strong path ``src -> ... -> target``

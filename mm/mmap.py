@@ -320,6 +320,7 @@ async def exit_mmap(system: MmSystem, mm: MmStruct) -> None:
             mm.remove_vma(vma)  # (the kernel removes them after free_pgtables; no one looks between)
         await free_pgtables(system, mm, vmas)
         mm.alive = False
+        system.mms.remove(mm)  # torn down: out of the oracle's search (MmSystem.mms)
         mmap_write_unlock(mm)
         await system.design.exit_mm(mm)
         system.ops.inc("exit")

@@ -26,7 +26,8 @@ def page_vma_mapped(vma: Vma, vpn: int, folio: Folio, *, migration: bool = False
 
 
 def oracle_mappings(system: MmSystem, folio: Folio, *, migration: bool = False) -> set[tuple[int, int]]:
-    """Ground truth: every (mm id, vpn) whose entry maps ``folio``, by searching all live mms.
+    """Ground truth: every (mm id, vpn) whose entry maps ``folio``, by searching all live mms
+    (``system.mms`` holds only those not torn down yet).
 
     Independent of any design's structures: it looks up ``folio.index`` in every VMA of every mm
     that still has users.

@@ -106,6 +106,9 @@ class MmSystem:
         self.memory = memory or MemoryConfig()
         self.free_pages = self.memory.total_pages
         self.min_free_pages = self.free_pages
+        # Address spaces not yet torn down, in creation order: exit_mmap drops each at its end, so
+        # the oracle's search and the end-of-run checks never scan the thousands a fork-heavy run
+        # has already freed (and a freed mm is garbage, not kept alive here).
         self.mms: list[MmStruct] = []
         self.folios: dict[int, Folio] = {}  # live folios by id (insertion order = allocation order)
         self.lru: dict[int, Folio] = {}  # inactive-anon LRU: oldest first
