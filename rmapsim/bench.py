@@ -26,7 +26,8 @@ from concurrency.engine import Engine
 from concurrency.mutex import Mutex
 
 __all__ = ["RUN_CASES", "EngineBench", "MemoryBench", "compiled_build_installed", "draws", "format_run_bench",
-           "run_engine", "run_engine_bench", "run_memory_bench", "run_run_bench", "run_simpy"]
+           "format_scale_bench", "run_engine", "run_engine_bench", "run_memory_bench", "run_run_bench",
+           "run_scale_bench", "run_simpy"]
 
 TASKS = 64
 ITERATIONS = 1600
@@ -351,4 +352,48 @@ def format_run_bench(doc: dict[str, Any]) -> str:
         lines.append(f"{c['case']:<30} {c['build']:<8} {c['wall_min_s']:>7.2f}s {c['wall_median_s']:>6.2f}s "
                      f"{c['import_cpu_s']:>6.2f}s {c['simulation_cpu_s']:>7.2f}s {c['simulation_wall_s']:>7.2f}s "
                      f"{c['reports_cpu_s']:>7.2f}s {c['events']:>9,} {c['events_per_sim_cpu_s']:>16,}")
+    return "\n".join(lines)
+
+
+# -- scale: per-event cost as a run gets longer ---------------------------------------------------------
+
+
+def run_scale_bench(multiples: tuple[int, ...] = (1, 2, 4, 8), repeats: int = 2, scenario: str = "fork-heavy",
+                    design: str = "anon_vma") -> dict[str, Any]:
+    """``scenario`` under ``design`` at each multiple of its default duration: CPU ns per simulated
+    event (best of ``repeats``, the multiples interleaved) and its ratio to the 1x run.  Wall time is
+    linear in events when the ratios stay near 1 (the target: within 10% up to 8x)."""
+    import gc
+
+    from workloads.runner import run_one
+    from workloads.scenario import load_scenario
+
+    path = Path(__file__).resolve().parent.parent / "workloads" / "scenarios" / f"{scenario}.toml"
+    base = load_scenario(path)
+    if base.duration_ns is None:
+        raise ValueError(f"{scenario} has no duration to multiply")
+    best: dict[int, float] = {}
+    events: dict[int, int] = {}
+    for _ in range(repeats):
+        for m in multiples:
+            sc = load_scenario(path, {"run.duration_ns": base.duration_ns * m})
+            gc.collect()
+            t0 = time.process_time()
+            record = run_one(sc, design)
+            cpu = time.process_time() - t0
+            events[m] = record["outcome"]["events"]
+            best[m] = min(best.get(m, float("inf")), cpu * 1e9 / events[m])
+    first = best[multiples[0]]
+    rows = [{"multiple": m, "events": events[m], "ns_per_event": round(best[m]),
+             "ratio": round(best[m] / first, 3)} for m in multiples]
+    return {"scenario": scenario, "design": design, "repeats": repeats, "rows": rows,
+            "max_ratio": max(r["ratio"] for r in rows)}
+
+
+def format_scale_bench(doc: dict[str, Any]) -> str:
+    lines = [f"{doc['scenario']} under {doc['design']}: CPU ns per simulated event by run length "
+             f"(best of {doc['repeats']})"]
+    lines += [f"  {r['multiple']:>2}x duration: {r['events']:>10,} events  {r['ns_per_event']:>6,} ns/event  "
+              f"{r['ratio']:.3f}x the 1x cost" for r in doc["rows"]]
+    lines.append(f"  worst: {doc['max_ratio']:.3f}x (flat within 10%: {'yes' if doc['max_ratio'] <= 1.10 else 'no'})")
     return "\n".join(lines)

@@ -451,12 +451,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
         doc = run_run_bench(repeats=args.repeats)
         print(json.dumps(doc, sort_keys=True) if args.json else format_run_bench(doc))
         return 0
+    if args.what == "scale":
+        from rmapsim.bench import format_scale_bench, run_scale_bench
+
+        scale = run_scale_bench(repeats=args.repeats)
+        print(json.dumps(scale, sort_keys=True) if args.json else format_scale_bench(scale))
+        return 0
     if args.what == "memory":
         mem = run_memory_bench(args.folios)
         print(json.dumps(mem.to_dict(), sort_keys=True) if args.json else format_memory_bench(mem))
         return 0
     if args.what != "engine":
-        raise BadInput(f"bench {args.what!r}: unknown benchmark; allowed: engine, memory, run, trace")
+        raise BadInput(f"bench {args.what!r}: unknown benchmark; allowed: engine, memory, run, scale, trace")
     bench = run_engine_bench(repeats=args.repeats)
     if args.json:
         print(json.dumps(bench.to_dict(), sort_keys=True))
@@ -532,10 +538,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="benchmarks (engine vs SimPy)")
     p.add_argument("what", nargs="?", default="engine",
                    help="engine (vs SimPy), memory (1M folios), run (the default comparison and two built-ins: "
-                        "wall, CPU split, events per second; pure and compiled builds) or trace (tracing on/off)")
+                        "wall, CPU split, events per second; pure and compiled builds), scale (CPU per event at "
+                        "1-8x the duration) or trace (tracing on/off)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--repeats", type=int, default=3, help="engine: runs per simulator, the best counts; run: "
-                   "runs per case and build")
+                   "runs per case and build; scale: runs per length, the best counts")
     p.add_argument("--folios", type=int, default=1_000_000, help="memory: resident folios")
     p.set_defaults(func=cmd_bench)
     return parser
