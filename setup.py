@@ -15,7 +15,9 @@ from pathlib import Path
 from setuptools import setup
 
 COMPILED_PACKAGES = ("concurrency", "mm", "actors")
-PURE = ("__init__.py", "build_check.py")  # run before (or instead of) the compiled modules
+# __init__ and build_check run before (or instead of) the compiled modules; input_error's InputError is
+# subclassed by the pure workloads package (a compiled __init__ then rejects the subclass's instances).
+PURE = ("__init__.py", "build_check.py", "input_error.py")
 
 
 def compiled_sources() -> list[str]:

@@ -104,7 +104,7 @@ class Waitable(Protocol):
     def holders(self) -> list[SimTask]: ...
 
 
-@mypyc_attr(native_class=False)  # an exception: a plain Python class when compiled
+@mypyc_attr(native_class=False, allow_interpreted_subclasses=True)  # an exception: a plain class
 class SimulationError(RuntimeError):
     """A simulated task raised; names the task and the virtual time."""
 
@@ -115,7 +115,7 @@ class SimulationError(RuntimeError):
         self.now_ns = now_ns
 
 
-@mypyc_attr(native_class=False)  # an exception: a plain Python class when compiled
+@mypyc_attr(native_class=False, allow_interpreted_subclasses=True)  # an exception: a plain class
 class Deadlock(RuntimeError):
     """Every live task is blocked and nothing is pending: the wait-for report is the message."""
 
@@ -123,6 +123,13 @@ class Deadlock(RuntimeError):
         super().__init__(report)
         self.report = report
         self.blocked = blocked
+
+
+def _caused(error: SimulationError, cause: BaseException) -> SimulationError:
+    """``error`` with ``__cause__`` set by hand as well as by ``raise ... from``: compiled with
+    mypyc, ``raise ... from`` left it None (a failed task's exception must stay reachable)."""
+    error.__cause__ = cause
+    return error
 
 
 def task_rng(seed: int, name: str) -> random.Random:
@@ -331,14 +338,13 @@ class Engine:
         # Schedule perturbation (concurrency/perturb.py).  Unperturbed, none of this is on a path.
         self.perturb = perturb or Perturbation.none()
         self.injected: list[tuple[int, str, int, str]] = []  # (t_ns, task, off_ns, op) as done
+        # Flags, not methods swapped on the instance (a compiled Engine's methods are read-only).
+        self._perturbed = self.perturb.active
+        self._shuffled = self.perturb.active and self.perturb.shuffle
         if self.perturb.active:
             self._prng = task_rng(seed, "<perturb>")  # no task can have this name
             self._jitter = self.perturb.jitter
             self._pending_preempts = sorted(self.perturb.preempt, reverse=True)  # next one last
-            if self.perturb.shuffle:
-                self._tiebreak = self._tiebreak_shuffled  # type: ignore[method-assign]
-            self.delay = self._delay_perturbed  # type: ignore[method-assign]
-            self.sleep = self._sleep_perturbed  # type: ignore[method-assign]
 
     # -- tasks -----------------------------------------------------------------------------
 
@@ -391,22 +397,31 @@ class Engine:
     # -- the heap's tie-break -----------------------------------------------------------------
 
     def _tiebreak(self) -> int:
-        """The second key of a heap entry: FIFO among events due at the same time."""
+        """The second key of a heap entry: FIFO among events due at the same time (shuffled under
+        Perturbation.shuffle)."""
         self._seq += 1
+        if self._shuffled:
+            return self._tiebreak_shuffled()
         return self._seq
 
     def _tiebreak_shuffled(self) -> int:
         """Perturbation.shuffle: a seeded random order among events due at the same time (the
-        low bits keep keys unique, so the rest of the entry is never compared)."""
-        self._seq += 1
+        low bits keep keys unique, so the rest of the entry is never compared); ``_seq`` is
+        already counted by :meth:`_tiebreak`."""
         return (self._prng.getrandbits(30) << 34) | self._seq
 
     # -- primitives called by model code -----------------------------------------------------
 
     async def delay(self, ns: int) -> None:
-        """Run on the CPU for ``ns`` (work, costs, think time)."""
+        """Run on the CPU for ``ns`` (work, costs, think time); under a perturbation jittered, and
+        the point where a pending preemption is injected (:meth:`_inject_preempt`)."""
         task = self.current
         assert task is not None
+        if self._perturbed:
+            ns = self._jittered(ns)
+            if self._inject_preempt(task, ns):
+                await _park()
+                return
         t = self.now + ns
         heap = self._heap
         cpu = task.cpu
@@ -426,6 +441,8 @@ class Engine:
         waiting for work)."""
         task = self.current
         assert task is not None
+        if self._perturbed:
+            ns = self._jittered(ns)
         heapq.heappush(self._heap, (self.now + ns, self._tiebreak(),
                                     _Callback(self._timer_wake, (task, task._token + 1)), _CALLBACK_TOKEN))
         await self.block(_TIMER)
@@ -435,24 +452,17 @@ class Engine:
             return max(1, round(ns * (1.0 + self._jitter * (2.0 * self._prng.random() - 1.0))))
         return ns
 
-    async def _delay_perturbed(self, ns: int) -> None:
-        """:meth:`delay` under a perturbation: jittered, and the point where a pending preemption
-        is injected once the task is preemptible (no spinlock, no RCU read-side section)."""
-        ns = self._jittered(ns)
+    def _inject_preempt(self, task: SimTask, ns: int) -> bool:
+        """:meth:`delay` under a perturbation: inject the pending preemption if it is due and the
+        task is preemptible (no spinlock, no RCU read-side section); the caller then parks."""
         pending = self._pending_preempts
-        task = self.current
-        assert task is not None
         if pending and self.now >= pending[-1][0] and not (task.atomic_depth or task.rcu_depth):
             _, off = pending.pop()
             self.injected.append((self.now + ns, task.name, off, task.op))
             task._wake_value = _OffCpu(off)  # runs its work, then leaves the CPU for ``off``
             heapq.heappush(self._heap, (self.now + ns, self._tiebreak(), task, task._token))
-            await _park()
-            return
-        await Engine.delay(self, ns)
-
-    async def _sleep_perturbed(self, ns: int) -> None:
-        await Engine.sleep(self, self._jittered(ns))
+            return True
+        return False
 
     def _off_cpu(self, task: SimTask, ns: int) -> None:
         """An injected preemption: off the CPU (others run) and back in line after ``ns``."""
@@ -711,11 +721,11 @@ class Engine:
                         try:
                             self._finish(target)
                         except LockMisuse as misuse:  # not ``exc``: mypyc types a name by its first clause
-                            raise SimulationError(target, self.now, misuse) from misuse
+                            raise _caused(SimulationError(target, self.now, misuse), misuse) from misuse
                     except _PASS_THROUGH:
                         raise
                     except BaseException as exc:
-                        raise SimulationError(target, self.now, exc) from exc
+                        raise _caused(SimulationError(target, self.now, exc), exc) from exc
                     if self.events >= next_checkpoint:
                         next_checkpoint = self.events + self.checkpoint_every
                         self._fast_limit = min(limit, next_checkpoint)

@@ -88,6 +88,11 @@ class FolioLock(SimLock):
         self.owner_since = self.engine.now
         self._acquired(task, self.lclass.write, wait_start)
 
+    def _unlocked(self) -> bool:
+        """``PG_locked`` clear.  A method, not ``self.owner is None`` inline: a check narrowed before
+        an ``await`` would be trusted after it (mypy), and compiled code then rejects the new owner."""
+        return self.owner is None
+
     def folio_trylock(self) -> bool:
         """``folio_trylock``: take a clear ``PG_locked``; never waits (the caller charges the
         atomic)."""
@@ -110,7 +115,7 @@ class FolioLock(SimLock):
         cost = self._atomic_cost(task)
         if cost:
             await engine.delay(cost)
-        if self.owner is None:
+        if self._unlocked():
             self._take(task, None)
             return
         self._contended(task, self.lclass.write)
@@ -124,7 +129,7 @@ class FolioLock(SimLock):
             waiters.append((task, unfairness < 0))
             verdict = await engine.block(self)
             # Handed the bit, or woken to try it ourselves (test_and_set_bit in the wait loop).
-            if verdict == _GRANTED or self.owner is None:
+            if verdict == _GRANTED or self._unlocked():
                 self._take(task, start)
                 return
             # Someone took the bit while we were waking up: queue again, at the tail.

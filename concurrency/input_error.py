@@ -13,7 +13,7 @@ from mypy_extensions import mypyc_attr
 __all__ = ["InputError"]
 
 
-@mypyc_attr(native_class=False)  # an exception: a plain Python class when compiled
+@mypyc_attr(native_class=False, allow_interpreted_subclasses=True)  # an exception: a plain class
 class InputError(ValueError):
     def __init__(self, file: str, line: int | None, key: str, message: str) -> None:
         where = f"{file}:{line}" if line else file

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 __all__ = ["LockCosts", "LockMisuse", "SimLock"]
 
 
-@mypyc_attr(native_class=False)  # an exception: a plain Python class when compiled
+@mypyc_attr(native_class=False, allow_interpreted_subclasses=True)  # an exception: a plain class
 class LockMisuse(RuntimeError):
     """Releasing a lock not held, re-acquiring a non-recursive lock, unlocking from another task,
     or sleeping while holding a spinlock."""

@@ -47,6 +47,7 @@ from concurrency.engine import (
     RunOutcome,
     SimulationError,
     TaskState,
+    _caused,
     _OffCpu,
 )
 from concurrency.lock import LockMisuse
@@ -112,6 +113,7 @@ class _Cpus:
         tasks[me] = current_task()
         task_status.started()
         handed: tuple[int, SimTask] | None = await wait_task_rescheduled(self._abort)
+        target: Any  # a task, a callback or None (the heap's third field), not only the handed task
         try:
             while not self.stopping:
                 if handed is not None:  # an event another CPU popped for this one
@@ -172,11 +174,11 @@ class _Cpus:
                     try:
                         engine._finish(target)
                     except LockMisuse as misuse:  # not ``exc``: mypyc types a name by its first clause
-                        raise SimulationError(target, engine.now, misuse) from misuse
+                        raise _caused(SimulationError(target, engine.now, misuse), misuse) from misuse
                 except _PASS_THROUGH:
                     raise
                 except BaseException as exc:
-                    raise SimulationError(target, engine.now, exc) from exc
+                    raise _caused(SimulationError(target, engine.now, exc), exc) from exc
                 if engine.events >= self.next_checkpoint:
                     self.next_checkpoint = engine.events + engine.checkpoint_every
                     if self.shortcut:

@@ -410,7 +410,8 @@ class AnonVmaDesign(RmapDesign):
         its self-parent link), then root W -> ``mm->page_table_lock`` -> link if still unset.
         Losing a race with another thread of the mm frees the spare allocations afterwards.
         """
-        if vma.anon_vma is not None:
+        current: AnonVma | None = vma.anon_vma  # a local: the recheck below is after awaits, and a
+        if current is not None:  # narrowed ``vma.anon_vma`` would be trusted across them (mypyc)
             return
         costs = self.sys.costs
         mm = vma.mm

@@ -27,6 +27,7 @@ from mm.costs import CostModel
 from mm.rmap_design import DESIGNS, RmapWalkControl, WalkResult
 from mm.system import MmSystem
 from mm.types import Folio, MmStruct, Vma
+from tests.builds import patches_compiled_methods
 
 RW = "anon_vma->rwsem"
 PTL = "mm->page_table_lock"
@@ -350,6 +351,7 @@ def test_unlink_takes_the_root_write_lock_once() -> None:
     assert design.check_invariants(True) == []
 
 
+@patches_compiled_methods
 def test_unlink_frees_emptied_anon_vmas_and_the_root_last() -> None:
     engine, system, design = make()
     freed_order: list[int] = []

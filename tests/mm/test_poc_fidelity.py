@@ -33,6 +33,7 @@ from mm.rmap_design import RmapWalkControl, WalkResult
 from mm.system import MmSystem
 from mm.types import Folio, MmStruct, Vma
 from mm.vmscan import folio_referenced
+from tests.builds import patches_compiled_methods
 
 
 def make(design: str = "cow_context", **switches: str) -> tuple[Engine, MmSystem]:
@@ -135,6 +136,7 @@ def test_by_default_migration_leaves_the_childs_entry_stale(switches: dict[str, 
 # -- 2. remove_migration_ptes walks the destination -------------------------------------------------
 
 
+@patches_compiled_methods
 @pytest.mark.parametrize("design", ["cow_context", "anon_vma"])
 def test_remove_migration_ptes_walks_the_destination_folio(design: str, monkeypatch: MonkeyPatch) -> None:
     """``remove_migration_ptes(src, dst)`` is ``rmap_walk(dst, &rwc)`` with ``rwc.arg = src``
@@ -175,6 +177,7 @@ def test_remove_migration_ptes_walks_the_destination_folio(design: str, monkeypa
         assert rmap_locks == {"try_to_migrate": [], "remove_migration_ptes": []}
 
 
+@patches_compiled_methods
 def test_the_short_cut_test_reads_the_destinations_growing_mapcount(monkeypatch: MonkeyPatch) -> None:
     """What ``walk_context``'s ``!folio_maybe_mapped_shared`` reads during the migration's
     ``remove_migration_ptes``: the destination (``rmap_walk(dst)``), mapcount 0 when the parent's

@@ -26,6 +26,7 @@ from mm.rmap import rmap_walk
 from mm.rmap_design import RmapWalkControl
 from mm.system import MmSystem
 from mm.types import HPAGE_PMD_NR, Pte, Vma
+from tests.builds import patches_compiled_methods
 
 
 def make(design: str = "anon_vma", *, costs: CostModel | None = None) -> tuple[Engine, MmSystem]:
@@ -163,6 +164,7 @@ def test_wp_page_copy_backs_off_when_the_entry_became_a_migration_entry() -> Non
     assert state["p"].ptes[1] is state["entry"], "the COW copy was mapped over a migration entry"
 
 
+@patches_compiled_methods
 def test_a_cow_racing_with_a_thp_split_frees_each_small_folio_once() -> None:
     """The split holds a reference on every small folio until its end (folio_put).  While the
     splitter is preempted after remap_page, the child COWs a small folio away and the parent
