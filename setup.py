@@ -16,8 +16,9 @@ from setuptools import setup
 
 COMPILED_PACKAGES = ("concurrency", "mm", "actors")
 # __init__ and build_check run before (or instead of) the compiled modules; input_error's InputError is
-# subclassed by the pure workloads package (a compiled __init__ then rejects the subclass's instances).
-PURE = ("__init__.py", "build_check.py", "input_error.py")
+# subclassed by the pure workloads package (a compiled __init__ then rejects the subclass's instances);
+# perturb's frozen Perturbation travels to worker processes, and a compiled one does not unpickle.
+PURE = ("__init__.py", "build_check.py", "input_error.py", "perturb.py")
 
 
 def compiled_sources() -> list[str]:

@@ -53,6 +53,7 @@ anon_vma.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -215,6 +216,9 @@ class AnonVmaDesign(RmapDesign):
         self.peak_anon_vmas = 0
         self.peak_avcs = 0
         self.at_peak = (0, 0)  # (anon_vmas, AVCs) when the bytes peaked
+        # Called after every allocation (:meth:`_note_peak`) when set: rmapsim validate's H6 probe.
+        # An attribute to set, not a method to replace: compiled code calls its methods directly.
+        self.on_alloc: Callable[[], None] | None = None
         # Counters for reports (how often each path ran).
         self.counts: dict[str, int] = {
             "anon_vma_alloc": 0, "anon_vma_free": 0, "avc_alloc": 0, "avc_free": 0,
@@ -292,6 +296,8 @@ class AnonVmaDesign(RmapDesign):
         if total > self.peak_total_bytes:
             self.peak_total_bytes = total
             self.at_peak = (n_av, n_avc)
+        if self.on_alloc is not None:
+            self.on_alloc()
 
     # -- the lock helpers (include/linux/rmap.h, mm/internal.h) -----------------------------------
 

@@ -267,9 +267,9 @@ class _PerVmaProbe:
     """The largest number of live anon_vmas per VMA that has one, during a run (H6's bound; the
     record has the peak counts, not this ratio).
 
-    Installed as the scenario's ``setup``: it wraps the anon_vma design's ``_note_peak``, which
-    the design calls after every anon_vma and AVC allocation, so the maximum is exact and the run
-    is not perturbed.
+    Installed as the scenario's ``setup``: it sets the anon_vma design's ``on_alloc``, which the
+    design calls after every anon_vma and AVC allocation, so the maximum is exact and the run is
+    not perturbed.
     """
 
     def __init__(self) -> None:
@@ -279,15 +279,13 @@ class _PerVmaProbe:
         design = world.sys.design
         if not isinstance(design, AnonVmaDesign):
             return
-        note = design._note_peak
 
         def probe() -> None:
-            note()
             with_av = sum(1 for v in design.vmas.values() if v.anon_vma is not None)
             if with_av:
                 self.max_per_vma = max(self.max_per_vma, len(design.anon_vmas) / with_av)
 
-        setattr(design, "_note_peak", probe)  # noqa: B010  (an instance attribute shadows the method)
+        design.on_alloc = probe
 
 
 def _result(check: Check, value: float, value_text: str, expected: str, passed: bool,

@@ -108,7 +108,7 @@ async def test_each_simulated_cpu_is_a_trio_task() -> None:
     assert set(seen) == {"cpu0", "cpu1", "cpu2"}
     assert all(len(tasks) == 1 for tasks in seen.values())
     assert len(set.union(*seen.values())) == 3
-    assert all(t.name.endswith("cpu_main") for t in set.union(*seen.values()))
+    assert all("cpu_main" in t.name for t in set.union(*seen.values()))  # compiled: a repr, no qualname
     assert engine.handoffs > 100  # control went between the CPU tasks through trio's scheduler
 
     reference = Engine(3, seed=11, ctx_switch_ns=500)
