@@ -9,6 +9,7 @@ variable set: a compiled module beside its source would shadow every later edit 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -41,6 +42,9 @@ if os.environ.get("RMAPSIM_MYPYC", "") == "1":
             from mypyc.build import mypycify
         except ImportError as exc:
             raise SystemExit(f"RMAPSIM_MYPYC=1 needs mypy (mypyc) in the build environment: {exc}") from None
+        # A fresh build folder: setuptools packs whatever build/lib holds, and a module compiled by an
+        # earlier build (since made pure, or removed) would otherwise ship and shadow its source.
+        shutil.rmtree(Path(__file__).resolve().parent / "build", ignore_errors=True)
         ext_modules = mypycify(compiled_sources(), opt_level="3")
 
 setup(ext_modules=ext_modules)
