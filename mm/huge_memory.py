@@ -1,9 +1,11 @@
 """THP split, after mm/huge_memory.c ``__folio_split``.
 
 The anon_vma write lock is taken "to serialise against parallel split or collapse operations" and
-held across ``unmap_folio`` (try_to_migrate with TTU_RMAP_LOCKED), the split itself and
-``remap_page`` (remove_migration_ptes, locked): for anon_vma a THP split excludes every rmap
-walker and every structural change of the whole fork family for the duration.
+held across ``unmap_folio`` (try_to_migrate with TTU_RMAP_LOCKED | TTU_SPLIT_HUGE_PMD: every PMD
+mapping becomes 512 PTE migration entries), the split itself and ``remap_page``, which calls
+``remove_migration_ptes(folio, folio, RMP_LOCKED)`` once for each resulting folio: 512 locked
+rmap walks, each visiting every VMA of the family that covers the range.  For anon_vma a THP split
+excludes every rmap walker and every structural change of the whole fork family for all of it.
 """
 
 from __future__ import annotations
@@ -36,9 +38,9 @@ async def split_huge_folio(system: MmSystem, folio: Folio) -> bool:
             return False
         folio.pins += 1
         token = await design.rmap_write_lock(folio)
-        if not await try_to_migrate(system, folio, locked=True):  # unmap_folio
+        if not await try_to_migrate(system, folio, locked=True, split_pmd=True):  # unmap_folio
             # A mapping was not reached: the refcount freeze fails; remap and give up.
-            await remove_migration_ptes(system, folio, [folio], locked=True)
+            await remove_migration_ptes(system, folio, folio, locked=True)
             await design.rmap_write_unlock(token)
             await design.put_anon_vma(pin)
             lock.folio_unlock()
@@ -53,7 +55,8 @@ async def split_huge_folio(system: MmSystem, folio: Folio) -> bool:
             # after remap_page) is freed exactly once, by whoever drops the last reference.
             small.pins += 1
         await design.folio_split(folio, tails)
-        await remove_migration_ptes(system, folio, tails, locked=True)  # remap_page
+        for small in tails:  # remap_page: one locked walk per resulting folio
+            await remove_migration_ptes(system, small, small, locked=True)
         await design.rmap_write_unlock(token)
         folio.pins -= 1  # the head is retired by the split, not freed
         await design.put_anon_vma(pin)

@@ -137,10 +137,13 @@ async def _migration_entry_wait(system: MmSystem, vma: Vma, vpn: int, entry: Pte
     lock.folio_unlock()
     system.ops.inc("migration_entry_wait")
     mm = vma.mm
-    table = mm.pmds if folio.order else mm.ptes
-    key = vpn // HPAGE_PMD_NR if folio.order else vpn
+    # A THP's migration entry is a PMD, or one of its PTEs (a PTE-mapped THP, or a PMD frozen
+    # into PTE migration entries by a split).
+    huge = mm.pmds.get(vpn // HPAGE_PMD_NR) is entry
+    table = mm.pmds if huge else mm.ptes
+    key = vpn // HPAGE_PMD_NR if huge else vpn
     if table.get(key) is entry and (folio.freed or not folio.pins):
-        ptl = system.pmd_lock(mm, vpn) if folio.order else system.ptl(mm, vpn)
+        ptl = system.pmd_lock(mm, vpn) if huge else system.ptl(mm, vpn)
         await ptl.lock()
         if table.get(key) is entry:
             del table[key]

@@ -246,6 +246,7 @@ class MmSystem:
             tails.append(small)
             if head.lru:
                 self.lru_add(small)
+        head.tails = tails  # migration entries naming the head's pages now name the tails
         head.freed = True
         self.lru.pop(head.fid, None)
         head.lru = False

@@ -207,8 +207,9 @@ EXPECTED: dict[str, Seq] = {
     "lazy_folio_referenced": [("folio_lock", W), ("ptl", W)],
     "lazy_migrate": [("folio_lock", W), ("ptl", W), ("ptl", W)],
     "lazy_try_to_unmap": [("ptl", W)],
-    # no anon_vma to lock for a THP split of a lazy folio: folio lock, PMD lock, PTL
-    "lazy_thp_split": [("folio_lock", W), ("pmd_lock", W), ("pmd_lock", W), ("ptl", W)],
+    # no anon_vma to lock for a THP split of a lazy folio: folio lock, the PMD lock (frozen into
+    # PTE migration entries), then one PTL per order-0 folio's remap walk
+    "lazy_thp_split": [("folio_lock", W), ("pmd_lock", W)] + [("ptl", W)] * 512,
     # two splits (a lazy clone shares the root VMA: no lock), detach, downgrade, zap (the split THP's
     # PTEs), unlink: no rmap lock
     "lazy_munmap": [("mm->mmap_lock", W), ("vma_lock", W), ("vma_lock", W), ("vma_lock", W), ("mm->mmap_lock", R),

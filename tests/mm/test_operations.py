@@ -130,8 +130,10 @@ ANON_VMA: dict[str, Seq] = {
                ("anon_vma->rwsem", W), ("ptl", W), ("ptl/1", W), ("anon_vma->rwsem", W)],
     "fault_thp": [("vma_lock", R), ("mm->mmap_lock", R), ("anon_vma->rwsem", W), ("mm->page_table_lock", W),
                   ("pmd_lock", W)],
-    # __folio_split: root W held across unmap (PMD lock), split and remap (PMD lock, then the PTL)
-    "thp_split": [("folio_lock", W), ("anon_vma->rwsem", W), ("pmd_lock", W), ("pmd_lock", W), ("ptl", W)],
+    # __folio_split: root W held across unmap (TTU_SPLIT_HUGE_PMD: the PMD frozen into PTE
+    # migration entries under the PMD lock alone), split and remap_page (one locked
+    # remove_migration_ptes walk per order-0 folio: one PTL each)
+    "thp_split": [("folio_lock", W), ("anon_vma->rwsem", W), ("pmd_lock", W)] + [("ptl", W)] * 512,
     # exit_mmap: zap under mmap read, free_pgtables (unlink_anon_vmas: root W) under mmap write
     "exit": [("mm->mmap_lock", R), ("ptl", W), ("mm->mmap_lock", W), ("anon_vma->rwsem", W)],
 }
@@ -150,7 +152,7 @@ COW_CONTEXT: dict[str, Seq] = {
     "munmap": [("mm->mmap_lock", W), ("vma_lock", W), ("vma_lock", W), ("vma_lock", W), ("mm->mmap_lock", R)],
     "mremap": [("mm->mmap_lock", W), ("vma_lock", W), ("vma_lock", W), ("ptl", W), ("ptl/1", W)],
     "fault_thp": [("vma_lock", R), ("mm->mmap_lock", R), ("mm->page_table_lock", W), ("pmd_lock", W)],
-    "thp_split": [("folio_lock", W), ("pmd_lock", W), ("pmd_lock", W), ("ptl", W)],
+    "thp_split": [("folio_lock", W), ("pmd_lock", W)] + [("ptl", W)] * 512,
     # the exiting child's context drops to zero: unlinked under the parent's list lock
     "exit": [("mm->mmap_lock", R), ("ptl", W), ("mm->mmap_lock", W), ("cow_context->lock", W)],
 }
