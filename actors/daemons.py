@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from actors.world import World
 from concurrency.engine import SimTask
-from mm.huge_memory import split_huge_folio
+from mm.huge_memory import deferred_split_scan, split_huge_folio
 from mm.migrate import migrate_folio
 from mm.types import Folio
 from mm.vmscan import shrink_folio
@@ -111,6 +111,8 @@ async def kswapd(world: World, queue: WaitQueue) -> None:
             continue
         fruitless = 0  # folios scanned since the last page freed
         while world.running and system.free_pages < memory.wmark_high and system.lru:
+            if system.deferred_split:  # shrink_slab: the THP shrinker splits partially mapped THPs
+                await world.timed("deferred_split_scan", deferred_split_scan, system)
             if await world.timed("kswapd_batch", reclaim_batch, world, SWAP_CLUSTER_MAX):
                 fruitless = 0
             else:
@@ -150,11 +152,14 @@ async def migrate_daemon(world: World, *, interval_ns: int) -> None:
 
 
 async def thp_split_daemon(world: World, *, interval_ns: int) -> None:
-    """Split a random PMD-mapped THP every ``interval_ns`` (deferred split / compaction)."""
+    """Every ``interval_ns``: ``deferred_split_scan`` over the partially mapped THPs queued since
+    (``deferred_split_folio``), then split a random THP (compaction, ``split_huge_page`` callers)."""
     rng = world.engine.current.rng if world.engine.current else None
     assert rng is not None
     while world.running:
         await world.engine.sleep(max(1, round(rng.expovariate(1 / interval_ns))))
+        if world.sys.deferred_split:
+            await world.timed("deferred_split_scan", deferred_split_scan, world.sys)
         folio = _pick(world, lambda f: f.order > 0)
         if folio is not None:
             await world.timed("thp_split", split_huge_folio, world.sys, folio)

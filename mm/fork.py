@@ -88,6 +88,8 @@ async def copy_page_range(system: MmSystem, dst_vma: Vma, src_vma: Vma) -> None:
                 if system.story is not None:
                     _tell_copy(system, pmd, src_mm.mid, dst_mm.mid, idx * HPAGE_PMD_NR)
                 _copy_entry(system, pmd, dst_vma)
+                if not pmd.migration:
+                    pmd.folio.entire_mapcount += 1  # folio_try_dup_anon_rmap_pmd
                 dst_mm.pmds[idx] = _child_entry(pmd)
                 if system.inflight_walks:
                     vpn = idx * HPAGE_PMD_NR

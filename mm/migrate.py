@@ -41,13 +41,18 @@ async def try_to_migrate(system: MmSystem, folio: Folio, *, locked: bool = False
 
     async def try_to_migrate_one(vma: Vma, vpn: int) -> bool:
         mm = vma.mm
-        if folio.order:
+        # page_vma_mapped_walk reads the PMD without a lock (pmdp_get_lockless) and takes the PMD
+        # lock only for a huge or migration PMD, checking it again under the lock.
+        if folio.order and mm.pmds.get(vpn // HPAGE_PMD_NR) is not None:
             pmd_lock = system.pmd_lock(mm, vpn)
             await pmd_lock.lock()
             pmd = page_vma_mapped(vma, vpn, folio)
             if pmd is not None and mm.pmds.get(vpn // HPAGE_PMD_NR) is pmd:
                 del mm.pmds[vpn // HPAGE_PMD_NR]
+                # folio_remove_rmap_pmd, without the deferred-split check: the folio is locked and
+                # is either unmapped everywhere or has its entries restored.
                 folio.mapcount -= 1
+                folio.entire_mapcount -= 1
                 if split_pmd:
                     system.ptl(mm, vpn)  # the deposited table (pgtable_trans_huge_withdraw)
                     for i in range(folio.nr_pages):
@@ -145,6 +150,7 @@ async def remove_migration_ptes(system: MmSystem, src: Folio, dst: Folio, *, loc
             await lock.lock()
             if mm.pmds.get(vpn // HPAGE_PMD_NR) is entry:
                 mm.pmds[vpn // HPAGE_PMD_NR] = _restore(mm.mid, vpn, entry)
+                dst.entire_mapcount += 1
             await spend(system, costs.pvmw_ns + costs.pte_ns)
             lock.unlock()
             return True

@@ -215,7 +215,7 @@ async def zap_range(system: MmSystem, mm: MmStruct, start: int, end: int) -> lis
         if pmd is not None and system.story is not None:
             _tell_zap(system, mm, idx * HPAGE_PMD_NR, pmd)
         if pmd is not None and not pmd.migration:
-            _unmap_one(pmd, to_free)
+            _unmap_one(system, pmd, to_free, pmd=True)
         await spend(system, costs.zap_ns)
         lock.unlock()
     first, last = start // PTRS_PER_PTE, (end - 1) // PTRS_PER_PTE
@@ -234,7 +234,7 @@ async def zap_range(system: MmSystem, mm: MmStruct, start: int, end: int) -> lis
                 _tell_zap(system, mm, v, pte)
             zapped += 1
             if not pte.migration and pte.folio is not ZERO_FOLIO:
-                _unmap_one(pte, to_free)
+                _unmap_one(system, pte, to_free)
         await spend(system, costs.zap_ns * zapped)
         ptl.unlock()
     return to_free
@@ -248,11 +248,12 @@ def _tell_zap(system: MmSystem, mm: MmStruct, vpn: int, entry: Pte) -> None:
                folio=entry.folio.fid, mm=mm.mid, vpn=vpn)
 
 
-def _unmap_one(pte: Pte, to_free: list[Folio]) -> None:
-    """``folio_remove_rmap_ptes``; an unmapped folio is pinned in the mmu_gather batch and freed
-    (by whoever drops the last pin) after the TLB flush."""
+def _unmap_one(system: MmSystem, pte: Pte, to_free: list[Folio], *, pmd: bool = False) -> None:
+    """``folio_remove_rmap_ptes`` (``zap_huge_pmd``: ``folio_remove_rmap_pmd``); an unmapped folio
+    is pinned in the mmu_gather batch and freed (by whoever drops the last pin) after the TLB
+    flush."""
     folio = pte.folio
-    folio.mapcount -= 1
+    system.folio_remove_rmap(folio, pmd=pmd)
     if folio.mapcount == 0:
         folio.pins += 1
         to_free.append(folio)

@@ -108,6 +108,8 @@ class MmSystem:
         self.min_free_pages = self.free_pages
         self.mms: list[MmStruct] = []
         self.folios: dict[int, Folio] = {}  # live folios by id (insertion order = allocation order)
+        # ds_queue->split_queue: partially mapped THPs waiting for deferred_split_scan (FIFO)
+        self.deferred_split: dict[int, Folio] = {}
         self.lru: dict[int, Folio] = {}  # inactive-anon LRU: oldest first
         self.walks: dict[str, WalkStats] = {}
         self.ops = OpCounters()
@@ -217,6 +219,7 @@ class MmSystem:
         self.lru.pop(folio.fid, None)
         folio.lru = False
         del self.folios[folio.fid]
+        self.deferred_split.pop(folio.fid, None)  # folio_unqueue_deferred_split
         self.free_pages += folio.nr_pages
         await self.design.folio_free(folio)
 
@@ -247,11 +250,31 @@ class MmSystem:
             if head.lru:
                 self.lru_add(small)
         head.tails = tails  # migration entries naming the head's pages now name the tails
+        self.deferred_split.pop(head.fid, None)
         head.freed = True
         self.lru.pop(head.fid, None)
         head.lru = False
         del self.folios[head.fid]
         return tails
+
+    def folio_remove_rmap(self, folio: Folio, nr: int = 1, *, pmd: bool = False) -> None:
+        """``folio_remove_rmap_ptes`` (``nr`` PTEs) or ``folio_remove_rmap_pmd`` (``pmd``), after
+        ``__folio_remove_rmap`` (mm/rmap.c): a large anon folio left partially mapped is queued
+        with ``deferred_split_folio(folio, true)``.  Partially mapped is CONFIG_NO_PAGE_MAPCOUNT's
+        rule: still mapped, by fewer mappings than it has pages, and by no PMD (for a PMD removal,
+        it was the last one).  While a PMD still maps the whole folio (a parent after a child's
+        COW split its own PMD) nothing is queued."""
+        folio.mapcount -= nr
+        if pmd:
+            folio.entire_mapcount -= 1
+        if folio.order and 0 < folio.mapcount < folio.nr_pages and not folio.entire_mapcount:
+            self.deferred_split_folio(folio)
+
+    def deferred_split_folio(self, folio: Folio) -> None:
+        """``deferred_split_folio(folio, partially_mapped=true)``: queue it once (mm/huge_memory.c)."""
+        if folio.fid not in self.deferred_split and not folio.freed:
+            self.deferred_split[folio.fid] = folio
+            self.ops.inc("thp_deferred_split_page")
 
     def lru_add(self, folio: Folio) -> None:
         """``folio_add_lru_vma``: new anon folios go to the tail (youngest) of the LRU."""

@@ -106,7 +106,7 @@ async def try_to_unmap(system: MmSystem, folio: Folio) -> bool:
             where = [(mm.ptes, vpn, vpn)] if page_vma_mapped(vma, vpn, folio) is not None else []
         for table, key, v in where:
             del table[key]  # the swap entry: not present, not a mapping
-            folio.mapcount -= 1
+            system.folio_remove_rmap(folio, pmd=table is mm.pmds)
             to_flush += 1
             if system.story is not None:
                 system.story.note("entry", f"try_to_unmap_one clears mm{mm.mid} vpn {v} (folio {folio.fid}, "

@@ -170,7 +170,7 @@ ACTORS: dict[str, ActorKind] = {
                       "interval_ns": Param(int, 50_000, "mean time between migrations (ns)", 1, 10**12),
                       "threads": Param(int, 1, "migrating threads", 1, 1024),
                   }, _start_migrate),
-        ActorKind("thp_split", "split random PMD-mapped THPs", False, {
+        ActorKind("thp_split", "THP splits: the deferred split queue (deferred_split_scan), then a random THP", False, {
                       "interval_ns": Param(int, 200_000, "mean time between splits (ns)", 1, 10**12),
                       "threads": Param(int, 1, "splitting threads", 1, 1024),
                   }, _start_thp_split),

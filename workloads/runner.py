@@ -57,6 +57,7 @@ def check_mapcounts(system: MmSystem) -> list[str]:
     The counts go into an array indexed by folio id (ids are dense): 8 bytes per folio ever
     allocated, where a dict would add about 70 MB to the peak of a million-folio run."""
     counted = array("q", bytes(8 * system.next_folio_id))
+    pmds: dict[int, int] = {}  # PMD mappings per THP (folio_entire_mapcount)
     for mm in system.mms:
         if not mm.alive:
             continue
@@ -64,11 +65,17 @@ def check_mapcounts(system: MmSystem) -> list[str]:
             for pte in table.values():
                 if not pte.migration and pte.folio.fid >= 0:
                     counted[pte.folio.fid] += 1
+        for pmd in mm.pmds.values():
+            if not pmd.migration:
+                pmds[pmd.folio.fid] = pmds.get(pmd.folio.fid, 0) + 1
     problems = []
     for fid, folio in system.folios.items():
         if counted[fid] != folio.mapcount:
             problems.append(f"folio {fid}: mapcount {folio.mapcount} but {counted[fid]} "
                             "page-table entries map it")
+        elif folio.order and pmds.get(fid, 0) != folio.entire_mapcount:
+            problems.append(f"folio {fid}: entire_mapcount {folio.entire_mapcount} but {pmds.get(fid, 0)} "
+                            "PMDs map it")
         if len(problems) >= 20:
             problems.append("... (more mapcount mismatches)")
             break
