@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from concurrency.engine import Engine
-from concurrency.folio_lock import FolioLock
+from concurrency.folio_lock import FolioLock, folio_lock_class
 from concurrency.lock import SimLock
 from concurrency.mutex import Mutex
 from concurrency.rcu import Rcu
@@ -89,18 +89,21 @@ class OpCounters:
 class MmSystem:
     """One run's mm world.  ``design`` is a registered name; ``switches`` its behaviour switches;
     ``rwsem_opts`` the rwsem behaviour switches applied to every rwsem (spin, reader_steal,
-    handoff), ``mutex_opts`` those of every mutex (spin, handoff)."""
+    handoff, hz), ``mutex_opts`` those of every mutex (spin, handoff); ``folio_lock_unfairness`` is
+    ``sysctl_page_lock_unfairness`` (default 5)."""
 
     def __init__(self, engine: Engine, design: str, *, costs: CostModel | None = None,
                  switches: dict[str, Any] | None = None, rwsem_opts: dict[str, Any] | None = None,
                  mutex_opts: dict[str, Any] | None = None,
-                 memory: MemoryConfig | None = None) -> None:
+                 memory: MemoryConfig | None = None, folio_lock_unfairness: int | None = None) -> None:
         import mm.designs  # noqa: F401  (registers the built-in designs)
 
         self.engine = engine
         self.costs = costs or CostModel()
         self.rwsem_opts = dict(rwsem_opts or {})
         self.mutex_opts = dict(mutex_opts or {})
+        # sysctl_page_lock_unfairness (mm/filemap.c, folio_wait_bit_common): mainline's 5 by default
+        self._folio_lock_cls = folio_lock_class(5 if folio_lock_unfairness is None else folio_lock_unfairness)
         self.lock_costs = self.costs.lock_costs()
         self.rcu = Rcu(engine, gp_min_ns=self.costs.rcu_gp_ns)
         self.memory = memory or MemoryConfig()
@@ -192,7 +195,7 @@ class MmSystem:
     def folio_lock_of(self, folio: Folio) -> FolioLock:
         lock = folio.lock
         if lock is None:
-            lock = folio.lock = FolioLock(self.engine, "folio_lock", instance=f"folio{folio.fid}")
+            lock = folio.lock = self._folio_lock_cls(self.engine, "folio_lock", instance=f"folio{folio.fid}")
         return lock
 
     async def alloc_folio(self, index: int, order: int = 0) -> Folio:

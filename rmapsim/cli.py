@@ -316,7 +316,11 @@ def cmd_list(args: argparse.Namespace) -> int:
         "rwsem.spin": "writer optimistic spinning (default true)",
         "rwsem.reader_steal": "reader lock stealing, v5.11+ (default true)",
         "rwsem.handoff": "handoff after RWSEM_WAIT_TIMEOUT (default true)",
-        "rwsem.handoff_timeout_ns": "the handoff timeout (default 4000000)",
+        "rwsem.hz": "CONFIG_HZ: the handoff timeout is RWSEM_WAIT_TIMEOUT = DIV_ROUND_UP(HZ, 250) jiffies, "
+                    "checked with time_after(jiffies, ...): 4-8 ms at HZ=250 (default 250)",
+        "rwsem.handoff_timeout_ns": "an exact handoff timeout in ns instead of the jiffy one (default: unset)",
+        "folio_lock.unfairness": "sysctl_page_lock_unfairness: races a woken waiter may lose before the unlocker "
+                                 "hands it the folio lock; 0 = the v5.9 hand-off (default 5)",
         "mutex.spin": "optimistic spinning on a running owner (default true)",
         "mutex.handoff": "MUTEX_FLAG_HANDOFF, v4.10+; false for the 2011-2013 mutex (default true)",
         "reclaim.trylock": "folio_referenced only tries the rmap lock, 2022+ (default true)",

@@ -79,6 +79,7 @@ class Scenario:
     costs: dict[str, int] = field(default_factory=dict)
     rwsem: dict[str, Any] = field(default_factory=dict)
     mutex: dict[str, Any] = field(default_factory=dict)
+    folio_lock: dict[str, Any] = field(default_factory=dict)
     reclaim_trylock: bool = True
     lockdep: bool = True
     lock_instance_stats: bool = False
@@ -105,6 +106,8 @@ class Scenario:
             "lockdep": self.lockdep, "expected_order": self.expected_order,
             "lock_instance_stats": self.lock_instance_stats, "balance": self.balance,
             "perturb": self.perturb.to_dict(),
+            # only when a scenario sets it: records of runs that do not stay as they were
+            **({"folio_lock": dict(sorted(self.folio_lock.items()))} if self.folio_lock else {}),
         }
 
 
@@ -136,12 +139,19 @@ _RWSEM = {
     "spin": Param(bool, True, "writer optimistic spinning"),
     "reader_steal": Param(bool, True, "reader lock stealing (v5.11+)"),
     "handoff": Param(bool, True, "handoff after the wait timeout"),
-    "handoff_timeout_ns": Param(int, 4_000_000, "RWSEM_WAIT_TIMEOUT (ns)", 1, 10**12),
+    "hz": Param(int, 250, "CONFIG_HZ: a waiter may ask for the handoff once time_after(jiffies, its "
+                          "enqueue jiffy + RWSEM_WAIT_TIMEOUT), RWSEM_WAIT_TIMEOUT = DIV_ROUND_UP(HZ, 250) "
+                          "jiffies (4-8 ms at HZ=250)", 1, 100_000),
+    "handoff_timeout_ns": Param(int, 4_000_000, "an exact handoff timeout in ns instead of the jiffy one "
+                                                "(the model before HZ)", 1, 10**12),
 }
 _MUTEX = {
     "spin": Param(bool, True, "optimistic spinning on a running owner (MUTEX_SPIN_ON_OWNER)"),
     "handoff": Param(bool, True, "MUTEX_FLAG_HANDOFF (v4.10+); false: the earlier mutex of the 2011-2013 results"),
 }
+_FOLIO_LOCK = {"unfairness": Param(int, 5, "sysctl_page_lock_unfairness: races a woken waiter may lose before "
+                                            "the unlocker hands it the lock (5 since v5.11; 0 = v5.9 hand-off)",
+                                    0, 10**6)}
 _RECLAIM = {"trylock": Param(bool, True, "folio_referenced only tries the rmap lock (2022+)")}
 _LOCKDEP = {
     "enabled": Param(bool, True, "run the lock-order checker"),
@@ -160,8 +170,8 @@ _REGION = {
     "pages": Param(int, None, "length in pages", 1, 1 << 30),
     "thp": Param(bool, False, "THP-eligible (PMD-mapped order-9 folios)"),
 }
-_TOP = {"name", "description", "mirrors", "run", "memory", "costs", "rwsem", "mutex", "reclaim", "lockdep",
-        "switches", "process", "actor"}
+_TOP = {"name", "description", "mirrors", "run", "memory", "costs", "rwsem", "mutex", "folio_lock", "reclaim",
+        "lockdep", "switches", "process", "actor"}
 _TYPE_NAMES = {int: "an integer", bool: "true or false", str: "a string", list: "a list", float: "a number"}
 
 
@@ -288,6 +298,8 @@ def _from_dict(data: dict[str, Any], file: str, text: str) -> Scenario:
     rwsem_given = {k: rwsem[k] for k in data.get("rwsem", {})}
     mutex = ck.table(data.get("mutex", {}), ["mutex"], _MUTEX)
     mutex_given = {k: mutex[k] for k in data.get("mutex", {})}
+    folio_lock = ck.table(data.get("folio_lock", {}), ["folio_lock"], _FOLIO_LOCK)
+    folio_lock_given = {k: folio_lock[k] for k in data.get("folio_lock", {})}
     reclaim = ck.table(data.get("reclaim", {}), ["reclaim"], _RECLAIM)
     lockdep = ck.table(data.get("lockdep", {}), ["lockdep"], _LOCKDEP)
     order_path = _order_path(ck, lockdep["expected_order"], file)
@@ -317,7 +329,7 @@ def _from_dict(data: dict[str, Any], file: str, text: str) -> Scenario:
         seed=run["seed"], designs=tuple(designs), total_pages=memory["total_pages"],
         wmark_min=memory["wmark_min"], wmark_low=memory["wmark_low"], wmark_high=memory["wmark_high"],
         lock_instance_stats=run["lock_instance_stats"], balance=run["balance"], costs=dict(costs),
-        rwsem=rwsem_given, mutex=mutex_given,
+        rwsem=rwsem_given, mutex=mutex_given, folio_lock=folio_lock_given,
         reclaim_trylock=reclaim["trylock"], lockdep=lockdep["enabled"],
         expected_order=None if lockdep["expected_order"] == "none" else lockdep["expected_order"],
         order_path=order_path,
