@@ -17,7 +17,7 @@ from mm.migrate import migrate_folio
 from mm.types import Folio
 from mm.vmscan import shrink_folio
 
-__all__ = ["WaitQueue", "install_reclaim", "kswapd", "migrate_daemon", "thp_split_daemon"]
+__all__ = ["WaitQueue", "cpu_hog", "install_reclaim", "kswapd", "migrate_daemon", "thp_split_daemon"]
 
 SWAP_CLUSTER_MAX = 32  # folios per reclaim batch (include/linux/swap.h)
 
@@ -149,6 +149,13 @@ async def migrate_daemon(world: World, *, interval_ns: int) -> None:
         folio = _pick(world, lambda f: True)
         if folio is not None:
             await world.timed("migrate", migrate_folio, world.sys, folio)
+
+
+async def cpu_hog(world: World, *, chunk_ns: int) -> None:
+    """A busy task (the foreground load that keeps low-priority tasks off their CPUs): computes
+    in ``chunk_ns`` steps for as long as the workload phase lasts."""
+    while world.running:
+        await world.engine.delay(chunk_ns)
 
 
 async def thp_split_daemon(world: World, *, interval_ns: int) -> None:

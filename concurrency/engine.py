@@ -150,6 +150,7 @@ class SimTask:
         "resched",
         "rng",
         "run_ns",
+        "se",
         "since_ns",
         "sleep_ns",
         "slice_start",
@@ -182,6 +183,7 @@ class SimTask:
         self.sleep_ns = 0
         self.since_ns = 0  # when the current blocked period started
         self.slice_start = 0  # when it last got its CPU (for timeslice preemption)
+        self.se: Any = None  # concurrency/sched.py SchedEntity once the fair class is on
         self.done = False
         self._token = 0
         self._wake_value: Any = None
@@ -297,6 +299,8 @@ class Engine:
         # A task that keeps running while others wait for its CPU is preempted at the end of the
         # delay that exhausts its slice (CFS-like fairness at operation granularity).
         self.timeslice_ns = timeslice_ns
+        # concurrency/sched.py CfsSched once a task gets a priority (sched.enable); None: FIFO round robin
+        self.sched: Any = None
         # Load balancing (CFS): a woken task whose CPU is busy runs on an idle CPU instead
         # (select_idle_sibling), and a CPU going idle pulls a waiting task from a busy one
         # (newidle_balance).  Off, every task stays on the CPU it was created on.
@@ -408,7 +412,9 @@ class Engine:
         cpu = task.cpu
         # Never while holding a spinlock or inside an RCU read-side section: the kernel has
         # preemption disabled there (a spinner on this CPU would wait for us forever).
-        if cpu.runq and t - task.slice_start >= self.timeslice_ns and not (task.atomic_depth or task.rcu_depth):
+        slice_ns = self.timeslice_ns if task.se is None else task.se.slice_ns
+        if (cpu.runq and t - task.slice_start >= slice_ns and not (task.atomic_depth or task.rcu_depth)
+                and (task.se is None or self.sched.tick(task, t))):
             task._wake_value = _PREEMPT  # runs until t, then gives the CPU to the next in line
         elif (not heap or t < heap[0][0]) and self.events < self._fast_limit:
             self.events += 1
@@ -453,6 +459,8 @@ class Engine:
     def _off_cpu(self, task: SimTask, ns: int) -> None:
         """An injected preemption: off the CPU (others run) and back in line after ``ns``."""
         cpu = task.cpu
+        if self.sched is not None:
+            self.sched.put_prev(task)
         cpu.curr = None
         cpu.last_task = task
         task.state = TaskState.RUNNABLE  # preempted: not blocked on anything, not on a run queue
@@ -497,6 +505,8 @@ class Engine:
                 # The kernel's "Voluntary context switch within RCU read-side critical section!"
                 self.rcu_sleeps.append((task.name, self.now, on.name, task.op))
             task.state = TaskState.SLEEPING
+            if self.sched is not None:
+                self.sched.put_prev(task)
             cpu.last_task = task
             cpu.curr = None
             if self._spin_watch:
@@ -547,13 +557,21 @@ class Engine:
     def _make_runnable(self, task: SimTask, cost_ns: int) -> None:
         cpu = task.cpu
         curr = cpu.curr
+        sched = self.sched
         if curr is None:
+            if sched is not None:
+                sched.enqueue(task, cpu)
             self._dispatch(cpu, task, cost_ns)
         elif self.balance and not task.pinned and (idle := self._idle_cpu(cpu)) is not None:
             self._migrate(task, idle)
+            if sched is not None:
+                sched.enqueue(task, idle)
             self._dispatch(idle, task, cost_ns)
         else:
             task.state = TaskState.RUNNABLE
+            if sched is not None:
+                sched.enqueue(task, cpu)
+                sched.check_preempt_wakeup(curr, task)
             cpu.runq.append(task)
             if curr.resched is not None and curr.state is TaskState.SPINNING:
                 curr.resched(curr)  # need_resched(): an optimistic spinner gives up
@@ -577,6 +595,8 @@ class Engine:
         to.ntasks += 1
         task.cpu = to
         self.migrations += 1
+        if self.sched is not None:
+            self.sched.migrate(task, old, to)
 
     def _dispatch(self, cpu: Cpu, task: SimTask, cost_ns: int) -> None:
         now = self.now
@@ -584,6 +604,8 @@ class Engine:
         cpu.curr = task
         task.slice_start = now
         task.state = TaskState.RUNNING
+        if self.sched is not None:
+            self.sched.set_slice(task, cpu)
         cpu.time_ns[cpu.state] += now - cpu._since  # Cpu._enter, inlined: the wake-up hot path
         cpu.state = CpuState.RUNNING
         cpu._since = now
@@ -593,6 +615,8 @@ class Engine:
     def _preempt(self, task: SimTask) -> None:
         """The slice is used up and others wait: to the back of the CPU's run queue."""
         cpu = task.cpu
+        if self.sched is not None:
+            self.sched.put_prev(task)
         cpu.curr = None
         cpu.last_task = task
         task.state = TaskState.RUNNABLE
@@ -604,7 +628,7 @@ class Engine:
 
     def _cpu_free(self, cpu: Cpu) -> None:
         if cpu.runq:
-            nxt = cpu.runq.popleft()
+            nxt = cpu.runq.popleft() if self.sched is None else self.sched.pick_next(cpu)
             cost = self.ctx_switch_ns if nxt is not cpu.last_task else 0
             self._dispatch(cpu, nxt, cost)
             return
@@ -628,6 +652,8 @@ class Engine:
         self._live -= 1
         cpu = task.cpu
         cpu.ntasks -= 1
+        if self.sched is not None:
+            self.sched.put_prev(task)
         cpu.curr = None
         cpu.last_task = task
         self._spin_watch.pop(task, None)

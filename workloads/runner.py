@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from actors.daemons import WaitQueue, install_reclaim
 from actors.process import exit_process, populate
 from actors.world import Process, World
+from concurrency import sched
 from concurrency.engine import Deadlock, Engine, RunOutcome, SimulationError
 from concurrency.lockdep import OrderChecker
 from mm.costs import CostModel
@@ -189,6 +190,8 @@ def _run_steps(scenario: Scenario, design: str, *, seed: int | None, cpus: int |
     system.reclaim_trylock = scenario.reclaim_trylock
     system.story = story
     world = World(engine, system, deadline_ns=None)  # set when the workload phase starts
+    if any(actor.params.get("nice") is not None for actor in scenario.actors):
+        sched.enable(engine)  # task priorities: the fair class decides who runs (concurrency/sched.py)
     deadline = _PhaseEdge(world, "end of workload phase")
     kswapd_queue: WaitQueue | None = None
     if any(a.kind == "kswapd" for a in scenario.actors) or scenario.wmark_min:

@@ -28,7 +28,7 @@ from concurrency.input_error import InputError
 from concurrency.perturb import PERTURB_KEYS, Perturbation
 from mm.costs import CostModel
 from mm.rmap_design import DESIGNS
-from workloads.actors import ACTORS, Param
+from workloads.actors import ACTORS, NICE_PARAM, Param
 
 __all__ = [
     "ActorSpec",
@@ -418,7 +418,10 @@ def _actors(ck: _Checker, raw: Any, processes: dict[str, ProcessSpec]) -> tuple[
         schema["kind"] = Param(str, kind_name, "actor kind")
         if kind.needs_process:
             schema["process"] = Param(str, None, "the [[process]] this actor runs in")
-        params = ck.table(item, ["actor", i], schema)
+        # ``nice`` (every kind) is optional with no default: unset keeps the fair scheduler off.
+        params = ck.table({k: v for k, v in item.items() if k != "nice"}, ["actor", i], schema)
+        if "nice" in item:
+            params["nice"] = ck.value(item["nice"], ["actor", i, "nice"], NICE_PARAM)
         proc = params.pop("process", None)
         params.pop("kind")
         if proc is not None and proc not in processes:
