@@ -175,6 +175,11 @@ class _PrepareToken:
 class AnonVmaDesign(RmapDesign):
     """The mainline anon_vma reverse map; see the module docstring."""
 
+    # copy_vma (mm/vma.c) sets need_rmap_locks = false for a target VMA it duplicated: the copy's
+    # AVCs are linked after the source's in every anon_vma tree, so a walk reaches the copy after
+    # the source and finds an entry move_ptes moved meanwhile at its new address.
+    MREMAP_FRESH_VMA_NEEDS_RMAP_LOCKS = False
+
     name: ClassVar[str] = "anon_vma"
     summary: ClassVar[str] = ("mainline 2026: anon_vma tree per fork family, one AVC per (VMA, anon_vma), "
                               "interval trees, every lock through the root anon_vma's rwsem")

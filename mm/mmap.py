@@ -139,8 +139,12 @@ async def mremap_move(system: MmSystem, mm: MmStruct, old_start: int, pages: int
                 await system.design.clone_vma(new, vma, "remap")
             mm.insert_vma(new)
             await vma_start_write(new)
-            # move_page_tables with need_rmap_locks: take_rmap_locks around the PTE moves.
-            token = await system.design.vma_prepare([vma, new])
+            # move_page_tables: copy_vma duplicated the VMA (the model never merges the target), so
+            # need_rmap_locks is false for the anon_vma designs and move_ptes takes no rmap lock,
+            # reading each entry under the PTL; a design whose walk gives no such order (the COW
+            # context's vma_prepare: its context lock and remap bookkeeping) locks around the move.
+            need_rmap_locks = system.design.MREMAP_FRESH_VMA_NEEDS_RMAP_LOCKS
+            token = await system.design.vma_prepare([vma, new]) if need_rmap_locks else None
             await _move_ptes(system, vma, new)
             await system.design.vma_complete(token, [vma, new])
             await spend(system, system.costs.tlb_flush_ns)

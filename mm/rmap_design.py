@@ -93,6 +93,10 @@ class RmapDesign(ABC):
     name: ClassVar[str]
     summary: ClassVar[str]
     SWITCHES: ClassVar[dict[str, Switch]] = {}
+    # mremap's move_page_tables takes the rmap locks (vma_prepare) around the moves even for a
+    # fresh target VMA, unless the design's walk visits a copied VMA after its source (anon_vma:
+    # copy_vma's need_rmap_locks = false, mm/vma.c).
+    MREMAP_FRESH_VMA_NEEDS_RMAP_LOCKS: ClassVar[bool] = True
 
     def __init__(self, system: MmSystem, switches: dict[str, Any] | None = None) -> None:
         self.sys = system

@@ -125,9 +125,10 @@ ANON_VMA: dict[str, Seq] = {
     "munmap": [("mm->mmap_lock", W), ("vma_lock", W), ("anon_vma->rwsem", W), ("anon_vma->rwsem", W),
                ("vma_lock", W), ("anon_vma->rwsem", W), ("anon_vma->rwsem", W), ("vma_lock", W),
                ("mm->mmap_lock", R), ("anon_vma->rwsem", W)],
-    # copy_vma (clone), take_rmap_locks around move_ptes (old PTL, new nested), unlink the old VMA
+    # copy_vma (clone into a fresh VMA: need_rmap_locks = false), move_ptes with no rmap lock
+    # (old PTL, new nested), unlink the old VMA
     "mremap": [("mm->mmap_lock", W), ("vma_lock", W), ("anon_vma->rwsem", W), ("vma_lock", W),
-               ("anon_vma->rwsem", W), ("ptl", W), ("ptl/1", W), ("anon_vma->rwsem", W)],
+               ("ptl", W), ("ptl/1", W), ("anon_vma->rwsem", W)],
     "fault_thp": [("vma_lock", R), ("mm->mmap_lock", R), ("anon_vma->rwsem", W), ("mm->page_table_lock", W),
                   ("pmd_lock", W)],
     # __folio_split: root W held across unmap (TTU_SPLIT_HUGE_PMD: the PMD frozen into PTE
