@@ -444,6 +444,12 @@ def _h5a(check: Check, full: bool) -> CheckResult:
         details["rwsem_vs_mutex_by_cpus"] = {str(c): round(v, 4) for c, v in sorted(curve.items())}
         notes.append("rwsem vs mutex fork throughput by CPUs (= servers): "
                      + ", ".join(f"{c}: {_pct(v)}" for c, v in sorted(curve.items())))
+        # Issue 11: the per-message work that sets the lock's saturation has no source yet.
+        notes.append("No source gives MOSBENCH exim's per-message CPU cost or fork rate on the 2013 machines: the "
+                     "public pages found for MOSBENCH ('An Analysis of Linux Scalability to Many Cores', OSDI 2010) "
+                     "hold its abstract only, and [H5] gives the -8% and the machines (4-socket Westmere-EX and Ivy "
+                     "Bridge) but no per-message figure.  The scenario's per-message work stays an assumption; the "
+                     "curve above is its sensitivity: the rwsem's loss grows once the lock saturates.")
     if not passed and thr < (band.lo or 0):
         notes.append("The model's rwsem loses more than published: the size of the loss rests on how saturated the "
                      "lock is (the scenario's per-message work, an assumption) and on ctx_switch_ns (ASSUME), "
