@@ -9,39 +9,15 @@ checker when one is attached to the engine.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from concurrency.lock_types import LockCosts, LockMisuse
 from concurrency.lockstat import LockClass, LockSideStats
 
 if TYPE_CHECKING:
     from concurrency.engine import Engine, SimTask
 
 __all__ = ["LockCosts", "LockMisuse", "SimLock"]
-
-
-class LockMisuse(RuntimeError):
-    """Releasing a lock not held, re-acquiring a non-recursive lock, unlocking from another task,
-    or sleeping while holding a spinlock."""
-
-
-@dataclass(frozen=True)
-class LockCosts:
-    """Per-operation costs of a lock in ns (the mm cost model sets them; 0 switches one off).
-
-    ``atomic_ns``: the uncontended atomic on the lock word (fast path).  ASSUME 20 ns.
-    ``bounce_ns``: extra when the lock word's cache line was last written on another CPU.
-        ASSUME 100 ns (cross-socket line transfer is 100-300 ns on the parts in the 2013 data).
-    ``handoff_ns``: from release to a spinning waiter owning the lock (line transfer).  ASSUME 50 ns.
-    """
-
-    atomic_ns: int = 20
-    bounce_ns: int = 100
-    handoff_ns: int = 50
-
-    @classmethod
-    def free(cls) -> LockCosts:
-        return cls(0, 0, 0)
 
 
 READ = 1  # lockdep's read=1: a non-recursive reader (down_read)
@@ -89,16 +65,14 @@ class SimLock:
         return cls.read if read else cls.write
 
     def _lockdep_acquire(self, task: SimTask, subclass: int, read: int, trylock: bool) -> None:
-        checker = self.engine.lockdep
-        if checker is not None:
-            checker.acquire(task.tid, task.name, self.class_for(subclass).key, read=read,
-                            trylock=trylock, where=task.op, instance=self.name)
+        hook = self.engine.hooks.on_lock_acquire
+        if hook is not None:
+            hook(task, self.class_for(subclass).key, read, trylock, self.name)
 
     def _lockdep_release(self, task: SimTask, subclass: int) -> None:
-        checker = self.engine.lockdep
-        if checker is not None:
-            checker.release(task.tid, self.class_for(subclass).key, instance=self.name,
-                            task_name=task.name, where=task.op)
+        hook = self.engine.hooks.on_lock_release
+        if hook is not None:
+            hook(task, self.class_for(subclass).key, self.name)
 
     def _instance_side(self, side: LockSideStats) -> LockSideStats | None:
         inst = self.istats
@@ -115,9 +89,9 @@ class SimLock:
             inst = self._instance_side(side)
             assert inst is not None
             inst.note_contended(task.op, bounce, holder_ops)
-        tracer = self.engine.tracer
-        if tracer is not None:
-            tracer.on_contended(task, self, side.mode, key=side.key)
+        hook = self.engine.hooks.on_contended
+        if hook is not None:
+            hook(task, self, side.mode, side.key)
 
     def _acquired(self, task: SimTask, side: LockSideStats, wait_start: int | None) -> None:
         """``lock_acquired``: record the wait (if it waited) and the acquisition."""
@@ -134,9 +108,9 @@ class SimLock:
         task.held.append(self)
         if not self.sleeping:
             task.atomic_depth += 1
-        tracer = self.engine.tracer
-        if tracer is not None:
-            tracer.on_acquired(task, self, side.mode, wait_start, key=side.key)
+        hook = self.engine.hooks.on_acquired
+        if hook is not None:
+            hook(task, self, side.mode, wait_start, side.key)
 
     def _released(self, task: SimTask, side: LockSideStats, since: int) -> None:
         engine = self.engine
@@ -153,9 +127,9 @@ class SimLock:
             held.remove(self)
         if not self.sleeping:
             task.atomic_depth -= 1
-        tracer = engine.tracer
-        if tracer is not None:
-            tracer.on_released(task, self, side.mode, since, key=side.key)
+        hook = engine.hooks.on_released
+        if hook is not None:
+            hook(task, self, side.mode, since, side.key)
 
     async def _pick_up(self) -> None:
         """A spinner owns a released lock once the lock word's cache line has moved to its CPU

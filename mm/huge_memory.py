@@ -8,7 +8,7 @@ walker and every structural change of the whole fork family for the duration.
 
 from __future__ import annotations
 
-from mm.memory import spend
+from mm.cpu import spend
 from mm.migrate import remove_migration_ptes, try_to_migrate
 from mm.system import MmSystem
 from mm.types import Folio

@@ -10,6 +10,8 @@ from __future__ import annotations
 from enum import Enum
 
 from concurrency.spinlock import QSpinlock
+from mm.cpu import spend
+from mm.huge_memory import split_huge_folio
 from mm.mmap_lock import lock_vma_under_rcu
 from mm.system import ZERO_FOLIO, MmSystem
 from mm.types import HPAGE_PMD_NR, Folio, MmStruct, Pte, Vma
@@ -21,12 +23,6 @@ class Fault(Enum):
     OK = "ok"
     RETRY = "retry"  # VM_FAULT_RETRY
     SIGSEGV = "sigsegv"
-
-
-async def spend(system: MmSystem, ns: int) -> None:
-    """CPU work of ``ns``; zero costs take no event (so a free cost model changes no ordering)."""
-    if ns:
-        await system.engine.delay(ns)
 
 
 async def handle_mm_fault(system: MmSystem, mm: MmStruct, vpn: int, write: bool) -> Fault:
@@ -313,7 +309,5 @@ async def do_huge_pmd_wp_page(system: MmSystem, vma: Vma, base: int, pmd: Pte) -
         system.ops.inc("cow_reuse_thp")
         return Fault.OK
     lock.unlock()
-    from mm.huge_memory import split_huge_folio
-
     await split_huge_folio(system, folio)
     return Fault.RETRY

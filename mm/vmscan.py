@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from mm.memory import spend
+from mm.cpu import spend
 from mm.rmap import page_vma_mapped, rmap_walk
 from mm.rmap_design import RmapWalkControl
 from mm.system import MmSystem

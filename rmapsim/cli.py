@@ -28,7 +28,7 @@ from typing import Any, NoReturn
 
 import trio
 
-from concurrency.engine import EXECUTORS
+from concurrency.executors import EXECUTORS
 from rmapsim import diag
 
 __all__ = ["main"]
@@ -99,8 +99,7 @@ def _load(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Any:
 
 
 def _designs(args: argparse.Namespace, scenario: Any) -> list[str]:
-    import mm.designs  # noqa: F401
-    from mm.rmap_design import DESIGNS
+    from mm.designs import DESIGNS
 
     chosen = list(args.design or scenario.designs)
     for name in chosen:
@@ -295,8 +294,7 @@ def cmd_lockdep(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    import mm.designs  # noqa: F401
-    from mm.rmap_design import DESIGNS
+    from mm.designs import DESIGNS
     from workloads.actors import ACTORS
     from workloads.scenario import ScenarioError, load_scenario
 

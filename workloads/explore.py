@@ -156,8 +156,7 @@ def resolve_variants(texts: list[str] | None, scenario: Scenario) -> list[Varian
     """``--design NAME[:SWITCH=VALUE,...]`` values (the scenario's designs when there are none),
     each checked against the registered designs and their switches; duplicates dropped.  Raises
     ValueError with a message naming the bad value and what is allowed."""
-    import mm.designs  # noqa: F401  (registers the built-in designs)
-    from mm.rmap_design import DESIGNS
+    from mm.designs import DESIGNS
 
     out: list[Variant] = []
     for text in texts or list(scenario.designs):

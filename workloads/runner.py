@@ -28,8 +28,10 @@ from actors.daemons import WaitQueue, install_reclaim
 from actors.process import exit_process, populate
 from actors.world import Process, World
 from concurrency.engine import Deadlock, Engine, RunOutcome, SimulationError
+from concurrency.executors import engine_class
 from concurrency.lockdep import OrderChecker
 from mm.costs import CostModel
+from mm.designs import design_class
 from mm.mmap import mmap_region
 from mm.story import Story
 from mm.system import MemoryConfig, MmSystem
@@ -159,11 +161,12 @@ def _run_steps(scenario: Scenario, design: str, *, seed: int | None, cpus: int |
     seed = scenario.seed if seed is None else seed
     ncpus = scenario.cpus if cpus is None else cpus
     costs = CostModel().with_overrides(scenario.costs)
-    engine = Engine(ncpus, seed, ctx_switch_ns=costs.ctx_switch_ns, instance_stats=scenario.lock_instance_stats,
-                    balance=scenario.balance, perturb=scenario.perturb, executor=scenario.executor)
+    engine = engine_class(scenario.executor)(ncpus, seed, ctx_switch_ns=costs.ctx_switch_ns,
+                                             instance_stats=scenario.lock_instance_stats,
+                                             balance=scenario.balance, perturb=scenario.perturb)
     checker: OrderChecker | None = None
     if scenario.lockdep:
-        checker = engine.lockdep = OrderChecker(expected_order_for(scenario))
+        checker = engine.add_instrument(OrderChecker(expected_order_for(scenario)))
     if story is not None:
         if tracer is not None:
             raise ValueError("a run takes a tracer or a story, not both")
@@ -174,9 +177,10 @@ def _run_steps(scenario: Scenario, design: str, *, seed: int | None, cpus: int |
                       executor=scenario.executor, perturb=scenario.perturb.describe())
         if tracer is None:
             tracer = log  # else the caller chained it (ChromeTracer(event_log=...)), or a story listens
-    engine.tracer = tracer
+    if tracer is not None:
+        engine.add_instrument(tracer)
     memory = MemoryConfig(scenario.total_pages, scenario.wmark_min, scenario.wmark_low, scenario.wmark_high)
-    system = MmSystem(engine, design, costs=costs, switches=scenario.switches.get(design),
+    system = MmSystem(engine, design_class(design), costs=costs, switches=scenario.switches.get(design),
                       rwsem_opts=scenario.rwsem, mutex_opts=scenario.mutex, memory=memory)
     system.reclaim_trylock = scenario.reclaim_trylock
     system.story = story

@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import mm.designs  # noqa: F401  (registers the built-in designs)
 from actors.process import Region
-from concurrency.input_error import InputError
 from concurrency.perturb import PERTURB_KEYS, Perturbation
 from mm.costs import CostModel
-from mm.rmap_design import DESIGNS
+from mm.designs import DESIGNS
 from workloads.actors import ACTORS, Param
+from workloads.inputfile import ScenarioError, _Locator
+from workloads.lockorder import load_order_file
 
 __all__ = [
     "ActorSpec",
@@ -40,10 +40,6 @@ __all__ = [
     "parse_value",
     "scenario_from_data",
 ]
-
-
-class ScenarioError(InputError):
-    """Bad input: ``file:line: key: message``."""
 
 
 @dataclass(frozen=True)
@@ -163,45 +159,6 @@ _REGION = {
 _TOP = {"name", "description", "mirrors", "run", "memory", "costs", "rwsem", "mutex", "reclaim", "lockdep",
         "switches", "process", "actor"}
 _TYPE_NAMES = {int: "an integer", bool: "true or false", str: "a string", list: "a list", float: "a number"}
-
-
-class _Locator:
-    """Finds the source line of a key path in a TOML text (tomllib keeps no positions)."""
-
-    _header = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?")
-    _key = re.compile(r"^\s*([A-Za-z0-9_\-\"']+)\s*=")
-
-    def __init__(self, text: str) -> None:
-        self.lines = text.splitlines()
-
-    def line_of(self, path: list[str | int]) -> int | None:
-        table: list[str | int] = []
-        counts: dict[str, int] = {}
-        best: int | None = None
-        for number, line in enumerate(self.lines, 1):
-            m = self._header.match(line)
-            if m:
-                name = m.group(2).strip()
-                parts: list[str | int] = [p.strip().strip('"') for p in name.split(".")]
-                if m.group(1) == "[[":
-                    counts[name] = counts.get(name, -1) + 1
-                    parts.append(counts[name])
-                table = parts
-                if table == path[: len(table)] and len(table) == len(path):
-                    return number
-                continue
-            m = self._key.match(line)
-            if not m:
-                continue
-            key = m.group(1).strip("\"'")
-            full = [*table, key]
-            if full == path[: len(full)]:
-                if len(full) == len(path):
-                    return number
-                best = number  # an inline table/array holding the path
-            elif table and table == path[: len(table)] and best is None and len(path) > len(table):
-                best = None
-        return best
 
 
 class _Checker:
@@ -337,8 +294,6 @@ def _order_path(ck: _Checker, value: str, file: str) -> str | None:
         raise ck.fail(["lockdep", "expected_order"],
                       f"{value!r}: no such order file ({path}); allowed: 'rmap' (the mm/rmap.c header "
                       "order), 'none', or the path of an order file in mm/rmap_lock_order.toml's format")
-    from workloads.lockorder import load_order_file
-
     load_order_file(path)
     return str(path)
 

@@ -11,7 +11,7 @@ no number, only the direction is checked.  The bands were written down from the 
 fitted to the model: a check the model cannot reproduce stays failing, and that is a finding about
 the model.
 
-The checks (tags resolve in ../shared/reference/kernel-rmap.md §9):
+The checks (tags resolve in docs/kernel-rmap.md §9):
 
 * ``H1`` (2010) one shared anon_vma per family makes every folio's walk visit every process;
   anon_vma chains cut it to the processes that can map the folio.
@@ -72,8 +72,10 @@ from pathlib import Path
 from typing import Any
 
 from actors.process import Region
-from mm.anon_vma import ANON_VMA_BYTES, AVC_BYTES, AnonVmaDesign
+from actors.world import World
+from mm.anon_vma import ANON_VMA_BYTES, AVC_BYTES
 from mm.costs import CostModel
+from mm.instrument import MmInstrument
 from workloads.runner import RunFailed, run_one
 from workloads.scenario import ProcessSpec, Scenario, load_scenario
 
@@ -263,31 +265,24 @@ def _band_text(band: Band, fmt: Callable[[float], str]) -> str:
     return "any"
 
 
-class _PerVmaProbe:
+class _PerVmaProbe(MmInstrument):
     """The largest number of live anon_vmas per VMA that has one, during a run (H6's bound; the
     record has the peak counts, not this ratio).
 
-    Installed as the scenario's ``setup``: it wraps the anon_vma design's ``_note_peak``, which
-    the design calls after every anon_vma and AVC allocation, so the maximum is exact and the run
-    is not perturbed.
+    Installed as the scenario's ``setup``, it attaches itself as an instrument: the anon_vma
+    design reports ``on_anon_vma_grow`` after every anon_vma and AVC allocation, so the maximum is
+    exact and the run is not perturbed.
     """
 
     def __init__(self) -> None:
         self.max_per_vma = 0.0
 
-    async def __call__(self, world: Any) -> None:
-        design = world.sys.design
-        if not isinstance(design, AnonVmaDesign):
-            return
-        note = design._note_peak
+    async def __call__(self, world: World) -> None:
+        world.sys.add_instrument(self)
 
-        def probe() -> None:
-            note()
-            with_av = sum(1 for v in design.vmas.values() if v.anon_vma is not None)
-            if with_av:
-                self.max_per_vma = max(self.max_per_vma, len(design.anon_vmas) / with_av)
-
-        setattr(design, "_note_peak", probe)  # noqa: B010  (an instance attribute shadows the method)
+    def on_anon_vma_grow(self, anon_vmas: int, vmas_with_anon_vma: int) -> None:
+        if vmas_with_anon_vma:
+            self.max_per_vma = max(self.max_per_vma, anon_vmas / vmas_with_anon_vma)
 
 
 def _result(check: Check, value: float, value_text: str, expected: str, passed: bool,

@@ -204,7 +204,7 @@ def test_kill_9_of_the_sweep_leaves_no_worker_alive(tmp_path: Path, backend: tup
     workers = _children(proc.pid)
     assert len(workers) >= 2, workers
     os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=10)
+    proc.communicate(timeout=10)  # reaps it and closes its stderr pipe (no ResourceWarning)
     deadline = time.monotonic() + 10
     while any(_alive(w) for w in workers) and time.monotonic() < deadline:
         time.sleep(0.1)

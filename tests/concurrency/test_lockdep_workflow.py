@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from concurrency.lockdep import ExpectedOrder, OrderChecker
+from concurrency.lockdep import OrderChecker
+from mm.lock_order import rmap_order
 from reports.lockgraph import (
     find_dot,
     lockdep_listing,
@@ -84,7 +85,7 @@ def test_a_user_order_the_run_contradicts_names_both_declarations(tmp_path: Path
 
 
 def test_the_emitted_order_fed_back_yields_no_violation(tmp_path: Path) -> None:
-    rmap = ExpectedOrder.load_rmap_order()
+    rmap = rmap_order()
     c = OrderChecker(rmap)
     take(c, 0, ("mm->mmap_lock", W), ("mm->mmap_lock/1", W), ("vma_lock", W), ("anon_vma->rwsem", W),
          ("ptl", W), ("ptl/1", W), where="fork")
@@ -126,7 +127,7 @@ def test_merging_reports_conflicts_with_both_declarations(tmp_path: Path) -> Non
 
 
 def test_a_hand_made_cycle_shows_in_the_listing_and_the_graph(tmp_path: Path) -> None:
-    c = OrderChecker(ExpectedOrder.load_rmap_order())
+    c = OrderChecker(rmap_order())
     take(c, 0, ("mm->mmap_lock", W), ("mm->page_table_lock", W), where="fault")
     take(c, 1, ("mm->page_table_lock", W), ("mm->mmap_lock", R), where="bad")
     rec = record(c, "anon_vma")
@@ -154,7 +155,7 @@ def test_without_dot_the_report_says_why_the_graph_is_absent(tmp_path: Path,
     import reports.lockgraph
     from reports import render_run
 
-    c = OrderChecker(ExpectedOrder.load_rmap_order())
+    c = OrderChecker(rmap_order())
     take(c, 0, ("mm->mmap_lock", W), ("ptl", W))
     results = {"schema": RESULTS_SCHEMA, "scenario": {"name": "s"}, "runs": [record(c, "anon_vma")]}
     (tmp_path / "lockgraph-anon_vma.svg").write_text("stale")
@@ -169,7 +170,7 @@ def test_without_dot_the_report_says_why_the_graph_is_absent(tmp_path: Path,
 
 
 def test_order_section_puts_the_verdict_beside_the_wait() -> None:
-    c = OrderChecker(ExpectedOrder.load_rmap_order())
+    c = OrderChecker(rmap_order())
     take(c, 0, ("anon_vma->rwsem", W), ("mm->mmap_lock", R))
     rec = record(c, "anon_vma")
     rec["locks"] = [{"name": "anon_vma->rwsem", "rw": False,

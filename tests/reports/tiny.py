@@ -26,7 +26,7 @@ COSTS = LockCosts(atomic_ns=20, bounce_ns=100, handoff_ns=50)
 def tiny_record(design: str, *, tracer: Any = None, iterations: int = 6) -> dict[str, Any]:
     engine = Engine(2, seed=7, ctx_switch_ns=500, lock_costs=COSTS)
     if tracer is not None:
-        engine.tracer = tracer
+        engine.add_instrument(tracer)
     big: Mutex | QSpinlock = (Mutex(engine, "anon_vma->rwsem") if design == "mutex_design"
                               else QSpinlock(engine, "anon_vma->rwsem"))
     shared_ptl = QSpinlock(engine, "ptl", instance="ptl:shared")
@@ -40,8 +40,9 @@ def tiny_record(design: str, *, tracer: Any = None, iterations: int = 6) -> dict
         await body()
         task.op = "-"
         latency.setdefault(op, LatencyHistogram()).record(engine.now - start)
-        if engine.tracer is not None:
-            engine.tracer.on_op(task, op, start, engine.now)
+        hook = engine.hooks.on_op
+        if hook is not None:
+            hook(task, op, start, engine.now)
 
     async def worker(index: int) -> None:
         task = engine.current
