@@ -20,6 +20,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from records.files import atomic_write
 from reports.common import SWEEP_SCHEMA, check_results, fmt_pct, fmt_time, format_table, op_names, side_names
 from reports.common import total_throughput as _total_throughput
 from reports.common import wait_share as _wait_share
@@ -31,7 +32,6 @@ from reports.lockgraph import order_section, write_lockdep_reports
 from reports.lockstat import lockstat_text
 from reports.perf_lock import perf_lock_text
 from reports.plots import figure_bytes, run_figures, scaling_figures
-from workloads.record import atomic_write
 
 __all__ = [
     "load_sweep_points",

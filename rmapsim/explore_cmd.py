@@ -47,7 +47,7 @@ def add_parser(sub: Any) -> None:
 
 
 def _variants(args: argparse.Namespace, scenario: Any) -> list[Any]:
-    from rmapsim.cli import BadInput
+    from rmapsim.runs import BadInput
     from workloads.explore import resolve_variants
 
     try:
@@ -65,7 +65,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
 
 def _explore(args: argparse.Namespace) -> int:
     from reports.explore import explore_html, explore_text, story_text
-    from rmapsim.cli import BadInput, _overrides, _resolve
+    from rmapsim.runs import BadInput, _overrides, _resolve
     from workloads.executor import Backend, BackendError, Executor
     from workloads.explore import (
         CATEGORIES,

@@ -55,7 +55,7 @@ def add_parser(sub: Any) -> None:
 
 
 def _bad(message: str) -> Exception:
-    from rmapsim.cli import BadInput
+    from rmapsim.runs import BadInput
 
     return BadInput(message)
 
@@ -83,7 +83,7 @@ def _run_scenario(args: argparse.Namespace, name: str, out: Path | None) -> dict
     """Every variant of one scenario with the order checker on; results written to its folder."""
     import dataclasses
 
-    from rmapsim.cli import _default_out, _load, _run_designs, _write_results
+    from rmapsim.runs import _default_out, _load, _run_designs, _write_results
 
     ns = argparse.Namespace(**vars(args))
     ns.scenario = name

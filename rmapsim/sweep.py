@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from records.schema import SWEEP_SCHEMA
 from rmapsim.progress import Progress
 from workloads.executor import Backend, Executor, Outcome, code_version, interrupts
 from workloads.explore import CATEGORIES, ScenarioSource, classify
@@ -41,7 +42,6 @@ from workloads.scenario import ScenarioError, parse_value
 
 __all__ = ["GridError", "PointTask", "parse_grid", "point_dir", "point_key", "run_point", "run_sweep"]
 
-SWEEP_SCHEMA = "rmapsim.sweep/1"
 # Failures that say nothing about the point itself: rerun on resume even with an unchanged key.
 TRANSIENT = ("worker_lost", "error")
 POINT_CATEGORIES = (*CATEGORIES, "worker_lost", "error")

@@ -190,7 +190,7 @@ def _check_stop() -> None:
 
 # -- the code version ---------------------------------------------------------------------------------
 
-_MODEL_PACKAGES = ("concurrency", "mm", "actors", "workloads")
+_MODEL_PACKAGES = ("records", "concurrency", "mm", "actors", "workloads")
 
 
 @functools.cache

@@ -38,6 +38,7 @@ from typing import Any
 
 from concurrency.engine import Deadlock, task_rng
 from concurrency.perturb import Perturbation, draw_preemptions
+from records.schema import EXPLORE_SCHEMA
 from workloads.executor import Executor, Outcome
 from workloads.record import dump_json
 from workloads.scenario import Scenario, ScenarioError, load_scenario, scenario_from_data
@@ -57,7 +58,6 @@ __all__ = [
     "shrink",
 ]
 
-EXPLORE_SCHEMA = "rmapsim.explore/1"
 # In order of precedence: a run's primary category is the first that applies.
 CATEGORIES = ("crash", "deadlock", "corruption", "missed_mapping", "use_after_free", "sleep_in_rcu", "lock_order",
               "invariant")

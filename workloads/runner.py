@@ -24,12 +24,13 @@ from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from actors.daemons import WaitQueue, install_reclaim
+from actors.daemons import install_reclaim
 from actors.process import exit_process, populate
 from actors.world import Process, World
 from concurrency.engine import Deadlock, Engine, RunOutcome, SimulationError
 from concurrency.executors import engine_class
 from concurrency.lockdep import OrderChecker
+from concurrency.waitqueue import WaitQueue
 from mm.costs import CostModel
 from mm.designs import design_class
 from mm.mmap import mmap_region
@@ -87,7 +88,7 @@ class _PhaseEdge:
     until it is reached, and pass straight through afterwards."""
 
     def __init__(self, world: World, name: str) -> None:
-        self.queue = WaitQueue(world, name)
+        self.queue = WaitQueue(world.engine, name)
         self.reached = False
 
     async def wait(self) -> None:
