@@ -19,6 +19,10 @@ from rmapsim.cli import builtin_scenarios
 from rmapsim.sweep import run_sweep
 from tests.cli.test_cli import rmapsim
 
+# Every test here starts rmapsim processes: CI runs them (the README's command), the everyday
+# suite does not (pyproject.toml addopts).
+pytestmark = pytest.mark.long
+
 TINY = ["--set", "run.duration_ns=300000", "--design", "anon_vma", "--design", "cow_context"]
 # 16 points: 2 CPU counts x 4 seeds x the anon_vma reuse rule on and off.
 GRID16 = ["--grid", "run.cpus=1,2", "--grid", "run.seed=1,2,3,4", "--grid", "switches.anon_vma.reuse=true,false"]

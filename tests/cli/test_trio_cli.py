@@ -18,6 +18,10 @@ import trio
 
 from rmapsim import cli
 
+# Every test here starts rmapsim processes: CI runs them (the README's command), the everyday
+# suite does not (pyproject.toml addopts).
+pytestmark = pytest.mark.long
+
 LONG = ["--set", "run.duration_ns=400000000"]  # minutes: the interrupt always comes first
 
 

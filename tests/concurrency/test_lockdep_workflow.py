@@ -220,6 +220,7 @@ def test_a_scenario_names_an_order_file_relative_to_itself(tmp_path: Path) -> No
         load_scenario(write(tmp_path, "s.toml", body.format("orders/bad.toml")))
 
 
+@pytest.mark.long
 def test_a_run_records_the_graph_and_checks_a_user_order(tmp_path: Path) -> None:
     """A short real run against a user order: the record carries the graph, the violation with
     its declarations, and the listing and graph files are written beside it."""

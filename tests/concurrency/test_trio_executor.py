@@ -45,6 +45,7 @@ def _result(scenario: Any, design: str, executor: str) -> str:
         return f"RunFailed: {exc}"
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("name", sorted(builtin_scenarios()))
 def test_every_builtin_scenario_is_byte_identical_under_the_trio_executor(name: str) -> None:
     base = load_scenario(builtin_scenarios()[name], SMALL)

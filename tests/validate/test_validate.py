@@ -61,12 +61,14 @@ def test_validation_scenarios_stay_out_of_the_builtin_list() -> None:
     assert ours and not ours & set(builtin_scenarios())
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("check_id", ["H1", "H3", "H4", "H5a", "H5b", "H6", "H8", "L2a", "LAZY", "N4"])
 def test_the_model_reproduces_the_published_result(check_id: str) -> None:
     check = small()[check_id]
     assert check["passed"], (check["value_text"], check["expected"], check["details"])
 
 
+@pytest.mark.long
 def test_l2a_shows_every_designs_bytes_after_boot_and_after_24_apps() -> None:
     details = small()["L2a"]["details"]
     for phase in ("boot", "apps"):
@@ -84,6 +86,7 @@ def test_l2a_shows_every_designs_bytes_after_boot_and_after_24_apps() -> None:
     assert [n[:len("after boot")] for n in small()["L2a"]["notes"]][:1] == ["after boot"]
 
 
+@pytest.mark.long
 def test_lazy_after_24_apps_needs_the_apps_that_fork(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without [N5]'s forking apps (nothing upgrades the new apps' private VMAs) the model saves
     far more anon_vma after 24 apps than published: the check fails, and it was the model that
@@ -128,6 +131,7 @@ def test_h8_trylock_removes_reclaim_waits() -> None:
     assert details["trylock"]["read_wait_total_ns"] == 0 and details["trylock"]["keep_contended"] > 0
 
 
+@pytest.mark.long
 def test_json_prints_exactly_one_object_of_checks(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     status = run_cli("--json", "--check", "N4", "--check", "L2a", "--out", str(tmp_path))
     out = capsys.readouterr().out
