@@ -19,6 +19,8 @@ from rmapsim.validate_cmd import add_parser, validate_html, validate_text
 from workloads import validate
 from workloads.runner import RunFailed
 from workloads.scenario import load_scenario
+from workloads.validate import l2a as validate_l2a
+from workloads.validate import runner as validate_runner
 
 JSON_KEYS = {"claim", "source", "value", "expected", "passed"}
 
@@ -91,7 +93,7 @@ def test_lazy_after_24_apps_needs_the_apps_that_fork(monkeypatch: pytest.MonkeyP
     """Without [N5]'s forking apps (nothing upgrades the new apps' private VMAs) the model saves
     far more anon_vma after 24 apps than published: the check fails, and it was the model that
     was fixed, not the band."""
-    monkeypatch.setattr(validate, "L2A_FORKING", 0)
+    monkeypatch.setattr(validate_l2a, "L2A_FORKING", 0)
     doc = validate.run_validation(only=["LAZY"])
     (check,) = doc["checks"]
     assert not check["passed"]
@@ -161,7 +163,7 @@ def test_a_simulation_failure_is_a_failed_check_not_a_crash(monkeypatch: pytest.
         raise RunFailed("x under anon_vma (seed 1): deadlock at t=5 ns\n" + "  a waits for b\n" * 50)
 
     fake = dataclasses.replace(validate.CHECKS[0], id="X1", run=broken)
-    monkeypatch.setattr(validate, "CHECKS", [fake])
+    monkeypatch.setattr(validate_runner, "CHECKS", [fake])
     doc = validate.run_validation()
     (check,) = doc["checks"]
     assert not doc["passed"] and not check["passed"] and check["value"] is None
