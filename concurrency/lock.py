@@ -3,8 +3,9 @@
 A lock model is a small state machine over the engine's ``block``/``wake`` primitives.  This base
 records lock_stat's fields at the two points the kernel does (``lock_contended`` when an
 acquisition has to wait, ``lock_acquired`` when it gets the lock), keeps each holder's start time
-for hold times, reports misuse at once, and passes every acquisition and release to the order
-checker when one is attached to the engine.
+for hold times, reports misuse at once, and passes every acquisition and release to the engine's
+instruments (concurrency/instrument.py: lockdep, tracers).  :class:`SimLock`'s docstring is the
+contract a lock model keeps.
 """
 
 from __future__ import annotations
@@ -26,7 +27,66 @@ WRITE = 0
 
 
 class SimLock:
-    """Base class: one lock instance belonging to a :class:`LockClass`."""
+    """Base class: one lock instance belonging to a :class:`LockClass`.
+
+    **The lock contract.**  A lock model is a state machine over the engine's ``block``/``wake``;
+    this base keeps lock_stat, lockdep and the instruments right *if* the model calls its hooks at
+    the kernel's points, in this order:
+
+    ==========================================  ===============================================
+    when                                        the model calls
+    ==========================================  ===============================================
+    every operation, first                      ``task = self._current()`` (LockMisuse outside a
+                                                task); raise :class:`LockMisuse` at once on a
+                                                re-acquisition by the holder
+    an acquisition (or trylock) starts          ``self._lockdep_acquire(task, subclass, read,
+                                                trylock)``: lockdep's ``lock_acquire``, before any
+                                                wait (``read``: ``WRITE``, ``READ`` or
+                                                ``RECURSIVE_READ``)
+    the fast path's cost                        ``await self.engine.delay(self._atomic_cost(task))``
+                                                (the atomic, plus a line bounce), skipped when 0
+    it has to wait                              ``self._contended(task, side)`` (``lock_contended``),
+                                                then ``await self.engine.block(self, spin=...)``:
+                                                ``spin=True`` keeps the CPU (a spinner), else the
+                                                task sleeps; a spinner that gets a released lock
+                                                pays ``await self._pick_up()``
+    it holds the lock                           ``self._acquired(task, side, wait_start)``
+                                                (``lock_acquired``; ``wait_start`` None: no wait)
+    release                                     ``self._released(task, side, since)`` then
+                                                ``self._lockdep_release(task, subclass)``; wake
+                                                the next owner with ``self.engine.wake(task)``
+    ==========================================  ===============================================
+
+    ``side`` is ``self.class_for(subclass).write`` (or ``.read`` for a reader).  Class attributes:
+    ``kind`` (lock_stat's type column), ``rw`` (has a read side), ``sleeping`` (False for a
+    spinning lock, whose holders must not sleep: raise ``task.atomic_depth`` while spinning as
+    ``spin_lock``'s ``preempt_disable`` does).  :meth:`holders` answers the deadlock report.
+
+    A new lock model is its module plus one registration: an entry in
+    ``tests/concurrency/test_lock_contract.py``'s ``MODELS``, which runs the contract (mutual
+    exclusion, no lost wake-up, exact lock_stat, misuse) on it.  Template: the acquisition of a
+    FIFO ticket spinlock (README "Extending" has the whole module, which a test runs)::
+
+        async def lock(self) -> None:
+            task = self._current()
+            if self.owner is task:
+                raise LockMisuse(f"{self.name}: {task.name} re-acquires it")
+            self._lockdep_acquire(task, 0, WRITE, False)
+            task.atomic_depth += 1  # spin_lock(): preempt_disable() first
+            if cost := self._atomic_cost(task):
+                await self.engine.delay(cost)
+            if self.owner is None and not self.queue:
+                task.atomic_depth -= 1
+                self._take(task, None)  # sets the owner, then self._acquired(...)
+                return
+            self._contended(task, self.lclass.write)
+            start = self.engine.now
+            self.queue.append((task, start))
+            await self.engine.block(self, spin=True)
+            await self._pick_up()
+            task.atomic_depth -= 1
+            self._take(task, start)
+    """
 
     kind = "lock"
     rw = False

@@ -29,6 +29,7 @@ from actors.process import exit_process, populate
 from actors.world import Process, World
 from concurrency.engine import Deadlock, Engine, RunOutcome, SimulationError
 from concurrency.executors import engine_class
+from concurrency.instrument import Instrument
 from concurrency.lockdep import OrderChecker
 from concurrency.waitqueue import WaitQueue
 from mm.costs import CostModel
@@ -101,7 +102,8 @@ class _PhaseEdge:
 
 
 def run_one(scenario: Scenario, design: str, *, seed: int | None = None, cpus: int | None = None,
-            tracer: Any = None, story: Story | None = None, log: EventLog | None = None) -> dict[str, Any]:
+            tracer: Instrument | None = None, story: Story | None = None,
+            log: EventLog | None = None) -> dict[str, Any]:
     """One (scenario, design) run: returns its result record.  ``story`` records the race story
     of a victim (mm/story.py); it is the run's tracer, so ``tracer`` must then be None."""
     steps = _run_steps(scenario, design, seed=seed, cpus=cpus, tracer=tracer, story=story, log=log)
@@ -114,7 +116,7 @@ def run_one(scenario: Scenario, design: str, *, seed: int | None = None, cpus: i
 
 
 async def run_one_async(scenario: Scenario, design: str, *, seed: int | None = None, cpus: int | None = None,
-                        tracer: Any = None, story: Story | None = None, log: EventLog | None = None,
+                        tracer: Instrument | None = None, story: Story | None = None, log: EventLog | None = None,
                         watch: Callable[[Engine, World], None] | None = None) -> dict[str, Any]:
     """:func:`run_one` inside trio: the run checkpoints into trio (cancellable; Ctrl-C arrives
     between two events).  ``watch(engine, world)`` is called once the run is built (progress)."""
@@ -154,7 +156,7 @@ def _finish(steps: _Steps, outcome: RunOutcome, log: EventLog | None) -> dict[st
     raise RuntimeError("_run_steps yielded twice")  # pragma: no cover
 
 
-def _run_steps(scenario: Scenario, design: str, *, seed: int | None, cpus: int | None, tracer: Any,
+def _run_steps(scenario: Scenario, design: str, *, seed: int | None, cpus: int | None, tracer: Instrument | None,
                story: Story | None, log: EventLog | None) -> _Steps:
     """Build the run, yield its engine and world, receive the outcome of running it (``Engine.run`` or
     ``Engine.run_async``: the caller's choice) and return the record; a failed run is thrown in
