@@ -195,7 +195,7 @@ def cmd_lockdep(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     from mm.designs import DESIGNS
     from workloads.actors import ACTORS
-    from workloads.scenario import ScenarioError, load_scenario
+    from workloads.scenario import PARAMS, SWITCH_SECTIONS, ScenarioError, load_scenario, toml_literal
 
     scenarios = {}
     for name, path in builtin_scenarios().items():
@@ -209,18 +209,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     switches = {f"switches.{name}.{key}": f"{sw.help} (default {sw.default!r}; allowed "
                 f"{', '.join(map(repr, sw.allowed))})"
                 for name, cls in sorted(DESIGNS.items()) for key, sw in cls.SWITCHES.items()}
-    switches.update({
-        "rwsem.spin": "writer optimistic spinning (default true)",
-        "rwsem.reader_steal": "reader lock stealing, v5.11+ (default true)",
-        "rwsem.handoff": "handoff after RWSEM_WAIT_TIMEOUT (default true)",
-        "rwsem.handoff_timeout_ns": "the handoff timeout (default 4000000)",
-        "mutex.spin": "optimistic spinning on a running owner (default true)",
-        "mutex.handoff": "MUTEX_FLAG_HANDOFF, v4.10+; false for the 2011-2013 mutex (default true)",
-        "reclaim.trylock": "folio_referenced only tries the rmap lock, 2022+ (default true)",
-        "lockdep.enabled": "run the lock-order checker (default true)",
-        "lockdep.expected_order": "declared order checked against the run's edges: rmap, none or an order "
-                                  "file's path (see rmapsim lockdep --order)",
-    })
+    switches.update({key: f"{param.help} (default {toml_literal(param.default)})"
+                     for key, (_, param) in PARAMS.items() if key.partition(".")[0] in SWITCH_SECTIONS})
     if args.json:
         print(json.dumps({"scenarios": scenarios, "designs": designs, "actors": actors,
                           "switches": switches}, sort_keys=True))

@@ -52,3 +52,13 @@ def test_the_readme_test_command_runs_the_long_tests_too() -> None:
     words = shlex.split(_quick_start_commands()[1].rsplit("&&", 1)[1])
     assert words[0].endswith("pytest")
     assert words[words.index("-m") + 1] == "long or not long"
+
+
+def test_the_readme_parameter_table_is_the_scenario_schema() -> None:
+    """One source: the README's table is workloads.scenario.PARAMS, row for row."""
+    from workloads.scenario import params_markdown
+
+    text = (ROOT / "README.md").read_text()
+    table = text.split("<!-- PARAMS: generated from workloads.scenario.params_markdown() -->\n", 1)[1]
+    table = table.split("<!-- /PARAMS -->", 1)[0]
+    assert table == params_markdown(), "regenerate the README table with workloads.scenario.params_markdown()"

@@ -42,6 +42,99 @@ __all__ = [
 ]
 
 
+# -- the TOML shape ---------------------------------------------------------------------------
+
+# Every scenario parameter, once: its TOML key path, the Scenario attribute ``--set`` may set on a
+# Python scenario (None: the table's value goes elsewhere, e.g. into ``Scenario.rwsem``) and its
+# Param (type, default, range, help).  The section tables the TOML loader checks, the Python
+# scenarios' overridable keys, the Scenario defaults, ``rmapsim list`` and the README's parameter
+# table all come from here.
+PARAMS: dict[str, tuple[str | None, Param]] = {
+    "run.cpus": ("cpus", Param(int, 4, "simulated CPUs", 1, 4096)),
+    "run.duration_ns": ("duration_ns", Param(int, 10_000_000, "virtual length of the workload phase, after populate "
+                                                              "(ns)", 1, 10**13)),
+    "run.max_events": ("max_events", Param(int, 20_000_000, "event budget (a runaway scenario stops here)", 1,
+                                           10**10)),
+    "run.seed": ("seed", Param(int, 1, "the run's seed", 0, 2**63 - 1)),
+    "run.designs": (None, Param(list, ["anon_vma", "cow_context"], "reverse-map designs to run")),
+    "run.lock_instance_stats": ("lock_instance_stats", Param(bool, False, "also keep statistics per lock instance "
+                                                                          "(per mm, per family)")),
+    "run.balance": ("balance", Param(bool, True, "load balancing: a woken task runs on an idle CPU, an idle CPU "
+                                                 "pulls a waiting task (false: every task stays on its CPU)")),
+    # Not a parameter of the model: both executors give byte-identical results, so it is not recorded.
+    "run.executor": ("executor", Param(str, "stepper", "who steps the simulated tasks: 'stepper' (default, "
+                                                       "fastest) or 'trio' (each simulated CPU a trio task; same "
+                                                       "results)", choices=("stepper", "trio"))),
+    "memory.total_pages": ("total_pages", Param(int, 1 << 30, "memory in 4 KiB pages", 1, 1 << 40)),
+    "memory.wmark_min": ("wmark_min", Param(int, 0, "min watermark (pages): below it allocations reclaim "
+                                                    "directly", 0, 1 << 40)),
+    "memory.wmark_low": ("wmark_low", Param(int, 0, "low watermark (pages): below it kswapd wakes", 0, 1 << 40)),
+    "memory.wmark_high": ("wmark_high", Param(int, 0, "high watermark (pages): kswapd reclaims up to it", 0,
+                                              1 << 40)),
+    "rwsem.spin": (None, Param(bool, True, "writer optimistic spinning")),
+    "rwsem.reader_steal": (None, Param(bool, True, "reader lock stealing (v5.11+)")),
+    "rwsem.handoff": (None, Param(bool, True, "handoff after the wait timeout")),
+    "rwsem.handoff_timeout_ns": (None, Param(int, 4_000_000, "RWSEM_WAIT_TIMEOUT (ns)", 1, 10**12)),
+    "mutex.spin": (None, Param(bool, True, "optimistic spinning on a running owner (MUTEX_SPIN_ON_OWNER)")),
+    "mutex.handoff": (None, Param(bool, True, "MUTEX_FLAG_HANDOFF (v4.10+); false: the earlier mutex of the "
+                                              "2011-2013 results")),
+    "reclaim.trylock": ("reclaim_trylock", Param(bool, True, "folio_referenced only tries the rmap lock (2022+)")),
+    "lockdep.enabled": ("lockdep", Param(bool, True, "run the lock-order checker")),
+    "lockdep.expected_order": (None, Param(str, "rmap", "declared order to check: 'rmap' (the mm/rmap.c header "
+                                                        "order), 'none', or the path of an order file in "
+                                                        "mm/rmap_lock_order.toml's format (relative to the "
+                                                        "scenario file)")),
+}
+
+
+def _section(name: str) -> dict[str, Param]:
+    """One TOML table's keys, in :data:`PARAMS` order."""
+    return {key.partition(".")[2]: param for key, (_, param) in PARAMS.items() if key.partition(".")[0] == name}
+
+
+def _default(key: str) -> Any:
+    return PARAMS[key][1].default
+
+
+_RUN = _section("run")
+_PERTURB_HELP = ("schedule perturbation: shuffle (random order among events due at the same time), jitter "
+                 "(costs scaled by a seeded factor in [1-j, 1+j], 0 <= j <= 0.9), preempt (injected "
+                 "preemptions: a list of [at_ns, off_ns])")
+_MEMORY = _section("memory")
+_RWSEM = _section("rwsem")
+_MUTEX = _section("mutex")
+_RECLAIM = _section("reclaim")
+_LOCKDEP = _section("lockdep")
+# The lock and checker switches ``rmapsim list`` shows beside the designs' switches.
+SWITCH_SECTIONS = ("rwsem", "mutex", "reclaim", "lockdep")
+
+
+def toml_literal(value: object) -> str:
+    """A default as it is written in a scenario file (``true``, ``4000000``, ``"rmap"``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_literal(v) for v in value) + "]"
+    return str(value)
+
+
+def params_markdown() -> str:
+    """The README's parameter table: every row of :data:`PARAMS` (a test keeps the README equal)."""
+    kinds = {int: "integer", bool: "boolean", str: "string", list: "list"}
+    rows = ["| key | type | default | allowed | what |", "|---|---|---|---|---|"]
+    for key, (_, param) in PARAMS.items():
+        if param.choices is not None:
+            allowed = ", ".join(toml_literal(c) for c in param.choices)
+        elif param.min is not None or param.max is not None:
+            allowed = f"{'' if param.min is None else param.min}..{'' if param.max is None else param.max}"
+        else:
+            allowed = ""
+        rows.append(f"| `{key}` | {kinds[param.type]} | `{toml_literal(param.default)}` | {allowed} | {param.help} |")
+    return "\n".join(rows) + "\n"
+
+
 @dataclass(frozen=True)
 class ProcessSpec:
     name: str
@@ -63,30 +156,30 @@ class Scenario:
     description: str = ""
     mirrors: str = ""
     source: str = "<python>"
-    cpus: int = 4
-    duration_ns: int | None = 10_000_000
-    max_events: int = 20_000_000
-    seed: int = 1
-    designs: tuple[str, ...] = ("anon_vma", "cow_context")
-    total_pages: int = 1 << 30
-    wmark_min: int = 0
-    wmark_low: int = 0
-    wmark_high: int = 0
+    cpus: int = _default("run.cpus")
+    duration_ns: int | None = _default("run.duration_ns")
+    max_events: int = _default("run.max_events")
+    seed: int = _default("run.seed")
+    designs: tuple[str, ...] = tuple(_default("run.designs"))
+    total_pages: int = _default("memory.total_pages")
+    wmark_min: int = _default("memory.wmark_min")
+    wmark_low: int = _default("memory.wmark_low")
+    wmark_high: int = _default("memory.wmark_high")
     costs: dict[str, int] = field(default_factory=dict)
     rwsem: dict[str, Any] = field(default_factory=dict)
     mutex: dict[str, Any] = field(default_factory=dict)
-    reclaim_trylock: bool = True
-    lockdep: bool = True
-    lock_instance_stats: bool = False
-    balance: bool = True
-    expected_order: str | None = "rmap"  # "rmap", None ("none") or an order file's path as given
+    reclaim_trylock: bool = _default("reclaim.trylock")
+    lockdep: bool = _default("lockdep.enabled")
+    lock_instance_stats: bool = _default("run.lock_instance_stats")
+    balance: bool = _default("run.balance")
+    expected_order: str | None = _default("lockdep.expected_order")  # "rmap", None ("none") or a file's path
     order_path: str | None = None  # that file, resolved (relative paths are the scenario file's)
     switches: dict[str, dict[str, Any]] = field(default_factory=dict)
     processes: tuple[ProcessSpec, ...] = ()
     actors: tuple[ActorSpec, ...] = ()
     setup: Callable[[Any], Awaitable[None]] | None = None
     perturb: Perturbation = field(default_factory=Perturbation.none)
-    executor: str = "stepper"  # concurrency/engine.py EXECUTORS; not in params(): results do not depend on it
+    executor: str = _default("run.executor")  # concurrency/executors.py; not in params(): results do not depend on it
     raw: dict[str, Any] = field(default_factory=dict)
 
     def params(self) -> dict[str, Any]:
@@ -104,47 +197,8 @@ class Scenario:
         }
 
 
-# -- the TOML shape ---------------------------------------------------------------------------
+# -- the TOML shape of processes, regions and the rest -------------------------------------------
 
-_RUN = {
-    "cpus": Param(int, 4, "simulated CPUs", 1, 4096),
-    "duration_ns": Param(int, 10_000_000, "virtual length of the workload phase, after populate (ns)", 1, 10**13),
-    "max_events": Param(int, 20_000_000, "event budget (a runaway scenario stops here)", 1, 10**10),
-    "seed": Param(int, 1, "the run's seed", 0, 2**63 - 1),
-    "designs": Param(list, ["anon_vma", "cow_context"], "reverse-map designs to run"),
-    "lock_instance_stats": Param(bool, False, "also keep statistics per lock instance (per mm, per family)"),
-    "balance": Param(bool, True, "load balancing: a woken task runs on an idle CPU, an idle CPU pulls a waiting "
-                                 "task (false: every task stays on its CPU)"),
-    # Not a parameter of the model: both executors give byte-identical results, so it is not recorded.
-    "executor": Param(str, "stepper", "who steps the simulated tasks: 'stepper' (default, fastest) or 'trio' "
-                                      "(each simulated CPU a trio task; same results)", choices=("stepper", "trio")),
-}
-_PERTURB_HELP = ("schedule perturbation: shuffle (random order among events due at the same time), jitter "
-                 "(costs scaled by a seeded factor in [1-j, 1+j], 0 <= j <= 0.9), preempt (injected "
-                 "preemptions: a list of [at_ns, off_ns])")
-_MEMORY = {
-    "total_pages": Param(int, 1 << 30, "memory in 4 KiB pages", 1, 1 << 40),
-    "wmark_min": Param(int, 0, "min watermark (pages): below it allocations reclaim directly", 0, 1 << 40),
-    "wmark_low": Param(int, 0, "low watermark (pages): below it kswapd wakes", 0, 1 << 40),
-    "wmark_high": Param(int, 0, "high watermark (pages): kswapd reclaims up to it", 0, 1 << 40),
-}
-_RWSEM = {
-    "spin": Param(bool, True, "writer optimistic spinning"),
-    "reader_steal": Param(bool, True, "reader lock stealing (v5.11+)"),
-    "handoff": Param(bool, True, "handoff after the wait timeout"),
-    "handoff_timeout_ns": Param(int, 4_000_000, "RWSEM_WAIT_TIMEOUT (ns)", 1, 10**12),
-}
-_MUTEX = {
-    "spin": Param(bool, True, "optimistic spinning on a running owner (MUTEX_SPIN_ON_OWNER)"),
-    "handoff": Param(bool, True, "MUTEX_FLAG_HANDOFF (v4.10+); false: the earlier mutex of the 2011-2013 results"),
-}
-_RECLAIM = {"trylock": Param(bool, True, "folio_referenced only tries the rmap lock (2022+)")}
-_LOCKDEP = {
-    "enabled": Param(bool, True, "run the lock-order checker"),
-    "expected_order": Param(str, "rmap", "declared order to check: 'rmap' (the mm/rmap.c header order), "
-                                         "'none', or the path of an order file in mm/rmap_lock_order.toml's "
-                                         "format (relative to the scenario file)"),
-}
 _PROCESS = {
     "name": Param(str, None, "process name (actors refer to it)"),
     "regions": Param(list, [], "anonymous mappings: [{start, pages, thp}]"),
@@ -402,17 +456,8 @@ def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str
 
 
 # ``--set`` keys a Python scenario understands (the TOML keys that map to one Scenario field).
-_FIELD_KEYS = {
-    "run.cpus": ("cpus", _RUN["cpus"]), "run.duration_ns": ("duration_ns", _RUN["duration_ns"]),
-    "run.max_events": ("max_events", _RUN["max_events"]), "run.seed": ("seed", _RUN["seed"]),
-    "memory.total_pages": ("total_pages", _MEMORY["total_pages"]),
-    "memory.wmark_min": ("wmark_min", _MEMORY["wmark_min"]), "memory.wmark_low": ("wmark_low", _MEMORY["wmark_low"]),
-    "memory.wmark_high": ("wmark_high", _MEMORY["wmark_high"]),
-    "reclaim.trylock": ("reclaim_trylock", _RECLAIM["trylock"]), "lockdep.enabled": ("lockdep", _LOCKDEP["enabled"]),
-    "run.lock_instance_stats": ("lock_instance_stats", _RUN["lock_instance_stats"]),
-    "run.balance": ("balance", _RUN["balance"]),
-    "run.executor": ("executor", _RUN["executor"]),
-}
+# What ``--set`` may change on a Python scenario: the parameters with a Scenario attribute.
+_FIELD_KEYS = {key: (attr, param) for key, (attr, param) in PARAMS.items() if attr is not None}
 
 
 def _override_field(scenario: Scenario, file: str, key: str, value: Any) -> None:
