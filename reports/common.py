@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
+from records.result import RunRecord
 from records.schema import RECORD_SCHEMA, RESULTS_SCHEMA, SWEEP_SCHEMA
 
 __all__ = [
@@ -58,7 +59,13 @@ def check_results(data: Mapping[str, Any]) -> dict[str, Any]:
     for i, run in enumerate(runs):
         if not isinstance(run, Mapping) or run.get("schema") != RECORD_SCHEMA:
             raise ValueError(f"runs[{i}]: not a {RECORD_SCHEMA!r} record")
+        RunRecord.from_json(run, f"runs[{i}]")  # every key, typed: schema drift is an error here
     return dict(data)
+
+
+def typed_runs(results: Mapping[str, Any]) -> tuple[RunRecord, ...]:
+    """The runs of a result document as :class:`records.result.RunRecord` (what the reports read)."""
+    return tuple(RunRecord.from_json(run, f"runs[{i}]") for i, run in enumerate(check_results(results)["runs"]))
 
 
 def baseline_run(runs: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:

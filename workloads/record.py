@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from records.files import atomic_write, dump_json
+from records.result import Latency
 from records.schema import RECORD_SCHEMA, RESULTS_SCHEMA
 
 if TYPE_CHECKING:
@@ -23,26 +24,26 @@ __all__ = [
     "atomic_write",
     "dump_json",
     "histogram_record",
+    "latency_record",
     "lock_records",
 ]
 
 PERCENTILES = (50.0, 90.0, 99.0, 99.9)
 
 
-def histogram_record(hist: LatencyHistogram) -> dict[str, Any]:
+def latency_record(hist: LatencyHistogram) -> Latency:
     """count, min/mean/max, p50/p90/p99/p99.9 (exact, ns), overflow and the HDR encoding."""
     count = hist.count
-    out: dict[str, Any] = {
-        "count": count,
-        "min_ns": hist.min_ns,
-        "max_ns": hist.max_ns,
-        "total_ns": hist.total_ns,
-        "mean_ns": round(hist.total_ns / count, 1) if count else 0,
-        "overflow": hist.overflow,
-    }
-    out.update({f"{k}_ns": v for k, v in hist.percentiles(PERCENTILES).items()})
-    out["hdr"] = hist.encode() if count else ""
-    return out
+    p = hist.percentiles(PERCENTILES)
+    return Latency(count=count, min_ns=hist.min_ns, max_ns=hist.max_ns, total_ns=hist.total_ns,
+                   mean_ns=round(hist.total_ns / count, 1) if count else 0, overflow=hist.overflow,
+                   p50_ns=p["p50"], p90_ns=p["p90"], p99_ns=p["p99"], p99_9_ns=p["p99.9"],
+                   hdr=hist.encode() if count else "")
+
+
+def histogram_record(hist: LatencyHistogram) -> dict[str, Any]:
+    """:func:`latency_record` as the record's JSON."""
+    return latency_record(hist).to_json()
 
 
 def lock_records(engine: Engine) -> list[dict[str, Any]]:

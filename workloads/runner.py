@@ -37,9 +37,10 @@ from mm.designs import design_class
 from mm.mmap import mmap_region
 from mm.story import Story
 from mm.system import MemoryConfig, MmSystem
+from records.result import Invariants, Outcome, RunRecord, ScenarioInfo, json_object
 from workloads.actors import start_actor
 from workloads.lockorder import expected_order_for
-from workloads.record import RECORD_SCHEMA, RESULTS_SCHEMA, histogram_record, lock_records
+from workloads.record import RESULTS_SCHEMA, latency_record, lock_records
 from workloads.scenario import Scenario
 
 if TYPE_CHECKING:
@@ -276,10 +277,10 @@ def _run_steps(scenario: Scenario, design: str, *, seed: int | None, cpus: int |
                           f"{engine.rcu_sleeps[0]}")
 
     duration = scenario.duration_ns or outcome.end_ns or 1
-    operations = {op: histogram_record(h) for op, h in sorted(world.latency.items())}
+    operations = {op: latency_record(h) for op, h in sorted(world.latency.items())}
     # Throughput is the workload phase's: the set-up's faults have latencies but no rate.
     workload_ops = {op: rec for op, rec in operations.items() if op not in SETUP_OPS}
-    throughput = {op: round(rec["count"] * 1e9 / duration, 3) for op, rec in workload_ops.items()}
+    throughput: dict[str, int | float] = {op: round(rec.count * 1e9 / duration, 3) for op, rec in workload_ops.items()}
     lockdep: dict[str, Any] = {"findings": [], "edges": [], "order_violations": []}
     if checker is not None:
         order_violations = checker.order_violations()
@@ -297,33 +298,32 @@ def _run_steps(scenario: Scenario, design: str, *, seed: int | None, cpus: int |
                                 "write_only": sorted(order.write_only)}
     params = scenario.params()
     params.update({"cpus": ncpus, "seed": seed, "costs": costs.to_dict(), "tasks": len(engine.tasks)})
-    return {
-        "schema": RECORD_SCHEMA,
-        "scenario": scenario.name,
-        "design": design,
-        "switches": dict(sorted(system.design.switches.items())),
-        "params": params,
-        "outcome": {"reason": outcome.reason, "end_ns": outcome.end_ns, "events": outcome.events,
-                    "workload_start_ns": world.workload_start_ns,
-                    "preemptions_injected": [list(p) for p in engine.injected]},
-        "operations": operations,
-        "throughput": throughput,
-        "total_ops": sum(rec["count"] for rec in workload_ops.values()),
-        "locks": lock_records(engine),
-        "lock_instances": [stats.to_dict() for stats in engine.lock_instances
-                           if stats.write.acquisitions or stats.read.acquisitions],
-        "walks": {name: stats.to_dict() for name, stats in sorted(system.walks.items())},
-        "cpu_time": engine.cpu_time(),
-        "context_switches": engine.context_switches,
-        "migrations": engine.migrations,
-        "memory": dict(sorted(system.metadata().items())),
-        "counters": dict(sorted(system.ops.counts.items())),
-        "design_stats": dict(sorted(system.design.stats().items())),
-        "invariants": {"passed": not violations, "violations": violations,
-                       "corruption": system.corruption_events, "misses": system.misses},
-        "lockdep": lockdep,
-        "rcu": system.rcu.to_dict(),
-    }
+    return RunRecord(
+        scenario=scenario.name,
+        design=design,
+        switches=dict(sorted(system.design.switches.items())),
+        params=params,
+        outcome=Outcome(outcome.reason, outcome.end_ns, outcome.events, world.workload_start_ns,
+                        tuple(list(p) for p in engine.injected)),
+        operations=operations,
+        throughput=throughput,
+        total_ops=sum(rec.count for rec in workload_ops.values()),
+        locks=tuple(lock_records(engine)),
+        lock_instances=tuple(stats.to_dict() for stats in engine.lock_instances
+                             if stats.write.acquisitions or stats.read.acquisitions),
+        walks=json_object({name: stats.to_dict() for name, stats in sorted(system.walks.items())}),
+        cpu_time=engine.cpu_time(),
+        context_switches=engine.context_switches,
+        migrations=engine.migrations,
+        memory=dict(sorted(system.metadata().items())),
+        counters=dict(sorted(system.ops.counts.items())),
+        design_stats=dict(sorted(system.design.stats().items())),
+        invariants=Invariants(not violations, tuple(violations),
+                              tuple(json_object(c) for c in system.corruption_events),
+                              tuple(json_object(m) for m in system.misses)),
+        lockdep=lockdep,
+        rcu=system.rcu.to_dict(),
+    ).to_json()
 
 
 def run_scenario(scenario: Scenario, *, designs: list[str] | None = None, seed: int | None = None,
@@ -365,7 +365,7 @@ def _tracer(trace_dir: Path | None, log: EventLog | None) -> Any:
 def _results(scenario: Scenario, runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "schema": RESULTS_SCHEMA,
-        "scenario": {"name": scenario.name, "description": scenario.description, "mirrors": scenario.mirrors,
-                     "source": Path(scenario.source).name},
+        "scenario": ScenarioInfo(scenario.name, scenario.description, scenario.mirrors,
+                                 Path(scenario.source).name).to_json(),
         "runs": runs,
     }

@@ -43,8 +43,15 @@ def record(c: OrderChecker, design: str = "d", scenario: str = "s") -> dict[str,
         lockdep["order"] = {"source": c.expected.source, "file": c.expected.origin,
                             "violations": [v.to_dict() for v in violations],
                             "write_only": sorted(c.expected.write_only)}
-    return {"schema": RECORD_SCHEMA, "scenario": scenario, "design": design, "params": {"seed": 1, "cpus": 2},
-            "outcome": {"end_ns": 1000}, "locks": [], "lockdep": lockdep}
+    return {"schema": RECORD_SCHEMA, "scenario": scenario, "design": design, "switches": {},
+            "params": {"seed": 1, "cpus": 2},
+            "outcome": {"reason": "completed", "end_ns": 1000, "events": 0, "workload_start_ns": 0,
+                        "preemptions_injected": []},
+            "operations": {}, "throughput": {}, "total_ops": 0, "locks": [], "lock_instances": [], "walks": {},
+            "cpu_time": {"running": 0, "spinning": 0, "sleeping": 0, "idle": 0}, "context_switches": 0,
+            "migrations": 0, "memory": {}, "counters": {}, "design_stats": {},
+            "invariants": {"passed": True, "violations": [], "corruption": [], "misses": []},
+            "lockdep": lockdep, "rcu": {}}
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:
