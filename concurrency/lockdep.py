@@ -1,7 +1,8 @@
 """The lockdep-style order checker, after kernel/locking/lockdep.c.
 
 Lock models report every acquisition and release here (``SimLock._lockdep_acquire`` /
-``_lockdep_release``); the engine holds one checker as ``engine.lockdep``.  What it mirrors, and
+``_lockdep_release``) through the engine's instruments: a checker is attached with
+``engine.add_instrument(checker)`` (concurrency/instrument.py).  What it mirrors, and
 where it differs on purpose:
 
 * **Classes, not instances** (Documentation/locking/lockdep-design.rst "Lock-class"): the key is

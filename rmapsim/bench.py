@@ -224,9 +224,9 @@ def format_memory_bench(b: MemoryBench) -> str:
 
 
 def run_trace_bench(repeats: int = 3, duration_ns: int = 2_000_000) -> dict[str, Any]:
-    """fork-heavy under anon_vma with tracing off (engine.tracer None) and on (ChromeTracer).
+    """fork-heavy under anon_vma with tracing off (no tracer attached) and on (ChromeTracer).
 
-    Off, every lock operation pays one ``engine.tracer is not None`` test; on, every acquisition,
+    Off, every lock operation pays one ``engine.hooks.on_... is not None`` test; on, every acquisition,
     release, contention and operation becomes trace events.  Best of ``repeats`` each, interleaved.
     """
     from pathlib import Path
