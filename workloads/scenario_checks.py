@@ -1,0 +1,246 @@
+"""Load-time checks of a scenario's meaning (the parameter table checks its shape), and its cost.
+
+:func:`check_semantics` finds, before anything runs, what would otherwise fail mid-run or pass
+silently, each as a :class:`~workloads.scenario.ScenarioError` naming the key path (and the line,
+given a locator):
+
+* two regions of one process that overlap (``mmap_region`` would raise ``overlaps a VMA``);
+* an ``mremap`` actor's target range on a mapped range of its process (``mremap_move`` refuses a
+  mapped target; the kernel's ``mremap(MREMAP_FIXED)`` would unmap it, which the model does not),
+  or a THP region moved by other than a multiple of a PMD (``move_page_tables`` keeps PMD
+  alignment; the model raises in ``_move_ptes``);
+* an ``mmap_churn`` range on a region of its process or on another actor's range;
+* regions adding up to more pages than ``memory.total_pages`` in a scenario that does not reclaim
+  (no ``kswapd`` actor, ``memory.wmark_min = 0``): the free count would go negative unnoticed.
+
+:func:`estimate` says how long the simulation of a scenario would take, from its size, at the
+measured speed of the simulator (:data:`CALIBRATION`); the command line refuses a run estimated
+above :data:`LIMIT_S` unless given ``--force``.  ``python -m workloads.scenario_checks`` measures the
+calibration again on the built-in scenarios and prints it.
+
+:func:`scenario_data` turns a :class:`~workloads.scenario.Scenario` (what a Python scenario's
+``scenario()`` returns) back into the TOML shape, so that it is validated by the same table with
+the same messages as a TOML file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from concurrency.input_error import spell
+from mm.types import HPAGE_PMD_NR
+from workloads.scenario import ActorSpec, ProcessSpec, Scenario, ScenarioError
+
+__all__ = ["CALIBRATION", "LIMIT_S", "Estimate", "check_semantics", "estimate", "scenario_data"]
+
+Locate = Callable[[list[str | int]], int | None]
+
+
+def _key(path: Sequence[str | int]) -> str:
+    return ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in path).replace(".[", "[")
+
+
+def _span(start: int, pages: int) -> str:
+    return f"pages [{start}, {start + pages})"
+
+
+def check_semantics(scenario: Scenario, file: str, locate: Locate | None = None) -> None:
+    """Raise :class:`ScenarioError` on the first thing in ``scenario`` that cannot run as written."""
+
+    def fail(path: list[str | int], message: str) -> ScenarioError:
+        return ScenarioError(file, locate(path) if locate else None, _key(path), message)
+
+    mapped = 0
+    for i, proc in enumerate(scenario.processes):
+        # (path, what, start, end) of every fixed range this process maps at some point
+        ranges: list[tuple[list[str | int], str, int, int]] = []
+        for j, region in enumerate(proc.regions):
+            mapped += region.pages
+            path: list[str | int] = ["process", i, "regions", j]
+            for _, what, start, end in ranges:
+                if region.start < end and start < region.start + region.pages:
+                    raise fail(path, f"{{start = {region.start}, pages = {region.pages}}} "
+                                     f"({_span(region.start, region.pages)}) overlaps {what} "
+                                     f"({_span(start, end - start)}) of process {spell(proc.name)}; allowed: "
+                                     "regions of one process that do not overlap (a region is pages "
+                                     "[start, start + pages))")
+            ranges.append((path, f"{_key(path)}", region.start, region.start + region.pages))
+        for a, actor in enumerate(scenario.actors):
+            if actor.process != proc.name:
+                continue
+            if actor.kind == "mremap":
+                index = int(actor.params.get("region", 0))
+                if not 0 <= index < len(proc.regions):
+                    continue  # the table check names a region out of range
+                source = proc.regions[index]
+                target = int(actor.params.get("other_start", 1 << 29))
+                path = ["actor", a, "other_start"]
+                for _, what, start, end in ranges:
+                    if target < end and start < target + source.pages:
+                        raise fail(path, f"{target}: the move of process[{i}].regions[{index}] lands on "
+                                         f"{_span(target, source.pages)}, which overlaps {what} "
+                                         f"({_span(start, end - start)}); allowed: a target range that nothing "
+                                         "of the process maps")
+                if source.thp and (target - source.start) % HPAGE_PMD_NR:
+                    raise fail(path, f"{target}: moves a THP region by {target - source.start} pages; allowed: a "
+                                     f"move by a multiple of {HPAGE_PMD_NR} pages (PMD alignment)")
+                ranges.append((path, f"the mremap target of actor[{a}]", target, target + source.pages))
+            elif actor.kind == "mmap_churn":
+                start_at = int(actor.params.get("start", 1 << 28))
+                pages = int(actor.params.get("pages", 64))
+                path = ["actor", a, "start"]
+                for _, what, start, end in ranges:
+                    if start_at < end and start < start_at + pages:
+                        raise fail(path, f"{start_at}: the churned mapping {_span(start_at, pages)} overlaps "
+                                         f"{what} ({_span(start, end - start)}); allowed: a range that nothing "
+                                         "else of the process maps")
+                ranges.append((path, f"the mmap_churn range of actor[{a}]", start_at, start_at + pages))
+    reclaims = scenario.wmark_min > 0 or any(a.kind == "kswapd" for a in scenario.actors)
+    if mapped > scenario.total_pages and not reclaims:
+        raise fail(["memory", "total_pages"],
+                   f"{scenario.total_pages} is less than the {mapped} pages the scenario's regions map; allowed: "
+                   f"total_pages >= {mapped}, or reclaim to make room (a kswapd actor, or memory.wmark_min > 0)")
+
+
+# -- what a run costs -------------------------------------------------------------------------------
+
+#: The simulator's measured speed on the built-in scenarios (``python -m workloads.scenario_checks``:
+#: every built-in under each of its designs, on the 2-core development machine with three other
+#: jobs running): the most events per populated page (fork-heavy, 7.3) and per CPU-microsecond of
+#: workload phase (threaded-faults, 3.4) any of them took, and the fewest events per wall second any
+#: of them ran at (fork-exit-threads under anon_vma_lazy, 60,000; the others 71,000-310,000), so
+#: that the estimate errs long.
+CALIBRATION = {"events_per_page": 7.3, "events_per_cpu_us": 3.4, "events_per_s": 60_000.0}
+#: A run estimated longer than this is refused without ``--force`` (seconds).
+LIMIT_S = 180.0
+
+
+@dataclass(frozen=True)
+class Estimate:
+    events: int  # per design
+    seconds: float  # every design
+    capped: bool  # the event budget (run.max_events) bounds it
+    pages: int
+    designs: int
+
+    def text(self) -> str:
+        how = (f"run.max_events = {self.events:,} events" if self.capped else
+               f"about {self.events:,} events ({self.pages:,} populated pages, the workload phase)")
+        return (f"would take about {_duration(self.seconds)}: {how} per design x {self.designs} design(s) at "
+                f"{CALIBRATION['events_per_s']:,.0f} events/s, the simulator's measured speed")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} minutes"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.0f} hours"
+    return f"{seconds / 86400:,.0f} days"
+
+
+def estimate(scenario: Scenario, designs: int | None = None) -> Estimate:
+    """The wall time a run of ``scenario`` (every design, or ``designs`` of them) would take."""
+    pages = sum(r.pages for p in scenario.processes if p.populate for r in p.regions)
+    events = pages * CALIBRATION["events_per_page"]
+    if scenario.duration_ns is not None:
+        events += CALIBRATION["events_per_cpu_us"] * scenario.cpus * scenario.duration_ns / 1000
+    capped = events >= scenario.max_events
+    per_design = int(min(events, scenario.max_events))
+    n = len(scenario.designs) if designs is None else designs
+    return Estimate(per_design, per_design * n / CALIBRATION["events_per_s"], capped, pages, n)
+
+
+def calibrate(names: Sequence[str] | None = None) -> dict[str, float]:
+    """Run the built-in scenarios (each design) and measure :data:`CALIBRATION`'s three figures:
+    events per populated page (a run cut at 1 ns of workload phase), events per CPU-microsecond of
+    workload phase (the default run minus that) and events per wall second (the default run)."""
+    import time
+
+    from rmapsim.cli import builtin_scenarios
+    from workloads.runner import run_one
+    from workloads.scenario import load_scenario
+
+    per_page = per_cpu_us = 0.0
+    per_s = float("inf")
+    for name, path in builtin_scenarios().items():
+        if names and name not in names:
+            continue
+        sc = load_scenario(path)
+        for design in sc.designs:
+            setup = run_one(dataclasses.replace(sc, duration_ns=1), design)["outcome"]["events"]
+            t0 = time.perf_counter()
+            events = run_one(sc, design)["outcome"]["events"]
+            wall = time.perf_counter() - t0
+            pages = sum(r.pages for p in sc.processes if p.populate for r in p.regions)
+            page_rate = setup / pages if pages else 0.0
+            cpu_us = sc.cpus * (sc.duration_ns or 0) / 1000
+            cpu_rate = (events - setup) / cpu_us if cpu_us else 0.0
+            print(f"{name:20} {design:14} {events:>10,} events {wall:6.2f} s {events / wall:>10,.0f} events/s "
+                  f"{page_rate:6.1f}/page {cpu_rate:7.1f}/cpu-us", flush=True)
+            per_page, per_cpu_us, per_s = max(per_page, page_rate), max(per_cpu_us, cpu_rate), min(per_s, events / wall)
+    return {"events_per_page": per_page, "events_per_cpu_us": per_cpu_us, "events_per_s": per_s}
+
+
+# -- a Python scenario in the TOML shape -------------------------------------------------------------
+
+
+def _region(region: Any) -> Any:
+    if dataclasses.is_dataclass(region) and not isinstance(region, type):
+        return {f.name: getattr(region, f.name) for f in dataclasses.fields(region)}
+    return region  # not a Region: the table check says what it is
+
+
+def _process(proc: Any) -> Any:
+    if not isinstance(proc, ProcessSpec):
+        return proc
+    regions = [_region(r) for r in proc.regions] if isinstance(proc.regions, tuple | list) else proc.regions
+    return {"name": proc.name, "regions": regions, "populate": proc.populate, "populate_write": proc.populate_write}
+
+
+def _actor(actor: Any) -> Any:
+    if not isinstance(actor, ActorSpec):
+        return actor
+    out: dict[str, Any] = {"kind": actor.kind}
+    if actor.process is not None:
+        out["process"] = actor.process
+    if isinstance(actor.params, dict):
+        out.update(actor.params)
+    return out
+
+
+def _listed(value: Any, convert: Callable[[Any], Any]) -> Any:
+    return [convert(v) for v in value] if isinstance(value, tuple | list) else value
+
+
+def scenario_data(sc: Scenario) -> dict[str, Any]:
+    """``sc`` as the TOML document that says the same (what ``scenario_from_data`` validates)."""
+    run: dict[str, Any] = {"cpus": sc.cpus, "max_events": sc.max_events, "seed": sc.seed,
+                           "designs": list(sc.designs) if isinstance(sc.designs, tuple | list) else sc.designs,
+                           "lock_instance_stats": sc.lock_instance_stats, "balance": sc.balance,
+                           "executor": sc.executor}
+    if sc.duration_ns is not None:  # a Python scenario may run until every task is done
+        run["duration_ns"] = sc.duration_ns
+    perturb = getattr(sc.perturb, "to_dict", None)
+    if perturb is not None and getattr(sc.perturb, "active", False):
+        run["perturb"] = perturb()
+    data: dict[str, Any] = {
+        "name": sc.name, "description": sc.description, "mirrors": sc.mirrors, "run": run,
+        "memory": {"total_pages": sc.total_pages, "wmark_min": sc.wmark_min, "wmark_low": sc.wmark_low,
+                   "wmark_high": sc.wmark_high},
+        "costs": sc.costs, "rwsem": sc.rwsem, "mutex": sc.mutex, "reclaim": {"trylock": sc.reclaim_trylock},
+        "lockdep": {"enabled": sc.lockdep,
+                    "expected_order": "none" if sc.expected_order is None else sc.expected_order},
+        "switches": sc.switches, "process": _listed(sc.processes, _process), "actor": _listed(sc.actors, _actor),
+    }
+    return data
+
+
+if __name__ == "__main__":  # pragma: no cover - a measurement, run by hand
+    import sys
+
+    print(calibrate(sys.argv[1:] or None))
