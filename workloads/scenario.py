@@ -550,11 +550,12 @@ def _raised(file: str, exc: BaseException, where: str) -> ScenarioError:
     import traceback
 
     line = None
-    if isinstance(exc, SyntaxError) and exc.filename is not None and Path(exc.filename) == Path(file):
+    mine = Path(file).resolve()  # the import machinery names it by its absolute path
+    if isinstance(exc, SyntaxError) and exc.filename is not None and Path(exc.filename).resolve() == mine:
         return ScenarioError(file, exc.lineno, "", f"Python syntax error: {exc.msg}; allowed: a Python module "
                                                    "defining scenario() -> Scenario")
     for frame in traceback.extract_tb(exc.__traceback__):
-        if Path(frame.filename) == Path(file):
+        if frame.filename and not frame.filename.startswith("<") and Path(frame.filename).resolve() == mine:
             line = frame.lineno
     return ScenarioError(file, line, "", f"{where} raised {type(exc).__name__}: {exc}; allowed: a Python module "
                                          "whose scenario() returns a Scenario")
