@@ -51,7 +51,7 @@ def render_folder(out: Path, bad: Callable[[str], Exception]) -> list[Path]:
     """Re-render ``out``; returns the files written."""
     from reports import load_sweep_points, render_run, render_sweep, sweep_text
     from reports.common import check_results
-    from rmapsim.outputs import OutputError, check_out_dir, uninterrupted
+    from rmapsim.outputs import uninterrupted
 
     if not out.exists():
         raise bad(f"{out}: no such folder; allowed: a folder holding result.json or sweep.json")
@@ -60,10 +60,6 @@ def render_folder(out: Path, bad: Callable[[str], Exception]) -> list[Path]:
     sweep_path, result_path = out / "sweep.json", out / "result.json"
     if not sweep_path.exists() and not result_path.exists():
         raise bad(f"{out}: no result.json or sweep.json to render")
-    try:
-        check_out_dir(out, "report")
-    except OutputError as exc:
-        raise bad(str(exc)) from None
     path = sweep_path if sweep_path.exists() else result_path
     if path.is_dir():
         raise bad(f"{path}: a folder; {_ALLOWED}")
@@ -75,6 +71,7 @@ def render_folder(out: Path, bad: Callable[[str], Exception]) -> list[Path]:
             sweep_text(data, load_sweep_points(data, out))  # reads and checks every input first
         except _SHAPE_ERRORS as exc:
             raise bad(f"{path}: cannot be rendered ({_what(exc)}); {_ALLOWED}") from None
+        _writable(out, bad)
         try:
             written: list[Path] = uninterrupted(render_sweep, data, out)
         except _SHAPE_ERRORS as exc:
@@ -84,6 +81,7 @@ def render_folder(out: Path, bad: Callable[[str], Exception]) -> list[Path]:
         results = check_results(data)
     except _SHAPE_ERRORS as exc:
         raise bad(f"{path}: {exc if isinstance(exc, ValueError) else _what(exc)}; {_ALLOWED}") from None
+    _writable(out, bad)
     staging = Path(tempfile.mkdtemp(prefix=".rmapsim-report-", dir=out))
     try:
         try:
@@ -93,6 +91,15 @@ def render_folder(out: Path, bad: Callable[[str], Exception]) -> list[Path]:
         return uninterrupted(_move_in, staging, out, rendered)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _writable(out: Path, bad: Callable[[str], Exception]) -> None:
+    from rmapsim.outputs import OutputError, check_out_dir
+
+    try:
+        check_out_dir(out, "report")
+    except OutputError as exc:
+        raise bad(str(exc)) from None
 
 
 def _what(exc: BaseException) -> str:

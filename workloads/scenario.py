@@ -270,7 +270,7 @@ def _from_dict(data: dict[str, Any], file: str, text: str) -> Scenario:
     if not designs:
         raise ck.fail(["run", "designs"], "empty; name at least one design")
     for i, name in enumerate(designs):
-        if name not in DESIGNS:
+        if not isinstance(name, str) or name not in DESIGNS:
             close = difflib.get_close_matches(str(name), list(DESIGNS), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ck.fail(["run", "designs"], f"unknown design {spell(name)}{hint} at position {i}; "
@@ -399,7 +399,7 @@ def _actors(ck: _Checker, raw: Any, processes: dict[str, ProcessSpec]) -> tuple[
         if not isinstance(item, dict):
             raise ck.fail(["actor", i], f"expected a table, got {spell(item)}")
         kind_name = item.get("kind")
-        if kind_name not in ACTORS:
+        if not isinstance(kind_name, str) or kind_name not in ACTORS:
             close = difflib.get_close_matches(str(kind_name), list(ACTORS), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ck.fail(["actor", i, "kind"], f"unknown actor {spell(kind_name)}{hint}; "

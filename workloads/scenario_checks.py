@@ -127,8 +127,9 @@ class Estimate:
     designs: int
 
     def text(self) -> str:
-        how = (f"run.max_events = {self.events:,} events" if self.capped else
-               f"about {self.events:,} events ({self.pages:,} populated pages, the workload phase)")
+        size = f"{self.pages:,} populated pages, then the workload phase"
+        how = (f"more events than run.max_events ({size}), so {self.events:,} events" if self.capped else
+               f"about {self.events:,} events ({size})")
         return (f"would take about {_duration(self.seconds)}: {how} per design x {self.designs} design(s) at "
                 f"{CALIBRATION['events_per_s']:,.0f} events/s, the simulator's measured speed")
 
