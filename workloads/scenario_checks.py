@@ -234,8 +234,9 @@ def scenario_data(sc: Scenario) -> dict[str, Any]:
         "memory": {"total_pages": sc.total_pages, "wmark_min": sc.wmark_min, "wmark_low": sc.wmark_low,
                    "wmark_high": sc.wmark_high},
         "costs": sc.costs, "rwsem": sc.rwsem, "mutex": sc.mutex, "reclaim": {"trylock": sc.reclaim_trylock},
+        # an order file already found (a scenario loaded from elsewhere, then returned) by its resolved path
         "lockdep": {"enabled": sc.lockdep,
-                    "expected_order": "none" if sc.expected_order is None else sc.expected_order},
+                    "expected_order": "none" if sc.expected_order is None else (sc.order_path or sc.expected_order)},
         "switches": sc.switches, "process": _listed(sc.processes, _process), "actor": _listed(sc.actors, _actor),
     }
     return data
