@@ -202,10 +202,16 @@ def _explore(args: argparse.Namespace) -> int:
               file=sys.stderr)
         raise SystemExit(130) from None
     doc = document()
-    atomic_write(out / "explore.json", dump_json(doc))
     text = explore_text(doc)
-    atomic_write(out / "explore.txt", text)
-    atomic_write(out / "explore.html", explore_html(doc))
+
+    def write() -> None:  # the three together: Ctrl-C now waits for them
+        atomic_write(out / "explore.json", dump_json(doc))
+        atomic_write(out / "explore.txt", text)
+        atomic_write(out / "explore.html", explore_html(doc))
+
+    from rmapsim.outputs import uninterrupted
+
+    uninterrupted(write)
     failed = sum(1 for r in doc["runs"] if r["categories"])
     if args.json:
         print(json.dumps({**doc["summary"], "wall_s": round(wall, 2),

@@ -491,7 +491,7 @@ def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None, *,
     path = Path(path)
     file = str(path)
     try:
-        text = _read_text(path, file)
+        text = read_text_file(path, file)
         if path.suffix == ".py":
             return _load_python(path, file, overrides)
         if path.suffix != ".toml":
@@ -520,14 +520,15 @@ def _blame_flag(exc: ScenarioError, overrides: dict[str, Any], flags: dict[str, 
     return exc
 
 
-def _read_text(path: Path, file: str) -> str:
-    """The scenario file's text; a directory, a special file, a binary or non-UTF-8 file is refused."""
+def read_text_file(path: Path, file: str, allowed: str = "a .toml or .py scenario file") -> str:
+    """A scenario's (or order file's) text; a directory, a special file, a binary or non-UTF-8 file
+    is refused, naming the line of the first bad byte."""
     if not path.exists():
-        raise ScenarioError(file, None, "", "no such scenario file")
+        raise ScenarioError(file, None, "", f"no such file; allowed: {allowed}")
     if path.is_dir():
-        raise ScenarioError(file, None, "", "is a directory; allowed: a .toml or .py scenario file")
+        raise ScenarioError(file, None, "", f"is a directory; allowed: {allowed}")
     if not path.is_file():
-        raise ScenarioError(file, None, "", "is not a regular file; allowed: a .toml or .py scenario file")
+        raise ScenarioError(file, None, "", f"is not a regular file; allowed: {allowed}")
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -537,11 +538,11 @@ def _read_text(path: Path, file: str) -> str:
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         raise ScenarioError(file, line, "", f"not a text file: byte 0x{raw[exc.start]:02x} at offset {exc.start} "
-                                            "is not UTF-8; allowed: a UTF-8 .toml or .py scenario file") from None
+                                            f"is not UTF-8; allowed: {allowed} in UTF-8") from None
     if "\0" in text:
         at = text.index("\0")
         raise ScenarioError(file, text.count("\n", 0, at) + 1, "", f"not a text file: a NUL byte at offset {at}; "
-                                                                 "allowed: a UTF-8 .toml or .py scenario file")
+                                                                 f"allowed: {allowed} in UTF-8")
     return text
 
 

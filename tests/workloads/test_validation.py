@@ -98,7 +98,7 @@ def test_mutex_and_balance_switches_are_validated_and_recorded(tmp_path: Path) -
 def test_syntax_errors_and_missing_files(tmp_path: Path) -> None:
     err = load(tmp_path, GOOD.replace("cpus = 2", "cpus = = 2"))
     assert "not valid TOML" in str(err) and err.line == 3
-    with pytest.raises(ScenarioError, match="no such scenario file"):
+    with pytest.raises(ScenarioError, match="no such file"):
         load_scenario(tmp_path / "missing.toml")
 
 
