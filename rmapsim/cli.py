@@ -606,6 +606,8 @@ def _misplaced(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     takes = {name: {a.dest for a in p._actions} for name, p in sub.choices.items()}
     for dest, flag in GLOBAL_FLAGS.items():
+        if dest == "log":  # said by _dispatch, as it always was
+            continue
         if getattr(args, dest, None) in (None, False) or dest in takes[args.command]:
             continue
         allowed = sorted(name for name, dests in takes.items() if dest in dests)
@@ -638,6 +640,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         diag.warning("interrupted", "rmapsim: interrupted")
         return 130
+    except SystemExit as exc:  # argparse's own: a bad flag (2, said already) or --help (0)
+        return exc.code if isinstance(exc.code, int) else 2
     if args.command is None:
         args.func = cmd_default
         args.design = None

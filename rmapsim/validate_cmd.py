@@ -101,7 +101,7 @@ def validate_html(doc: Mapping[str, Any]) -> str:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Run the checks, print, write OUT/validate.json and OUT/validate.html; 1 if a check failed."""
-    from rmapsim.cli import BadInput, check_out
+    from rmapsim.cli import check_out
     from rmapsim.outputs import uninterrupted
     from rmapsim.progress import Progress
     from workloads.record import atomic_write, dump_json
@@ -112,7 +112,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if only:
         unknown = [c for c in only if c not in known]
         if unknown:
-            raise BadInput(f"--check {unknown[0]}: unknown check; allowed: {', '.join(known)}")
+            from rmapsim import diag
+
+            diag.error("bad_input", f"rmapsim: error: --check {unknown[0]}: unknown check; allowed: {', '.join(known)}")
+            return 2
     check_out(args, DEFAULT_OUT)  # before the checks run, not after
     quiet = bool(getattr(args, "quiet", False))
     wanted = len(only) if only else len(CHECKS)

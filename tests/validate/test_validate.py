@@ -20,7 +20,7 @@ from workloads import validate
 from workloads.runner import RunFailed
 from workloads.scenario import load_scenario
 
-JSON_KEYS = {"claim", "source", "value", "expected", "passed"}
+JSON_KEYS = {"id", "claim", "source", "value", "expected", "passed"}
 
 
 @cache
