@@ -578,19 +578,27 @@ def test_lockdep_on_a_real_abba_deadlock_prints_the_report_and_writes_its_files(
 # -- interrupts: a real process ----------------------------------------------------------------------------
 
 
-def _interrupt(args: list[str], cwd: Path, after_s: float) -> subprocess.CompletedProcess[str]:
+def _interrupt(args: list[str], cwd: Path, ready: Any, after_s: float) -> subprocess.CompletedProcess[str]:
+    """Start ``rmapsim ARGS``, wait until ``ready()`` (the work under way, not Python's start-up),
+    then ``after_s`` more, and press Ctrl-C."""
     proc = subprocess.Popen([sys.executable, "-m", "rmapsim", *args], cwd=cwd, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 120
+    while not ready() and proc.poll() is None:
+        assert time.monotonic() < deadline, "the command never got under way"
+        time.sleep(0.02)
     time.sleep(after_s)  # not a timing test: wherever it lands, the outcome must be whole
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGINT)  # a no-op if it already finished
     stdout, stderr = proc.communicate(timeout=120)
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
 def test_ctrl_c_on_a_single_run_exits_130_leaving_nothing(tmp_path: Path) -> None:
+    # The event log's temporary file appears once the simulation runs, inside trio.
     done = _interrupt(["run", "fork-heavy", "--design", "anon_vma", "--set", "run.duration_ns=200000000",
-                       "--force", "--out", "o", "--log", "log.jsonl"], tmp_path, 3.0)
+                       "--force", "--out", "o", "--log", "log.jsonl"], tmp_path,
+                      lambda: any(p.name.startswith(".log.jsonl.") for p in tmp_path.iterdir()), 0.5)
     assert done.returncode == 130, done.stderr
     assert "rmapsim: interrupted" in done.stderr and "run failed" not in done.stderr
     assert "Traceback" not in done.stderr
@@ -605,9 +613,12 @@ def test_ctrl_c_while_rendering_leaves_the_old_report_set_whole(tmp_path: Path) 
         code, _, stderr = cli(["run", "tiny.toml", "--out", "o", "--quiet"])
     assert code in (0, 1), stderr
     before = {p.name: p.read_bytes() for p in (tmp_path / "o").rglob("*") if p.is_file()}
-    for after_s in (1.5, 3.0):
-        done = _interrupt(["report", "o"], tmp_path, after_s)
-        assert done.returncode in (0, 130), done.stderr
+    for after_s in (0.0, 1.0):  # as the reports start to render aside, and while they do
+        done = _interrupt(["report", "o"], tmp_path,
+                          lambda: any(p.name.startswith(".rmapsim-report-") for p in (tmp_path / "o").iterdir()),
+                          after_s)
+        # pressed as rendering starts it lands before the reports are done; a second later, either way
+        assert done.returncode in ((130,) if after_s == 0.0 else (0, 130)), done.stderr
         assert "Traceback" not in done.stderr
         now = {p.name: p.read_bytes() for p in (tmp_path / "o").rglob("*") if p.is_file()}
         assert now == before  # re-rendering gives the same bytes: whole, or not started
