@@ -770,11 +770,18 @@ class Engine:
                 holders = [task.cpu.curr.name] if task.cpu.curr is not None else []
             blocked.append((task.name, lock_name, holders))
             waits[task.name] = holders
-        lines = [f"deadlock at t={self.now} ns: {len(blocked)} task(s) blocked, nothing runnable"]
+        cycle = _find_cycle(waits)
+        # The deadlock formed when the last task of its cycle (or, with no cycle found, the last
+        # blocked task) began to wait: it is only detected once nothing else is left to run.
+        members = set(cycle) if cycle else set(waits)
+        since = [t.since_ns for t in self.tasks if not t.done and t.name in members and t.waiting_for is not None]
+        formed = max(since) if since else self.now
+        when = f"t={formed} ns" if formed == self.now else f"t={formed} ns (found at t={self.now} ns, when nothing " \
+                                                          "was left to run)"
+        lines = [f"deadlock at {when}: {len(blocked)} task(s) blocked, nothing runnable"]
         for name, lock_name, holders in blocked:
             who = ", ".join(holders) if holders else "no holder"
             lines.append(f"  {name} waits for {lock_name} held by {who}")
-        cycle = _find_cycle(waits)
         if cycle:
             lines.append("wait-for cycle: " + " -> ".join([*cycle, cycle[0]]))
         return Deadlock("\n".join(lines), blocked)

@@ -8,10 +8,11 @@ workloads/lockorder.py both import it; neither imports the other's internals.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from concurrency.input_error import InputError
 
-__all__ = ["ScenarioError"]
+__all__ = ["ScenarioError", "read_text_file"]
 
 
 class ScenarioError(InputError):
@@ -55,3 +56,30 @@ class _Locator:
             elif table and table == path[: len(table)] and best is None and len(path) > len(table):
                 best = None
         return best
+
+
+def read_text_file(path: Path, file: str, allowed: str = "a .toml or .py scenario file") -> str:
+    """A scenario's (or order file's) text; a directory, a special file, a binary or non-UTF-8 file
+    is refused, naming the line of the first bad byte."""
+    if not path.exists():
+        raise ScenarioError(file, None, "", f"no such file; allowed: {allowed}")
+    if path.is_dir():
+        raise ScenarioError(file, None, "", f"is a directory; allowed: {allowed}")
+    if not path.is_file():
+        raise ScenarioError(file, None, "", f"is not a regular file; allowed: {allowed}")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ScenarioError(file, None, "", f"cannot be read ({exc.strerror})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ScenarioError(file, line, "", f"not a text file: byte 0x{raw[exc.start]:02x} at offset {exc.start} "
+                                            f"is not UTF-8; allowed: {allowed} in UTF-8") from None
+    if "\0" in text:
+        at = text.index("\0")
+        raise ScenarioError(file, text.count("\n", 0, at) + 1, "", f"not a text file: a NUL byte at offset {at}; "
+                                                                 f"allowed: {allowed} in UTF-8")
+    return text
+

@@ -56,7 +56,9 @@ def load_order_file(path: str | Path) -> ExpectedOrder:
     if not p.is_file():
         raise ScenarioError(shown, None, "", "no such order file (an order file has the format of "
                                              f"{RMAP_ORDER_FILE}; or use 'rmap' or 'none')")
-    text = p.read_text(encoding="utf-8")
+    from workloads.inputfile import read_text_file
+
+    text = read_text_file(p, shown, f"an order file in {RMAP_ORDER_FILE}'s format")  # not text: bad input
     try:
         return ExpectedOrder.from_text(text, origin=shown, line_of=_Locator(text).line_of)
     except OrderFileError as exc:

@@ -53,7 +53,12 @@ SETUP_OPS = ("populate",)  # operations of the set-up, before the workload phase
 
 
 class RunFailed(RuntimeError):
-    """The simulation itself failed (a task raised, a deadlock): a finding, not bad input."""
+    """The simulation itself failed (a task raised, a deadlock): a finding, not bad input.
+
+    A deadlock still has a record (``record``: what the run did up to it, its lock-order findings
+    among them, ``outcome.reason`` ``deadlock``), which ``rmapsim lockdep`` reports; else None."""
+
+    record: dict[str, Any] | None = None
 
 
 def check_mapcounts(system: MmSystem) -> list[str]:
@@ -253,10 +258,15 @@ def _run_steps(scenario: Scenario, design: str, *, seed: int | None, cpus: int |
     engine.spawn("init", init, cpu=0)
     if log is not None:
         log.phase("setup")
+    deadlock: Deadlock | None = None
     try:
         outcome = yield engine, world  # the caller runs it (run_one: Engine.run; run_one_async: Engine.run_async)
-    except (SimulationError, Deadlock) as exc:
+    except SimulationError as exc:
         raise RunFailed(f"{scenario.name} under {design} (seed {seed}): {exc}") from exc
+    except Deadlock as exc:  # recorded as far as it went (its lockdep report), then raised below
+        deadlock = exc
+        outcome = RunOutcome("deadlock", engine.now, engine.events,
+                             [task.name for task in engine.tasks if not task.done])
 
     violations = list(mapcount_problems)
     if system.corruption:
@@ -298,7 +308,9 @@ def _run_steps(scenario: Scenario, design: str, *, seed: int | None, cpus: int |
                                 "write_only": sorted(order.write_only)}
     params = scenario.params()
     params.update({"cpus": ncpus, "seed": seed, "costs": costs.to_dict(), "tasks": len(engine.tasks)})
-    return RunRecord(
+    if deadlock is not None:  # the finding comes first among the run's violations
+        violations.insert(0, str(deadlock))
+    record = RunRecord(
         scenario=scenario.name,
         design=design,
         switches=dict(sorted(system.design.switches.items())),
@@ -324,6 +336,11 @@ def _run_steps(scenario: Scenario, design: str, *, seed: int | None, cpus: int |
         lockdep=lockdep,
         rcu=system.rcu.to_dict(),
     ).to_json()
+    if deadlock is not None:
+        failed = RunFailed(f"{scenario.name} under {design} (seed {seed}): {deadlock}")
+        failed.record = record
+        raise failed from deadlock
+    return record
 
 
 def run_scenario(scenario: Scenario, *, designs: list[str] | None = None, seed: int | None = None,

@@ -255,7 +255,7 @@ def test_a_lost_worker_fails_its_point_and_the_rest_go_on(tmp_path: Path, backen
 
 
 def test_bad_backends_are_bad_input(tmp_path: Path) -> None:
-    for backend, needle in ((("--jobs", "0"), "--jobs 0"), (("--cluster", "moon:3"), "allowed: local"),
+    for backend, needle in ((("--jobs", "0"), "--jobs: 0 is below 1"), (("--cluster", "moon:3"), "allowed: local"),
                             (("--cluster", "local:0"), "local:N"),
                             (("--cluster", "local:2", "--jobs", "3"), "disagree")):
         proc = rmapsim("sweep", "fork-heavy", "--grid", "run.seed=1", *backend, "--out", str(tmp_path / "x"),

@@ -220,7 +220,7 @@ def test_a_scenario_names_an_order_file_relative_to_itself(tmp_path: Path) -> No
     sc = load_scenario(write(tmp_path, "s.toml", body.format("orders/hyp.toml")))
     assert sc.expected_order == "orders/hyp.toml" and sc.order_path == str(tmp_path / "orders" / "hyp.toml")
     assert sc.params()["expected_order"] == "orders/hyp.toml"
-    with pytest.raises(ScenarioError, match=r"s\.toml:6: lockdep\.expected_order: 'nope\.toml': no such order file"):
+    with pytest.raises(ScenarioError, match=r's\.toml:6: lockdep\.expected_order: "nope\.toml": no such order file'):
         load_scenario(write(tmp_path, "s.toml", body.format("nope.toml")))
     write(tmp_path / "orders", "bad.toml", '[[level]]\nclasses = []\n')
     with pytest.raises(ScenarioError, match=r"orders/bad\.toml:2: level\[0\]\.classes"):

@@ -65,7 +65,7 @@ def test_the_executor_is_a_scenario_key_not_a_result() -> None:
     assert load_scenario(path, {"run.executor": "trio"}).executor == "trio"
     from workloads.scenario import ScenarioError
 
-    with pytest.raises(ScenarioError, match="'fibers' not allowed; allowed: 'stepper', 'trio'"):
+    with pytest.raises(ScenarioError, match='"fibers" not allowed; allowed: "stepper", "trio"'):
         load_scenario(path, {"run.executor": "fibers"})
     with pytest.raises(ValueError, match="executor 'fibers'"):
         engine_class("fibers")

@@ -22,7 +22,7 @@ from workloads.scenario import load_scenario
 from workloads.validate import l2a as validate_l2a
 from workloads.validate import runner as validate_runner
 
-JSON_KEYS = {"claim", "source", "value", "expected", "passed"}
+JSON_KEYS = {"id", "claim", "source", "value", "expected", "passed"}
 
 
 @cache
