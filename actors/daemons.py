@@ -11,38 +11,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from actors.world import World
-from concurrency.engine import SimTask
+from concurrency.waitqueue import WaitQueue
 from mm.huge_memory import deferred_split_scan, split_huge_folio
 from mm.migrate import migrate_folio
 from mm.types import Folio
 from mm.vmscan import shrink_folio
 
-__all__ = ["WaitQueue", "cpu_hog", "install_reclaim", "kswapd", "migrate_daemon", "thp_split_daemon"]
+__all__ = ["cpu_hog", "install_reclaim", "kswapd", "migrate_daemon", "thp_split_daemon"]
 
 SWAP_CLUSTER_MAX = 32  # folios per reclaim batch (include/linux/swap.h)
-
-
-class WaitQueue:
-    """A ``wait_queue_head_t``: sleepers woken all at once."""
-
-    def __init__(self, world: World, name: str) -> None:
-        self.world = world
-        self.name = name
-        self.sleepers: list[SimTask] = []
-
-    def holders(self) -> list[SimTask]:
-        return []
-
-    async def sleep(self) -> None:
-        task = self.world.engine.current
-        assert task is not None
-        self.sleepers.append(task)
-        await self.world.engine.block(self)
-
-    def wake_all(self) -> None:
-        sleepers, self.sleepers = self.sleepers, []
-        for task in sleepers:
-            self.world.engine.wake(task)
 
 
 async def reclaim_batch(world: World, nr: int) -> int:
@@ -76,7 +53,7 @@ async def reclaim_batch(world: World, nr: int) -> int:
 def install_reclaim(world: World) -> WaitQueue:
     """Hook kswapd's wake-up and direct reclaim into the allocator; returns kswapd's wait queue."""
     system = world.sys
-    queue = WaitQueue(world, "kswapd_wait")
+    queue = WaitQueue(world.engine, "kswapd_wait")
 
     async def direct_reclaim(nr: int) -> int:
         task = world.engine.current

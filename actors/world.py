@@ -117,7 +117,7 @@ class World:
         if hist is None:
             hist = self.latency[op] = LatencyHistogram()
         hist.record(engine.now - start)
-        tracer = engine.tracer
-        if tracer is not None and hasattr(tracer, "on_op"):
-            tracer.on_op(task, op, start, engine.now)
+        hook = engine.hooks.on_op
+        if hook is not None:
+            hook(task, op, start, engine.now)
         return result

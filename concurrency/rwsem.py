@@ -446,10 +446,9 @@ class RwSemaphore(SimLock):
         self.owner = None
         self._grant_read(task, subclass)
         self._acquired(task, self.class_for(subclass).read, None)
-        checker = self.engine.lockdep
-        if checker is not None:  # lock_downgrade: the held entry becomes a read, no new edges
-            checker.downgrade(task.tid, self.class_for(subclass).key, instance=self.name,
-                              task_name=task.name, where=task.op)
+        hook = self.engine.hooks.on_lock_downgrade
+        if hook is not None:  # lock_downgrade: the held entry becomes a read, no new edges
+            hook(task, self.class_for(subclass).key, self.name)
         if self.waitq:
             self._mark_wake(_Wake.READ_OWNED)
         self._kick()

@@ -10,7 +10,7 @@ both sides and marking every anon folio shared (``folio_try_dup_anon_rmap_ptes``
 
 from __future__ import annotations
 
-from mm.memory import spend
+from mm.cpu import spend
 from mm.mmap_lock import mmap_write_lock, mmap_write_unlock, vma_start_write
 from mm.system import ZERO_FOLIO, MmSystem
 from mm.types import HPAGE_PMD_NR, PTRS_PER_PTE, MmStruct, Pte, Vma

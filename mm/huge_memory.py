@@ -10,7 +10,7 @@ excludes every rmap walker and every structural change of the whole fork family 
 
 from __future__ import annotations
 
-from mm.memory import spend
+from mm.cpu import spend
 from mm.migrate import remove_migration_ptes, try_to_migrate
 from mm.system import MmSystem
 from mm.types import HPAGE_PMD_NR, Folio, Pte, Vma

@@ -10,6 +10,7 @@ from __future__ import annotations
 from enum import Enum
 
 from concurrency.spinlock import QSpinlock
+from mm.cpu import spend
 from mm.mmap_lock import lock_vma_under_rcu
 from mm.system import ZERO_FOLIO, MmSystem
 from mm.types import HPAGE_PMD_NR, Folio, MmStruct, Pte, Vma
@@ -22,12 +23,6 @@ class Fault(Enum):
     RETRY = "retry"  # VM_FAULT_RETRY
     SIGSEGV = "sigsegv"
     FALLBACK = "fallback"  # VM_FAULT_FALLBACK: the huge PMD was split, handle the fault per PTE
-
-
-async def spend(system: MmSystem, ns: int) -> None:
-    """CPU work of ``ns``; zero costs take no event (so a free cost model changes no ordering)."""
-    if ns:
-        await system.engine.delay(ns)
 
 
 async def handle_mm_fault(system: MmSystem, mm: MmStruct, vpn: int, write: bool) -> Fault:

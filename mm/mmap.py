@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from mm.memory import spend
+from mm.cpu import spend
 from mm.mmap_lock import mmap_write_downgrade, mmap_write_lock, mmap_write_unlock, vma_start_write
 from mm.system import PAGE_TABLE_BYTES, ZERO_FOLIO, MmSystem
 from mm.types import HPAGE_PMD_NR, PTRS_PER_PTE, Folio, MmStruct, Pte, Vma

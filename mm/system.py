@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from concurrency.engine import Engine
 from concurrency.folio_lock import FolioLock, folio_lock_class
+from concurrency.instrument import Instrument
 from concurrency.lock import SimLock
 from concurrency.mutex import Mutex
 from concurrency.rcu import Rcu
@@ -21,11 +22,14 @@ from concurrency.rwsem import RwSemaphore
 from concurrency.spinlock import QSpinlock
 from concurrency.vma_lock import VmaLock
 from mm.costs import CostModel
-from mm.rmap_design import DESIGNS, RmapDesign
+from mm.instrument import MmHooks, MmInstrument
+from mm.rmap_design import RmapDesign
 from mm.story import Story
 from mm.types import HPAGE_PMD_NR, PTRS_PER_PTE, Folio, MmStruct, Vma
 
 __all__ = ["PAGE_TABLE_BYTES", "ZERO_FOLIO", "InflightWalk", "MmSystem", "WalkStats"]
+
+_I = TypeVar("_I", bound=Instrument)
 
 PAGE_TABLE_BYTES = 4096  # one PTE table page
 MAX_NOTED = 20  # misses and corruptions kept in detail (all are counted)
@@ -87,17 +91,16 @@ class OpCounters:
 
 
 class MmSystem:
-    """One run's mm world.  ``design`` is a registered name; ``switches`` its behaviour switches;
+    """One run's mm world.  ``design`` is the design's class (``mm.designs.design_class(name)``);
+    ``switches`` its behaviour switches;
     ``rwsem_opts`` the rwsem behaviour switches applied to every rwsem (spin, reader_steal,
     handoff, hz), ``mutex_opts`` those of every mutex (spin, handoff); ``folio_lock_unfairness`` is
     ``sysctl_page_lock_unfairness`` (default 5)."""
 
-    def __init__(self, engine: Engine, design: str, *, costs: CostModel | None = None,
+    def __init__(self, engine: Engine, design: type[RmapDesign], *, costs: CostModel | None = None,
                  switches: dict[str, Any] | None = None, rwsem_opts: dict[str, Any] | None = None,
                  mutex_opts: dict[str, Any] | None = None,
                  memory: MemoryConfig | None = None, folio_lock_unfairness: int | None = None) -> None:
-        import mm.designs  # noqa: F401  (registers the built-in designs)
-
         self.engine = engine
         self.costs = costs or CostModel()
         self.rwsem_opts = dict(rwsem_opts or {})
@@ -121,6 +124,7 @@ class MmSystem:
         self.misses: list[dict[str, Any]] = []  # walks that missed mappings (first MAX_NOTED)
         self.inflight_walks: dict[int, list[InflightWalk]] = {}  # by the id of the folio sought
         self.story: Story | None = None  # rmapsim explore's race story (mm/story.py), when told
+        self.hooks = MmHooks()  # the designs' events for instruments (mm/instrument.py)
         self.pgtables = 0  # live PTE table pages
         self.pgtables_deferred_bytes = 0
         self._next_mid = 0
@@ -131,10 +135,15 @@ class MmSystem:
         self.wakeup_kswapd: Callable[[], None] | None = None
         # Switch (2022, commit 6d4675e60135): folio_referenced only tries the rmap lock.
         self.reclaim_trylock = True
-        cls = DESIGNS.get(design)
-        if cls is None:
-            raise KeyError(f"unknown design {design!r}; allowed: {', '.join(sorted(DESIGNS))}")
-        self.design: RmapDesign = cls(self, switches)
+        self.design: RmapDesign = design(self, switches)
+
+    def add_instrument(self, instrument: _I) -> _I:
+        """Attach an instrument to the engine and, for an :class:`MmInstrument`, to the designs'
+        events too; returns it."""
+        self.engine.add_instrument(instrument)
+        if isinstance(instrument, MmInstrument):
+            self.hooks.add(instrument)
+        return instrument
 
     # -- object creation -------------------------------------------------------------------------
 
@@ -304,18 +313,18 @@ class MmSystem:
         if len(self.misses) < MAX_NOTED:
             self.misses.append({"t_ns": self.engine.now, "walk": walk, "task": task, "folio": folio.fid,
                                 "mappings": [list(m) for m in missed]})
-        tracer = self.engine.tracer
-        if tracer is not None and hasattr(tracer, "on_finding"):  # the run's event log (concurrency/trace.py)
-            tracer.on_finding("walk_miss", walk=walk, folio=folio.fid, mappings=[list(m) for m in missed])
+        hook = self.engine.hooks.on_finding
+        if hook is not None:  # the run's event log (concurrency/trace.py)
+            hook("walk_miss", {"walk": walk, "folio": folio.fid, "mappings": [list(m) for m in missed]})
 
     def note_corruption(self, mm: MmStruct, vpn: int, folio: Folio, what: str) -> None:
         """What the kernel would have corrupted: ``what`` says how (a stale migration entry)."""
         self.corruption.append(f"t={self.engine.now} ns: mm{mm.mid} vpn {vpn}: {what}")
         if len(self.corruption_events) < MAX_NOTED:
             self.corruption_events.append({"t_ns": self.engine.now, "mm": mm.mid, "vpn": vpn, "folio": folio.fid})
-        tracer = self.engine.tracer
-        if tracer is not None and hasattr(tracer, "on_finding"):
-            tracer.on_finding("corruption", mm=mm.mid, vpn=vpn, folio=folio.fid, what=what)
+        hook = self.engine.hooks.on_finding
+        if hook is not None:
+            hook("corruption", {"mm": mm.mid, "vpn": vpn, "folio": folio.fid, "what": what})
 
     def might_sleep(self, stats: WalkStats) -> None:
         """An rmap_one that may sleep: inside an RCU read-side section the kernel would splat."""

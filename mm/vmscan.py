@@ -13,7 +13,7 @@ from __future__ import annotations
 from enum import Enum
 
 from concurrency.spinlock import QSpinlock
-from mm.memory import spend
+from mm.cpu import spend
 from mm.rmap import folio_ptes, page_vma_mapped, rmap_walk
 from mm.rmap_design import RmapWalkControl
 from mm.system import MmSystem

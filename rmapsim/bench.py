@@ -21,7 +21,7 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
-from concurrency.engine import Engine
+from concurrency.executors import engine_class
 from concurrency.mutex import Mutex
 
 __all__ = ["EngineBench", "MemoryBench", "draws", "run_engine", "run_engine_bench", "run_memory_bench",
@@ -46,7 +46,7 @@ def draws(tasks: int = TASKS, iterations: int = ITERATIONS) -> list[list[tuple[i
 
 def run_engine(inputs: list[list[tuple[int, int]]], executor: str = "stepper") -> tuple[int, float, int]:
     """This engine: returns (end_ns, mean_wait_ns, acquisitions)."""
-    engine = Engine(len(inputs), seed=0, executor=executor)
+    engine = engine_class(executor)(len(inputs), seed=0)
     mutex = Mutex(engine, "bench_mutex", spin=False, direct_handoff=True)
     total_wait = 0
     acquisitions = 0
@@ -224,9 +224,9 @@ def format_memory_bench(b: MemoryBench) -> str:
 
 
 def run_trace_bench(repeats: int = 3, duration_ns: int = 2_000_000) -> dict[str, Any]:
-    """fork-heavy under anon_vma with tracing off (engine.tracer None) and on (ChromeTracer).
+    """fork-heavy under anon_vma with tracing off (no tracer attached) and on (ChromeTracer).
 
-    Off, every lock operation pays one ``engine.tracer is not None`` test; on, every acquisition,
+    Off, every lock operation pays one ``engine.hooks.on_... is not None`` test; on, every acquisition,
     release, contention and operation becomes trace events.  Best of ``repeats`` each, interleaved.
     """
     from pathlib import Path

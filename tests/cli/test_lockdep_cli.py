@@ -8,7 +8,13 @@ import re
 import shlex
 from pathlib import Path
 
+import pytest
+
 from tests.cli.test_cli import SMALL, rmapsim
+
+# Every test here starts rmapsim processes: CI runs them (the README's command), the everyday
+# suite does not (pyproject.toml addopts).
+pytestmark = pytest.mark.long
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 

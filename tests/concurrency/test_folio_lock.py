@@ -228,13 +228,15 @@ def test_the_simulated_system_runs_mainline_unfairness_unless_a_scenario_says_ot
     """``sysctl_page_lock_unfairness`` defaults to 5 (mm/filemap.c since v5.11); a scenario's
     ``[folio_lock] unfairness`` picks another value, 0 being the v5.9 hand-off."""
     from concurrency.folio_lock import folio_lock_class
+    from mm.designs import design_class
     from mm.system import MmSystem
     from mm.types import Folio
     from workloads.scenario import scenario_from_data
 
     engine = Engine(1)
-    assert type(MmSystem(engine, "anon_vma").folio_lock_of(Folio(0, 0))) is FolioLockUnfair
-    assert type(MmSystem(engine, "anon_vma", folio_lock_unfairness=0).folio_lock_of(Folio(1, 0))) is FolioLock
+    assert type(MmSystem(engine, design_class("anon_vma")).folio_lock_of(Folio(0, 0))) is FolioLockUnfair
+    lock = MmSystem(engine, design_class("anon_vma"), folio_lock_unfairness=0).folio_lock_of(Folio(1, 0))
+    assert type(lock) is FolioLock
     odd = folio_lock_class(3)
     assert odd.unfairness == 3 and folio_lock_class(3) is odd and odd(engine).unfairness == 3
     with pytest.raises(ValueError, match="unfairness"):

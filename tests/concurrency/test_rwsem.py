@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
 
 from concurrency.engine import Deadlock, Engine, SimTask, SimulationError, TaskState
+from concurrency.instrument import Instrument
 from concurrency.lock import LockCosts, LockMisuse
 from concurrency.lockdep import OrderChecker
 from concurrency.mutex import Mutex
@@ -867,25 +868,24 @@ def test_atomic_costs_are_charged() -> None:
     assert sem.lclass.read.acq_bounces == 1
 
 
-class _RecordingChecker:
+class _RecordingChecker(Instrument):
     def __init__(self) -> None:
         self.calls: list[tuple[Any, ...]] = []
 
-    def acquire(self, tid: int, name: str, key: str, *, read: int, trylock: bool, where: str,
-                instance: str) -> None:
-        self.calls.append(("acquire", name, key, read, trylock))
+    def on_lock_acquire(self, task: SimTask, key: str, read: int, trylock: bool, instance: str) -> None:
+        self.calls.append(("acquire", task.name, key, read, trylock))
 
-    def release(self, tid: int, key: str, *, instance: str, task_name: str, where: str) -> None:
+    def on_lock_release(self, task: SimTask, key: str, instance: str) -> None:
         self.calls.append(("release", key))
 
-    def downgrade(self, tid: int, key: str, *, instance: str, task_name: str, where: str) -> None:
+    def on_lock_downgrade(self, task: SimTask, key: str, instance: str) -> None:
         self.calls.append(("downgrade", key))
 
 
 def test_lockdep_sees_read_write_trylock_and_subclass() -> None:
     engine = Engine(1)
     checker = _RecordingChecker()
-    engine.lockdep = checker
+    engine.add_instrument(checker)
     sem = RwSemaphore(engine, "anon_vma->rwsem")
 
     async def task() -> None:
@@ -918,7 +918,7 @@ def test_order_checker_sees_downgrade_as_a_read_hold() -> None:
     mmap_lock blocks a writer that holds anon_vma->rwsem), and no unlock imbalance appears."""
     engine = Engine(1)
     checker = OrderChecker()
-    engine.lockdep = checker
+    engine.add_instrument(checker)
     mmap_lock = RwSemaphore(engine, "mm->mmap_lock")
     anon = RwSemaphore(engine, "anon_vma->rwsem")
 

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from concurrency.engine import Engine
 from mm.costs import CostModel
+from mm.designs import design_class
 from mm.fork import dup_mmap
 from mm.huge_memory import split_huge_folio
 from mm.memory import handle_mm_fault
@@ -28,7 +29,7 @@ def test_folio_split_holds_the_rmap_write_lock_for_the_unmap_and_one_remap_walk_
     RMP_LOCKED)`` for each of the 512 order-0 folios, each walk visiting the k VMAs.  All of it
     under ``anon_vma_lock_write``: the hold time is that shape at the unit costs."""
     engine = Engine(1)
-    system = MmSystem(engine, "anon_vma", costs=COSTS)
+    system = MmSystem(engine, design_class("anon_vma"), costs=COSTS)
     state: dict[str, object] = {}
 
     async def main() -> None:
@@ -77,8 +78,8 @@ def _cow_on_shared_thp(design: str) -> tuple[list[tuple[str, str]], dict[str, ob
 
     engine = Engine(1)
     log = LockLog()
-    engine.tracer = log
-    system = MmSystem(engine, design, costs=COSTS)
+    engine.add_instrument(log)
+    system = MmSystem(engine, design_class(design), costs=COSTS)
     state: dict[str, object] = {}
 
     async def main() -> None:
@@ -149,7 +150,7 @@ def test_cow_on_an_exclusive_thp_reuses_it_whole() -> None:
     """``do_huge_pmd_wp_page``: the only mapping (refcount 1) is reused: the PMD made writable,
     nothing split, no copy."""
     engine = Engine(1)
-    system = MmSystem(engine, "anon_vma", costs=COSTS)
+    system = MmSystem(engine, design_class("anon_vma"), costs=COSTS)
     state: dict[str, object] = {}
 
     async def main() -> None:
@@ -191,7 +192,7 @@ def test_random_operations_on_pmd_and_pte_mapped_thps_keep_every_mapping_found(
     from mm.vmscan import folio_referenced, try_to_unmap
 
     engine = Engine(1)
-    system = MmSystem(engine, "anon_vma", costs=CostModel.free())
+    system = MmSystem(engine, design_class("anon_vma"), costs=CostModel.free())
 
     async def main() -> None:
         mms: list[MmStruct] = [await system.new_mm()]
@@ -244,7 +245,7 @@ def test_a_cow_fault_waiting_for_the_thp_lock_frees_the_folio_if_every_mapping_w
     folio lock; if the PMD changed meanwhile it drops it with ``folio_put``, which frees a folio
     nothing maps any more (found by rmapsim explore on thp-migration-storm: a leaked THP)."""
     engine = Engine(1)
-    system = MmSystem(engine, "anon_vma", costs=COSTS)
+    system = MmSystem(engine, design_class("anon_vma"), costs=COSTS)
     state: dict[str, object] = {}
 
     async def main() -> None:
