@@ -11,38 +11,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from actors.world import World
-from concurrency.engine import SimTask
-from mm.huge_memory import split_huge_folio
+from concurrency.waitqueue import WaitQueue
+from mm.huge_memory import deferred_split_scan, split_huge_folio
 from mm.migrate import migrate_folio
 from mm.types import Folio
 from mm.vmscan import shrink_folio
 
-__all__ = ["WaitQueue", "install_reclaim", "kswapd", "migrate_daemon", "thp_split_daemon"]
+__all__ = ["cpu_hog", "install_reclaim", "kswapd", "migrate_daemon", "thp_split_daemon"]
 
 SWAP_CLUSTER_MAX = 32  # folios per reclaim batch (include/linux/swap.h)
-
-
-class WaitQueue:
-    """A ``wait_queue_head_t``: sleepers woken all at once."""
-
-    def __init__(self, world: World, name: str) -> None:
-        self.world = world
-        self.name = name
-        self.sleepers: list[SimTask] = []
-
-    def holders(self) -> list[SimTask]:
-        return []
-
-    async def sleep(self) -> None:
-        task = self.world.engine.current
-        assert task is not None
-        self.sleepers.append(task)
-        await self.world.engine.block(self)
-
-    def wake_all(self) -> None:
-        sleepers, self.sleepers = self.sleepers, []
-        for task in sleepers:
-            self.world.engine.wake(task)
 
 
 async def reclaim_batch(world: World, nr: int) -> int:
@@ -76,7 +53,7 @@ async def reclaim_batch(world: World, nr: int) -> int:
 def install_reclaim(world: World) -> WaitQueue:
     """Hook kswapd's wake-up and direct reclaim into the allocator; returns kswapd's wait queue."""
     system = world.sys
-    queue = WaitQueue(world, "kswapd_wait")
+    queue = WaitQueue(world.engine, "kswapd_wait")
 
     async def direct_reclaim(nr: int) -> int:
         task = world.engine.current
@@ -111,6 +88,8 @@ async def kswapd(world: World, queue: WaitQueue) -> None:
             continue
         fruitless = 0  # folios scanned since the last page freed
         while world.running and system.free_pages < memory.wmark_high and system.lru:
+            if system.deferred_split:  # shrink_slab: the THP shrinker splits partially mapped THPs
+                await world.timed("deferred_split_scan", deferred_split_scan, system)
             if await world.timed("kswapd_batch", reclaim_batch, world, SWAP_CLUSTER_MAX):
                 fruitless = 0
             else:
@@ -149,12 +128,22 @@ async def migrate_daemon(world: World, *, interval_ns: int) -> None:
             await world.timed("migrate", migrate_folio, world.sys, folio)
 
 
+async def cpu_hog(world: World, *, chunk_ns: int) -> None:
+    """A busy task (the foreground load that keeps low-priority tasks off their CPUs): computes
+    in ``chunk_ns`` steps for as long as the workload phase lasts."""
+    while world.running:
+        await world.engine.delay(chunk_ns)
+
+
 async def thp_split_daemon(world: World, *, interval_ns: int) -> None:
-    """Split a random PMD-mapped THP every ``interval_ns`` (deferred split / compaction)."""
+    """Every ``interval_ns``: ``deferred_split_scan`` over the partially mapped THPs queued since
+    (``deferred_split_folio``), then split a random THP (compaction, ``split_huge_page`` callers)."""
     rng = world.engine.current.rng if world.engine.current else None
     assert rng is not None
     while world.running:
         await world.engine.sleep(max(1, round(rng.expovariate(1 / interval_ns))))
+        if world.sys.deferred_split:
+            await world.timed("deferred_split_scan", deferred_split_scan, world.sys)
         folio = _pick(world, lambda f: f.order > 0)
         if folio is not None:
             await world.timed("thp_split", split_huge_folio, world.sys, folio)

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from concurrency.engine import Engine, SimTask
 from concurrency.histogram import LatencyHistogram
+from concurrency.sched import nice_of, set_user_nice
 from mm.system import MmSystem
 from mm.types import MmStruct
 
@@ -50,6 +51,9 @@ class World:
         self.latency: dict[str, LatencyHistogram] = {}
         self._next_pid = 0
         self._spawned = 0
+        # The nice of the tasks an actor starts (workloads/actors.py start_actor); None: inherited
+        # from the spawning task (a forked child keeps its parent's nice: sched_fork), else 0.
+        self.spawn_nice: int | None = None
 
     @property
     def running(self) -> bool:
@@ -76,17 +80,27 @@ class World:
         async def body() -> None:
             await fn(*args, **kwargs)
 
+        parent = self.engine.current
         task = self.engine.spawn(f"{proc.name}/{label}", body, cpu=cpu)
         task.ctx = proc
+        self._set_nice(task, parent)
         return task
 
-    def spawn_kthread(self, name: str, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> SimTask:
-        """Start a kernel thread (no mm of its own)."""
+    def _set_nice(self, task: SimTask, parent: SimTask | None) -> None:
+        nice = self.spawn_nice if self.spawn_nice is not None else (nice_of(parent) if parent is not None else 0)
+        if nice:
+            set_user_nice(self.engine, task, nice)
+
+    def spawn_kthread(self, name: str, fn: Callable[..., Awaitable[Any]], *args: Any, cpu: int | None = None,
+                      **kwargs: Any) -> SimTask:
+        """Start a kernel thread (no mm of its own); ``cpu`` pins it."""
 
         async def body() -> None:
             await fn(*args, **kwargs)
 
-        return self.engine.spawn(name, body)
+        task = self.engine.spawn(name, body, cpu=cpu)
+        self._set_nice(task, None)
+        return task
 
     async def timed(self, op: str, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         """Run one operation, recording its latency under ``op``."""
@@ -103,7 +117,7 @@ class World:
         if hist is None:
             hist = self.latency[op] = LatencyHistogram()
         hist.record(engine.now - start)
-        tracer = engine.tracer
-        if tracer is not None and hasattr(tracer, "on_op"):
-            tracer.on_op(task, op, start, engine.now)
+        hook = engine.hooks.on_op
+        if hook is not None:
+            hook(task, op, start, engine.now)
         return result

@@ -9,12 +9,12 @@ Two executors, one semantics
 Every simulated task is an ``async def`` coroutine that awaits simulator primitives (``delay``,
 lock acquisitions), never trio's.  Who steps those coroutines is the executor's business:
 
-* **the stepper** (default, ``executor="stepper"``): :meth:`Engine._loop` pops the heap and sends
-  each event to its coroutine itself.  Measured on the 2-core target machine with the
-  contended-mutex benchmark, one trio task per simulated task switched with
+* **the stepper** (default, ``executor="stepper"``, this module's :class:`Engine`):
+  :meth:`Engine._loop` pops the heap and sends each event to its coroutine itself.  Measured on the
+  2-core target machine with the contended-mutex benchmark, one trio task per simulated task switched with
   ``reschedule``/``wait_task_rescheduled`` ran at 0.43x SimPy, because every switch costs a pass of
   trio's run loop; stepping the coroutines directly runs above SimPy.
-* **the trio executor** (``executor="trio"``, concurrency/trio_executor.py): each simulated CPU is
+* **the trio executor** (``executor="trio"``, ``TrioEngine`` in concurrency/trio_executor.py): each simulated CPU is
   a trio task in a nursery; the CPU task runs the coroutines of the simulated tasks on its CPU, and
   when the heap's next event belongs to another CPU it hands control to that CPU's task through
   trio's scheduler.  It does without the stepper's continue-without-switch shortcut (every
@@ -22,7 +22,8 @@ lock acquisitions), never trio's.  Who steps those coroutines is the executor's 
   seed means and both take it), so a test that keeps the two byte-identical checks that shortcut.
   It is slower; it exists to make the brief's shape literal and to check the stepper.
 
-Both run inside trio with :meth:`Engine.run_async` (the stepper checkpoints every
+``concurrency.executors.engine_class(NAME)`` names either.  Both run inside trio with
+:meth:`Engine.run_async` (the stepper checkpoints every
 ``checkpoint_every`` events, so a run is cancellable and shares a nursery with the command line's
 progress task), or synchronously with :meth:`Engine.run`.
 
@@ -42,16 +43,18 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass, field
 from enum import Enum, IntEnum
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeVar
 
+import trio
 from mypy_extensions import mypyc_attr
+from trio.lowlevel import enable_ki_protection
 
-from concurrency.lock import LockCosts, LockMisuse
+from concurrency.instrument import Hooks, Instrument
+from concurrency.lock_types import LockCosts, LockMisuse
 from concurrency.lockstat import LockClass
 from concurrency.perturb import Perturbation
 
 __all__ = [
-    "EXECUTORS",
     "TIMEOUT",
     "Cpu",
     "CpuState",
@@ -66,6 +69,9 @@ __all__ = [
 ]
 
 
+_I = TypeVar("_I", bound=Instrument)
+
+
 class _Timeout:
     """Sentinel resume value of a timed block whose time ran out."""
 
@@ -74,8 +80,6 @@ class _Timeout:
 
 
 TIMEOUT: Final = _Timeout()
-
-EXECUTORS: Final = ("stepper", "trio")  # who steps the simulated tasks (module docstring)
 
 
 class TaskState(Enum):
@@ -161,6 +165,7 @@ class SimTask:
         "resched",
         "rng",
         "run_ns",
+        "se",
         "since_ns",
         "sleep_ns",
         "slice_start",
@@ -193,6 +198,7 @@ class SimTask:
         self.sleep_ns = 0
         self.since_ns = 0  # when the current blocked period started
         self.slice_start = 0  # when it last got its CPU (for timeslice preemption)
+        self.se: Any = None  # concurrency/sched.py SchedEntity once the fair class is on
         self.done = False
         self._token = 0
         self._wake_value: Any = None
@@ -295,12 +301,9 @@ class Engine:
     def __init__(self, ncpus: int, seed: int = 0, *, ctx_switch_ns: int = 0,
                  checkpoint_every: int = 4096, lock_costs: LockCosts | None = None,
                  timeslice_ns: int = 1_000_000, instance_stats: bool = False, balance: bool = False,
-                 perturb: Perturbation | None = None, executor: str = "stepper") -> None:
+                 perturb: Perturbation | None = None) -> None:
         if ncpus < 1:
             raise ValueError(f"ncpus must be >= 1, got {ncpus}")
-        if executor not in EXECUTORS:
-            raise ValueError(f"executor {executor!r}: allowed: {', '.join(EXECUTORS)}")
-        self.executor = executor
         self.now = 0
         self.seed = seed
         self.cpus = [Cpu(i) for i in range(ncpus)]
@@ -308,6 +311,8 @@ class Engine:
         # A task that keeps running while others wait for its CPU is preempted at the end of the
         # delay that exhausts its slice (CFS-like fairness at operation granularity).
         self.timeslice_ns = timeslice_ns
+        # concurrency/sched.py CfsSched once a task gets a priority (sched.enable); None: FIFO round robin
+        self.sched: Any = None
         # Load balancing (CFS): a woken task whose CPU is busy runs on an idle CPU instead
         # (select_idle_sibling), and a CPU going idle pulls a waiting task from a busy one
         # (newidle_balance).  Off, every task stays on the CPU it was created on.
@@ -322,8 +327,8 @@ class Engine:
         # so a run inside trio still checkpoints and the event budget still holds.
         self._fast_limit = 1 << 62
         self.checkpoint_every = checkpoint_every
-        self.lockdep: Any = None  # an OrderChecker, when enabled
-        self.tracer: Any = None  # a tracer with on_* hooks, when enabled
+        # What observes the run (lockdep, tracers, the event log, probes): concurrency/instrument.py.
+        self.hooks = Hooks()
         self.lock_costs = LockCosts.free() if lock_costs is None else lock_costs
         self.lock_classes: dict[str, LockClass] = {}
         # lock_stat is per class; per lock (instance) statistics are kept too when asked for.
@@ -374,6 +379,15 @@ class Engine:
         task.state = TaskState.SLEEPING
         self._make_runnable(task, 0)
         return task
+
+    def add_instrument(self, instrument: _I) -> _I:
+        """Attach an instrument (``trio.lowlevel.add_instrument``): from now on it hears the hooks
+        it overrides (concurrency/instrument.py).  Returns it."""
+        return self.hooks.add(instrument)
+
+    def remove_instrument(self, instrument: Instrument) -> None:
+        """Detach an instrument; ValueError if it was not attached."""
+        self.hooks.remove(instrument)
 
     def lock_class(self, name: str, kind: str, *, rw: bool, subclass: int = 0) -> LockClass:
         """The run's lock class for ``name`` (and subclass), created on first use."""
@@ -427,7 +441,9 @@ class Engine:
         cpu = task.cpu
         # Never while holding a spinlock or inside an RCU read-side section: the kernel has
         # preemption disabled there (a spinner on this CPU would wait for us forever).
-        if cpu.runq and t - task.slice_start >= self.timeslice_ns and not (task.atomic_depth or task.rcu_depth):
+        slice_ns = self.timeslice_ns if task.se is None else task.se.slice_ns
+        if (cpu.runq and t - task.slice_start >= slice_ns and not (task.atomic_depth or task.rcu_depth)
+                and (task.se is None or self.sched.tick(task, t))):
             task._wake_value = _PREEMPT  # runs until t, then gives the CPU to the next in line
         elif (not heap or t < heap[0][0]) and self.events < self._fast_limit:
             self.events += 1
@@ -467,6 +483,8 @@ class Engine:
     def _off_cpu(self, task: SimTask, ns: int) -> None:
         """An injected preemption: off the CPU (others run) and back in line after ``ns``."""
         cpu = task.cpu
+        if self.sched is not None:
+            self.sched.put_prev(task)
         cpu.curr = None
         cpu.last_task = task
         task.state = TaskState.RUNNABLE  # preempted: not blocked on anything, not on a run queue
@@ -511,6 +529,8 @@ class Engine:
                 # The kernel's "Voluntary context switch within RCU read-side critical section!"
                 self.rcu_sleeps.append((task.name, self.now, on.name, task.op))
             task.state = TaskState.SLEEPING
+            if self.sched is not None:
+                self.sched.put_prev(task)
             cpu.last_task = task
             cpu.curr = None
             if self._spin_watch:
@@ -561,13 +581,21 @@ class Engine:
     def _make_runnable(self, task: SimTask, cost_ns: int) -> None:
         cpu = task.cpu
         curr = cpu.curr
+        sched = self.sched
         if curr is None:
+            if sched is not None:
+                sched.enqueue(task, cpu)
             self._dispatch(cpu, task, cost_ns)
         elif self.balance and not task.pinned and (idle := self._idle_cpu(cpu)) is not None:
             self._migrate(task, idle)
+            if sched is not None:
+                sched.enqueue(task, idle)
             self._dispatch(idle, task, cost_ns)
         else:
             task.state = TaskState.RUNNABLE
+            if sched is not None:
+                sched.enqueue(task, cpu)
+                sched.check_preempt_wakeup(curr, task)
             cpu.runq.append(task)
             if curr.resched is not None and curr.state is TaskState.SPINNING:
                 curr.resched(curr)  # need_resched(): an optimistic spinner gives up
@@ -591,6 +619,8 @@ class Engine:
         to.ntasks += 1
         task.cpu = to
         self.migrations += 1
+        if self.sched is not None:
+            self.sched.migrate(task, old, to)
 
     def _dispatch(self, cpu: Cpu, task: SimTask, cost_ns: int) -> None:
         now = self.now
@@ -598,6 +628,8 @@ class Engine:
         cpu.curr = task
         task.slice_start = now
         task.state = TaskState.RUNNING
+        if self.sched is not None:
+            self.sched.set_slice(task, cpu)
         cpu.time_ns[cpu.state] += now - cpu._since  # Cpu._enter, inlined: the wake-up hot path
         cpu.state = CpuState.RUNNING
         cpu._since = now
@@ -607,6 +639,8 @@ class Engine:
     def _preempt(self, task: SimTask) -> None:
         """The slice is used up and others wait: to the back of the CPU's run queue."""
         cpu = task.cpu
+        if self.sched is not None:
+            self.sched.put_prev(task)
         cpu.curr = None
         cpu.last_task = task
         task.state = TaskState.RUNNABLE
@@ -618,7 +652,7 @@ class Engine:
 
     def _cpu_free(self, cpu: Cpu) -> None:
         if cpu.runq:
-            nxt = cpu.runq.popleft()
+            nxt = cpu.runq.popleft() if self.sched is None else self.sched.pick_next(cpu)
             cost = self.ctx_switch_ns if nxt is not cpu.last_task else 0
             self._dispatch(cpu, nxt, cost)
             return
@@ -642,6 +676,8 @@ class Engine:
         self._live -= 1
         cpu = task.cpu
         cpu.ntasks -= 1
+        if self.sched is not None:
+            self.sched.put_prev(task)
         cpu.curr = None
         cpu.last_task = task
         self._spin_watch.pop(task, None)
@@ -655,25 +691,25 @@ class Engine:
     # -- the loop -------------------------------------------------------------------------------
 
     def run(self, until_ns: int | None = None, max_events: int | None = None) -> RunOutcome:
-        """Run to completion (or a limit) synchronously; the trio executor runs its own ``trio.run``."""
-        if self.executor == "trio":
-            from concurrency.trio_executor import run_sync
-
-            return run_sync(self, until_ns, max_events)
+        """Run to completion (or a limit) synchronously (the trio executor's ``TrioEngine``
+        overrides this with its own ``trio.run``)."""
         gen = self._loop(until_ns, max_events)
         for _ in gen:
             pass
         return self._outcome
 
+    @enable_ki_protection
     async def run_async(self, until_ns: int | None = None,
                         max_events: int | None = None) -> RunOutcome:
-        """Run inside trio (cancellable): the stepper checkpoints every ``checkpoint_every``
-        events, the trio executor passes control between its CPU tasks through trio."""
-        from concurrency import trio_executor
-
-        if self.executor == "trio":
-            return await trio_executor.run_cpus(self, until_ns, max_events)
-        return await trio_executor.step(self, until_ns, max_events)
+        """Run inside trio (cancellable): the stepper checkpoints into trio every
+        ``checkpoint_every`` events (``TrioEngine`` passes control between its CPU tasks instead)."""
+        gen = self._loop(until_ns, max_events)
+        try:
+            for _ in gen:
+                await trio.lowlevel.checkpoint()
+        finally:
+            gen.close()  # cancelled or interrupted: the loop's clean-up runs now (abandons the tasks)
+        return self.outcome
 
     def _loop(self, until_ns: int | None, max_events: int | None) -> Generator[None, None, None]:
         self.max_events = max_events
@@ -773,11 +809,18 @@ class Engine:
                 holders = [task.cpu.curr.name] if task.cpu.curr is not None else []
             blocked.append((task.name, lock_name, holders))
             waits[task.name] = holders
-        lines = [f"deadlock at t={self.now} ns: {len(blocked)} task(s) blocked, nothing runnable"]
+        cycle = _find_cycle(waits)
+        # The deadlock formed when the last task of its cycle (or, with no cycle found, the last
+        # blocked task) began to wait: it is only detected once nothing else is left to run.
+        members = set(cycle) if cycle else set(waits)
+        since = [t.since_ns for t in self.tasks if not t.done and t.name in members and t.waiting_for is not None]
+        formed = max(since) if since else self.now
+        when = f"t={formed} ns" if formed == self.now else f"t={formed} ns (found at t={self.now} ns, when nothing " \
+                                                          "was left to run)"
+        lines = [f"deadlock at {when}: {len(blocked)} task(s) blocked, nothing runnable"]
         for name, lock_name, holders in blocked:
             who = ", ".join(holders) if holders else "no holder"
             lines.append(f"  {name} waits for {lock_name} held by {who}")
-        cycle = _find_cycle(waits)
         if cycle:
             lines.append("wait-for cycle: " + " -> ".join([*cycle, cycle[0]]))
         return Deadlock("\n".join(lines), blocked)

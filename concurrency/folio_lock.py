@@ -12,8 +12,9 @@
   "mm: allow a controlled amount of unfairness in the page lock") hands off only after a waiter
   has lost ``sysctl_page_lock_unfairness`` (default 5) races: until then it is merely woken, tries
   the bit itself when it runs, and re-queues at the tail if a ``folio_trylock``/``folio_lock``
-  took the bit during its wake-up.  :attr:`FolioLock.unfairness` selects the behaviour: 0 (the
-  default here) is the v5.9 hand-off, :class:`FolioLockUnfair` is mainline's 5.
+  took the bit during its wake-up.  :attr:`FolioLock.unfairness` selects the behaviour: 0 is the
+  v5.9 hand-off, :class:`FolioLockUnfair` is mainline's 5 (``sysctl_page_lock_unfairness``, the
+  default of the simulated system: :func:`folio_lock_class`).
 
 Events: ``folio_lock_handoff`` (unlock handed the bit to a waiter), ``folio_lock_stolen`` (a woken
 waiter found the bit taken and re-queued).
@@ -38,7 +39,7 @@ from concurrency.lockstat import LockClass
 if TYPE_CHECKING:
     from concurrency.engine import Engine, SimTask
 
-__all__ = ["FolioLock", "FolioLockUnfair"]
+__all__ = ["FolioLock", "FolioLockUnfair", "folio_lock_class"]
 
 _GRANTED = "granted"  # WQ_FLAG_DONE: the waker took PG_locked for us
 
@@ -174,3 +175,19 @@ class FolioLockUnfair(FolioLock):
 
     __slots__ = ()
     unfairness = 5
+
+
+_CLASSES: dict[int, type[FolioLock]] = {0: FolioLock, 5: FolioLockUnfair}
+
+
+def folio_lock_class(unfairness: int) -> type[FolioLock]:
+    """The folio lock for ``sysctl_page_lock_unfairness = unfairness`` (mm/filemap.c; 5 by
+    default since v5.11, 0 is the v5.9 hand-off).  The value is a class attribute, so a million
+    folio locks carry no per-instance copy of it."""
+    if unfairness < 0:
+        raise ValueError(f"sysctl_page_lock_unfairness must be >= 0, got {unfairness}")
+    cls = _CLASSES.get(unfairness)
+    if cls is None:
+        cls = _CLASSES[unfairness] = type(f"FolioLockUnfairness{unfairness}", (FolioLock,),
+                                          {"__slots__": (), "unfairness": unfairness})
+    return cls

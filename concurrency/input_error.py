@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from mypy_extensions import mypyc_attr
 
-__all__ = ["InputError"]
+__all__ = ["InputError", "spell"]
 
 
 @mypyc_attr(native_class=False, allow_interpreted_subclasses=True)  # an exception: a plain class
@@ -22,3 +22,32 @@ class InputError(ValueError):
         self.line = line
         self.key = key
         self.message = message
+
+
+def spell(value: object) -> str:
+    """``value`` as a TOML file or ``--set`` would spell it (``true``, ``"rcu"``, ``[1, 2]``), so a
+    message quotes the user's own spelling, never Python's (``True``, ``'rcu'``)."""
+    import json
+    import math
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(spell(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {spell(v)}" for k, v in value.items()) + "}"
+    if value is None:
+        return "nothing"
+    if hasattr(value, "isoformat"):
+        return str(value.isoformat())
+    return f"a {type(value).__name__}"

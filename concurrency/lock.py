@@ -3,17 +3,16 @@
 A lock model is a small state machine over the engine's ``block``/``wake`` primitives.  This base
 records lock_stat's fields at the two points the kernel does (``lock_contended`` when an
 acquisition has to wait, ``lock_acquired`` when it gets the lock), keeps each holder's start time
-for hold times, reports misuse at once, and passes every acquisition and release to the order
-checker when one is attached to the engine.
+for hold times, reports misuse at once, and passes every acquisition and release to the engine's
+instruments (concurrency/instrument.py: lockdep, tracers).  :class:`SimLock`'s docstring is the
+contract a lock model keeps.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from mypy_extensions import mypyc_attr
-
+from concurrency.lock_types import LockCosts, LockMisuse
 from concurrency.lockstat import LockClass, LockSideStats
 
 if TYPE_CHECKING:
@@ -22,38 +21,72 @@ if TYPE_CHECKING:
 __all__ = ["LockCosts", "LockMisuse", "SimLock"]
 
 
-@mypyc_attr(native_class=False, allow_interpreted_subclasses=True)  # an exception: a plain class
-class LockMisuse(RuntimeError):
-    """Releasing a lock not held, re-acquiring a non-recursive lock, unlocking from another task,
-    or sleeping while holding a spinlock."""
-
-
-@dataclass(frozen=True)
-class LockCosts:
-    """Per-operation costs of a lock in ns (the mm cost model sets them; 0 switches one off).
-
-    ``atomic_ns``: the uncontended atomic on the lock word (fast path).  ASSUME 20 ns.
-    ``bounce_ns``: extra when the lock word's cache line was last written on another CPU.
-        ASSUME 100 ns (cross-socket line transfer is 100-300 ns on the parts in the 2013 data).
-    ``handoff_ns``: from release to a spinning waiter owning the lock (line transfer).  ASSUME 50 ns.
-    """
-
-    atomic_ns: int = 20
-    bounce_ns: int = 100
-    handoff_ns: int = 50
-
-    @classmethod
-    def free(cls) -> LockCosts:
-        return cls(0, 0, 0)
-
-
 READ = 1  # lockdep's read=1: a non-recursive reader (down_read)
 RECURSIVE_READ = 2  # lockdep's read=2: rcu_read_lock and friends
 WRITE = 0
 
 
 class SimLock:
-    """Base class: one lock instance belonging to a :class:`LockClass`."""
+    """Base class: one lock instance belonging to a :class:`LockClass`.
+
+    **The lock contract.**  A lock model is a state machine over the engine's ``block``/``wake``;
+    this base keeps lock_stat, lockdep and the instruments right *if* the model calls its hooks at
+    the kernel's points, in this order:
+
+    ==========================================  ===============================================
+    when                                        the model calls
+    ==========================================  ===============================================
+    every operation, first                      ``task = self._current()`` (LockMisuse outside a
+                                                task); raise :class:`LockMisuse` at once on a
+                                                re-acquisition by the holder
+    an acquisition (or trylock) starts          ``self._lockdep_acquire(task, subclass, read,
+                                                trylock)``: lockdep's ``lock_acquire``, before any
+                                                wait (``read``: ``WRITE``, ``READ`` or
+                                                ``RECURSIVE_READ``)
+    the fast path's cost                        ``await self.engine.delay(self._atomic_cost(task))``
+                                                (the atomic, plus a line bounce), skipped when 0
+    it has to wait                              ``self._contended(task, side)`` (``lock_contended``),
+                                                then ``await self.engine.block(self, spin=...)``:
+                                                ``spin=True`` keeps the CPU (a spinner), else the
+                                                task sleeps; a spinner that gets a released lock
+                                                pays ``await self._pick_up()``
+    it holds the lock                           ``self._acquired(task, side, wait_start)``
+                                                (``lock_acquired``; ``wait_start`` None: no wait)
+    release                                     ``self._released(task, side, since)`` then
+                                                ``self._lockdep_release(task, subclass)``; wake
+                                                the next owner with ``self.engine.wake(task)``
+    ==========================================  ===============================================
+
+    ``side`` is ``self.class_for(subclass).write`` (or ``.read`` for a reader).  Class attributes:
+    ``kind`` (lock_stat's type column), ``rw`` (has a read side), ``sleeping`` (False for a
+    spinning lock, whose holders must not sleep: raise ``task.atomic_depth`` while spinning as
+    ``spin_lock``'s ``preempt_disable`` does).  :meth:`holders` answers the deadlock report.
+
+    A new lock model is its module plus one registration: an entry in
+    ``tests/concurrency/test_lock_contract.py``'s ``MODELS``, which runs the contract (mutual
+    exclusion, no lost wake-up, exact lock_stat, misuse) on it.  Template: the acquisition of a
+    FIFO ticket spinlock (README "Extending" has the whole module, which a test runs)::
+
+        async def lock(self) -> None:
+            task = self._current()
+            if self.owner is task:
+                raise LockMisuse(f"{self.name}: {task.name} re-acquires it")
+            self._lockdep_acquire(task, 0, WRITE, False)
+            task.atomic_depth += 1  # spin_lock(): preempt_disable() first
+            if cost := self._atomic_cost(task):
+                await self.engine.delay(cost)
+            if self.owner is None and not self.queue:
+                task.atomic_depth -= 1
+                self._take(task, None)  # sets the owner, then self._acquired(...)
+                return
+            self._contended(task, self.lclass.write)
+            start = self.engine.now
+            self.queue.append((task, start))
+            await self.engine.block(self, spin=True)
+            await self._pick_up()
+            task.atomic_depth -= 1
+            self._take(task, start)
+    """
 
     kind = "lock"
     rw = False
@@ -92,16 +125,14 @@ class SimLock:
         return cls.read if read else cls.write
 
     def _lockdep_acquire(self, task: SimTask, subclass: int, read: int, trylock: bool) -> None:
-        checker = self.engine.lockdep
-        if checker is not None:
-            checker.acquire(task.tid, task.name, self.class_for(subclass).key, read=read,
-                            trylock=trylock, where=task.op, instance=self.name)
+        hook = self.engine.hooks.on_lock_acquire
+        if hook is not None:
+            hook(task, self.class_for(subclass).key, read, trylock, self.name)
 
     def _lockdep_release(self, task: SimTask, subclass: int) -> None:
-        checker = self.engine.lockdep
-        if checker is not None:
-            checker.release(task.tid, self.class_for(subclass).key, instance=self.name,
-                            task_name=task.name, where=task.op)
+        hook = self.engine.hooks.on_lock_release
+        if hook is not None:
+            hook(task, self.class_for(subclass).key, self.name)
 
     def _instance_side(self, side: LockSideStats) -> LockSideStats | None:
         inst = self.istats
@@ -118,9 +149,9 @@ class SimLock:
             inst = self._instance_side(side)
             assert inst is not None
             inst.note_contended(task.op, bounce, holder_ops)
-        tracer = self.engine.tracer
-        if tracer is not None:
-            tracer.on_contended(task, self, side.mode, key=side.key)
+        hook = self.engine.hooks.on_contended
+        if hook is not None:
+            hook(task, self, side.mode, side.key)
 
     def _acquired(self, task: SimTask, side: LockSideStats, wait_start: int | None) -> None:
         """``lock_acquired``: record the wait (if it waited) and the acquisition."""
@@ -137,9 +168,9 @@ class SimLock:
         task.held.append(self)
         if not self.sleeping:
             task.atomic_depth += 1
-        tracer = self.engine.tracer
-        if tracer is not None:
-            tracer.on_acquired(task, self, side.mode, wait_start, key=side.key)
+        hook = self.engine.hooks.on_acquired
+        if hook is not None:
+            hook(task, self, side.mode, wait_start, side.key)
 
     def _released(self, task: SimTask, side: LockSideStats, since: int) -> None:
         engine = self.engine
@@ -156,9 +187,9 @@ class SimLock:
             held.remove(self)
         if not self.sleeping:
             task.atomic_depth -= 1
-        tracer = engine.tracer
-        if tracer is not None:
-            tracer.on_released(task, self, side.mode, since, key=side.key)
+        hook = engine.hooks.on_released
+        if hook is not None:
+            hook(task, self, side.mode, since, side.key)
 
     async def _pick_up(self) -> None:
         """A spinner owns a released lock once the lock word's cache line has moved to its CPU

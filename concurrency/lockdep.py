@@ -1,7 +1,8 @@
 """The lockdep-style order checker, after kernel/locking/lockdep.c.
 
 Lock models report every acquisition and release here (``SimLock._lockdep_acquire`` /
-``_lockdep_release``); the engine holds one checker as ``engine.lockdep``.  What it mirrors, and
+``_lockdep_release``) through the engine's instruments: a checker is attached with
+``engine.add_instrument(checker)`` (concurrency/instrument.py).  What it mirrors, and
 where it differs on purpose:
 
 * **Classes, not instances** (Documentation/locking/lockdep-design.rst "Lock-class"): the key is
@@ -66,11 +67,15 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from mypy_extensions import mypyc_attr
 
 from concurrency.input_error import InputError
+from concurrency.instrument import Instrument
+
+if TYPE_CHECKING:
+    from concurrency.engine import SimTask
 
 __all__ = [
     "DEP_EN",
@@ -194,10 +199,12 @@ class Finding:
                 "where": self.where, "hits": self.hits, "report": self.text}
 
 
-class OrderChecker:
+class OrderChecker(Instrument):
     """The validator: held-lock stacks, the dependency graph, findings.
 
-    ``expected``: a declared order whose violations :meth:`to_dict` includes.
+    ``expected``: a declared order whose violations :meth:`to_dict` includes.  An instrument
+    (``engine.add_instrument(checker)``): the lock models' ``on_lock_*`` events arrive as
+    :meth:`acquire`, :meth:`release` and :meth:`downgrade`, which tests may also call directly.
     """
 
     def __init__(self, expected: ExpectedOrder | None = None, *, chain_cache: bool = True) -> None:
@@ -218,7 +225,19 @@ class OrderChecker:
         # its validation walked, nearest held lock first.  Validating it again could only count them.
         self._chain_cache: dict[Any, list[_Edge]] = {}
 
-    # -- the hooks the lock models call --------------------------------------------------------
+    # -- the instrument's hooks (concurrency/instrument.py) -------------------------------------
+
+    def on_lock_acquire(self, task: SimTask, lock_class: str, read: int, trylock: bool, instance: str) -> None:
+        self.acquire(task.tid, task.name, lock_class, read=read, trylock=trylock, where=task.op,
+                     instance=instance)
+
+    def on_lock_release(self, task: SimTask, lock_class: str, instance: str) -> None:
+        self.release(task.tid, lock_class, instance=instance, task_name=task.name, where=task.op)
+
+    def on_lock_downgrade(self, task: SimTask, lock_class: str, instance: str) -> None:
+        self.downgrade(task.tid, lock_class, instance=instance, task_name=task.name, where=task.op)
+
+    # -- lockdep's entry points -------------------------------------------------------------------
 
     def acquire(self, task_id: int, task_name: str, lock_class: str, *, read: int, trylock: bool,
                 where: str, instance: str) -> None:
@@ -889,20 +908,3 @@ class ExpectedOrder:
     def from_toml(cls, path: str | Path, *, line_of: LineOf | None = None) -> ExpectedOrder:
         path = Path(path)
         return cls.from_text(path.read_text(encoding="utf-8"), origin=str(path), line_of=line_of)
-
-    @classmethod
-    def load_rmap_order(cls, *, line_of: Callable[[str], LineOf] | None = None) -> ExpectedOrder:
-        """The shipped ``mm/rmap.c`` header order, ``mm/rmap_lock_order.toml``; ``line_of`` makes a
-        key-path locator from the file's text (so declarations carry their line numbers)."""
-        text = rmap_order_text()
-        return cls.from_text(text, origin=RMAP_ORDER_FILE, line_of=line_of(text) if line_of else None)
-
-
-RMAP_ORDER_FILE: Final = "mm/rmap_lock_order.toml"
-
-
-def rmap_order_text() -> str:
-    """The text of the shipped order file."""
-    from importlib.resources import files
-
-    return files("mm").joinpath("rmap_lock_order.toml").read_text(encoding="utf-8")

@@ -1,6 +1,6 @@
 """A tracer that records the lock sequence of each task: what tests assert against.
 
-Attach as ``engine.tracer = LockLog()``; ``log.sequence(task_name)`` is the list of
+Attach as ``engine.add_instrument(LockLog())``; ``log.sequence(task_name)`` is the list of
 ``(event, class key, mode)`` with event ``acquire`` or ``release`` (and ``contended`` when
 ``with_contention``), in the order they happened.
 """
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from concurrency.instrument import Instrument
+
 if TYPE_CHECKING:
     from concurrency.engine import SimTask
     from concurrency.lock import SimLock
@@ -16,7 +18,7 @@ if TYPE_CHECKING:
 __all__ = ["LockLog"]
 
 
-class LockLog:
+class LockLog(Instrument):
     def __init__(self, *, with_contention: bool = False) -> None:
         self.events: list[tuple[str, str, str, str]] = []  # (task, event, class key, mode)
         self.with_contention = with_contention

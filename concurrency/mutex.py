@@ -92,7 +92,7 @@ class Mutex(SimLock):
         if self.owner is task:
             raise LockMisuse(f"{self.name}: {task.name} re-acquires a mutex it holds (AA deadlock)")
         engine = self.engine
-        if engine.lockdep is not None:
+        if engine.hooks.on_lock_acquire is not None:
             self._lockdep_acquire(task, subclass, WRITE, False)
         if self.costs.atomic_ns or self.costs.bounce_ns:
             await engine.delay(self._atomic_cost(task))
@@ -196,7 +196,7 @@ class Mutex(SimLock):
             raise LockMisuse(f"{self.name}: {task.name} unlocks a mutex held by {holder}")
         sub = self.owner_subclass
         self._released(task, (self.class_for(sub) if sub else self.lclass).write, self.owner_since)
-        if self.engine.lockdep is not None:
+        if self.engine.hooks.on_lock_release is not None:
             self._lockdep_release(task, sub)
         self.owner = None
         if self._watching is not None:

@@ -111,10 +111,9 @@ class Rcu:
             self._readers[task] = engine.now
             self.read_sections += 1
             self.lclass.read.acquisitions += 1
-        checker = engine.lockdep
-        if checker is not None:
-            checker.acquire(task.tid, task.name, self.lclass.key, read=RECURSIVE_READ, trylock=False,
-                            where=task.op, instance="rcu_read_lock")
+        hook = engine.hooks.on_lock_acquire
+        if hook is not None:
+            hook(task, self.lclass.key, RECURSIVE_READ, False, "rcu_read_lock")
 
     def rcu_read_unlock(self) -> None:
         """``rcu_read_unlock``: leave the section; the last holdout out may end the GP."""
@@ -125,10 +124,9 @@ class Rcu:
         depth = task.rcu_depth
         if depth <= 0:
             raise LockMisuse(f"rcu_read_unlock by {task.name} outside an RCU read-side section")
-        checker = engine.lockdep
-        if checker is not None:
-            checker.release(task.tid, self.lclass.key, instance="rcu_read_lock", task_name=task.name,
-                            where=task.op)
+        hook = engine.hooks.on_lock_release
+        if hook is not None:
+            hook(task, self.lclass.key, "rcu_read_lock")
         task.rcu_depth = depth - 1
         if depth > 1:
             return

@@ -28,7 +28,8 @@ Writers
       the first waiter is woken; it must run and retry, and others may steal the lock meanwhile.
 
 Handoff (anti-starvation)
-    A waiter that still fails after ``handoff_timeout_ns`` (``RWSEM_WAIT_TIMEOUT``, 4 ms at HZ=250)
+    A waiter that still fails after ``RWSEM_WAIT_TIMEOUT`` (``DIV_ROUND_UP(HZ, 250)`` jiffies past
+    the jiffy it queued in, tested with ``time_after(jiffies, waiter->timeout)``: 4-8 ms at HZ=250)
     sets HANDOFF: a writer in ``rwsem_try_write_lock``, a reader in ``rwsem_mark_wake`` when a writer
     stole the lock in front of it.  HANDOFF stops the reader fast path, reader stealing, trylocks and
     unqueued writer stealing; only the first waiter may take the lock.  A writer that set it spins on
@@ -76,6 +77,7 @@ _RETRY: Final = "retry"  # a queued writer is woken to run rwsem_try_write_lock 
 _CHANGED: Final = "changed"  # a spinner sees the lock or owner word change: look again
 _OSQ_HEAD: Final = "osq_head"  # the previous OSQ holder left: this spinner now spins on the owner
 _OSQ_UNQUEUE: Final = "osq_unqueue"  # need_resched() while waiting on the OSQ: give up spinning
+NSEC_PER_SEC: Final = 1_000_000_000
 
 
 class _Owner(Enum):
@@ -136,8 +138,12 @@ class RwSemaphore(SimLock):
         spin: writers spin optimistically (CONFIG_RWSEM_SPIN_ON_OWNER).
         reader_steal: readers steal a free lock past queued waiters (v5.11+).
         handoff: a starved waiter sets RWSEM_FLAG_HANDOFF after ``handoff_timeout_ns``.
-        handoff_timeout_ns: ``RWSEM_WAIT_TIMEOUT`` in ns (DIV_ROUND_UP(HZ, 250) jiffies: 4 ms at
-            HZ=250 or HZ=1000).
+        hz: CONFIG_HZ.  ``rwsem_down_{read,write}_slowpath`` set ``waiter.timeout = jiffies +
+            RWSEM_WAIT_TIMEOUT`` with ``RWSEM_WAIT_TIMEOUT = DIV_ROUND_UP(HZ, 250)``
+            (kernel/locking/rwsem.c) and ask for the handoff once ``time_after(jiffies,
+            waiter.timeout)``: jiffies tick every 1/HZ s from time 0, so the wait before a handoff
+            is 4-8 ms at HZ=250, 4-5 ms at HZ=1000, 10-20 ms at HZ=100.
+        handoff_timeout_ns: an exact timeout in ns instead of the jiffy one (None: use ``hz``).
         max_readers_wakeup: ``MAX_READERS_WAKEUP``, readers granted per wake-up.
     """
 
@@ -146,9 +152,11 @@ class RwSemaphore(SimLock):
 
     def __init__(self, engine: Engine, name: str, *, instance: str | None = None,
                  costs: LockCosts | None = None, spin: bool = True, reader_steal: bool = True,
-                 handoff: bool = True, handoff_timeout_ns: int = 4_000_000,
+                 handoff: bool = True, hz: int = 250, handoff_timeout_ns: int | None = None,
                  max_readers_wakeup: int = 256) -> None:
-        if handoff_timeout_ns < 0:
+        if hz < 1:
+            raise ValueError(f"hz must be >= 1, got {hz}")
+        if handoff_timeout_ns is not None and handoff_timeout_ns < 0:
             raise ValueError(f"handoff_timeout_ns must be >= 0, got {handoff_timeout_ns}")
         if max_readers_wakeup < 1:
             raise ValueError(f"max_readers_wakeup must be >= 1, got {max_readers_wakeup}")
@@ -157,6 +165,7 @@ class RwSemaphore(SimLock):
         self.reader_steal = reader_steal
         self.use_handoff = handoff
         self.handoff_timeout_ns = handoff_timeout_ns
+        self.hz = hz
         self.max_readers_wakeup = max_readers_wakeup
         # The count word.
         self.owner: SimTask | None = None  # RWSEM_WRITER_LOCKED, and the owner word's task
@@ -265,7 +274,7 @@ class RwSemaphore(SimLock):
             self._kick()
             return hold
         now = self.engine.now
-        waiter = _Waiter(task, False, subclass, now, now + self.handoff_timeout_ns)
+        waiter = _Waiter(task, False, subclass, now, self._wait_timeout(now))
         self.waitq.append(waiter)
         self._cond_wake()  # rwsem_cond_wake_waiter: may grant this very reader
         if waiter.hold is None:
@@ -346,7 +355,7 @@ class RwSemaphore(SimLock):
             else:
                 events["rwsem_opt_fail"] += 1
         now = engine.now
-        waiter = _Waiter(task, True, 0, now, now + self.handoff_timeout_ns)
+        waiter = _Waiter(task, True, 0, now, self._wait_timeout(now))
         self.waitq.append(waiter)
         if self.waitq[0] is not waiter:
             self._cond_wake()  # the lock may be free or reader-owned with readers to wake
@@ -365,6 +374,16 @@ class RwSemaphore(SimLock):
             await engine.block(self)
             events["rwsem_sleep_writer"] += 1
         events["rwsem_wlock"] += 1
+
+    def _wait_timeout(self, now: int) -> int:
+        """``waiter.timeout = jiffies + RWSEM_WAIT_TIMEOUT`` as the last ns at which
+        ``time_after(jiffies, waiter.timeout)`` is still false (callers test ``now > timeout``)."""
+        if self.handoff_timeout_ns is not None:
+            return now + self.handoff_timeout_ns
+        hz = self.hz
+        timeout = now * hz // NSEC_PER_SEC + -(-hz // 250)  # jiffies + DIV_ROUND_UP(HZ, 250)
+        # jiffies > timeout from the first tick of jiffy timeout + 1
+        return -(-(timeout + 1) * NSEC_PER_SEC // hz) - 1
 
     def _try_write_lock(self, waiter: _Waiter) -> bool:
         """``rwsem_try_write_lock``: take a free lock, or set HANDOFF once the waiter timed out."""
@@ -427,10 +446,9 @@ class RwSemaphore(SimLock):
         self.owner = None
         self._grant_read(task, subclass)
         self._acquired(task, self.class_for(subclass).read, None)
-        checker = self.engine.lockdep
-        if checker is not None:  # lock_downgrade: the held entry becomes a read, no new edges
-            checker.downgrade(task.tid, self.class_for(subclass).key, instance=self.name,
-                              task_name=task.name, where=task.op)
+        hook = self.engine.hooks.on_lock_downgrade
+        if hook is not None:  # lock_downgrade: the held entry becomes a read, no new edges
+            hook(task, self.class_for(subclass).key, self.name)
         if self.waitq:
             self._mark_wake(_Wake.READ_OWNED)
         self._kick()

@@ -1,8 +1,9 @@
 """Timeline traces of a run: Chrome trace-event JSON (opens in Perfetto) and a sampled event log.
 
-Attach a tracer as ``engine.tracer``; the lock base calls ``on_contended`` / ``on_acquired`` /
-``on_released`` (concurrency/lock.py) and the actors call ``on_op`` for every timed operation.
-With ``engine.tracer`` None none of this runs: the hooks sit behind one ``is not None`` test.
+Both are instruments (concurrency/instrument.py), attached with ``engine.add_instrument``: the lock
+base calls ``on_contended`` / ``on_acquired`` / ``on_released`` (concurrency/lock.py) and the actors
+call ``on_op`` for every timed operation.  With no instrument attached none of this runs: each hook
+sits behind one ``is not None`` test.
 
 :class:`ChromeTracer` writes the Trace Event Format (``{"traceEvents": [...]}``):
 
@@ -39,6 +40,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import structlog
 
+from concurrency.instrument import Instrument
+
 if TYPE_CHECKING:
     from concurrency.engine import Engine, SimTask
     from concurrency.lock import SimLock
@@ -51,7 +54,7 @@ LANE_TID_BASE = 1000
 _Slice = tuple[int, int, int, int, str, str, dict[str, Any]]
 
 
-class EventLog:
+class EventLog(Instrument):
     """The run's log: JSON lines through structlog processors, in virtual time.
 
     Processors: ``add_log_level``; a virtual-time stamp (``t_ns`` from the engine, and the
@@ -203,7 +206,7 @@ class EventLog:
         """Operations are not logged (the timeline has them): too hot, and the latency histograms
         already hold them."""
 
-    def on_finding(self, kind: str, **fields: Any) -> None:
+    def on_finding(self, kind: str, fields: dict[str, object]) -> None:
         """``walk_miss`` or ``corruption``, from mm/system.py as the oracle finds it."""
         self._event("error" if kind == "corruption" else "warning", kind, **fields)
 
@@ -248,7 +251,7 @@ def _interrupted(exc: BaseException) -> bool:
     return isinstance(exc, KeyboardInterrupt | trio.Cancelled)
 
 
-class ChromeTracer:
+class ChromeTracer(Instrument):
     """Collects slices and flows during a run; :meth:`dump` writes ``trace.json``.
 
     ``max_events`` bounds memory on long runs: past it, events are counted in ``dropped`` (and
@@ -314,9 +317,9 @@ class ChromeTracer:
                           {"task": task.name, "op": task.op, "lock": lock.name})
         self._last_release[id(lock)] = (now, idx)
 
-    def on_finding(self, kind: str, **fields: Any) -> None:
+    def on_finding(self, kind: str, fields: dict[str, object]) -> None:
         if self.event_log is not None:
-            self.event_log.on_finding(kind, **fields)
+            self.event_log.on_finding(kind, fields)
 
     def on_op(self, task: SimTask, name: str, start_ns: int, end_ns: int) -> None:
         if self.event_log is not None:

@@ -1,7 +1,8 @@
 """The trio executor: each simulated CPU is a trio task, and control passes between them in virtual time.
 
-``Engine(executor="trio")`` runs here.  The engine keeps its heap of ``(time_ns, seq, target,
-token)``, its CPUs and its tasks; what changes is who steps the simulated tasks' coroutines:
+``TrioEngine`` (``engine_class("trio")``, concurrency/executors.py) runs here.  The engine keeps its
+heap of ``(time_ns, seq, target, token)``, its CPUs and its tasks; what changes is who steps the
+simulated tasks' coroutines:
 
 * every simulated CPU is a trio task in one nursery (:meth:`_Cpus.cpu_main`);
 * exactly one CPU task holds the *baton* at a time.  It pops the heap: a callback (an RCU grace
@@ -23,7 +24,7 @@ there the trio executor takes the shortcut exactly where the stepper does (same 
 Parked tasks wait with an abort function that returns ``Abort.SUCCEEDED``, so cancelling the
 nursery ends them; the simulated work runs under trio's KeyboardInterrupt protection, so Ctrl-C
 arrives as a ``KeyboardInterrupt`` at a hand-off or checkpoint, between two events, never inside
-the model.  :func:`step` is the stepper's counterpart inside trio (``Engine.run_async``).
+the model.  The stepper's counterpart inside trio is ``Engine.run_async``.
 """
 
 from __future__ import annotations
@@ -44,29 +45,32 @@ from concurrency.engine import (
     _STOP_TOKEN,
     TIMEOUT,
     CpuState,
+    Engine,
     RunOutcome,
     SimulationError,
     TaskState,
     _caused,
     _OffCpu,
 )
-from concurrency.lock import LockMisuse
+from concurrency.lock_types import LockMisuse
 
 if TYPE_CHECKING:
-    from concurrency.engine import Engine, SimTask
+    from concurrency.engine import SimTask
 
-__all__ = ["run_cpus", "run_sync", "step"]
+__all__ = ["TrioEngine", "run_cpus", "run_sync"]
 
-@enable_ki_protection
-async def step(engine: Engine, until_ns: int | None, max_events: int | None) -> RunOutcome:
-    """The stepper inside trio: checkpoint every ``checkpoint_every`` events."""
-    gen = engine._loop(until_ns, max_events)
-    try:
-        for _ in gen:
-            await trio.lowlevel.checkpoint()
-    finally:
-        gen.close()  # cancelled or interrupted: the loop's clean-up runs now (abandons the tasks)
-    return engine.outcome
+
+class TrioEngine(Engine):
+    """The engine run by the trio executor: every simulated CPU a trio task (module docstring)."""
+
+    def run(self, until_ns: int | None = None, max_events: int | None = None) -> RunOutcome:
+        """Run to completion synchronously: its own ``trio.run`` (or a thread's, inside trio)."""
+        return run_sync(self, until_ns, max_events)
+
+    async def run_async(self, until_ns: int | None = None,
+                        max_events: int | None = None) -> RunOutcome:
+        """Run inside trio: the CPU tasks pass control through trio."""
+        return await run_cpus(self, until_ns, max_events)
 
 
 class _Cpus:

@@ -2,7 +2,7 @@
 
 Mirrors mainline mm/rmap.c as of 2026 (after L. Stoakes' Jan-2026 anon_vma clean-up, which is
 also the non-COW code of the ``project/cow-context`` branch) and the helpers of
-include/linux/rmap.h / mm/internal.h.  See ../shared/reference/kernel-rmap.md §1-§3.
+include/linux/rmap.h / mm/internal.h.  See docs/kernel-rmap.md §1-§3.
 
 Objects
     :class:`AnonVma` is ``struct anon_vma``: ``root``, ``parent``, ``refcount``, ``num_children``
@@ -53,13 +53,13 @@ anon_vma.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from concurrency.mutex import Mutex
 from concurrency.rwsem import RwSemaphore
-from mm.rmap_design import RmapDesign, RmapWalkControl, Switch, WalkResult, register
+from mm.cpu import spend
+from mm.rmap_design import RmapDesign, RmapWalkControl, Switch, WalkResult
 
 if TYPE_CHECKING:
     from mm.system import MmSystem
@@ -175,6 +175,11 @@ class _PrepareToken:
 class AnonVmaDesign(RmapDesign):
     """The mainline anon_vma reverse map; see the module docstring."""
 
+    # copy_vma (mm/vma.c) sets need_rmap_locks = false for a target VMA it duplicated: the copy's
+    # AVCs are linked after the source's in every anon_vma tree, so a walk reaches the copy after
+    # the source and finds an entry move_ptes moved meanwhile at its new address.
+    MREMAP_FRESH_VMA_NEEDS_RMAP_LOCKS = False
+
     name: ClassVar[str] = "anon_vma"
     summary: ClassVar[str] = ("mainline 2026: anon_vma tree per fork family, one AVC per (VMA, anon_vma), "
                               "interval trees, every lock through the root anon_vma's rwsem")
@@ -216,9 +221,6 @@ class AnonVmaDesign(RmapDesign):
         self.peak_anon_vmas = 0
         self.peak_avcs = 0
         self.at_peak = (0, 0)  # (anon_vmas, AVCs) when the bytes peaked
-        # Called after every allocation (:meth:`_note_peak`) when set: rmapsim validate's H6 probe.
-        # An attribute to set, not a method to replace: compiled code calls its methods directly.
-        self.on_alloc: Callable[[], None] | None = None
         # Counters for reports (how often each path ran).
         self.counts: dict[str, int] = {
             "anon_vma_alloc": 0, "anon_vma_free": 0, "avc_alloc": 0, "avc_free": 0,
@@ -227,10 +229,6 @@ class AnonVmaDesign(RmapDesign):
         }
 
     # -- costs and allocation ---------------------------------------------------------------------
-
-    async def _spend(self, ns: int) -> None:
-        if ns:
-            await self.sys.engine.delay(ns)
 
     def _tree_op_ns(self, av: AnonVma) -> int:
         """Insert/remove in the interval tree (or, pre-2010, a list_add/list_del)."""
@@ -296,8 +294,9 @@ class AnonVmaDesign(RmapDesign):
         if total > self.peak_total_bytes:
             self.peak_total_bytes = total
             self.at_peak = (n_av, n_avc)
-        if self.on_alloc is not None:
-            self.on_alloc()
+        hook = self.sys.hooks.on_anon_vma_grow
+        if hook is not None:  # an instrument listens (rmapsim validate's H6 probe): count the VMAs
+            hook(n_av, sum(1 for v in self.vmas.values() if v.anon_vma is not None))
 
     # -- the lock helpers (include/linux/rmap.h, mm/internal.h) -----------------------------------
 
@@ -351,7 +350,7 @@ class AnonVmaDesign(RmapDesign):
             self.counts["free_lock_dance"] += 1
             await self._lock_write(av)
             self._unlock_write(av)
-        await self._spend(self.sys.costs.slab_ns)
+        await spend(self.sys, self.sys.costs.slab_ns)
         self._retire(av)
 
     def _retire(self, av: AnonVma) -> None:
@@ -361,7 +360,7 @@ class AnonVmaDesign(RmapDesign):
 
     async def _put_anon_vma(self, av: AnonVma) -> None:
         """``put_anon_vma`` -> ``__put_anon_vma``: free it, then drop the root's reference."""
-        await self._spend(self.sys.costs.atomic_ns)
+        await spend(self.sys, self.sys.costs.atomic_ns)
         av.refcount -= 1
         if av.refcount:
             return
@@ -422,14 +421,14 @@ class AnonVmaDesign(RmapDesign):
         costs = self.sys.costs
         mm = vma.mm
         avc_spare_ns = self._avc_slab_ns
-        await self._spend(avc_spare_ns)  # anon_vma_chain_alloc(GFP_KERNEL)
-        await self._spend(costs.mt_lookup(len(mm.vmas)))  # vma_next / vma_prev
+        await spend(self.sys, avc_spare_ns)  # anon_vma_chain_alloc(GFP_KERNEL)
+        await spend(self.sys, costs.mt_lookup(len(mm.vmas)))  # vma_next / vma_prev
         av = self._find_mergeable_anon_vma(vma)
         allocated: AnonVma | None = None
         if av is None:
             av = self._new_anon_vma()
             self._make_root(av)
-            await self._spend(costs.slab_ns)
+            await spend(self.sys, costs.slab_ns)
             av.num_children += 1  # self-parent link for a new root
             allocated = av
         else:
@@ -442,7 +441,7 @@ class AnonVmaDesign(RmapDesign):
             vma.anon_vma = av
             avc = self._new_avc(vma, av)
             self._link_same_vma(vma, avc)
-            await self._spend(self._tree_op_ns(av))
+            await spend(self.sys, self._tree_op_ns(av))
             av.tree[avc.aid] = avc
             av.num_active_vmas += 1
             linked = True
@@ -454,7 +453,7 @@ class AnonVmaDesign(RmapDesign):
                 allocated.num_children -= 1
                 allocated.emptied = True
                 await self._put_anon_vma(allocated)
-            await self._spend(avc_spare_ns)  # anon_vma_chain_free
+            await spend(self.sys, avc_spare_ns)  # anon_vma_chain_free
 
     async def _clone(self, dst: Vma, src: Vma, fork: bool) -> None:
         """``anon_vma_clone``: one AVC in ``dst`` per AVC of ``src``, inserted into each
@@ -471,10 +470,10 @@ class AnonVmaDesign(RmapDesign):
             # 2011: anon_vma_chain_link locked and unlocked the root around every AVC.
             for pavc in order:
                 if not self.alloc_under_lock:
-                    await self._spend(slab)
+                    await spend(self.sys, slab)
                 await self._lock_write(active)
                 if self.alloc_under_lock:
-                    await self._spend(slab)
+                    await spend(self.sys, slab)
                 await self._link_clone_avc(dst, pavc.anon_vma, fork)
                 if pavc is order[-1] and not fork:
                     dst.anon_vma.num_active_vmas += 1
@@ -484,14 +483,14 @@ class AnonVmaDesign(RmapDesign):
             # Pre-2026: the first allocation precedes the lock; the rest happen under it.
             locked = False
             for pavc in order:
-                await self._spend(slab)  # GFP_NOWAIT (never fails here)
+                await spend(self.sys, slab)  # GFP_NOWAIT (never fails here)
                 if not locked:
                     await self._lock_write(active)
                     locked = True
                 await self._link_clone_avc(dst, pavc.anon_vma, fork)
         else:
             # 2026: allocate every AVC first (no lock needed: dst is not visible yet).
-            await self._spend(slab * len(pavcs))
+            await spend(self.sys, slab * len(pavcs))
             await self._lock_write(active)
             for pavc in order:
                 await self._link_clone_avc(dst, pavc.anon_vma, fork)
@@ -503,7 +502,7 @@ class AnonVmaDesign(RmapDesign):
         """Assign one new AVC, insert it into ``av``'s tree, and try reuse on fork (lock held)."""
         avc = self._new_avc(dst, av)
         self._link_same_vma(dst, avc)
-        await self._spend(self._tree_op_ns(av))
+        await spend(self.sys, self._tree_op_ns(av))
         av.tree[avc.aid] = avc
         if fork and self.reuse and dst.anon_vma is None and av.num_active_vmas == 0 \
                 and av.num_children <= 1:
@@ -529,33 +528,33 @@ class AnonVmaDesign(RmapDesign):
             await self._lock_write(pav)
             avc = self._new_avc(child, pav)
             self._link_same_vma(child, avc)
-            await self._spend(self._tree_op_ns(pav))
+            await spend(self.sys, self._tree_op_ns(pav))
             pav.tree[avc.aid] = avc
             pav.num_active_vmas += 1
             self._unlock_write(pav)
             return
         preallocate = not self.alloc_under_lock
         if preallocate:
-            await self._spend(2 * costs.slab_ns)  # anon_vma_alloc + anon_vma_chain_alloc
+            await spend(self.sys, 2 * costs.slab_ns)  # anon_vma_alloc + anon_vma_chain_alloc
         await self._clone(child, parent, fork=True)
         if child.anon_vma is not None:
             if preallocate:
-                await self._spend(2 * costs.slab_ns)  # put_anon_vma(spare) + anon_vma_chain_free
+                await spend(self.sys, 2 * costs.slab_ns)  # put_anon_vma(spare) + anon_vma_chain_free
             return
         if not preallocate:
-            await self._spend(2 * costs.slab_ns)
+            await spend(self.sys, 2 * costs.slab_ns)
         av = self._new_anon_vma()
         av.num_active_vmas = 1
         av.root = pav.root
         av.parent = pav
         # The root is pinned until this anon_vma is freed: the lock lives in the root.
-        await self._spend(costs.atomic_ns)
+        await spend(self.sys, costs.atomic_ns)
         av.root.refcount += 1
         child.anon_vma = av
         avc = self._new_avc(child, av)
         self._link_same_vma(child, avc)
         await self._lock_write(av)
-        await self._spend(self._tree_op_ns(av))
+        await spend(self.sys, self._tree_op_ns(av))
         av.tree[avc.aid] = avc
         av.parent.num_children += 1
         self._unlock_write(av)
@@ -595,7 +594,7 @@ class AnonVmaDesign(RmapDesign):
                 continue
             for avc in vma.rmap:
                 size_ns = self._tree_op_ns(avc.anon_vma)
-                await self._spend(2 * size_ns)  # remove at the old interval, insert at the new
+                await spend(self.sys, 2 * size_ns)  # remove at the old interval, insert at the new
         self._unlock_write(token.anon_vma)
 
     async def unlink_vma(self, vma: Vma) -> None:
@@ -626,7 +625,7 @@ class AnonVmaDesign(RmapDesign):
         emptied: list[Avc] = []
         for avc in list(chain):
             av = avc.anon_vma
-            await self._spend(self._tree_op_ns(av))
+            await spend(self.sys, self._tree_op_ns(av))
             del av.tree[avc.aid]
             if not av.tree:
                 av.parent.num_children -= 1
@@ -634,7 +633,7 @@ class AnonVmaDesign(RmapDesign):
                 emptied.append(avc)
                 continue
             self._unlink_same_vma(vma, avc)
-            await self._spend(slab)
+            await spend(self.sys, slab)
             self._drop_avc(avc)
         if active is not None:
             active.num_active_vmas -= 1
@@ -644,7 +643,7 @@ class AnonVmaDesign(RmapDesign):
         for avc in emptied:
             await self._put_anon_vma(avc.anon_vma)
             self._unlink_same_vma(vma, avc)
-            await self._spend(slab)
+            await spend(self.sys, slab)
             self._drop_avc(avc)
         assert not vma.rmap
         vma.rmap = None
@@ -724,7 +723,7 @@ class AnonVmaDesign(RmapDesign):
         av.refcount += 1
         av.pins += 1
         rcu.rcu_read_unlock()
-        await self._spend(self.sys.costs.atomic_ns)
+        await spend(self.sys, self.sys.costs.atomic_ns)
         await self._lock_read(av)
         av.pins -= 1
         av.refcount -= 1
@@ -776,9 +775,9 @@ class AnonVmaDesign(RmapDesign):
         last = first + folio.nr_pages - 1
         if self.single:
             # Pre-2010: a plain list of every VMA of the family, each checked by vma_address.
-            await self._spend(costs.list_op_ns * len(av.tree))
+            await spend(self.sys, costs.list_op_ns * len(av.tree))
         else:
-            await self._spend(costs.itree_query(len(av.tree)))
+            await spend(self.sys, costs.itree_query(len(av.tree)))
         hits = [avc.vma for avc in av.tree.values()
                 if avc.vma.pgoff <= last and avc.vma.pgoff + avc.vma.pages - 1 >= first]
         hits.sort(key=lambda v: (v.pgoff, v.vid))
@@ -923,4 +922,3 @@ class AnonVmaDesign(RmapDesign):
         return out
 
 
-register(AnonVmaDesign)  # a plain call, not a class decorator: mypyc keeps no decorated native class

@@ -1,7 +1,7 @@
 """ANON_VMA_LAZY: anon_vma created only when a VMA is first shared (fork), rmap from the VMA before.
 
 Models the 15-patch series "[PATCH 0/15] mm: introduce ANON_VMA_LAZY for deferred anon_vma
-creation" (tao / wangtao, Honor, LKML 27 May 2026; NAKed), reference kernel-rmap.md [L2]:
+creation" (tao / wangtao, Honor, LKML 27 May 2026; NAKed), reference docs/kernel-rmap.md [L2]:
 
 * [L2a] cover letter, https://lkml.rescloud.iu.edu/hypermail/linux/kernel/2605.3/05380.html
 * [P03] "mm: introduce anon_vma_tree_t for multiple anon_vma topologies",
@@ -114,7 +114,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from mm.anon_vma import AnonVma, AnonVmaDesign, Avc, _PrepareToken
-from mm.rmap_design import RmapWalkControl, Switch, WalkResult, register, switch_values
+from mm.cpu import spend
+from mm.rmap_design import RmapWalkControl, Switch, WalkResult, switch_values
 
 if TYPE_CHECKING:
     from concurrency.engine import SimTask
@@ -334,7 +335,7 @@ class AnonVmaLazyDesign(AnonVmaDesign):
         lock only, before the ``mmap_read_trylock`` branch; marks the VMA lazy with itself as root
         (one cmpxchg of ``vma->anon_vma``; INFER: the body is not readable).  No allocation, no
         anon_vma lock, no ``mm->page_table_lock``; a racing thread that set it first wins."""
-        await self._spend(self.sys.costs.atomic_ns)
+        await spend(self.sys, self.sys.costs.atomic_ns)
         if vma.anon_vma is not None:
             self.counts["lazy_prepare_race"] += 1
             return True
@@ -363,7 +364,7 @@ class AnonVmaLazyDesign(AnonVmaDesign):
         if self.drain:
             await self._start_drain(root)
         vmas = list(root.vmas)
-        await self._spend(costs.slab_ns * (1 + len(vmas)))  # anon_vma_alloc + anon_vma_chain_alloc
+        await spend(self.sys, costs.slab_ns * (1 + len(vmas)))  # anon_vma_alloc + anon_vma_chain_alloc
         av = self._new_anon_vma()
         self._make_root(av)
         av.num_children += 1  # self-parent link of a new root
@@ -372,7 +373,7 @@ class AnonVmaLazyDesign(AnonVmaDesign):
         for vma in vmas:
             avc = self._new_avc(vma, av)
             self._link_same_vma(vma, avc)
-            await self._spend(self._tree_op_ns(av))
+            await spend(self.sys, self._tree_op_ns(av))
             av.tree[avc.aid] = avc
             av.num_active_vmas += 1
             vma.anon_vma = av
@@ -401,7 +402,7 @@ class AnonVmaLazyDesign(AnonVmaDesign):
             await self._start_drain(own)
         vmas = list(own.vmas)
         chain: list[Avc] = list(vma.rmap or [])
-        await self._spend(costs.slab_ns * (1 + len(vmas)))  # anon_vma_alloc + anon_vma_chain_alloc
+        await spend(self.sys, costs.slab_ns * (1 + len(vmas)))  # anon_vma_alloc + anon_vma_chain_alloc
         family = chain[-1].anon_vma
         await self._lock_write(family)
         reusable = next((avc.anon_vma for avc in reversed(chain)
@@ -413,19 +414,19 @@ class AnonVmaLazyDesign(AnonVmaDesign):
             own.upgraded = reusable
             self.upgraded_to.setdefault(reusable.avid, []).append(own)
             self._unlock_write(family)
-            await self._spend(costs.slab_ns * (1 + len(vmas)))  # put_anon_vma + anon_vma_chain_free
+            await spend(self.sys, costs.slab_ns * (1 + len(vmas)))  # put_anon_vma + anon_vma_chain_free
             self.counts["fork_reuse"] += 1
             av = reusable
         else:
             av = self._new_anon_vma()
             av.root = family.root
             av.parent = tp.av
-            await self._spend(costs.atomic_ns)
+            await spend(self.sys, costs.atomic_ns)
             av.root.refcount += 1  # the lock lives in the root: pinned until this anon_vma goes
             for v in vmas:
                 avc = self._new_avc(v, av)
                 self._link_same_vma(v, avc)
-                await self._spend(self._tree_op_ns(av))
+                await spend(self.sys, self._tree_op_ns(av))
                 av.tree[avc.aid] = avc
                 av.num_active_vmas += 1
                 v.anon_vma = av
@@ -471,7 +472,7 @@ class AnonVmaLazyDesign(AnonVmaDesign):
         chain: list[Avc] = list(src.rmap or [])
         if not chain:
             return
-        await self._spend(self._avc_slab_ns * len(chain))
+        await spend(self.sys, self._avc_slab_ns * len(chain))
         active = chain[-1].anon_vma
         await self._lock_write(active)
         for pavc in reversed(chain):
@@ -489,7 +490,7 @@ class AnonVmaLazyDesign(AnonVmaDesign):
         if anchor is None:
             return
         if isinstance(anchor, LazyRoot):
-            await self._spend(self.sys.costs.atomic_ns)
+            await spend(self.sys, self.sys.costs.atomic_ns)
             new.anon_vma = anchor
             anchor.vmas.append(new)
             self.root_of[new.vid] = anchor
@@ -497,7 +498,7 @@ class AnonVmaLazyDesign(AnonVmaDesign):
         if isinstance(anchor, TreeParent):
             new.anon_vma = TreeParent(anchor.av, anchor.own)
             if anchor.own is not None:
-                await self._spend(self.sys.costs.atomic_ns)
+                await spend(self.sys, self.sys.costs.atomic_ns)
                 anchor.own.vmas.append(new)
                 self.root_of[new.vid] = anchor.own
             await self._clone_chain(new, src)
@@ -599,7 +600,7 @@ class AnonVmaLazyDesign(AnonVmaDesign):
 
     async def put_anon_vma(self, token: Any) -> None:
         if isinstance(token, LazyRoot):
-            await self._spend(self.sys.costs.atomic_ns)
+            await spend(self.sys, self.sys.costs.atomic_ns)
             self._unpin(token)
             return
         await super().put_anon_vma(token)
@@ -654,11 +655,11 @@ class AnonVmaLazyDesign(AnonVmaDesign):
                 return await self.rmap_walk(folio, rwc)
             self._pin(root)
             rcu.rcu_read_unlock()
-            await self._spend(costs.atomic_ns)  # the root VMA's reference
+            await spend(self.sys, costs.atomic_ns)  # the root VMA's reference
         self.counts["lazy_walk"] += 1
         first = folio.index
         last = first + folio.nr_pages - 1
-        await self._spend(costs.list_op_ns * len(root.vmas))
+        await spend(self.sys, costs.list_op_ns * len(root.vmas))
         i = 0
         while i < len(root.vmas):
             vma = root.vmas[i]
@@ -676,7 +677,7 @@ class AnonVmaLazyDesign(AnonVmaDesign):
                 result.stopped_early = True
                 break
         if not rwc.locked:
-            await self._spend(costs.atomic_ns)
+            await spend(self.sys, costs.atomic_ns)
             self._unpin(root)
         return result
 
@@ -747,4 +748,3 @@ class AnonVmaLazyDesign(AnonVmaDesign):
         return dict(sorted(self.counts.items()))
 
 
-register(AnonVmaLazyDesign)  # a plain call, not a class decorator: mypyc keeps no decorated native class

@@ -1,6 +1,6 @@
 """The one cost model: every constant named, with its source or marked ASSUME.
 
-Sources are the tags of ../shared/reference/kernel-rmap.md §6.4 (resolved in its §9).  A scenario
+Sources are the tags of docs/kernel-rmap.md §6.4 (resolved in its §9).  A scenario
 overrides any field by name (``CostModel.with_overrides``); unknown names are an error.
 Calibration notes live next to each field.
 """

@@ -1,7 +1,7 @@
 """The COW-context reverse map: Lorenzo Stoakes' LSF/MM/BPF 2026 proof of concept.
 
 Mirrors ``mm/cow_context.c`` of ``ljs/linux.git`` branch ``project/cow-context`` (reference
-kernel-rmap.md §5.2-5.4, [R3]) in its ``CONFIG_COW_CONTEXT_ANON_RMAP`` mode ([R2]), where the
+docs/kernel-rmap.md §5.2-5.4, [R3]) in its ``CONFIG_COW_CONTEXT_ANON_RMAP`` mode ([R2]), where the
 anon_vma machinery is stubbed out:
 
 * one ``struct cow_context`` per mm (``mm_init_cow_context``), linked into a parent/children/
@@ -107,7 +107,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from concurrency.atomic import ContendedAtomic
-from mm.rmap_design import RmapDesign, RmapWalkControl, Switch, WalkResult, register
+from mm.cpu import spend
+from mm.rmap_design import RmapDesign, RmapWalkControl, Switch, WalkResult
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -224,12 +225,6 @@ class CowContext:
         return f"<CowContext {self.cid} {state} ref={self.refcnt.value}>"
 
 
-async def _spend(system: MmSystem, ns: int) -> None:
-    """CPU work; a zero cost takes no event, so a free cost model changes no ordering."""
-    if ns:
-        await system.engine.delay(ns)
-
-
 class _Walk:
     """State of one ``cow_context_walk``."""
 
@@ -333,7 +328,7 @@ class CowContextDesign(RmapDesign):
         entry = (vma.pgoff, vma.pgoff + vma.pages, vma.offset)
         if ctx.remaps.get(vma.vid) == entry:
             return
-        await _spend(self.sys, self.sys.costs.mt_store_ns)
+        await spend(self.sys, self.sys.costs.mt_store_ns)
         before = len(ctx.remaps)
         ctx.remaps[vma.vid] = entry
         self._set_remaps_bytes(ctx, before)
@@ -351,7 +346,7 @@ class CowContextDesign(RmapDesign):
         await ctx.unmap_lock.lock()
         ctx.unmap_lock.unlock()
         rcu.rcu_read_unlock()
-        await _spend(self.sys, self.sys.costs.mt_store_ns)  # store the shrunk/empty entry
+        await spend(self.sys, self.sys.costs.mt_store_ns)  # store the shrunk/empty entry
         before = len(ctx.remaps)
         del ctx.remaps[vma.vid]
         self._set_remaps_bytes(ctx, before)
@@ -375,7 +370,7 @@ class CowContextDesign(RmapDesign):
                 raise RuntimeError(f"freeing {curr!r} with children or an mm")
             parent = await self._delete_child_from_parent(curr)
             if curr.remaps:  # delete_remaps: mtree_destroy under RCU
-                await _spend(self.sys, self.sys.costs.mt_store_ns)
+                await spend(self.sys, self.sys.costs.mt_store_ns)
                 before = len(curr.remaps)
                 curr.remaps.clear()
                 self._set_remaps_bytes(curr, before)
@@ -390,7 +385,7 @@ class CowContextDesign(RmapDesign):
             return None
         await parent.list_lock.lock()
         await self.sys.pull_locked_lines(parent.list_lock)  # the children list's lines
-        await _spend(self.sys, self.sys.costs.list_op_ns)
+        await spend(self.sys, self.sys.costs.list_op_ns)
         prev, nxt = ctx.prev_sib, ctx.next_sib
         if prev is None:
             parent.first_child = nxt
@@ -422,7 +417,7 @@ class CowContextDesign(RmapDesign):
     async def mm_init(self, mm: MmStruct) -> None:
         """``mm_init_cow_context``: kzalloc, refcnt = 1 (the mm's), empty lists and remap tree."""
         system = self.sys
-        await _spend(system, system.costs.slab_ns)
+        await spend(system, system.costs.slab_ns)
         name = f"mm{mm.mid}->cow_context"
         refcnt = ContendedAtomic(system.engine, "cow_context->refcnt", value=1, instance=f"{name}->refcnt",
                                  costs=system.lock_costs)
@@ -452,7 +447,7 @@ class CowContextDesign(RmapDesign):
             await pctx.rwsem.down_write()
         await pctx.list_lock.lock()
         await self.sys.pull_locked_lines(pctx.list_lock)  # the children list's lines
-        await _spend(self.sys, self.sys.costs.list_op_ns)
+        await spend(self.sys, self.sys.costs.list_op_ns)
         head = pctx.first_child
         ctx.next_sib = head
         ctx.prev_sib = None
@@ -778,7 +773,7 @@ class CowContextDesign(RmapDesign):
         overlapping the folio.  False ends the traversal."""
         system = self.sys
         folio = walk.folio
-        await _spend(system, 2 * system.costs.atomic_ns)  # mmget_not_zero + mmput_async
+        await spend(system, 2 * system.costs.atomic_ns)  # mmget_not_zero + mmput_async
         shortcut = self.exclusive_shortcut
         was_exclusive = shortcut != "off" and self._exclusive(folio)
         if not await self._walk_offset(walk, mm, 0):
@@ -789,7 +784,7 @@ class CowContextDesign(RmapDesign):
             self.counters["exclusive_shortcuts"] += 1
             return False  # normal completion: the walk found everything there is
         if ctx.remaps:
-            await _spend(system, system.costs.mt_lookup(len(ctx.remaps)))
+            await spend(system, system.costs.mt_lookup(len(ctx.remaps)))
             first, last = folio.index, folio.index + folio.nr_pages
             offsets = sorted({off for lo, hi, off in ctx.remaps.values() if lo < last and hi > first})
             for off in offsets:
@@ -808,7 +803,7 @@ class CowContextDesign(RmapDesign):
         folio = walk.folio
         rwc = walk.rwc
         res = walk.result
-        await _spend(system, system.costs.mt_lookup(len(mm.vmas)))
+        await spend(system, system.costs.mt_lookup(len(mm.vmas)))
         start = folio.index + offset
         for vma in mm.vmas_in(start, start + folio.nr_pages):
             if vma.offset != offset:
@@ -925,4 +920,3 @@ class CowContextDesign(RmapDesign):
         return out
 
 
-register(CowContextDesign)  # a plain call, not a class decorator: mypyc keeps no decorated native class

@@ -10,6 +10,7 @@ from __future__ import annotations
 from enum import Enum
 
 from concurrency.spinlock import QSpinlock
+from mm.cpu import spend
 from mm.mmap_lock import lock_vma_under_rcu
 from mm.system import ZERO_FOLIO, MmSystem
 from mm.types import HPAGE_PMD_NR, Folio, MmStruct, Pte, Vma
@@ -21,12 +22,7 @@ class Fault(Enum):
     OK = "ok"
     RETRY = "retry"  # VM_FAULT_RETRY
     SIGSEGV = "sigsegv"
-
-
-async def spend(system: MmSystem, ns: int) -> None:
-    """CPU work of ``ns``; zero costs take no event (so a free cost model changes no ordering)."""
-    if ns:
-        await system.engine.delay(ns)
+    FALLBACK = "fallback"  # VM_FAULT_FALLBACK: the huge PMD was split, handle the fault per PTE
 
 
 async def handle_mm_fault(system: MmSystem, mm: MmStruct, vpn: int, write: bool) -> Fault:
@@ -106,9 +102,13 @@ async def _handle_fault(system: MmSystem, vma: Vma, vpn: int, write: bool, *, vm
                 await _migration_entry_wait(system, vma, base, pmd)
                 return Fault.RETRY
             if write and not pmd.writable:
-                return await do_huge_pmd_wp_page(system, vma, base, pmd)
-            pmd.young = True
-            return Fault.OK
+                ret = await do_huge_pmd_wp_page(system, vma, base, pmd)
+                if ret is not Fault.FALLBACK:
+                    return ret
+                # __handle_mm_fault goes on to handle_pte_fault under the same lock
+            else:
+                pmd.young = True
+                return Fault.OK
     pte = mm.ptes.get(vpn)
     if pte is None:
         if not write:
@@ -137,10 +137,13 @@ async def _migration_entry_wait(system: MmSystem, vma: Vma, vpn: int, entry: Pte
     lock.folio_unlock()
     system.ops.inc("migration_entry_wait")
     mm = vma.mm
-    table = mm.pmds if folio.order else mm.ptes
-    key = vpn // HPAGE_PMD_NR if folio.order else vpn
+    # A THP's migration entry is a PMD, or one of its PTEs (a PTE-mapped THP, or a PMD frozen
+    # into PTE migration entries by a split).
+    huge = mm.pmds.get(vpn // HPAGE_PMD_NR) is entry
+    table = mm.pmds if huge else mm.ptes
+    key = vpn // HPAGE_PMD_NR if huge else vpn
     if table.get(key) is entry and (folio.freed or not folio.pins):
-        ptl = system.pmd_lock(mm, vpn) if folio.order else system.ptl(mm, vpn)
+        ptl = system.pmd_lock(mm, vpn) if huge else system.ptl(mm, vpn)
         await ptl.lock()
         if table.get(key) is entry:
             del table[key]
@@ -192,6 +195,7 @@ async def _map_new_folio(system: MmSystem, vma: Vma, vpn: int, folio: Folio, loc
     await system.design.folio_add_new_anon_rmap(folio, vma, vpn, True)
     folio.exclusive = True
     folio.mapcount = 1
+    folio.entire_mapcount = 1 if folio.order else 0  # folio_add_new_anon_rmap(..., RMAP_LEVEL_PMD)
     table[key] = Pte(folio, True)
     if system.story is not None:
         system.story.note("entry", f"fault maps new folio {folio.fid} at mm{vma.mm.mid} vpn {vpn}", folio=folio.fid,
@@ -271,7 +275,7 @@ async def do_wp_page(system: MmSystem, vma: Vma, vpn: int, vma_locked: bool) -> 
     system.lru_add(new)
     free_old = False
     if old is not ZERO_FOLIO:
-        old.mapcount -= 1  # folio_remove_rmap_pte
+        system.folio_remove_rmap(old)  # folio_remove_rmap_pte (a THP's page: maybe a deferred split)
         free_old = old.mapcount == 0 and not old.pins
     ptl.unlock()
     if free_old:
@@ -294,26 +298,52 @@ async def do_huge_pmd_anonymous_page(system: MmSystem, vma: Vma, base: int, vma_
 
 
 async def do_huge_pmd_wp_page(system: MmSystem, vma: Vma, base: int, pmd: Pte) -> Fault:
-    """``do_huge_pmd_wp_page``: reuse an exclusive THP; a shared one is split first.
+    """``do_huge_pmd_wp_page`` (mm/huge_memory.c): reuse the THP when its page is
+    PageAnonExclusive or, under the folio lock, when the PMD holds its only reference
+    (``folio_ref_count(folio) == 1``: ``folio_move_anon_rmap``, then exclusive); otherwise
+    ``__split_huge_pmd`` (the PMD lock only, no rmap lock) and VM_FAULT_FALLBACK, so the fault
+    copies one 4 KiB page (``do_wp_page``).  The folio stays whole: it is split later, by the
+    deferred split queue if it ends up partially mapped (mm/huge_memory.py).
 
-    The kernel splits only the PMD and copies one small page; this model splits the folio
-    (mm/huge_memory.py) and lets the retried fault do a small-page COW, which takes the same
-    rmap write lock a folio split takes and is therefore the heavier, conservative choice.
+    The folio lock is tried under the PMD lock; on failure the PMD lock is dropped, the folio
+    lock waited for and the PMD rechecked (``pmd_same``).  Not modelled: reuse of a PTE-mapped
+    THP by ``__wp_can_reuse_large_anon_folio`` (v6.15+; the PTE fault here always copies).
     """
+    from mm.huge_memory import split_huge_pmd
+
+    mm = vma.mm
     folio = pmd.folio
-    lock = system.pmd_lock(vma.mm, base)
+    idx = base // HPAGE_PMD_NR
+    lock = system.pmd_lock(mm, base)
     await lock.lock()
     # pmd_same(*vmf->pmd, orig_pmd): read before the lock, it may have become a migration entry.
-    if vma.mm.pmds.get(base // HPAGE_PMD_NR) is not pmd or pmd.migration:
+    if mm.pmds.get(idx) is not pmd or pmd.migration:
         lock.unlock()
         return Fault.OK  # return 0: raced, the access faults again if it still needs to
-    if pmd.folio.exclusive:
+    reuse = folio.exclusive
+    if not reuse:
+        flock = system.folio_lock_of(folio)
+        if not flock.folio_trylock():
+            folio.pins += 1  # folio_get
+            lock.unlock()
+            await flock.folio_lock()
+            await lock.lock()
+            if mm.pmds.get(idx) is not pmd or pmd.migration:
+                lock.unlock()
+                flock.folio_unlock()
+                await system.folio_put(folio)  # may free it: every mapping went meanwhile
+                return Fault.OK
+            folio.pins -= 1  # folio_put: the PMD still maps it
+        reuse = folio.exclusive
+        if not reuse and folio.mapcount == 1 and not folio.pins:  # folio_ref_count(folio) == 1
+            await system.design.folio_move_anon_rmap(folio, vma)
+            folio.exclusive = reuse = True
+        flock.folio_unlock()
+    if reuse:
         pmd.writable = True
         lock.unlock()
         system.ops.inc("cow_reuse_thp")
         return Fault.OK
     lock.unlock()
-    from mm.huge_memory import split_huge_folio
-
-    await split_huge_folio(system, folio)
-    return Fault.RETRY
+    await split_huge_pmd(system, vma, base, pmd)
+    return Fault.FALLBACK

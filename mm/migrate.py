@@ -11,8 +11,8 @@ the old one are.
 
 from __future__ import annotations
 
-from mm.memory import spend
-from mm.rmap import page_vma_mapped, rmap_walk
+from mm.cpu import spend
+from mm.rmap import folio_ptes, page_vma_mapped, rmap_walk
 from mm.rmap_design import RmapWalkControl
 from mm.system import MmSystem
 from mm.types import HPAGE_PMD_NR, Folio, Pte, Vma
@@ -20,33 +20,72 @@ from mm.types import HPAGE_PMD_NR, Folio, Pte, Vma
 __all__ = ["migrate_folio", "remove_migration_ptes", "try_to_migrate"]
 
 
-def _lock_for(system: MmSystem, vma: Vma, vpn: int, folio: Folio):  # type: ignore[no-untyped-def]
-    return system.pmd_lock(vma.mm, vpn) if folio.order else system.ptl(vma.mm, vpn)
+async def try_to_migrate(system: MmSystem, folio: Folio, *, locked: bool = False,
+                         split_pmd: bool = False) -> bool:
+    """``try_to_migrate`` (folio locked); ``locked`` is TTU_RMAP_LOCKED (THP split).
 
-
-async def try_to_migrate(system: MmSystem, folio: Folio, *, locked: bool = False) -> bool:
-    """``try_to_migrate`` (folio locked); ``locked`` is TTU_RMAP_LOCKED (THP split)."""
+    ``try_to_migrate_one`` follows ``page_vma_mapped_walk`` through every entry of the folio in
+    a VMA: a PMD becomes a PMD migration entry (``set_pmd_migration_entry``), or, with
+    ``split_pmd`` (TTU_SPLIT_HUGE_PMD, passed by ``unmap_folio`` for a PMD-mappable folio),
+    ``split_huge_pmd_locked(vma, address, pmd, freeze=true)`` turns it into 512 PTE migration
+    entries under the PMD lock alone (the deposited page table is not visible until
+    ``pmd_populate``); a PTE-mapped THP (after ``__split_huge_pmd``) gets one PTE migration
+    entry per page, under the PTE lock.
+    """
     costs = system.costs
 
+    def _story(vma: Vma, vpn: int, what: str) -> None:
+        if system.story is not None:
+            system.story.note("entry", f"try_to_migrate_one: mm{vma.mm.mid} vpn {vpn} becomes {what} "
+                              f"for folio {folio.fid}", folio=folio.fid, mm=vma.mm.mid, vpn=vpn)
+
     async def try_to_migrate_one(vma: Vma, vpn: int) -> bool:
-        ptl = _lock_for(system, vma, vpn, folio)
+        mm = vma.mm
+        # page_vma_mapped_walk reads the PMD without a lock (pmdp_get_lockless) and takes the PMD
+        # lock only for a huge or migration PMD, checking it again under the lock.
+        if folio.order and mm.pmds.get(vpn // HPAGE_PMD_NR) is not None:
+            pmd_lock = system.pmd_lock(mm, vpn)
+            await pmd_lock.lock()
+            pmd = page_vma_mapped(vma, vpn, folio)
+            if pmd is not None and mm.pmds.get(vpn // HPAGE_PMD_NR) is pmd:
+                del mm.pmds[vpn // HPAGE_PMD_NR]
+                # folio_remove_rmap_pmd, without the deferred-split check: the folio is locked and
+                # is either unmapped everywhere or has its entries restored.
+                folio.mapcount -= 1
+                folio.entire_mapcount -= 1
+                if split_pmd:
+                    system.ptl(mm, vpn)  # the deposited table (pgtable_trans_huge_withdraw)
+                    for i in range(folio.nr_pages):
+                        entry = Pte(folio, pmd.writable)
+                        entry.migration = True
+                        entry.young = pmd.young
+                        mm.ptes[vpn + i] = entry
+                    await spend(system, costs.pte_ns * folio.nr_pages)
+                    _story(vma, vpn, f"{folio.nr_pages} PTE migration entries (split_huge_pmd_locked, freeze)")
+                else:
+                    entry = Pte(folio, pmd.writable)
+                    entry.migration = True
+                    entry.young = pmd.young
+                    mm.pmds[vpn // HPAGE_PMD_NR] = entry
+                    _story(vma, vpn, "a PMD migration entry")
+                await spend(system, costs.pvmw_ns + costs.clear_ns)
+                pmd_lock.unlock()
+                return True
+            pmd_lock.unlock()
+        ptl = system.ptl(mm, vpn)
         await ptl.lock()
-        pte = page_vma_mapped(vma, vpn, folio)
-        if pte is not None:
-            # ptep_clear_flush + set_pte_at(migration entry): the slot gets a new value, so any
-            # pte_same() check of a fault that read the old one fails.
+        # ptep_clear_flush + set_pte_at(migration entry): the slot gets a new value, so any
+        # pte_same() check of a fault that read the old one fails.
+        where = folio_ptes(vma, vpn, folio) if folio.order else ([vpn] if page_vma_mapped(vma, vpn, folio) else [])
+        for v in where:
+            pte = mm.ptes[v]
             entry = Pte(folio, pte.writable)
             entry.migration = True
             entry.young = pte.young
-            if folio.order:
-                vma.mm.pmds[vpn // HPAGE_PMD_NR] = entry
-            else:
-                vma.mm.ptes[vpn] = entry
+            mm.ptes[v] = entry
             folio.mapcount -= 1
-            if system.story is not None:
-                system.story.note("entry", f"try_to_migrate_one: mm{vma.mm.mid} vpn {vpn} becomes a migration entry "
-                                  f"for folio {folio.fid}", folio=folio.fid, mm=vma.mm.mid, vpn=vpn)
-        await spend(system, costs.pvmw_ns + costs.clear_ns)
+            _story(vma, v, "a migration entry")
+        await spend(system, costs.pvmw_ns + costs.clear_ns * max(1, len(where)))
         ptl.unlock()
         return True
 
@@ -61,12 +100,13 @@ async def try_to_migrate(system: MmSystem, folio: Folio, *, locked: bool = False
     return folio.mapcount == 0
 
 
-async def remove_migration_ptes(system: MmSystem, src: Folio, dsts: list[Folio], *, locked: bool = False) -> int:
-    """``remove_migration_ptes(src, dst, locked)``: entries for ``src`` become mappings of ``dsts``.
+async def remove_migration_ptes(system: MmSystem, src: Folio, dst: Folio, *, locked: bool = False) -> int:
+    """``remove_migration_ptes(src, dst, flags)``: entries for ``src`` become mappings of ``dst``.
 
-    ``dsts`` is one folio for migration (``src`` itself when the migration gives up), or the
-    order-0 folios of a split THP (``remap_page``): a migration PMD then becomes 512 PTEs, one per
-    small folio.  Returns entries restored.
+    ``dst`` is the new folio for migration, ``src`` itself when the migration gives up, and
+    ``src == dst`` for each order-0 folio of a split THP (``remap_page`` calls
+    ``remove_migration_ptes(folio, folio, RMP_LOCKED)`` once per resulting folio, the caller
+    holding the rmap write lock).  Returns entries restored.
 
     mm/migrate.c walks the *destination*: ``rmap_walk(dst, &rwc)`` (``rmap_walk_locked`` when
     ``locked``) with ``rwc.arg = src``, and ``remove_migration_pte`` looks for migration entries
@@ -83,68 +123,51 @@ async def remove_migration_ptes(system: MmSystem, src: Folio, dsts: list[Folio],
     """
     costs = system.costs
     restored = 0
-    dst = dsts[0]
+
+    def _restore(mm_mid: int, vpn: int, entry: Pte) -> Pte:
+        nonlocal restored
+        # folio_add_anon_rmap_pte(dst, ..., RMAP_EXCLUSIVE if the entry was writable or
+        # readable-exclusive: try_to_migrate_one made it so for a PageAnonExclusive folio and
+        # fork's copy_nonpresent_pte makes it readable and clears ``src.exclusive``).
+        new = Pte(dst, entry.writable)
+        dst.mapcount += 1
+        if entry.writable or src.exclusive:
+            dst.exclusive = True
+        restored += 1
+        if system.story is not None:
+            system.story.note("entry", f"remove_migration_pte: mm{mm_mid} vpn {vpn} maps folio {dst.fid} in "
+                              f"place of folio {src.fid}'s migration entry", folio=src.fid, mm=mm_mid, vpn=vpn)
+        return new
 
     async def remove_migration_pte(vma: Vma, vpn: int) -> bool:
-        nonlocal restored
         mm = vma.mm
         entry = page_vma_mapped(vma, vpn, src, migration=True)
         if entry is None:
             await spend(system, costs.pvmw_ns)
             return True
-        if src.order and len(dsts) > 1:
-            # remap_page after a split: the PMD entry goes, 512 PTEs come under the PTE lock.
-            lock = system.pmd_lock(mm, vpn)
+        if src.order and mm.pmds.get(vpn // HPAGE_PMD_NR) is entry:
+            lock = system.pmd_lock(mm, vpn)  # remove_migration_pmd
             await lock.lock()
             if mm.pmds.get(vpn // HPAGE_PMD_NR) is entry:
-                del mm.pmds[vpn // HPAGE_PMD_NR]
-                ptl = system.ptl(mm, vpn)
-                await ptl.lock()
-                for i, small in enumerate(dsts):
-                    pte = Pte(small, entry.writable)
-                    mm.ptes[vpn + i] = pte
-                    small.mapcount += 1
-                await spend(system, costs.pte_ns * len(dsts))
-                ptl.unlock()
-                restored += 1
+                mm.pmds[vpn // HPAGE_PMD_NR] = _restore(mm.mid, vpn, entry)
+                dst.entire_mapcount += 1
+            await spend(system, costs.pvmw_ns + costs.pte_ns)
             lock.unlock()
             return True
-        ptl = _lock_for(system, vma, vpn, src)
+        ptl = system.ptl(mm, vpn)
         await ptl.lock()
-        if page_vma_mapped(vma, vpn, src, migration=True) is entry:
-            new = Pte(dst, entry.writable)
-            if src.order:
-                mm.pmds[vpn // HPAGE_PMD_NR] = new
-            else:
-                mm.ptes[vpn] = new
-            # folio_add_anon_rmap_pte(dst, ..., RMAP_EXCLUSIVE if the entry was writable or
-            # readable-exclusive: try_to_migrate_one made it so for a PageAnonExclusive folio and
-            # fork's copy_nonpresent_pte makes it readable and clears ``src.exclusive``).
-            dst.mapcount += 1
-            if entry.writable or src.exclusive:
-                dst.exclusive = True
-            restored += 1
-            if system.story is not None:
-                system.story.note("entry", f"remove_migration_pte: mm{mm.mid} vpn {vpn} maps folio {dst.fid} in "
-                                  f"place of folio {src.fid}'s migration entry", folio=src.fid, mm=mm.mid, vpn=vpn)
-        await spend(system, costs.pvmw_ns + costs.pte_ns)
+        if src.order:  # a PTE-mapped THP: every page's entry
+            where = folio_ptes(vma, vpn, src, migration=True)
+        else:
+            where = [vpn] if page_vma_mapped(vma, vpn, src, migration=True) is entry else []
+        for v in where:
+            mm.ptes[v] = _restore(mm.mid, v, mm.ptes[v])
+        await spend(system, costs.pvmw_ns + costs.pte_ns * max(1, len(where)))
         ptl.unlock()
         return True
 
     rwc = RmapWalkControl("remove_migration_ptes", remove_migration_pte, anon_lock=False, locked=locked)
-    if len(dsts) > 1:
-        # THP split (remap_page): the model keeps one migration PMD pointing at the head and turns
-        # it into 512 PTEs at once, so it walks the head's rmap (the same anchor as the small
-        # folios, and their index range together).  The kernel's unmap_folio froze the PMD into
-        # PTE migration entries (TTU_SPLIT_HUGE_PMD) and remap_page calls
-        # remove_migration_ptes(folio, folio) for each small folio: source and destination are
-        # one folio there, so there is no separate destination to walk.  The COW context's
-        # short-cut reads the head's mapcount here, which stays 0 (the small folios take the
-        # mappings), where the kernel reads each small folio's (0, then 1 after its first
-        # restored entry): both are <= 1 whenever the test is made after offset 0 of one context.
-        await rmap_walk(system, src, rwc, migration=True)
-    else:
-        await rmap_walk(system, dst, rwc, migration=True, sought=src)
+    await rmap_walk(system, dst, rwc, migration=True, sought=None if dst is src else src)
     return restored
 
 
@@ -169,7 +192,7 @@ async def migrate_folio(system: MmSystem, folio: Folio) -> bool:
         unmapped = await try_to_migrate(system, folio)
         if not unmapped:
             # Some mapping was not reached: put the entries back on the old folio.
-            await remove_migration_ptes(system, folio, [folio])
+            await remove_migration_ptes(system, folio, folio)
             await system.design.put_anon_vma(pin)
             lock.folio_unlock()
             await system.folio_put(folio)
@@ -185,7 +208,7 @@ async def migrate_folio(system: MmSystem, folio: Folio) -> bool:
         new.exclusive = False
         await spend(system, system.costs.copy_page_ns * folio.nr_pages)
         await system.design.folio_migrate_mapping(folio, new)
-        restored = await remove_migration_ptes(system, folio, [new])
+        restored = await remove_migration_ptes(system, folio, new)
         new.exclusive = new.exclusive and restored <= 1
         if new.mapcount:
             system.lru_add(new)

@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from mm.memory import spend
+from mm.cpu import spend
 from mm.mmap_lock import mmap_write_downgrade, mmap_write_lock, mmap_write_unlock, vma_start_write
 from mm.system import PAGE_TABLE_BYTES, ZERO_FOLIO, MmSystem
 from mm.types import HPAGE_PMD_NR, PTRS_PER_PTE, Folio, MmStruct, Pte, Vma
@@ -139,8 +139,12 @@ async def mremap_move(system: MmSystem, mm: MmStruct, old_start: int, pages: int
                 await system.design.clone_vma(new, vma, "remap")
             mm.insert_vma(new)
             await vma_start_write(new)
-            # move_page_tables with need_rmap_locks: take_rmap_locks around the PTE moves.
-            token = await system.design.vma_prepare([vma, new])
+            # move_page_tables: copy_vma duplicated the VMA (the model never merges the target), so
+            # need_rmap_locks is false for the anon_vma designs and move_ptes takes no rmap lock,
+            # reading each entry under the PTL; a design whose walk gives no such order (the COW
+            # context's vma_prepare: its context lock and remap bookkeeping) locks around the move.
+            need_rmap_locks = system.design.MREMAP_FRESH_VMA_NEEDS_RMAP_LOCKS
+            token = await system.design.vma_prepare([vma, new]) if need_rmap_locks else None
             await _move_ptes(system, vma, new)
             await system.design.vma_complete(token, [vma, new])
             await spend(system, system.costs.tlb_flush_ns)
@@ -215,7 +219,7 @@ async def zap_range(system: MmSystem, mm: MmStruct, start: int, end: int) -> lis
         if pmd is not None and system.story is not None:
             _tell_zap(system, mm, idx * HPAGE_PMD_NR, pmd)
         if pmd is not None and not pmd.migration:
-            _unmap_one(pmd, to_free)
+            _unmap_one(system, pmd, to_free, pmd=True)
         await spend(system, costs.zap_ns)
         lock.unlock()
     first, last = start // PTRS_PER_PTE, (end - 1) // PTRS_PER_PTE
@@ -234,7 +238,7 @@ async def zap_range(system: MmSystem, mm: MmStruct, start: int, end: int) -> lis
                 _tell_zap(system, mm, v, pte)
             zapped += 1
             if not pte.migration and pte.folio is not ZERO_FOLIO:
-                _unmap_one(pte, to_free)
+                _unmap_one(system, pte, to_free)
         await spend(system, costs.zap_ns * zapped)
         ptl.unlock()
     return to_free
@@ -248,11 +252,12 @@ def _tell_zap(system: MmSystem, mm: MmStruct, vpn: int, entry: Pte) -> None:
                folio=entry.folio.fid, mm=mm.mid, vpn=vpn)
 
 
-def _unmap_one(pte: Pte, to_free: list[Folio]) -> None:
-    """``folio_remove_rmap_ptes``; an unmapped folio is pinned in the mmu_gather batch and freed
-    (by whoever drops the last pin) after the TLB flush."""
+def _unmap_one(system: MmSystem, pte: Pte, to_free: list[Folio], *, pmd: bool = False) -> None:
+    """``folio_remove_rmap_ptes`` (``zap_huge_pmd``: ``folio_remove_rmap_pmd``); an unmapped folio
+    is pinned in the mmu_gather batch and freed (by whoever drops the last pin) after the TLB
+    flush."""
     folio = pte.folio
-    folio.mapcount -= 1
+    system.folio_remove_rmap(folio, pmd=pmd)
     if folio.mapcount == 0:
         folio.pins += 1
         to_free.append(folio)

@@ -13,16 +13,48 @@ from mm.rmap_design import RmapWalkControl, WalkResult
 from mm.system import InflightWalk, MmSystem
 from mm.types import HPAGE_PMD_NR, Folio, Pte, Vma
 
-__all__ = ["oracle_mappings", "page_vma_mapped", "rmap_walk"]
+__all__ = ["folio_ptes", "oracle_mappings", "page_vma_mapped", "rmap_walk"]
 
 
 def page_vma_mapped(vma: Vma, vpn: int, folio: Folio, *, migration: bool = False) -> Pte | None:
-    """``page_vma_mapped_walk`` (without the lock): the entry at ``vpn`` if it maps ``folio``."""
+    """``page_vma_mapped_walk`` (without the lock): an entry in ``vma`` that maps ``folio``, where
+    ``vpn`` is the folio's first page's address there (``vma_address``).
+
+    A THP is mapped by its PMD or, after ``__split_huge_pmd``, by PTEs: then the first PTE found
+    is returned (:func:`folio_ptes` lists them all).  An order-0 folio born of a split is also
+    mapped by a migration entry that names its page of the retired head (``Folio.tails``):
+    ``unmap_folio`` froze the mapping before the split made the small folio.
+    """
     mm = vma.mm
-    pte = mm.pmds.get(vpn // HPAGE_PMD_NR) if folio.order else mm.ptes.get(vpn)
-    if pte is not None and pte.folio is folio and pte.migration == migration:
+    if folio.order:
+        pmd = mm.pmds.get(vpn // HPAGE_PMD_NR)
+        if pmd is not None:  # a huge PMD here: no PTE table maps this range
+            return pmd if pmd.folio is folio and pmd.migration == migration else None
+        found = folio_ptes(vma, vpn, folio, migration=migration)
+        return mm.ptes[found[0]] if found else None
+    pte = mm.ptes.get(vpn)
+    if pte is None or pte.migration != migration:
+        return None
+    if pte.folio is folio:
         return pte
+    head = pte.folio
+    if migration and head.tails is not None:
+        i = vma.pgoff_of(vpn) - head.index
+        if 0 <= i < len(head.tails) and head.tails[i] is folio:
+            return pte
     return None
+
+
+def folio_ptes(vma: Vma, vpn: int, folio: Folio, *, migration: bool = False) -> list[int]:
+    """The addresses in ``vma`` whose PTE maps a page of the large ``folio`` (a PTE-mapped THP:
+    ``page_vma_mapped_walk`` steps through them one by one); ``vpn`` is its first page's."""
+    ptes = vma.mm.ptes
+    out = []
+    for v in range(max(vpn, vma.start), min(vpn + folio.nr_pages, vma.end)):
+        pte = ptes.get(v)
+        if pte is not None and pte.folio is folio and pte.migration == migration:
+            out.append(v)
+    return out
 
 
 def oracle_mappings(system: MmSystem, folio: Folio, *, migration: bool = False) -> set[tuple[int, int]]:

@@ -30,8 +30,9 @@ hook                              kernel call site it stands for
 ================================  ==========================================================
 
 A design keeps its objects, counts its memory (``metadata``) and checks its own invariants
-(``check_invariants``).  Adding a design is one module defining a subclass decorated with
-:func:`register` plus one line in ``mm/designs.py``.
+(``check_invariants``).  Adding a design is one module defining a subclass plus one entry in
+``mm/designs.py`` (the registry).  A design sees the run's mm world through :class:`DesignHost`, the
+part of ``mm.system.MmSystem`` it may use, so this module does not import the system that holds it.
 """
 
 from __future__ import annotations
@@ -39,13 +40,42 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 if TYPE_CHECKING:
-    from mm.system import MmSystem
+    from concurrency.engine import Engine
+    from concurrency.lock import LockCosts, SimLock
+    from concurrency.mutex import Mutex
+    from concurrency.rcu import Rcu
+    from concurrency.rwsem import RwSemaphore
+    from concurrency.spinlock import QSpinlock
+    from mm.costs import CostModel
+    from mm.instrument import MmHooks
     from mm.types import Folio, MmStruct, Vma
 
-__all__ = ["DESIGNS", "RmapDesign", "RmapWalkControl", "Switch", "WalkResult", "register", "switch_values"]
+__all__ = ["DesignHost", "RmapDesign", "RmapWalkControl", "Switch", "WalkResult", "switch_values"]
+
+
+class DesignHost(Protocol):
+    """What a design uses of the run's mm world (``mm.system.MmSystem`` is the one host)."""
+
+    @property
+    def engine(self) -> Engine: ...
+    @property
+    def costs(self) -> CostModel: ...
+    @property
+    def lock_costs(self) -> LockCosts: ...
+    @property
+    def rcu(self) -> Rcu: ...
+    @property
+    def folios(self) -> dict[int, Folio]: ...
+    @property
+    def hooks(self) -> MmHooks: ...
+
+    def new_rwsem(self, name: str, instance: str) -> RwSemaphore: ...
+    def new_mutex(self, name: str, instance: str) -> Mutex: ...
+    def new_spinlock(self, name: str, instance: str) -> QSpinlock: ...
+    async def pull_locked_lines(self, lock: SimLock) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -93,8 +123,12 @@ class RmapDesign(ABC):
     name: ClassVar[str]
     summary: ClassVar[str]
     SWITCHES: ClassVar[dict[str, Switch]] = {}
+    # mremap's move_page_tables takes the rmap locks (vma_prepare) around the moves even for a
+    # fresh target VMA, unless the design's walk visits a copied VMA after its source (anon_vma:
+    # copy_vma's need_rmap_locks = false, mm/vma.c).
+    MREMAP_FRESH_VMA_NEEDS_RMAP_LOCKS: ClassVar[bool] = True
 
-    def __init__(self, system: MmSystem, switches: dict[str, Any] | None = None) -> None:
+    def __init__(self, system: DesignHost, switches: dict[str, Any] | None = None) -> None:
         self.sys = system
         self.switches = self.resolve_switches(switches or {})
 
@@ -232,14 +266,3 @@ def switch_values(design: type[RmapDesign], given: dict[str, Any]) -> dict[str, 
         out[key] = value
     return out
 
-
-DESIGNS: dict[str, type[RmapDesign]] = {}
-
-
-def register(cls: type[RmapDesign]) -> type[RmapDesign]:
-    """Make a design available by its ``name``: ``register(MyDesign)`` after the class body (a plain
-    call: a class decorator on a native class does not compile with mypyc)."""
-    if cls.name in DESIGNS:
-        raise ValueError(f"design {cls.name!r} registered twice")
-    DESIGNS[cls.name] = cls
-    return cls

@@ -7,7 +7,7 @@ whose migration entry went stale, and the mms involved) while a reproducer is re
 
 * the mm operations call :meth:`Story.note` at the points that matter (``system.story`` is None in
   every other run, so they cost one attribute test);
-* it is the engine's tracer for the run, so lock events arrive through ``on_acquired`` /
+* it is an instrument of the run (``engine.add_instrument``), so lock events arrive through ``on_acquired`` /
   ``on_released`` / ``on_contended``; the mm locks (mmap_lock, PTLs, PMD locks), the rmap locks
   (anon_vma roots, COW contexts) and the victim folio's lock are recorded, and :meth:`Story.told`
   keeps those a task held around something it did to the victim.
@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from concurrency.instrument import Instrument
+
 if TYPE_CHECKING:
     from concurrency.engine import Engine, SimTask
     from concurrency.lock import SimLock
@@ -28,7 +30,7 @@ __all__ = ["Story"]
 _RMAP_LOCK_PREFIXES = ("anon_vma", "cow_context")
 
 
-class Story:
+class Story(Instrument):
     """Events about a victim: ``folios`` and ``mms`` are ids (see the module docstring)."""
 
     def __init__(self, *, folios: set[int], mms: set[int], limit: int = 200_000) -> None:

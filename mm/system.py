@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, TypeVar
 
 from concurrency.engine import Engine
-from concurrency.folio_lock import FolioLock
+from concurrency.folio_lock import FolioLock, folio_lock_class
+from concurrency.instrument import Instrument
 from concurrency.lock import SimLock
 from concurrency.mutex import Mutex
 from concurrency.rcu import Rcu
@@ -21,11 +22,14 @@ from concurrency.rwsem import RwSemaphore
 from concurrency.spinlock import QSpinlock
 from concurrency.vma_lock import VmaLock
 from mm.costs import CostModel
-from mm.rmap_design import DESIGNS, RmapDesign
+from mm.instrument import MmHooks, MmInstrument
+from mm.rmap_design import RmapDesign
 from mm.story import Story
 from mm.types import HPAGE_PMD_NR, PTRS_PER_PTE, Folio, MmStruct, Vma
 
 __all__ = ["PAGE_TABLE_BYTES", "ZERO_FOLIO", "InflightWalk", "MmSystem", "WalkStats"]
+
+_I = TypeVar("_I", bound=Instrument)
 
 PAGE_TABLE_BYTES = 4096  # one PTE table page
 MAX_NOTED = 20  # misses and corruptions kept in detail (all are counted)
@@ -87,20 +91,22 @@ class OpCounters:
 
 
 class MmSystem:
-    """One run's mm world.  ``design`` is a registered name; ``switches`` its behaviour switches;
+    """One run's mm world.  ``design`` is the design's class (``mm.designs.design_class(name)``);
+    ``switches`` its behaviour switches;
     ``rwsem_opts`` the rwsem behaviour switches applied to every rwsem (spin, reader_steal,
-    handoff), ``mutex_opts`` those of every mutex (spin, handoff)."""
+    handoff, hz), ``mutex_opts`` those of every mutex (spin, handoff); ``folio_lock_unfairness`` is
+    ``sysctl_page_lock_unfairness`` (default 5)."""
 
-    def __init__(self, engine: Engine, design: str, *, costs: CostModel | None = None,
+    def __init__(self, engine: Engine, design: type[RmapDesign], *, costs: CostModel | None = None,
                  switches: dict[str, Any] | None = None, rwsem_opts: dict[str, Any] | None = None,
                  mutex_opts: dict[str, Any] | None = None,
-                 memory: MemoryConfig | None = None) -> None:
-        import mm.designs  # noqa: F401  (registers the built-in designs)
-
+                 memory: MemoryConfig | None = None, folio_lock_unfairness: int | None = None) -> None:
         self.engine = engine
         self.costs = costs or CostModel()
         self.rwsem_opts = dict(rwsem_opts or {})
         self.mutex_opts = dict(mutex_opts or {})
+        # sysctl_page_lock_unfairness (mm/filemap.c, folio_wait_bit_common): mainline's 5 by default
+        self._folio_lock_cls = folio_lock_class(5 if folio_lock_unfairness is None else folio_lock_unfairness)
         self.lock_costs = self.costs.lock_costs()
         self.rcu = Rcu(engine, gp_min_ns=self.costs.rcu_gp_ns)
         self.memory = memory or MemoryConfig()
@@ -111,6 +117,8 @@ class MmSystem:
         # has already freed (and a freed mm is garbage, not kept alive here).
         self.mms: list[MmStruct] = []
         self.folios: dict[int, Folio] = {}  # live folios by id (insertion order = allocation order)
+        # ds_queue->split_queue: partially mapped THPs waiting for deferred_split_scan (FIFO)
+        self.deferred_split: dict[int, Folio] = {}
         self.lru: dict[int, Folio] = {}  # inactive-anon LRU: oldest first
         self.walks: dict[str, WalkStats] = {}
         self.ops = OpCounters()
@@ -119,6 +127,7 @@ class MmSystem:
         self.misses: list[dict[str, Any]] = []  # walks that missed mappings (first MAX_NOTED)
         self.inflight_walks: dict[int, list[InflightWalk]] = {}  # by the id of the folio sought
         self.story: Story | None = None  # rmapsim explore's race story (mm/story.py), when told
+        self.hooks = MmHooks()  # the designs' events for instruments (mm/instrument.py)
         self.pgtables = 0  # live PTE table pages
         self.pgtables_deferred_bytes = 0
         self._next_mid = 0
@@ -129,10 +138,15 @@ class MmSystem:
         self.wakeup_kswapd: Callable[[], None] | None = None
         # Switch (2022, commit 6d4675e60135): folio_referenced only tries the rmap lock.
         self.reclaim_trylock = True
-        cls = DESIGNS.get(design)
-        if cls is None:
-            raise KeyError(f"unknown design {design!r}; allowed: {', '.join(sorted(DESIGNS))}")
-        self.design: RmapDesign = cls(self, switches)
+        self.design: RmapDesign = design(self, switches)
+
+    def add_instrument(self, instrument: _I) -> _I:
+        """Attach an instrument to the engine and, for an :class:`MmInstrument`, to the designs'
+        events too; returns it."""
+        self.engine.add_instrument(instrument)
+        if isinstance(instrument, MmInstrument):
+            self.hooks.add(instrument)
+        return instrument
 
     # -- object creation -------------------------------------------------------------------------
 
@@ -193,7 +207,7 @@ class MmSystem:
     def folio_lock_of(self, folio: Folio) -> FolioLock:
         lock = folio.lock
         if lock is None:
-            lock = folio.lock = FolioLock(self.engine, "folio_lock", instance=f"folio{folio.fid}")
+            lock = folio.lock = self._folio_lock_cls(self.engine, "folio_lock", instance=f"folio{folio.fid}")
         return lock
 
     async def alloc_folio(self, index: int, order: int = 0) -> Folio:
@@ -220,6 +234,7 @@ class MmSystem:
         self.lru.pop(folio.fid, None)
         folio.lru = False
         del self.folios[folio.fid]
+        self.deferred_split.pop(folio.fid, None)  # folio_unqueue_deferred_split
         self.free_pages += folio.nr_pages
         await self.design.folio_free(folio)
 
@@ -249,11 +264,32 @@ class MmSystem:
             tails.append(small)
             if head.lru:
                 self.lru_add(small)
+        head.tails = tails  # migration entries naming the head's pages now name the tails
+        self.deferred_split.pop(head.fid, None)
         head.freed = True
         self.lru.pop(head.fid, None)
         head.lru = False
         del self.folios[head.fid]
         return tails
+
+    def folio_remove_rmap(self, folio: Folio, nr: int = 1, *, pmd: bool = False) -> None:
+        """``folio_remove_rmap_ptes`` (``nr`` PTEs) or ``folio_remove_rmap_pmd`` (``pmd``), after
+        ``__folio_remove_rmap`` (mm/rmap.c): a large anon folio left partially mapped is queued
+        with ``deferred_split_folio(folio, true)``.  Partially mapped is CONFIG_NO_PAGE_MAPCOUNT's
+        rule: still mapped, by fewer mappings than it has pages, and by no PMD (for a PMD removal,
+        it was the last one).  While a PMD still maps the whole folio (a parent after a child's
+        COW split its own PMD) nothing is queued."""
+        folio.mapcount -= nr
+        if pmd:
+            folio.entire_mapcount -= 1
+        if folio.order and 0 < folio.mapcount < folio.nr_pages and not folio.entire_mapcount:
+            self.deferred_split_folio(folio)
+
+    def deferred_split_folio(self, folio: Folio) -> None:
+        """``deferred_split_folio(folio, partially_mapped=true)``: queue it once (mm/huge_memory.c)."""
+        if folio.fid not in self.deferred_split and not folio.freed:
+            self.deferred_split[folio.fid] = folio
+            self.ops.inc("thp_deferred_split_page")
 
     def lru_add(self, folio: Folio) -> None:
         """``folio_add_lru_vma``: new anon folios go to the tail (youngest) of the LRU."""
@@ -280,18 +316,18 @@ class MmSystem:
         if len(self.misses) < MAX_NOTED:
             self.misses.append({"t_ns": self.engine.now, "walk": walk, "task": task, "folio": folio.fid,
                                 "mappings": [list(m) for m in missed]})
-        tracer = self.engine.tracer
-        if tracer is not None and hasattr(tracer, "on_finding"):  # the run's event log (concurrency/trace.py)
-            tracer.on_finding("walk_miss", walk=walk, folio=folio.fid, mappings=[list(m) for m in missed])
+        hook = self.engine.hooks.on_finding
+        if hook is not None:  # the run's event log (concurrency/trace.py)
+            hook("walk_miss", {"walk": walk, "folio": folio.fid, "mappings": [list(m) for m in missed]})
 
     def note_corruption(self, mm: MmStruct, vpn: int, folio: Folio, what: str) -> None:
         """What the kernel would have corrupted: ``what`` says how (a stale migration entry)."""
         self.corruption.append(f"t={self.engine.now} ns: mm{mm.mid} vpn {vpn}: {what}")
         if len(self.corruption_events) < MAX_NOTED:
             self.corruption_events.append({"t_ns": self.engine.now, "mm": mm.mid, "vpn": vpn, "folio": folio.fid})
-        tracer = self.engine.tracer
-        if tracer is not None and hasattr(tracer, "on_finding"):
-            tracer.on_finding("corruption", mm=mm.mid, vpn=vpn, folio=folio.fid, what=what)
+        hook = self.engine.hooks.on_finding
+        if hook is not None:
+            hook("corruption", {"mm": mm.mid, "vpn": vpn, "folio": folio.fid, "what": what})
 
     def might_sleep(self, stats: WalkStats) -> None:
         """An rmap_one that may sleep: inside an RCU read-side section the kernel would splat."""

@@ -39,16 +39,22 @@ class Folio:
     ``index`` is the anon pgoff (``linear_page_index``); ``mapcount`` counts the page-table entries
     that map it (PTEs, or one PMD for a PMD-mapped THP) and is the ground truth the oracle checks;
     ``exclusive`` is PageAnonExclusive; ``lock`` (PG_locked) is created on first use.
+    A THP may be mapped by one PMD or, after ``__split_huge_pmd`` in some mm, by up to 512 PTEs
+    there (each counted in ``mapcount``); ``entire_mapcount`` counts its PMD mappings
+    (``folio_entire_mapcount``).  ``tails`` is set on a head retired by a split: page
+    ``i`` of the head is now ``tails[i]``, which is what a migration entry naming the head's page
+    (a pfn in the kernel) refers to from then on.
     """
 
-    __slots__ = ("exclusive", "fid", "freed", "index", "lock", "lru", "mapcount", "mapping", "order",
-                 "pins", "referenced")
+    __slots__ = ("entire_mapcount", "exclusive", "fid", "freed", "index", "lock", "lru", "mapcount", "mapping",
+                 "order", "pins", "referenced", "tails")
 
     def __init__(self, fid: int, index: int, order: int = 0) -> None:
         self.fid = fid
         self.index = index
         self.order = order
         self.mapcount = 0
+        self.entire_mapcount = 0  # PMD mappings (of ``mapcount``)
         self.exclusive = True
         self.mapping: Any = None
         self.lock: FolioLock | None = None
@@ -56,6 +62,7 @@ class Folio:
         self.freed = False
         self.pins = 0  # references beyond mappings (isolation for reclaim/migration)
         self.referenced = False  # the accessed bit, summarised over its PTEs
+        self.tails: list[Folio] | None = None  # after a split: the order-0 folio of each page
 
     @property
     def nr_pages(self) -> int:

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from enum import Enum
 
-from mm.memory import spend
-from mm.rmap import page_vma_mapped, rmap_walk
+from concurrency.spinlock import QSpinlock
+from mm.cpu import spend
+from mm.rmap import folio_ptes, page_vma_mapped, rmap_walk
 from mm.rmap_design import RmapWalkControl
 from mm.system import MmSystem
-from mm.types import Folio, Vma
+from mm.types import HPAGE_PMD_NR, Folio, Pte, Vma
 
 __all__ = ["Reclaim", "folio_referenced", "shrink_folio", "try_to_unmap"]
 
@@ -30,8 +31,29 @@ class Reclaim(Enum):
     GONE = "gone"
 
 
-def _lock_for(system: MmSystem, vma: Vma, vpn: int, folio: Folio):  # type: ignore[no-untyped-def]
-    return system.pmd_lock(vma.mm, vpn) if folio.order else system.ptl(vma.mm, vpn)
+async def _lock_for(system: MmSystem, vma: Vma, vpn: int, folio: Folio) -> QSpinlock:
+    """Take and return the PMD lock for a PMD-mapped THP, else the PTE lock (a small folio, or a
+    THP whose PMD ``__split_huge_pmd`` turned into PTEs).  ``page_vma_mapped_walk`` checks the
+    PMD again under its lock: a PMD split while we waited sends us on to the PTE lock."""
+    mm = vma.mm
+    if folio.order and mm.pmds.get(vpn // HPAGE_PMD_NR) is not None:
+        lock = system.pmd_lock(mm, vpn)
+        await lock.lock()
+        if mm.pmds.get(vpn // HPAGE_PMD_NR) is not None:
+            return lock
+        lock.unlock()
+    lock = system.ptl(mm, vpn)
+    await lock.lock()
+    return lock
+
+
+def _entries(vma: Vma, vpn: int, folio: Folio) -> list[Pte]:
+    """Every present entry of ``folio`` in ``vma`` (``page_vma_mapped_walk``'s steps)."""
+    mm = vma.mm
+    if folio.order and mm.pmds.get(vpn // HPAGE_PMD_NR) is None:
+        return [mm.ptes[v] for v in folio_ptes(vma, vpn, folio)]
+    pte = page_vma_mapped(vma, vpn, folio)
+    return [] if pte is None else [pte]
 
 
 async def folio_referenced(system: MmSystem, folio: Folio, *, is_locked: bool) -> int:
@@ -47,12 +69,11 @@ async def folio_referenced(system: MmSystem, folio: Folio, *, is_locked: bool) -
 
         async def folio_referenced_one(vma: Vma, vpn: int) -> bool:
             nonlocal referenced
-            ptl = _lock_for(system, vma, vpn, folio)
-            await ptl.lock()
-            pte = page_vma_mapped(vma, vpn, folio)
-            if pte is not None and pte.young:
-                referenced += 1
-                pte.young = False  # clear_flush_young
+            ptl = await _lock_for(system, vma, vpn, folio)
+            for pte in _entries(vma, vpn, folio):
+                if pte.young:
+                    referenced += 1
+                    pte.young = False  # clear_flush_young
             await spend(system, costs.pvmw_ns + costs.young_ns)
             ptl.unlock()
             return True
@@ -74,20 +95,23 @@ async def try_to_unmap(system: MmSystem, folio: Folio) -> bool:
 
     async def try_to_unmap_one(vma: Vma, vpn: int) -> bool:
         nonlocal to_flush
-        ptl = _lock_for(system, vma, vpn, folio)
-        await ptl.lock()
-        pte = page_vma_mapped(vma, vpn, folio)
-        if pte is not None:
-            if folio.order:
-                del vma.mm.pmds[vpn // 512]
-            else:
-                del vma.mm.ptes[vpn]  # the swap entry: not present, not a mapping
-            folio.mapcount -= 1
+        ptl = await _lock_for(system, vma, vpn, folio)
+        mm = vma.mm
+        pmd = mm.pmds.get(vpn // HPAGE_PMD_NR) if folio.order else None
+        if pmd is not None and pmd.folio is folio and not pmd.migration:
+            where = [(mm.pmds, vpn // HPAGE_PMD_NR, vpn)]
+        elif folio.order:
+            where = [(mm.ptes, v, v) for v in folio_ptes(vma, vpn, folio)]  # a PTE-mapped THP
+        else:
+            where = [(mm.ptes, vpn, vpn)] if page_vma_mapped(vma, vpn, folio) is not None else []
+        for table, key, v in where:
+            del table[key]  # the swap entry: not present, not a mapping
+            system.folio_remove_rmap(folio, pmd=table is mm.pmds)
             to_flush += 1
             if system.story is not None:
-                system.story.note("entry", f"try_to_unmap_one clears mm{vma.mm.mid} vpn {vpn} (folio {folio.fid}, "
-                                  f"mapcount now {folio.mapcount})", folio=folio.fid, mm=vma.mm.mid, vpn=vpn)
-        await spend(system, costs.pvmw_ns + costs.clear_ns)
+                system.story.note("entry", f"try_to_unmap_one clears mm{mm.mid} vpn {v} (folio {folio.fid}, "
+                                  f"mapcount now {folio.mapcount})", folio=folio.fid, mm=mm.mid, vpn=v)
+        await spend(system, costs.pvmw_ns + costs.clear_ns * max(1, len(where)))
         ptl.unlock()
         return True
 

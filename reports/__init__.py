@@ -14,10 +14,11 @@ of how a result was produced.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from records.files import atomic_write
 from reports.common import SWEEP_SCHEMA, check_results, fmt_pct, fmt_time, format_table, op_names, side_names
 from reports.common import total_throughput as _total_throughput
 from reports.common import wait_share as _wait_share
@@ -28,12 +29,12 @@ from reports.latency import latency_text
 from reports.lockgraph import order_section, write_lockdep_reports
 from reports.lockstat import lockstat_text
 from reports.perf_lock import perf_lock_text
-from workloads.record import atomic_write
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = [
+    "TEXT_REPORTS",
     "load_sweep_points",
     "render_dir",
     "render_run",
@@ -61,15 +62,22 @@ def _save(fig: Figure, outdir: Path, name: str, written: list[Path]) -> bytes:
     return svg
 
 
+# The text reports of a run, by file name: a new report is its module plus one line here.
+TEXT_REPORTS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "lockstat.txt": lockstat_text,
+    "perf_lock.txt": perf_lock_text,
+    "latency.txt": latency_text,
+    "compare.txt": compare_text,
+}
+
+
 def render_run(results: dict[str, Any], outdir: Path) -> list[Path]:
     """Every report of one run (all its designs) into ``outdir``; returns the files written."""
     results = check_results(results)
     outdir = Path(outdir)
     written: list[Path] = []
-    _write(outdir / "lockstat.txt", lockstat_text(results), written)
-    _write(outdir / "perf_lock.txt", perf_lock_text(results), written)
-    _write(outdir / "latency.txt", latency_text(results), written)
-    _write(outdir / "compare.txt", compare_text(results), written)
+    for name, text in TEXT_REPORTS.items():
+        _write(outdir / name, text(results), written)
     from reports.plots import run_figures
 
     svgs: dict[str, bytes] = {}

@@ -1,7 +1,7 @@
 """What every report shares: reading result records, units, ratios and plain-text tables.
 
 Reports are pure functions of saved result records (``rmapsim.results/1``, see
-:mod:`workloads.record`): nothing here knows how a record was produced.  Every helper is
+:mod:`records`): nothing here knows how a record was produced.  Every helper is
 deterministic (no dict or set iteration whose order depends on object identity), so a report
 rendered twice from the same record gives the same bytes.
 """
@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from workloads.record import RECORD_SCHEMA, RESULTS_SCHEMA
+from records.result import RunRecord
+from records.schema import RECORD_SCHEMA, RESULTS_SCHEMA, SWEEP_SCHEMA
 
 __all__ = [
     "BASELINE_DESIGN",
@@ -39,7 +40,6 @@ __all__ = [
     "wait_total_ns",
 ]
 
-SWEEP_SCHEMA = "rmapsim.sweep/1"
 BASELINE_DESIGN = "anon_vma"  # mainline: what every other design is compared against when present
 
 
@@ -59,7 +59,13 @@ def check_results(data: Mapping[str, Any]) -> dict[str, Any]:
     for i, run in enumerate(runs):
         if not isinstance(run, Mapping) or run.get("schema") != RECORD_SCHEMA:
             raise ValueError(f"runs[{i}]: not a {RECORD_SCHEMA!r} record")
+        RunRecord.from_json(run, f"runs[{i}]")  # every key, typed: schema drift is an error here
     return dict(data)
+
+
+def typed_runs(results: Mapping[str, Any]) -> tuple[RunRecord, ...]:
+    """The runs of a result document as :class:`records.result.RunRecord` (what the reports read)."""
+    return tuple(RunRecord.from_json(run, f"runs[{i}]") for i, run in enumerate(check_results(results)["runs"]))
 
 
 def baseline_run(runs: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:

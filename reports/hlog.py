@@ -22,8 +22,8 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader
 
+from records.files import atomic_write
 from reports.common import check_results, op_names, safe_name
-from workloads.record import atomic_write
 
 __all__ = ["FORMAT_VERSION", "HIGHEST_NS", "hlog_text", "read_hlog", "write_hlogs"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from reports.common import check_results, fmt_time, format_table, op_names
+from reports.common import check_results, fmt_time, format_table, typed_runs
 
 __all__ = ["PERCENTILE_KEYS", "latency_rows", "latency_text"]
 
@@ -18,18 +18,18 @@ PERCENTILE_KEYS = (("p50", "p50_ns"), ("p90", "p90_ns"), ("p99", "p99_ns"), ("p9
 
 def latency_rows(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     """One row per (operation, design) that recorded the operation, in operation-name order."""
-    runs = check_results(results)["runs"]
+    runs = typed_runs(results)
     rows: list[dict[str, Any]] = []
-    for op in op_names(runs):
+    for op in sorted({op for run in runs for op in run.operations}):
         for run in runs:
-            rec = run.get("operations", {}).get(op)
+            rec = run.operations.get(op)
             if rec is None:
                 continue
-            row: dict[str, Any] = {"op": op, "design": run.get("design", "?"),
-                                   "count": int(rec.get("count", 0)), "max_ns": int(rec.get("max_ns", 0)),
-                                   "overflow": int(rec.get("overflow", 0))}
-            for label, key in PERCENTILE_KEYS:
-                row[label] = int(rec.get(key, 0))
+            row: dict[str, Any] = {"op": op, "design": run.design, "count": rec.count, "max_ns": rec.max_ns,
+                                   "overflow": rec.overflow}
+            for label, value in zip((label for label, _ in PERCENTILE_KEYS),
+                                    (rec.p50_ns, rec.p90_ns, rec.p99_ns, rec.p99_9_ns), strict=True):
+                row[label] = value
             rows.append(row)
     return rows
 

@@ -35,8 +35,8 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from records.files import atomic_write
 from reports.common import fmt_pct, fmt_time, format_table, pseudo_address, safe_name, side_names, wait_share
-from workloads.record import atomic_write
 
 __all__ = [
     "find_dot",

@@ -30,9 +30,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter
 
+from records.files import atomic_write
 from reports.common import decode_hdr, fmt_time, op_names, side_names, total_throughput
 from reports.compare import CPU_STATES
-from workloads.record import atomic_write
 
 __all__ = [
     "cpu_time_figure",

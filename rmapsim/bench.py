@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from concurrency.engine import Engine
+from concurrency.executors import engine_class
 from concurrency.mutex import Mutex
 
 __all__ = ["RUN_CASES", "EngineBench", "MemoryBench", "compiled_build_installed", "draws", "format_run_bench",
@@ -48,7 +48,7 @@ def draws(tasks: int = TASKS, iterations: int = ITERATIONS) -> list[list[tuple[i
 
 def run_engine(inputs: list[list[tuple[int, int]]], executor: str = "stepper") -> tuple[int, float, int]:
     """This engine: returns (end_ns, mean_wait_ns, acquisitions)."""
-    engine = Engine(len(inputs), seed=0, executor=executor)
+    engine = engine_class(executor)(len(inputs), seed=0)
     mutex = Mutex(engine, "bench_mutex", spin=False, direct_handoff=True)
     total_wait = 0
     acquisitions = 0
@@ -226,9 +226,9 @@ def format_memory_bench(b: MemoryBench) -> str:
 
 
 def run_trace_bench(repeats: int = 3, duration_ns: int = 2_000_000) -> dict[str, Any]:
-    """fork-heavy under anon_vma with tracing off (engine.tracer None) and on (ChromeTracer).
+    """fork-heavy under anon_vma with tracing off (no tracer attached) and on (ChromeTracer).
 
-    Off, every lock operation pays one ``engine.tracer is not None`` test; on, every acquisition,
+    Off, every lock operation pays one ``engine.hooks.on_... is not None`` test; on, every acquisition,
     release, contention and operation becomes trace events.  Best of ``repeats`` each, interleaved.
     """
     from concurrency.trace import ChromeTracer

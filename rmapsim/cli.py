@@ -20,24 +20,38 @@ import contextlib
 import functools
 import inspect
 import json
+import os
 import sys
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
 import trio
 
-from concurrency.engine import EXECUTORS
+from concurrency.executors import EXECUTORS
+from concurrency.input_error import InputError
 from rmapsim import diag, timings
+from rmapsim.runs import (
+    BadInput,
+    _default_out,
+    _event_log,
+    _load,
+    _overrides,
+    _resolve,
+    _run_designs,
+    _run_failed,
+    _source,
+    _uninterrupted,
+    _write_results,
+    builtin_scenarios,
+    check_out,
+    check_size,
+    count,
+)
 
-__all__ = ["main"]
+__all__ = ["BadInput", "builtin_scenarios", "main"]
 
 DEFAULT_SCENARIO = "fork-heavy"
-
-
-class BadInput(Exception):
-    """Reported as ``rmapsim: error: ...`` with exit status 2."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -47,99 +61,20 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def _scenarios_dir() -> Path:
-    return Path(__file__).resolve().parent.parent / "workloads" / "scenarios"
-
-
-def builtin_scenarios() -> dict[str, Path]:
-    return {p.stem: p for p in sorted(_scenarios_dir().glob("*.toml"))} | {
-        p.stem: p for p in sorted(_scenarios_dir().glob("*.py")) if p.stem != "__init__"}
-
-
-def _resolve(name: str) -> Path:
-    path = Path(name)
-    if path.exists():
-        return path
-    builtin = builtin_scenarios()
-    if name in builtin:
-        return builtin[name]
-    import difflib
-
-    close = difflib.get_close_matches(name, list(builtin), n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    raise BadInput(f"{name}: no such file or built-in scenario{hint}; built-in: {', '.join(builtin)}")
-
-
-def _overrides(items: list[str]) -> dict[str, Any]:
-    from workloads.scenario import parse_value
-
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise BadInput(f"--set {item!r}: expected KEY=VALUE, e.g. run.cpus=8")
-        out[key.strip()] = parse_value(value.strip())
-    return out
-
-
-def _source(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> tuple[Path, dict[str, Any]]:
-    """The scenario's file and the overrides the command line gives it (what worker processes load)."""
-    overrides = _overrides(getattr(args, "set", None) or [])
-    if extra:
-        overrides.update(extra)
-    if getattr(args, "seed", None) is not None:
-        overrides["run.seed"] = args.seed
-    if getattr(args, "cpus", None) is not None:
-        overrides["run.cpus"] = args.cpus
-    return _resolve(args.scenario), overrides
-
-
-def _load(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Any:
-    from workloads.scenario import ScenarioError, load_scenario
-
-    path, overrides = _source(args, extra)
-    try:
-        return load_scenario(path, overrides)
-    except ScenarioError as exc:
-        raise BadInput(str(exc)) from None
-
-
 def _designs(args: argparse.Namespace, scenario: Any) -> list[str]:
-    import mm.designs  # noqa: F401
-    from mm.rmap_design import DESIGNS
+    """``--design`` (each checked here) or the scenario's ``run.designs`` (checked by its loader)."""
+    from mm.designs import DESIGNS
 
-    chosen = list(args.design or scenario.designs)
-    for name in chosen:
+    if not args.design:
+        return list(scenario.designs)
+    for name in args.design:
         if name not in DESIGNS:
-            raise BadInput(f"--design {name!r}: unknown design; allowed: {', '.join(sorted(DESIGNS))}")
-    return chosen
+            import difflib
 
-
-def _progress(label: str, quiet: bool) -> Any:
-    from rmapsim.progress import Progress
-
-    return Progress(label, enabled=not quiet)
-
-
-@trio.lowlevel.enable_ki_protection
-def _uninterrupted(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """``fn(*args, **kwargs)`` with Ctrl-C deferred (trio's KeyboardInterrupt protection) until it
-    returns: the results of finished runs are written whole, then the interrupt is delivered."""
-    return fn(*args, **kwargs)
-
-
-def _write_results(results: dict[str, Any], out: Path, *, reports: bool = True) -> None:
-    from workloads.record import atomic_write, dump_json
-
-    atomic_write(out / "result.json", dump_json(results))
-    if reports:
-        try:
-            import reports as reports_pkg
-        except ImportError:  # pragma: no cover - reports is part of the package
-            return
-        render = getattr(reports_pkg, "render_run", None)
-        if render is not None:
-            render(results, out)
+            close = difflib.get_close_matches(name, list(DESIGNS), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise BadInput(f"--design {name}: unknown design{hint}; allowed: {', '.join(sorted(DESIGNS))}")
+    return list(args.design)
 
 
 def _summary(results: dict[str, Any]) -> str:
@@ -170,38 +105,6 @@ def _findings(results: dict[str, Any]) -> bool:
                          f"{first['walk']} on folio {first['folio']} missed {where}", design=run["design"])
             found = True
     return found
-
-
-@contextlib.contextmanager
-def _event_log(args: argparse.Namespace) -> Iterator[Any]:
-    """``--log FILE``: the run's event log (written whole, or not at all when interrupted)."""
-    path = getattr(args, "log", None)
-    if not path:
-        yield None
-        return
-    from concurrency.trace import open_event_log
-
-    with open_event_log(path) as log:
-        yield log
-
-
-def _run_failed(exc: Exception) -> NoReturn:
-    diag.error("run_failed", f"rmapsim: run failed: {exc}")
-    raise SystemExit(1) from None
-
-
-def _run_designs(args: argparse.Namespace, scenario: Any, designs: list[str]) -> dict[str, Any]:
-    """Synchronously (for callers that do not await, e.g. lockdep): progress is a thread."""
-    from workloads.runner import RunFailed, run_scenario
-
-    out = Path(args.out) if args.out else None
-    trace_dir = out if getattr(args, "trace", False) and out is not None else None
-    with _progress(f"{scenario.name}: {', '.join(designs)}", args.quiet):
-        try:
-            with _event_log(args) as log:
-                return run_scenario(scenario, designs=designs, trace_dir=trace_dir, log=log)
-        except RunFailed as exc:
-            _run_failed(exc)
 
 
 async def _run_designs_async(args: argparse.Namespace, scenario: Any, designs: list[str]) -> dict[str, Any]:
@@ -240,13 +143,25 @@ async def _run_designs_async(args: argparse.Namespace, scenario: Any, designs: l
         _run_failed(exc)
 
 
+def _run_and_save(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Load, run every chosen design, write result.json and the reports: the shared part of
+    run, compare and lockdep (synchronous; :func:`_run_and_save_async` is the trio one)."""
+    scenario = _load(args, extra)
+    designs = _designs(args, scenario)
+    check_size(args, scenario, len(designs))
+    check_out(args, _default_out(scenario))
+    if args.out is None:
+        args.out = str(_default_out(scenario))
+    results = _run_designs(args, scenario, designs)
+    _uninterrupted(_write_results, results, Path(args.out))
+    return results
+
+
 def _jobs(args: argparse.Namespace, scenario: Any, designs: list[str]) -> int:
     """How many processes run the designs: ``--jobs`` (default: one per design).  One means this
     process, as trio code, and so do a single design, ``--log`` (one event log, in design order)
     and the trio executor (a forked worker cannot start trio inside the parent's ``trio.run``)."""
     jobs = getattr(args, "jobs", None)
-    if jobs is not None and jobs < 1:
-        raise BadInput(f"--jobs {jobs}: allowed: 1 or more")
     if len(designs) < 2 or getattr(args, "log", None) or scenario.executor != "stepper":
         return 1
     return len(designs) if jobs is None else min(jobs, len(designs))
@@ -275,26 +190,12 @@ async def _run_designs_in_processes(args: argparse.Namespace, scenario: Any, des
         _run_failed(exc)
 
 
-def _default_out(scenario: Any) -> Path:
-    return Path(f"rmapsim-out/{scenario.name}-seed{scenario.seed}")
-
-
-def _run_and_save(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Load, run every chosen design, write result.json and the reports: the shared part of
-    run, compare and lockdep (synchronous; :func:`_run_and_save_async` is the trio one)."""
-    scenario = _load(args, extra)
-    designs = _designs(args, scenario)
-    if args.out is None:
-        args.out = str(_default_out(scenario))
-    results = _run_designs(args, scenario, designs)
-    _uninterrupted(_write_results, results, Path(args.out))
-    return results
-
-
 async def _run_and_save_async(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """:func:`_run_and_save` inside trio; the designs in parallel processes unless ``--jobs 1``."""
     scenario = _load(args, extra)
     designs = _designs(args, scenario)
+    check_size(args, scenario, len(designs))
+    check_out(args, _default_out(scenario))
     if args.out is None:
         args.out = str(_default_out(scenario))
     jobs = _jobs(args, scenario, designs)
@@ -310,15 +211,17 @@ async def _run_and_save_async(args: argparse.Namespace, extra: dict[str, Any] | 
 
 async def cmd_run(args: argparse.Namespace) -> int:
     results = await _run_and_save_async(args)
+    found = _findings(results)  # a finding is said first
     if args.json:
         print(json.dumps(results, sort_keys=True))
     elif not args.quiet:
         print(f"wrote {Path(args.out) / 'result.json'}")
-    return 1 if _findings(results) else 0
+    return 1 if found else 0
 
 
 async def cmd_compare(args: argparse.Namespace) -> int:
     results = await _run_and_save_async(args)
+    found = _findings(results)  # a finding is said first, then the comparison
     if args.json:
         print(json.dumps(results, sort_keys=True))
     else:
@@ -327,7 +230,7 @@ async def cmd_compare(args: argparse.Namespace) -> int:
         print(summary)
         if not args.quiet:
             print(f"\nresults and reports: {args.out}/")
-    return 1 if _findings(results) else 0
+    return 1 if found else 0
 
 
 async def cmd_default(args: argparse.Namespace) -> int:
@@ -344,41 +247,34 @@ def cmd_lockdep(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    import mm.designs  # noqa: F401
-    from mm.rmap_design import DESIGNS
+    from concurrency.input_error import spell
+    from mm.designs import DESIGNS
     from workloads.actors import ACTORS
-    from workloads.scenario import ScenarioError, load_scenario
+    from workloads.scenario import PARAMS, SWITCH_SECTIONS, ScenarioError, load_scenario, toml_literal
 
     scenarios = {}
     for name, path in builtin_scenarios().items():
         try:
             sc = load_scenario(path)
-            scenarios[name] = sc.description.strip().splitlines()[0] if sc.description.strip() else ""
+            scenarios[name] = first_sentence(sc.description)
         except ScenarioError as exc:
             scenarios[name] = f"(invalid: {exc})"
     designs = {name: cls.summary for name, cls in sorted(DESIGNS.items())}
     actors = {name: kind.help for name, kind in sorted(ACTORS.items())}
-    switches = {f"switches.{name}.{key}": f"{sw.help} (default {sw.default!r}; allowed "
-                f"{', '.join(map(repr, sw.allowed))})"
+    switches = {f"switches.{name}.{key}": f"{sw.help} (default {spell(sw.default)}; allowed "
+                f"{', '.join(map(spell, sw.allowed))})"
                 for name, cls in sorted(DESIGNS.items()) for key, sw in cls.SWITCHES.items()}
-    switches.update({
-        "rwsem.spin": "writer optimistic spinning (default true)",
-        "rwsem.reader_steal": "reader lock stealing, v5.11+ (default true)",
-        "rwsem.handoff": "handoff after RWSEM_WAIT_TIMEOUT (default true)",
-        "rwsem.handoff_timeout_ns": "the handoff timeout (default 4000000)",
-        "mutex.spin": "optimistic spinning on a running owner (default true)",
-        "mutex.handoff": "MUTEX_FLAG_HANDOFF, v4.10+; false for the 2011-2013 mutex (default true)",
-        "reclaim.trylock": "folio_referenced only tries the rmap lock, 2022+ (default true)",
-        "lockdep.enabled": "run the lock-order checker (default true)",
-        "lockdep.expected_order": "declared order checked against the run's edges: rmap, none or an order "
-                                  "file's path (see rmapsim lockdep --order)",
-    })
+    switches.update({key: f"{param.help} (default {toml_literal(param.default)})"
+                     for key, (_, param) in PARAMS.items() if key.partition(".")[0] in SWITCH_SECTIONS})
     if args.json:
         print(json.dumps({"scenarios": scenarios, "designs": designs, "actors": actors,
                           "switches": switches}, sort_keys=True))
         return 0
     for title, table in (("scenarios", scenarios), ("designs", designs), ("actors", actors),
                          ("switches", switches)):
+        if args.quiet:  # the names alone, one a line
+            print("\n".join(table))
+            continue
         print(f"{title}:")
         width = max((len(k) for k in table), default=0)
         for key, text in table.items():
@@ -387,15 +283,27 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_report(args: argparse.Namespace) -> int:
-    out = Path(args.dir)
-    if not (out / "result.json").exists() and not (out / "sweep.json").exists():
-        raise BadInput(f"{out}: no result.json or sweep.json to render")
-    from reports import render_dir
+def first_sentence(text: str) -> str:
+    """A description's first sentence, whole (its lines joined), for one-line listings."""
+    import re
 
-    written = render_dir(out)
-    if not args.quiet:
-        print(f"rendered {len(written)} file(s) in {out}/")
+    flat = " ".join(text.split())
+    for m in re.finditer(r"(?<=[.!?])\s+(?=\S)", flat):
+        if not re.search(r"\b(?:e\.g|i\.e|vs|etc|cf|al)\.$", flat[: m.start()]):
+            return flat[: m.start()]
+    return flat
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Re-render a folder from its result.json or sweep.json; a damaged one is bad input, found
+    before anything is written (reports are rendered aside and moved in whole)."""
+    from rmapsim.report_cmd import render_folder
+
+    written = render_folder(Path(args.dir), BadInput)
+    if args.json:
+        print(json.dumps({"dir": str(args.dir), "rendered": sorted(str(p) for p in written)}, sort_keys=True))
+    elif not args.quiet:
+        print(f"rendered {len(written)} file(s) in {args.dir}/")
     return 0
 
 
@@ -406,13 +314,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     scenario = _load(args)
     designs = _designs(args, scenario)
     out = Path(args.out) if args.out else Path(f"rmapsim-out/{scenario.name}-sweep")
+    check_out(args, out)
     try:
         backend = Backend.from_args(args.jobs, args.cluster)
         base = _overrides(args.set or [])
         if args.cpus is not None:
             base["run.cpus"] = args.cpus
         summary = run_sweep(_resolve(args.scenario), args.grid, designs=designs, out=out, backend=backend,
-                            base_overrides=base, seed=args.seed, quiet=args.quiet)
+                            base_overrides=base, seed=args.seed, quiet=args.quiet,
+                            check=lambda point: check_size(args, point, len(designs)))
     except (GridError, BackendError) as exc:
         raise BadInput(str(exc)) from None
     if summary["interrupted"]:
@@ -462,13 +372,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(json.dumps(mem.to_dict(), sort_keys=True) if args.json else format_memory_bench(mem))
         return 0
     if args.what != "engine":
-        raise BadInput(f"bench {args.what!r}: unknown benchmark; allowed: engine, memory, run, scale, trace")
+        raise BadInput(f"bench {args.what}: unknown benchmark; allowed: engine, memory, run, scale, trace")
     bench = run_engine_bench(repeats=args.repeats)
     if args.json:
         print(json.dumps(bench.to_dict(), sort_keys=True))
     else:
         print(format_engine_bench(bench))
     return 0 if bench.agree else 1
+
+
+# Flags the top-level parser takes (before the command) as well as the commands (after it).
+GLOBAL_FLAGS = {"quiet": "--quiet", "json": "--json", "out": "--out", "executor": "--executor", "log": "--log"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -479,8 +393,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", help="output folder (default rmapsim-out/<scenario>-seed<N>)")
     parser.add_argument("--executor", choices=EXECUTORS, help="stepper (default) or trio: who steps simulated tasks")
     parser.add_argument("--log", metavar="FILE", help="write the runs' event log to FILE (JSON lines)")
-    parser.add_argument("--jobs", type=int, help="processes that run the designs (default: one per design; 1: "
-                        "this process)")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     def scenario_cmd(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -497,6 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--executor", choices=EXECUTORS,
                        help="who steps the simulated tasks: stepper (default, fastest) or trio (each simulated "
                             "CPU a trio task); results are byte-identical; same as --set run.executor=NAME")
+        p.add_argument("--force", action="store_true", help="run even when estimated to take more than a few "
+                                                            "minutes")
         return p
 
     log_help = "write the runs' event log to FILE: JSON lines (structlog) in virtual time"
@@ -505,12 +419,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = scenario_cmd("run", "run a scenario; writes OUT/result.json and reports")
     p.add_argument("--trace", action="store_true", help="also write a Chrome trace per design")
     p.add_argument("--log", metavar="FILE", help=log_help)
-    p.add_argument("--jobs", type=int, help=jobs_help)
+    p.add_argument("--jobs", type=count(1), help=jobs_help)
     p.set_defaults(func=cmd_run)
     p = scenario_cmd("compare", "run every design of a scenario and print the comparison")
     p.add_argument("--trace", action="store_true", help="also write a Chrome trace per design")
     p.add_argument("--log", metavar="FILE", help=log_help)
-    p.add_argument("--jobs", type=int, help=jobs_help)
+    p.add_argument("--jobs", type=count(1), help=jobs_help)
     p.set_defaults(func=cmd_compare)
     from rmapsim.lockdep_cmd import add_parser as add_lockdep_parser
 
@@ -518,17 +432,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = scenario_cmd("sweep", "run a parameter grid, in worker processes or on a Dask cluster (resumable)")
     p.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2,...",
                    help="a swept key and its values (repeatable: the grid is their product)")
-    p.add_argument("--jobs", type=int, default=1, help="local worker processes (default 1: in this process)")
+    p.add_argument("--jobs", type=count(1), default=1, help="local worker processes (default 1: in this process)")
     p.add_argument("--cluster", metavar="local[:N]|tcp://HOST:PORT",
                    help="run the points on Dask distributed: a LocalCluster of N workers, or a running "
                         "scheduler (needs rmapsim[cluster])")
     p.set_defaults(func=cmd_sweep)
     p = sub.add_parser("list", help="scenarios, designs, actors and switches")
     p.add_argument("--json", action="store_true", help="one JSON object")
+    p.add_argument("--quiet", action="store_true", help="the names alone, one a line")
     p.set_defaults(func=cmd_list)
     p = sub.add_parser("report", help="re-render reports from a saved result folder")
     p.add_argument("dir")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the files written as one JSON object")
+    p.add_argument("--quiet", action="store_true", help="no chatter")
     p.set_defaults(func=cmd_report)
     from rmapsim.explore_cmd import add_parser as add_explore_parser
     from rmapsim.validate_cmd import add_parser as add_validate_parser
@@ -541,11 +457,33 @@ def build_parser() -> argparse.ArgumentParser:
                         "wall, CPU split, events per second; pure and compiled builds), scale (CPU per event at "
                         "1-8x the duration) or trace (tracing on/off)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--repeats", type=int, default=3, help="engine: runs per simulator, the best counts; run: "
+    p.add_argument("--quiet", action="store_true", help="no chatter (the figures are still printed)")
+    p.add_argument("--repeats", type=count(1), default=3, help="engine: runs per simulator, the best counts; run: "
                    "runs per case and build; scale: runs per length, the best counts")
-    p.add_argument("--folios", type=int, default=1_000_000, help="memory: resident folios")
+    p.add_argument("--folios", type=count(1), default=1_000_000, help="memory: resident folios")
     p.set_defaults(func=cmd_bench)
+    # A flag given before the command (rmapsim --json list) must not be reset by the command's own
+    # default: the commands' copies of the top-level flags default to "not given".
+    for command in sub.choices.values():
+        for action in command._actions:
+            if action.dest in GLOBAL_FLAGS:
+                action.default = argparse.SUPPRESS
     return parser
+
+
+def _misplaced(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """A top-level flag given to a command that does not take it is bad input, never ignored."""
+    if args.command is None:
+        return
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    takes = {name: {a.dest for a in p._actions} for name, p in sub.choices.items()}
+    for dest, flag in GLOBAL_FLAGS.items():
+        if dest == "log":  # said by _dispatch, as it always was
+            continue
+        if getattr(args, dest, None) in (None, False) or dest in takes[args.command]:
+            continue
+        allowed = sorted(name for name, dests in takes.items() if dest in dests)
+        raise BadInput(f"{flag}: {args.command} takes no {flag}; allowed with: {', '.join(allowed)}")
 
 
 _LOGGING_COMMANDS = (None, "run", "compare")  # the commands --log applies to (None: the default comparison)
@@ -554,7 +492,7 @@ _LOGGING_COMMANDS = (None, "run", "compare")  # the commands --log applies to (N
 async def _dispatch(args: argparse.Namespace) -> int:
     """The command, inside trio: awaited when it is trio code, called when it is not."""
     if getattr(args, "log", None) and args.command not in _LOGGING_COMMANDS:
-        raise BadInput(f"--log: {args.command} writes no run log; allowed with: run, compare")
+        raise BadInput(f"--log: {args.command} writes no run log; allowed with: compare, run")
     result = args.func(args)
     if inspect.isawaitable(result):
         result = await result
@@ -582,6 +520,8 @@ def _main(argv: list[str] | None) -> int:
     except KeyboardInterrupt:
         diag.warning("interrupted", "rmapsim: interrupted")
         return 130
+    except SystemExit as exc:  # argparse's own: a bad flag (2, said already) or --help (0)
+        return exc.code if isinstance(exc.code, int) else 2
     if args.command is None:
         args.func = cmd_default
         args.design = None
@@ -589,15 +529,22 @@ def _main(argv: list[str] | None) -> int:
         args.seed = None
         args.cpus = None
         args.trace = False
+        args.force = False
+        args.jobs = None
     executor = getattr(args, "executor", None)
     if executor is not None:  # --executor NAME is --set run.executor=NAME (it reaches worker processes too)
         args.set = [*(getattr(args, "set", None) or []), f"run.executor={executor}"]
     with diag.diagnostics(json=bool(getattr(args, "json", False))):
         try:
+            _misplaced(parser, args)
             return trio.run(_dispatch, args)
-        except BadInput as exc:
+        except (BadInput, InputError) as exc:  # InputError: a loader's, wherever a command let it through
             diag.error("bad_input", f"rmapsim: error: {exc}")
             return 2
+        except BrokenPipeError:  # the reader left (rmapsim list | head): nothing more to say
+            with contextlib.suppress(OSError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
         except BaseException as exc:
             if not _interrupted(exc):
                 raise

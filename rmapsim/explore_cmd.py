@@ -27,8 +27,11 @@ def add_parser(sub: Any) -> None:
                    help="a design, optionally with switches, e.g. cow_context:fork_link=early,traversal=pre "
                         "(repeatable; default: the scenario's designs)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a scenario key (repeatable)")
-    p.add_argument("--runs", type=int, default=50, help="runs per design (default 50)")
-    p.add_argument("--jobs", type=int, default=1, help="local worker processes (the set of runs does not depend on it)")
+    from rmapsim.runs import count
+
+    p.add_argument("--runs", type=count(1), default=50, help="runs per design (default 50)")
+    p.add_argument("--jobs", type=count(1), default=1,
+                   help="local worker processes (the set of runs does not depend on it)")
     p.add_argument("--cluster", metavar="local[:N]|tcp://HOST:PORT",
                    help="run on Dask distributed: a LocalCluster of N workers, or a running scheduler "
                         "(needs rmapsim[cluster]; the set of runs does not depend on it)")
@@ -36,18 +39,21 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--perturb", default="all",
                    help="all (default: shuffle,jitter=0.2,preempt=3), none, or a comma list of shuffle, "
                         "jitter[=J], preempt[=K]")
-    p.add_argument("--shrink-budget", type=int, default=40, help="runs spent shrinking each failure (default 40)")
+    p.add_argument("--shrink-budget", type=count(0), default=40,
+                   help="runs spent shrinking each failure (default 40)")
     p.add_argument("--stop-at-first", action="store_true", help="stop starting runs after the first failure")
     p.add_argument("--out", help="output folder (default rmapsim-out/<scenario>-explore)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress or chatter")
     p.add_argument("--executor", choices=("stepper", "trio"),
                    help="who steps the simulated tasks (same verdicts); same as --set run.executor=NAME")
+    p.add_argument("--force", action="store_true", help="run even when one run is estimated to take more than a "
+                                                        "few minutes")
     p.set_defaults(func=cmd_explore)
 
 
 def _variants(args: argparse.Namespace, scenario: Any) -> list[Any]:
-    from rmapsim.cli import BadInput
+    from rmapsim.runs import BadInput
     from workloads.explore import resolve_variants
 
     try:
@@ -65,7 +71,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
 
 def _explore(args: argparse.Namespace) -> int:
     from reports.explore import explore_html, explore_text, story_text
-    from rmapsim.cli import BadInput, _overrides, _resolve
+    from rmapsim.runs import BadInput, _overrides, _resolve, check_out, check_size
     from workloads.executor import Backend, BackendError, Executor
     from workloads.explore import (
         CATEGORIES,
@@ -100,14 +106,9 @@ def _explore(args: argparse.Namespace) -> int:
     except ScenarioError as exc:
         raise BadInput(str(exc)) from None
     variants = _variants(args, scenario)
+    check_size(args, scenario, 1)  # each explored run is one design's
     out = Path(args.out) if args.out else Path(f"rmapsim-out/{scenario.name}-explore")
-    try:  # find out now, not after the runs, that the results cannot be written
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".rmapsim-write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise BadInput(f"--out {out}: cannot write there ({exc.strerror})") from None
+    check_out(args, out)  # find out now, not after the runs, that the results cannot be written
     try:  # a cluster that cannot be reached is bad input, found before any run
         executor = Executor(backend).start()
     except BackendError as exc:
@@ -201,10 +202,16 @@ def _explore(args: argparse.Namespace) -> int:
               file=sys.stderr)
         raise SystemExit(130) from None
     doc = document()
-    atomic_write(out / "explore.json", dump_json(doc))
     text = explore_text(doc)
-    atomic_write(out / "explore.txt", text)
-    atomic_write(out / "explore.html", explore_html(doc))
+
+    def write() -> None:  # the three together: Ctrl-C now waits for them
+        atomic_write(out / "explore.json", dump_json(doc))
+        atomic_write(out / "explore.txt", text)
+        atomic_write(out / "explore.html", explore_html(doc))
+
+    from rmapsim.outputs import uninterrupted
+
+    uninterrupted(write)
     failed = sum(1 for r in doc["runs"] if r["categories"])
     if args.json:
         print(json.dumps({**doc["summary"], "wall_s": round(wall, 2),

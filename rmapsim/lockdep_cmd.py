@@ -51,11 +51,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress or chatter")
     p.add_argument("--executor", choices=("stepper", "trio"),
                    help="who steps the simulated tasks (same results); same as --set run.executor=NAME")
+    p.add_argument("--force", action="store_true", help="run even when estimated to take more than a few minutes")
     p.set_defaults(func=cmd_lockdep)
 
 
 def _bad(message: str) -> Exception:
-    from rmapsim.cli import BadInput
+    from rmapsim.runs import BadInput
 
     return BadInput(message)
 
@@ -79,11 +80,9 @@ def _load_order(spec: str) -> Any:
         raise _bad(str(exc)) from None
 
 
-def _run_scenario(args: argparse.Namespace, name: str, out: Path | None) -> dict[str, Any]:
-    """Every variant of one scenario with the order checker on; results written to its folder."""
-    import dataclasses
-
-    from rmapsim.cli import _default_out, _load, _run_designs, _write_results
+def _prepare(args: argparse.Namespace, name: str, out: Path | None) -> tuple[argparse.Namespace, Any, list[Any]]:
+    """Load one scenario, its variants and its output folder, all checked before anything runs."""
+    from rmapsim.runs import _default_out, _load, check_out, check_size
 
     ns = argparse.Namespace(**vars(args))
     ns.scenario = name
@@ -93,6 +92,20 @@ def _run_scenario(args: argparse.Namespace, name: str, out: Path | None) -> dict
         scenario.order_path = None if args.order in ("rmap", "none") else args.order
     ns.out = str(out if out is not None else _default_out(scenario))
     variants = _variants(args.design, scenario)
+    check_size(args, scenario, len(variants))
+    ns.log = None
+    check_out(ns)
+    return ns, scenario, variants
+
+
+def _run_scenario(prepared: tuple[argparse.Namespace, Any, list[Any]], deadlocks: list[str]) -> dict[str, Any]:
+    """Every variant of one scenario with the order checker on; results written to its folder (a
+    run that deadlocked among them, as far as it went: its lockdep report is the point)."""
+    import dataclasses
+
+    from rmapsim.runs import _run_designs, _write_results
+
+    ns, scenario, variants = prepared
     runs: list[dict[str, Any]] = []
     results: dict[str, Any] = {}
     for variant in variants:
@@ -101,7 +114,7 @@ def _run_scenario(args: argparse.Namespace, name: str, out: Path | None) -> dict
             switches = {d: dict(s) for d, s in scenario.switches.items()}
             switches.setdefault(variant.design, {}).update(dict(variant.switches))
             sc = dataclasses.replace(scenario, switches=switches)
-        results = _run_designs(ns, sc, [variant.design])
+        results = _run_designs(ns, sc, [variant.design], deadlocks=deadlocks)
         for run in results["runs"]:
             if variant.switches:
                 run["variant"] = variant.label
@@ -142,13 +155,25 @@ def cmd_lockdep(args: argparse.Namespace) -> int:
     if any(m is None for m in merged):
         raise _bad("--merge takes order files, not 'rmap' or 'none'")
     several = len(args.scenario) > 1
-    all_runs: list[dict[str, Any]] = []
-    report: dict[str, Any] = {}
-    found = False
-    lines: list[str] = []
+    if args.emit_order:
+        from rmapsim.outputs import OutputError, check_out_file
+        from rmapsim.runs import BadInput
+
+        try:
+            check_out_file(args.emit_order, "--emit-order")
+        except OutputError as exc:
+            raise BadInput(str(exc)) from None
+    prepared = []  # every scenario loaded and every output checked before the first run
     for name in args.scenario:
         out = Path(args.out) / Path(name).stem if several and args.out else (Path(args.out) if args.out else None)
-        results = _run_scenario(args, name, out)
+        prepared.append(_prepare(args, name, out))
+    all_runs: list[dict[str, Any]] = []
+    report: dict[str, Any] = {}
+    deadlocks: list[str] = []
+    found = False
+    lines: list[str] = []
+    for one in prepared:
+        results = _run_scenario(one, deadlocks)
         scen = results["scenario"].get("name", name)
         for run in results["runs"]:
             label = run_label(run)
@@ -226,7 +251,14 @@ def cmd_lockdep(args: argparse.Namespace) -> int:
     if args.json:
         if emitted_info is not None:
             report["emitted_order"] = emitted_info
+        if deadlocks:
+            report["deadlocks"] = deadlocks
         print(json.dumps(report, sort_keys=True))
     else:
         print("\n".join(lines))
-    return 1 if found else 0
+    if deadlocks:
+        from rmapsim import diag
+
+        for message in deadlocks:
+            diag.error("run_failed", f"rmapsim: run failed: {message}")
+    return 1 if found or deadlocks else 0

@@ -29,19 +29,20 @@ import hashlib
 import itertools
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from records.schema import SWEEP_SCHEMA
 from rmapsim.progress import Progress
 from workloads.executor import Backend, Executor, Outcome, code_version, interrupts
 from workloads.explore import CATEGORIES, ScenarioSource, classify
 from workloads.record import atomic_write, dump_json
-from workloads.scenario import ScenarioError, parse_value
+from workloads.scenario import Scenario, ScenarioError, parse_value
 
 __all__ = ["GridError", "PointTask", "parse_grid", "point_dir", "point_key", "run_point", "run_sweep"]
 
-SWEEP_SCHEMA = "rmapsim.sweep/1"
 # Failures that say nothing about the point itself: rerun on resume even with an unchanged key.
 TRANSIENT = ("worker_lost", "error")
 POINT_CATEGORIES = (*CATEGORIES, "worker_lost", "error")
@@ -172,11 +173,12 @@ def _verdict(entry: dict[str, Any], outcome: Outcome, out: Path, rel: str) -> No
 
 def run_sweep(scenario_path: Path, grid_items: list[str], *, designs: list[str], out: Path,
               backend: Backend | None = None, base_overrides: dict[str, Any] | None = None,
-              seed: int | None = None, quiet: bool = False) -> dict[str, Any]:
+              seed: int | None = None, quiet: bool = False,
+              check: Callable[[Scenario], None] | None = None) -> dict[str, Any]:
     """Run (or resume) a sweep; returns its summary (``interrupted`` True when a signal stopped it:
     the finished points are in sweep.json, the report is not rendered).  Raises :class:`GridError`
     for a bad grid or point, and :class:`~workloads.executor.BackendError` for an unusable backend,
-    before any work starts."""
+    before any work starts; ``check(scenario)`` of each point (the command line's size check) too."""
     backend = backend or Backend()
     grid = parse_grid(grid_items)
     base = dict(base_overrides or {})
@@ -194,7 +196,11 @@ def run_sweep(scenario_path: Path, grid_items: list[str], *, designs: list[str],
             source = ScenarioSource.from_path(scenario_path, overrides)
             scenario = source.load()
         except ScenarioError as exc:
+            if exc.file == "--set" and exc.key in params:  # the grid's value, not a --set
+                exc = ScenarioError("--grid", None, exc.key, exc.message)
             raise GridError(f"grid point {point_dir(params)}: {exc}") from None
+        if check is not None:
+            check(scenario)
         if not points:
             scenario_name, description = scenario.name, scenario.description
         identity = {"scenario": {"file": scenario_path.name, "sha256": content},
@@ -258,8 +264,10 @@ def run_sweep(scenario_path: Path, grid_items: list[str], *, designs: list[str],
                 executor.map(run_point, [points[i][2] for i in todo], on_result)
             write_index()
             from reports import render_sweep
+            from rmapsim.outputs import uninterrupted
 
-            render_sweep(json.loads(index_path.read_text()), out)
+            # Ctrl-C while the report is drawn lets it finish: never a partial report set.
+            uninterrupted(render_sweep, json.loads(index_path.read_text()), out)
         except KeyboardInterrupt:
             interrupted = True
             write_index()

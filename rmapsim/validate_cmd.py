@@ -4,7 +4,7 @@ Runs the checks of :mod:`workloads.validate` (small sizes by default, the publis
 ``--full``), prints a table (check, verdict, simulated figure, published figure, source), each
 claim with its expected direction and range, the notes, and the cost-model constants that still
 have no source; writes ``validate.json`` and a self-contained ``validate.html`` into ``--out``
-(default ``rmapsim-out/validate``).  ``--json`` prints one object ``{"checks": [{"claim", "source",
+(default ``rmapsim-out/validate``).  ``--json`` prints one object ``{"checks": [{"id", "claim", "source",
 "value", "expected", "passed"}, ...]}`` instead.  Exit status 1 when a check fails.
 
 Registered on the command line by :func:`add_parser` (called from ``rmapsim.cli.build_parser``).
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from collections.abc import Mapping
 from html import escape
@@ -32,7 +31,7 @@ def add_parser(sub: argparse._SubParsersAction[Any]) -> argparse.ArgumentParser:
         "validate", help="reproduce the published kernel results (reference §4); exit 1 if one fails")
     p.add_argument("--full", action="store_true", help="the published sizes (minutes) instead of the small ones")
     p.add_argument("--json", action="store_true",
-                   help='print one JSON object {"checks": [{claim, source, value, expected, passed}, ...]}')
+                   help='print one JSON object {"checks": [{id, claim, source, value, expected, passed}, ...]}')
     p.add_argument("--out", help=f"output folder for validate.json and validate.html (default {DEFAULT_OUT})")
     p.add_argument("--quiet", action="store_true", help="no progress or chatter")
     p.add_argument("--check", action="append", metavar="ID", help="run only this check, e.g. H5a (repeatable)")
@@ -102,7 +101,9 @@ def validate_html(doc: Mapping[str, Any]) -> str:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Run the checks, print, write OUT/validate.json and OUT/validate.html; 1 if a check failed."""
+    from rmapsim.outputs import uninterrupted
     from rmapsim.progress import Progress
+    from rmapsim.runs import check_out
     from workloads.record import atomic_write, dump_json
     from workloads.validate import CHECKS, run_validation
 
@@ -111,9 +112,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if only:
         unknown = [c for c in only if c not in known]
         if unknown:
-            print(f"rmapsim: error: --check {unknown[0]!r}: unknown check; allowed: {', '.join(known)}",
-                  file=sys.stderr)
+            from rmapsim import diag
+
+            diag.error("bad_input", f"rmapsim: error: --check {unknown[0]}: unknown check; allowed: {', '.join(known)}")
             return 2
+    check_out(args, DEFAULT_OUT)  # before the checks run, not after
     quiet = bool(getattr(args, "quiet", False))
     wanted = len(only) if only else len(CHECKS)
     started = time.perf_counter()  # wall time is shown, never saved: validate.json stays reproducible
@@ -121,10 +124,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
         doc = run_validation(full=bool(getattr(args, "full", False)), only=only or None,
                              on_done=lambda _result: progress.advance())
     out = Path(args.out) if getattr(args, "out", None) else DEFAULT_OUT
-    atomic_write(out / "validate.json", dump_json(doc))
-    atomic_write(out / "validate.html", validate_html(doc))
+
+    def write() -> None:  # both files or, interrupted before, neither
+        atomic_write(out / "validate.json", dump_json(doc))
+        atomic_write(out / "validate.html", validate_html(doc))
+
+    uninterrupted(write)
     if getattr(args, "json", False):
-        print(json.dumps({"checks": [{k: c[k] for k in ("claim", "source", "value", "expected", "passed")}
+        print(json.dumps({"checks": [{k: c[k] for k in ("id", "claim", "source", "value", "expected", "passed")}
                                      for c in doc["checks"]]}, sort_keys=True))
     else:
         print(validate_text(doc, wall_s=time.perf_counter() - started), end="")

@@ -43,3 +43,22 @@ def test_the_readme_example_scenario_runs_clean_under_anon_vma(tmp_path: Path) -
     for perturb in (Perturbation.none(), Perturbation(True, 0.2, ((300_000, 50_000), (900_000, 5_000)))):
         verdict = execute(Job(1, Variant("anon_vma"), 3, perturb, src))
         assert verdict["category"] == "sound", verdict["detail"]
+
+
+def test_the_readme_test_command_runs_the_long_tests_too() -> None:
+    """pyproject's addopts leave `long` out of the everyday suite; CI's command must put it back."""
+    import shlex
+
+    words = shlex.split(_quick_start_commands()[1].rsplit("&&", 1)[1])
+    assert words[0].endswith("pytest")
+    assert words[words.index("-m") + 1] == "long or not long"
+
+
+def test_the_readme_parameter_table_is_the_scenario_schema() -> None:
+    """One source: the README's table is workloads.scenario.PARAMS, row for row."""
+    from workloads.scenario import params_markdown
+
+    text = (ROOT / "README.md").read_text()
+    table = text.split("<!-- PARAMS: generated from workloads.scenario.params_markdown() -->\n", 1)[1]
+    table = table.split("<!-- /PARAMS -->", 1)[0]
+    assert table == params_markdown(), "regenerate the README table with workloads.scenario.params_markdown()"

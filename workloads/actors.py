@@ -15,7 +15,7 @@ from actors import daemons, process
 from actors.process import ChildSpec, Region
 from actors.world import Process, World
 
-__all__ = ["ACTORS", "ActorKind", "Param", "start_actor"]
+__all__ = ["ACTORS", "NICE_PARAM", "ActorKind", "Param", "start_actor"]
 
 
 @dataclass(frozen=True)
@@ -115,6 +115,13 @@ def _start_migrate(world: World, proc: Process | None, p: dict[str, Any], region
         world.spawn_kthread(f"kmigrate{i}", daemons.migrate_daemon, world, interval_ns=p["interval_ns"])
 
 
+def _start_cpu_hog(world: World, proc: Process | None, p: dict[str, Any], regions: list[Region],
+                   kswapd_queue: Any) -> None:
+    for i in range(p["threads"]):
+        world.spawn_kthread(f"hog{i}", daemons.cpu_hog, world, chunk_ns=p["chunk_ns"],
+                            cpu=i % len(world.engine.cpus))
+
+
 def _start_thp_split(world: World, proc: Process | None, p: dict[str, Any], regions: list[Region],
                      kswapd_queue: Any) -> None:
     for i in range(p["threads"]):
@@ -170,7 +177,12 @@ ACTORS: dict[str, ActorKind] = {
                       "interval_ns": Param(int, 50_000, "mean time between migrations (ns)", 1, 10**12),
                       "threads": Param(int, 1, "migrating threads", 1, 1024),
                   }, _start_migrate),
-        ActorKind("thp_split", "split random PMD-mapped THPs", False, {
+        ActorKind("cpu_hog", "busy tasks computing in steps (foreground load), one pinned per CPU in turn",
+                  False, {
+                      "threads": Param(int, 1, "busy tasks", 1, 4096),
+                      "chunk_ns": Param(int, 100_000, "compute step (ns): the preemption granularity", 1, 10**9),
+                  }, _start_cpu_hog),
+        ActorKind("thp_split", "THP splits: the deferred split queue (deferred_split_scan), then a random THP", False, {
                       "interval_ns": Param(int, 200_000, "mean time between splits (ns)", 1, 10**12),
                       "threads": Param(int, 1, "splitting threads", 1, 1024),
                   }, _start_thp_split),
@@ -178,6 +190,15 @@ ACTORS: dict[str, ActorKind] = {
 }
 
 
+# Every kind takes a ``nice`` (set_user_nice) for the tasks it starts; their forked children inherit it.
+NICE_PARAM = Param(int, None, "nice of the actor's tasks, -20..19 (unset: 0, and the fair scheduler of "
+                              "concurrency/sched.py stays off unless some actor sets one)", -20, 19)
+
+
 def start_actor(world: World, kind: str, proc: Process | None, params: dict[str, Any],
                 regions: list[Region], kswapd_queue: Any) -> None:
-    ACTORS[kind].start(world, proc, params, regions, kswapd_queue)
+    world.spawn_nice = params.get("nice")
+    try:
+        ACTORS[kind].start(world, proc, params, regions, kswapd_queue)
+    finally:
+        world.spawn_nice = None

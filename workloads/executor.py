@@ -190,7 +190,7 @@ def _check_stop() -> None:
 
 # -- the code version ---------------------------------------------------------------------------------
 
-_MODEL_PACKAGES = ("concurrency", "mm", "actors", "workloads")
+_MODEL_PACKAGES = ("records", "concurrency", "mm", "actors", "workloads")
 
 
 @functools.cache
@@ -461,8 +461,11 @@ class Executor:
                 environ["DASK_LOGGING__DISTRIBUTED"] = "critical"
                 with dask.config.set({"distributed.scheduler.allowed-failures": 0,
                                       "distributed.nanny.pre-spawn-environ": environ}):
+                    # No dashboard, and the scheduler's HTTP server on a free port: its default, 8787,
+                    # may belong to another Dask process on the machine (it would move, with a warning).
                     self._cluster = distributed.LocalCluster(n_workers=self.backend.workers, threads_per_worker=1,
-                                                 processes=True, host="127.0.0.1", dashboard_address=None)
+                                                 processes=True, host="127.0.0.1", dashboard_address=None,
+                                                 scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
                     self._client = distributed.Client(self._cluster)
             except Exception as exc:
                 self.close(hard=True)

@@ -38,6 +38,7 @@ from typing import Any
 
 from concurrency.engine import Deadlock, task_rng
 from concurrency.perturb import Perturbation, draw_preemptions
+from records.schema import EXPLORE_SCHEMA
 from workloads.executor import Executor, Outcome
 from workloads.record import dump_json
 from workloads.scenario import Scenario, ScenarioError, load_scenario, scenario_from_data
@@ -57,7 +58,6 @@ __all__ = [
     "shrink",
 ]
 
-EXPLORE_SCHEMA = "rmapsim.explore/1"
 # In order of precedence: a run's primary category is the first that applies.
 CATEGORIES = ("crash", "deadlock", "corruption", "missed_mapping", "use_after_free", "sleep_in_rcu", "lock_order",
               "invariant")
@@ -156,8 +156,7 @@ def resolve_variants(texts: list[str] | None, scenario: Scenario) -> list[Varian
     """``--design NAME[:SWITCH=VALUE,...]`` values (the scenario's designs when there are none),
     each checked against the registered designs and their switches; duplicates dropped.  Raises
     ValueError with a message naming the bad value and what is allowed."""
-    import mm.designs  # noqa: F401  (registers the built-in designs)
-    from mm.rmap_design import DESIGNS
+    from mm.designs import DESIGNS
 
     out: list[Variant] = []
     for text in texts or list(scenario.designs):

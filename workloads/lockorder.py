@@ -25,13 +25,12 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from concurrency.lockdep import RMAP_ORDER_FILE, ExpectedOrder, OrderFileError, split_subclass
-from workloads.scenario import ScenarioError, _Locator
-
-if TYPE_CHECKING:
-    from workloads.scenario import Scenario
+from concurrency.lockdep import ExpectedOrder, OrderFileError, split_subclass
+from mm.lock_order import RMAP_ORDER_FILE
+from mm.lock_order import rmap_order as _shipped_rmap_order
+from workloads.inputfile import ScenarioError, _Locator
 
 __all__ = [
     "Conflict",
@@ -57,7 +56,9 @@ def load_order_file(path: str | Path) -> ExpectedOrder:
     if not p.is_file():
         raise ScenarioError(shown, None, "", "no such order file (an order file has the format of "
                                              f"{RMAP_ORDER_FILE}; or use 'rmap' or 'none')")
-    text = p.read_text(encoding="utf-8")
+    from workloads.inputfile import read_text_file
+
+    text = read_text_file(p, shown, f"an order file in {RMAP_ORDER_FILE}'s format")  # not text: bad input
     try:
         return ExpectedOrder.from_text(text, origin=shown, line_of=_Locator(text).line_of)
     except OrderFileError as exc:
@@ -66,7 +67,7 @@ def load_order_file(path: str | Path) -> ExpectedOrder:
 
 def rmap_order() -> ExpectedOrder:
     """The shipped mm/rmap.c order, its declarations with line numbers."""
-    return ExpectedOrder.load_rmap_order(line_of=lambda text: _Locator(text).line_of)
+    return _shipped_rmap_order(line_of=lambda text: _Locator(text).line_of)
 
 
 def load_order_spec(spec: str | None, base: str | Path | None = None) -> ExpectedOrder | None:
@@ -81,7 +82,18 @@ def load_order_spec(spec: str | None, base: str | Path | None = None) -> Expecte
     return load_order_file(path)
 
 
-def expected_order_for(scenario: Scenario) -> ExpectedOrder | None:
+class OrderSpec(Protocol):
+    """What :func:`expected_order_for` reads of a ``workloads.scenario.Scenario``."""
+
+    @property
+    def order_path(self) -> str | None: ...
+    @property
+    def expected_order(self) -> str | None: ...
+    @property
+    def source(self) -> str: ...
+
+
+def expected_order_for(scenario: OrderSpec) -> ExpectedOrder | None:
     """The declared order a scenario's run is checked against (``scenario.order_path`` when the
     loader resolved a file, else ``expected_order`` relative to the scenario's folder)."""
     if scenario.order_path is not None:

@@ -2,16 +2,17 @@
 
 One record per (scenario, design) run; ``result.json`` holds ``{"schema": "rmapsim.results/1",
 "scenario": {...}, "runs": [record, ...]}``.  Everything here is plain JSON with sorted keys so the
-same run gives byte-identical files.  The README documents every field.
+same run gives byte-identical files.  The README documents every field.  The schema names and the
+file writing live in the bottom layer (records/), re-exported here.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from records.files import atomic_write, dump_json
+from records.result import Latency
+from records.schema import RECORD_SCHEMA, RESULTS_SCHEMA
 
 if TYPE_CHECKING:
     from concurrency.engine import Engine
@@ -23,48 +24,28 @@ __all__ = [
     "atomic_write",
     "dump_json",
     "histogram_record",
+    "latency_record",
     "lock_records",
 ]
 
-RECORD_SCHEMA = "rmapsim.result/1"
-RESULTS_SCHEMA = "rmapsim.results/1"
 PERCENTILES = (50.0, 90.0, 99.0, 99.9)
 
 
-def histogram_record(hist: LatencyHistogram) -> dict[str, Any]:
+def latency_record(hist: LatencyHistogram) -> Latency:
     """count, min/mean/max, p50/p90/p99/p99.9 (exact, ns), overflow and the HDR encoding."""
     count = hist.count
-    out: dict[str, Any] = {
-        "count": count,
-        "min_ns": hist.min_ns,
-        "max_ns": hist.max_ns,
-        "total_ns": hist.total_ns,
-        "mean_ns": round(hist.total_ns / count, 1) if count else 0,
-        "overflow": hist.overflow,
-    }
-    out.update({f"{k}_ns": v for k, v in hist.percentiles(PERCENTILES).items()})
-    out["hdr"] = hist.encode() if count else ""
-    return out
+    p = hist.percentiles(PERCENTILES)
+    return Latency(count=count, min_ns=hist.min_ns, max_ns=hist.max_ns, total_ns=hist.total_ns,
+                   mean_ns=round(hist.total_ns / count, 1) if count else 0, overflow=hist.overflow,
+                   p50_ns=p["p50"], p90_ns=p["p90"], p99_ns=p["p99"], p99_9_ns=p["p99.9"],
+                   hdr=hist.encode() if count else "")
+
+
+def histogram_record(hist: LatencyHistogram) -> dict[str, Any]:
+    """:func:`latency_record` as the record's JSON."""
+    return latency_record(hist).to_json()
 
 
 def lock_records(engine: Engine) -> list[dict[str, Any]]:
     """Per lock class (lock_stat's rows), sorted by class key."""
     return [engine.lock_classes[key].to_dict() for key in sorted(engine.lock_classes)]
-
-
-def dump_json(data: Any) -> str:
-    return json.dumps(data, sort_keys=True, indent=1) + "\n"
-
-
-def atomic_write(path: Path, text: str | bytes) -> None:
-    """Write to a temporary name in the same folder, then rename: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(text.encode() if isinstance(text, str) else text)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

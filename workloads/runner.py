@@ -26,18 +26,24 @@ from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from actors.daemons import WaitQueue, install_reclaim
+from actors.daemons import install_reclaim
 from actors.process import exit_process, populate
 from actors.world import Process, World
+from concurrency import sched
 from concurrency.engine import Deadlock, Engine, RunOutcome, SimulationError
+from concurrency.executors import engine_class
+from concurrency.instrument import Instrument
 from concurrency.lockdep import OrderChecker
+from concurrency.waitqueue import WaitQueue
 from mm.costs import CostModel
+from mm.designs import design_class
 from mm.mmap import mmap_region
 from mm.story import Story
 from mm.system import MemoryConfig, MmSystem
+from records.result import Invariants, Outcome, RunRecord, ScenarioInfo, json_object
 from workloads.actors import start_actor
 from workloads.lockorder import expected_order_for
-from workloads.record import RECORD_SCHEMA, RESULTS_SCHEMA, histogram_record, lock_records
+from workloads.record import RESULTS_SCHEMA, latency_record, lock_records
 from workloads.scenario import Scenario
 
 if TYPE_CHECKING:
@@ -50,7 +56,12 @@ SETUP_OPS = ("populate",)  # operations of the set-up, before the workload phase
 
 
 class RunFailed(RuntimeError):
-    """The simulation itself failed (a task raised, a deadlock): a finding, not bad input."""
+    """The simulation itself failed (a task raised, a deadlock): a finding, not bad input.
+
+    A deadlock still has a record (``record``: what the run did up to it, its lock-order findings
+    among them, ``outcome.reason`` ``deadlock``), which ``rmapsim lockdep`` reports; else None."""
+
+    record: dict[str, Any] | None = None
 
 
 def check_mapcounts(system: MmSystem) -> list[str]:
@@ -59,6 +70,7 @@ def check_mapcounts(system: MmSystem) -> list[str]:
     The counts go into an array indexed by folio id (ids are dense): 8 bytes per folio ever
     allocated, where a dict would add about 70 MB to the peak of a million-folio run."""
     counted = array("q", bytes(8 * system.next_folio_id))
+    pmds: dict[int, int] = {}  # PMD mappings per THP (folio_entire_mapcount)
     for mm in system.mms:
         if not mm.alive:
             continue
@@ -66,11 +78,17 @@ def check_mapcounts(system: MmSystem) -> list[str]:
             for pte in table.values():
                 if not pte.migration and pte.folio.fid >= 0:
                     counted[pte.folio.fid] += 1
+        for pmd in mm.pmds.values():
+            if not pmd.migration:
+                pmds[pmd.folio.fid] = pmds.get(pmd.folio.fid, 0) + 1
     problems = []
     for fid, folio in system.folios.items():
         if counted[fid] != folio.mapcount:
             problems.append(f"folio {fid}: mapcount {folio.mapcount} but {counted[fid]} "
                             "page-table entries map it")
+        elif folio.order and pmds.get(fid, 0) != folio.entire_mapcount:
+            problems.append(f"folio {fid}: entire_mapcount {folio.entire_mapcount} but {pmds.get(fid, 0)} "
+                            "PMDs map it")
         if len(problems) >= 20:
             problems.append("... (more mapcount mismatches)")
             break
@@ -110,7 +128,7 @@ class _PhaseEdge:
     until it is reached, and pass straight through afterwards."""
 
     def __init__(self, world: World, name: str) -> None:
-        self.queue = WaitQueue(world, name)
+        self.queue = WaitQueue(world.engine, name)
         self.reached = False
 
     async def wait(self) -> None:
@@ -123,7 +141,8 @@ class _PhaseEdge:
 
 
 def run_one(scenario: Scenario, design: str, *, seed: int | None = None, cpus: int | None = None,
-            tracer: Any = None, story: Story | None = None, log: EventLog | None = None) -> dict[str, Any]:
+            tracer: Instrument | None = None, story: Story | None = None,
+            log: EventLog | None = None) -> dict[str, Any]:
     """One (scenario, design) run: returns its result record.  ``story`` records the race story
     of a victim (mm/story.py); it is the run's tracer, so ``tracer`` must then be None."""
     steps = _run_steps(scenario, design, seed=seed, cpus=cpus, tracer=tracer, story=story, log=log)
@@ -137,7 +156,7 @@ def run_one(scenario: Scenario, design: str, *, seed: int | None = None, cpus: i
 
 
 async def run_one_async(scenario: Scenario, design: str, *, seed: int | None = None, cpus: int | None = None,
-                        tracer: Any = None, story: Story | None = None, log: EventLog | None = None,
+                        tracer: Instrument | None = None, story: Story | None = None, log: EventLog | None = None,
                         watch: Callable[[Engine, World], None] | None = None) -> dict[str, Any]:
     """:func:`run_one` inside trio: the run checkpoints into trio (cancellable; Ctrl-C arrives
     between two events).  ``watch(engine, world)`` is called once the run is built (progress)."""
@@ -178,7 +197,7 @@ def _finish(steps: _Steps, outcome: RunOutcome, log: EventLog | None) -> dict[st
     raise RuntimeError("_run_steps yielded twice")  # pragma: no cover
 
 
-def _run_steps(scenario: Scenario, design: str, *, seed: int | None, cpus: int | None, tracer: Any,
+def _run_steps(scenario: Scenario, design: str, *, seed: int | None, cpus: int | None, tracer: Instrument | None,
                story: Story | None, log: EventLog | None) -> _Steps:
     """Build the run, yield its engine and world, receive the outcome of running it (``Engine.run`` or
     ``Engine.run_async``: the caller's choice) and return the record; a failed run is thrown in
@@ -186,11 +205,12 @@ def _run_steps(scenario: Scenario, design: str, *, seed: int | None, cpus: int |
     seed = scenario.seed if seed is None else seed
     ncpus = scenario.cpus if cpus is None else cpus
     costs = CostModel().with_overrides(scenario.costs)
-    engine = Engine(ncpus, seed, ctx_switch_ns=costs.ctx_switch_ns, instance_stats=scenario.lock_instance_stats,
-                    balance=scenario.balance, perturb=scenario.perturb, executor=scenario.executor)
+    engine = engine_class(scenario.executor)(ncpus, seed, ctx_switch_ns=costs.ctx_switch_ns,
+                                             instance_stats=scenario.lock_instance_stats,
+                                             balance=scenario.balance, perturb=scenario.perturb)
     checker: OrderChecker | None = None
     if scenario.lockdep:
-        checker = engine.lockdep = OrderChecker(expected_order_for(scenario))
+        checker = engine.add_instrument(OrderChecker(expected_order_for(scenario)))
     if story is not None:
         if tracer is not None:
             raise ValueError("a run takes a tracer or a story, not both")
@@ -201,13 +221,17 @@ def _run_steps(scenario: Scenario, design: str, *, seed: int | None, cpus: int |
                       executor=scenario.executor, perturb=scenario.perturb.describe())
         if tracer is None:
             tracer = log  # else the caller chained it (ChromeTracer(event_log=...)), or a story listens
-    engine.tracer = tracer
+    if tracer is not None:
+        engine.add_instrument(tracer)
     memory = MemoryConfig(scenario.total_pages, scenario.wmark_min, scenario.wmark_low, scenario.wmark_high)
-    system = MmSystem(engine, design, costs=costs, switches=scenario.switches.get(design),
-                      rwsem_opts=scenario.rwsem, mutex_opts=scenario.mutex, memory=memory)
+    system = MmSystem(engine, design_class(design), costs=costs, switches=scenario.switches.get(design),
+                      rwsem_opts=scenario.rwsem, mutex_opts=scenario.mutex, memory=memory,
+                      folio_lock_unfairness=scenario.folio_lock.get("unfairness"))
     system.reclaim_trylock = scenario.reclaim_trylock
     system.story = story
     world = World(engine, system, deadline_ns=None)  # set when the workload phase starts
+    if any(actor.params.get("nice") is not None for actor in scenario.actors):
+        sched.enable(engine)  # task priorities: the fair class decides who runs (concurrency/sched.py)
     deadline = _PhaseEdge(world, "end of workload phase")
     kswapd_queue: WaitQueue | None = None
     if any(a.kind == "kswapd" for a in scenario.actors) or scenario.wmark_min:
@@ -272,10 +296,15 @@ def _run_steps(scenario: Scenario, design: str, *, seed: int | None, cpus: int |
     engine.spawn("init", init, cpu=0)
     if log is not None:
         log.phase("setup")
+    deadlock: Deadlock | None = None
     try:
         outcome = yield engine, world  # the caller runs it (run_one: Engine.run; run_one_async: Engine.run_async)
-    except (SimulationError, Deadlock) as exc:
+    except SimulationError as exc:
         raise RunFailed(f"{scenario.name} under {design} (seed {seed}): {exc}") from exc
+    except Deadlock as exc:  # recorded as far as it went (its lockdep report), then raised below
+        deadlock = exc
+        outcome = RunOutcome("deadlock", engine.now, engine.events,
+                             [task.name for task in engine.tasks if not task.done])
 
     violations = list(mapcount_problems)
     if system.corruption:
@@ -296,10 +325,10 @@ def _run_steps(scenario: Scenario, design: str, *, seed: int | None, cpus: int |
                           f"{engine.rcu_sleeps[0]}")
 
     duration = scenario.duration_ns or outcome.end_ns or 1
-    operations = {op: histogram_record(h) for op, h in sorted(world.latency.items())}
+    operations = {op: latency_record(h) for op, h in sorted(world.latency.items())}
     # Throughput is the workload phase's: the set-up's faults have latencies but no rate.
     workload_ops = {op: rec for op, rec in operations.items() if op not in SETUP_OPS}
-    throughput = {op: round(rec["count"] * 1e9 / duration, 3) for op, rec in workload_ops.items()}
+    throughput: dict[str, int | float] = {op: round(rec.count * 1e9 / duration, 3) for op, rec in workload_ops.items()}
     lockdep: dict[str, Any] = {"findings": [], "edges": [], "order_violations": []}
     if checker is not None:
         order_violations = checker.order_violations()
@@ -317,33 +346,39 @@ def _run_steps(scenario: Scenario, design: str, *, seed: int | None, cpus: int |
                                 "write_only": sorted(order.write_only)}
     params = scenario.params()
     params.update({"cpus": ncpus, "seed": seed, "costs": costs.to_dict(), "tasks": len(engine.tasks)})
-    return {
-        "schema": RECORD_SCHEMA,
-        "scenario": scenario.name,
-        "design": design,
-        "switches": dict(sorted(system.design.switches.items())),
-        "params": params,
-        "outcome": {"reason": outcome.reason, "end_ns": outcome.end_ns, "events": outcome.events,
-                    "workload_start_ns": world.workload_start_ns,
-                    "preemptions_injected": [list(p) for p in engine.injected]},
-        "operations": operations,
-        "throughput": throughput,
-        "total_ops": sum(rec["count"] for rec in workload_ops.values()),
-        "locks": lock_records(engine),
-        "lock_instances": [stats.to_dict() for stats in engine.lock_instances
-                           if stats.write.acquisitions or stats.read.acquisitions],
-        "walks": {name: stats.to_dict() for name, stats in sorted(system.walks.items())},
-        "cpu_time": engine.cpu_time(),
-        "context_switches": engine.context_switches,
-        "migrations": engine.migrations,
-        "memory": dict(sorted(system.metadata().items())),
-        "counters": dict(sorted(system.ops.counts.items())),
-        "design_stats": dict(sorted(system.design.stats().items())),
-        "invariants": {"passed": not violations, "violations": violations,
-                       "corruption": system.corruption_events, "misses": system.misses},
-        "lockdep": lockdep,
-        "rcu": system.rcu.to_dict(),
-    }
+    if deadlock is not None:  # the finding comes first among the run's violations
+        violations.insert(0, str(deadlock))
+    record = RunRecord(
+        scenario=scenario.name,
+        design=design,
+        switches=dict(sorted(system.design.switches.items())),
+        params=params,
+        outcome=Outcome(outcome.reason, outcome.end_ns, outcome.events, world.workload_start_ns,
+                        tuple(list(p) for p in engine.injected)),
+        operations=operations,
+        throughput=throughput,
+        total_ops=sum(rec.count for rec in workload_ops.values()),
+        locks=tuple(lock_records(engine)),
+        lock_instances=tuple(stats.to_dict() for stats in engine.lock_instances
+                             if stats.write.acquisitions or stats.read.acquisitions),
+        walks=json_object({name: stats.to_dict() for name, stats in sorted(system.walks.items())}),
+        cpu_time=engine.cpu_time(),
+        context_switches=engine.context_switches,
+        migrations=engine.migrations,
+        memory=dict(sorted(system.metadata().items())),
+        counters=dict(sorted(system.ops.counts.items())),
+        design_stats=dict(sorted(system.design.stats().items())),
+        invariants=Invariants(not violations, tuple(violations),
+                              tuple(json_object(c) for c in system.corruption_events),
+                              tuple(json_object(m) for m in system.misses)),
+        lockdep=lockdep,
+        rcu=system.rcu.to_dict(),
+    ).to_json()
+    if deadlock is not None:
+        failed = RunFailed(f"{scenario.name} under {design} (seed {seed}): {deadlock}")
+        failed.record = record
+        raise failed from deadlock
+    return record
 
 
 def run_scenario(scenario: Scenario, *, designs: list[str] | None = None, seed: int | None = None,
@@ -431,7 +466,7 @@ def _tracer(trace_dir: Path | None, log: EventLog | None) -> Any:
 def _results(scenario: Scenario, runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "schema": RESULTS_SCHEMA,
-        "scenario": {"name": scenario.name, "description": scenario.description, "mirrors": scenario.mirrors,
-                     "source": Path(scenario.source).name},
+        "scenario": ScenarioInfo(scenario.name, scenario.description, scenario.mirrors,
+                                 Path(scenario.source).name).to_json(),
         "runs": runs,
     }

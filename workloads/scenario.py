@@ -22,13 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import mm.designs  # noqa: F401  (registers the built-in designs)
 from actors.process import Region
-from concurrency.input_error import InputError
+from concurrency.input_error import spell
 from concurrency.perturb import PERTURB_KEYS, Perturbation
 from mm.costs import CostModel
-from mm.rmap_design import DESIGNS
-from workloads.actors import ACTORS, Param
+from mm.designs import DESIGNS
+from workloads.actors import ACTORS, NICE_PARAM, Param
+from workloads.inputfile import ScenarioError, _Locator, read_text_file
+from workloads.lockorder import load_order_file
 
 __all__ = [
     "ActorSpec",
@@ -42,8 +43,106 @@ __all__ = [
 ]
 
 
-class ScenarioError(InputError):
-    """Bad input: ``file:line: key: message``."""
+# -- the TOML shape ---------------------------------------------------------------------------
+
+# Every scenario parameter, once: its TOML key path, the Scenario attribute ``--set`` may set on a
+# Python scenario (None: the table's value goes elsewhere, e.g. into ``Scenario.rwsem``) and its
+# Param (type, default, range, help).  The section tables the TOML loader checks, the Python
+# scenarios' overridable keys, the Scenario defaults, ``rmapsim list`` and the README's parameter
+# table all come from here.
+PARAMS: dict[str, tuple[str | None, Param]] = {
+    "run.cpus": ("cpus", Param(int, 4, "simulated CPUs", 1, 4096)),
+    "run.duration_ns": ("duration_ns", Param(int, 10_000_000, "virtual length of the workload phase, after populate "
+                                                              "(ns)", 1, 10**13)),
+    "run.max_events": ("max_events", Param(int, 20_000_000, "event budget (a runaway scenario stops here)", 1,
+                                           10**10)),
+    "run.seed": ("seed", Param(int, 1, "the run's seed", 0, 2**63 - 1)),
+    "run.designs": (None, Param(list, ["anon_vma", "cow_context"], "reverse-map designs to run")),
+    "run.lock_instance_stats": ("lock_instance_stats", Param(bool, False, "also keep statistics per lock instance "
+                                                                          "(per mm, per family)")),
+    "run.balance": ("balance", Param(bool, True, "load balancing: a woken task runs on an idle CPU, an idle CPU "
+                                                 "pulls a waiting task (false: every task stays on its CPU)")),
+    # Not a parameter of the model: both executors give byte-identical results, so it is not recorded.
+    "run.executor": ("executor", Param(str, "stepper", "who steps the simulated tasks: 'stepper' (default, "
+                                                       "fastest) or 'trio' (each simulated CPU a trio task; same "
+                                                       "results)", choices=("stepper", "trio"))),
+    "memory.total_pages": ("total_pages", Param(int, 1 << 30, "memory in 4 KiB pages", 1, 1 << 40)),
+    "memory.wmark_min": ("wmark_min", Param(int, 0, "min watermark (pages): below it allocations reclaim "
+                                                    "directly", 0, 1 << 40)),
+    "memory.wmark_low": ("wmark_low", Param(int, 0, "low watermark (pages): below it kswapd wakes", 0, 1 << 40)),
+    "memory.wmark_high": ("wmark_high", Param(int, 0, "high watermark (pages): kswapd reclaims up to it", 0,
+                                              1 << 40)),
+    "rwsem.spin": (None, Param(bool, True, "writer optimistic spinning")),
+    "rwsem.reader_steal": (None, Param(bool, True, "reader lock stealing (v5.11+)")),
+    "rwsem.handoff": (None, Param(bool, True, "handoff after the wait timeout")),
+    "rwsem.hz": (None, Param(int, 250, "CONFIG_HZ: a waiter may ask for the handoff once time_after(jiffies, its "
+                                       "enqueue jiffy + RWSEM_WAIT_TIMEOUT), RWSEM_WAIT_TIMEOUT = "
+                                       "DIV_ROUND_UP(HZ, 250) jiffies (4-8 ms at HZ=250)", 1, 100_000)),
+    "rwsem.handoff_timeout_ns": (None, Param(int, 4_000_000, "an exact handoff timeout in ns, used instead of the "
+                                                             "jiffy one only when given (the model before HZ)",
+                                             1, 10**12)),
+    "mutex.spin": (None, Param(bool, True, "optimistic spinning on a running owner (MUTEX_SPIN_ON_OWNER)")),
+    "mutex.handoff": (None, Param(bool, True, "MUTEX_FLAG_HANDOFF (v4.10+); false: the earlier mutex of the "
+                                              "2011-2013 results")),
+    "folio_lock.unfairness": (None, Param(int, 5, "sysctl_page_lock_unfairness: races a woken waiter may lose "
+                                                  "before the unlocker hands it the lock (5 since v5.11; 0 = v5.9 "
+                                                  "hand-off)", 0, 10**6)),
+    "reclaim.trylock": ("reclaim_trylock", Param(bool, True, "folio_referenced only tries the rmap lock (2022+)")),
+    "lockdep.enabled": ("lockdep", Param(bool, True, "run the lock-order checker")),
+    "lockdep.expected_order": (None, Param(str, "rmap", "declared order to check: 'rmap' (the mm/rmap.c header "
+                                                        "order), 'none', or the path of an order file in "
+                                                        "mm/rmap_lock_order.toml's format (relative to the "
+                                                        "scenario file)")),
+}
+
+
+def _section(name: str) -> dict[str, Param]:
+    """One TOML table's keys, in :data:`PARAMS` order."""
+    return {key.partition(".")[2]: param for key, (_, param) in PARAMS.items() if key.partition(".")[0] == name}
+
+
+def _default(key: str) -> Any:
+    return PARAMS[key][1].default
+
+
+_RUN = _section("run")
+_PERTURB_HELP = ("schedule perturbation: shuffle (random order among events due at the same time), jitter "
+                 "(costs scaled by a seeded factor in [1-j, 1+j], 0 <= j <= 0.9), preempt (injected "
+                 "preemptions: a list of [at_ns, off_ns])")
+_MEMORY = _section("memory")
+_RWSEM = _section("rwsem")
+_MUTEX = _section("mutex")
+_FOLIO_LOCK = _section("folio_lock")
+_RECLAIM = _section("reclaim")
+_LOCKDEP = _section("lockdep")
+# The lock and checker switches ``rmapsim list`` shows beside the designs' switches.
+SWITCH_SECTIONS = ("rwsem", "mutex", "folio_lock", "reclaim", "lockdep")
+
+
+def toml_literal(value: object) -> str:
+    """A default as it is written in a scenario file (``true``, ``4000000``, ``"rmap"``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_literal(v) for v in value) + "]"
+    return str(value)
+
+
+def params_markdown() -> str:
+    """The README's parameter table: every row of :data:`PARAMS` (a test keeps the README equal)."""
+    kinds = {int: "integer", bool: "boolean", str: "string", list: "list"}
+    rows = ["| key | type | default | allowed | what |", "|---|---|---|---|---|"]
+    for key, (_, param) in PARAMS.items():
+        if param.choices is not None:
+            allowed = ", ".join(toml_literal(c) for c in param.choices)
+        elif param.min is not None or param.max is not None:
+            allowed = f"{'' if param.min is None else param.min}..{'' if param.max is None else param.max}"
+        else:
+            allowed = ""
+        rows.append(f"| `{key}` | {kinds[param.type]} | `{toml_literal(param.default)}` | {allowed} | {param.help} |")
+    return "\n".join(rows) + "\n"
 
 
 @dataclass(frozen=True)
@@ -67,30 +166,31 @@ class Scenario:
     description: str = ""
     mirrors: str = ""
     source: str = "<python>"
-    cpus: int = 4
-    duration_ns: int | None = 10_000_000
-    max_events: int = 20_000_000
-    seed: int = 1
-    designs: tuple[str, ...] = ("anon_vma", "cow_context")
-    total_pages: int = 1 << 30
-    wmark_min: int = 0
-    wmark_low: int = 0
-    wmark_high: int = 0
+    cpus: int = _default("run.cpus")
+    duration_ns: int | None = _default("run.duration_ns")
+    max_events: int = _default("run.max_events")
+    seed: int = _default("run.seed")
+    designs: tuple[str, ...] = tuple(_default("run.designs"))
+    total_pages: int = _default("memory.total_pages")
+    wmark_min: int = _default("memory.wmark_min")
+    wmark_low: int = _default("memory.wmark_low")
+    wmark_high: int = _default("memory.wmark_high")
     costs: dict[str, int] = field(default_factory=dict)
     rwsem: dict[str, Any] = field(default_factory=dict)
     mutex: dict[str, Any] = field(default_factory=dict)
-    reclaim_trylock: bool = True
-    lockdep: bool = True
-    lock_instance_stats: bool = False
-    balance: bool = True
-    expected_order: str | None = "rmap"  # "rmap", None ("none") or an order file's path as given
+    folio_lock: dict[str, Any] = field(default_factory=dict)
+    reclaim_trylock: bool = _default("reclaim.trylock")
+    lockdep: bool = _default("lockdep.enabled")
+    lock_instance_stats: bool = _default("run.lock_instance_stats")
+    balance: bool = _default("run.balance")
+    expected_order: str | None = _default("lockdep.expected_order")  # "rmap", None ("none") or a file's path
     order_path: str | None = None  # that file, resolved (relative paths are the scenario file's)
     switches: dict[str, dict[str, Any]] = field(default_factory=dict)
     processes: tuple[ProcessSpec, ...] = ()
     actors: tuple[ActorSpec, ...] = ()
     setup: Callable[[Any], Awaitable[None]] | None = None
     perturb: Perturbation = field(default_factory=Perturbation.none)
-    executor: str = "stepper"  # concurrency/engine.py EXECUTORS; not in params(): results do not depend on it
+    executor: str = _default("run.executor")  # concurrency/executors.py; not in params(): results do not depend on it
     raw: dict[str, Any] = field(default_factory=dict)
 
     def params(self) -> dict[str, Any]:
@@ -105,50 +205,13 @@ class Scenario:
             "lockdep": self.lockdep, "expected_order": self.expected_order,
             "lock_instance_stats": self.lock_instance_stats, "balance": self.balance,
             "perturb": self.perturb.to_dict(),
+            # only when a scenario sets it: records of runs that do not stay as they were
+            **({"folio_lock": dict(sorted(self.folio_lock.items()))} if self.folio_lock else {}),
         }
 
 
-# -- the TOML shape ---------------------------------------------------------------------------
+# -- the TOML shape of processes, regions and the rest -------------------------------------------
 
-_RUN = {
-    "cpus": Param(int, 4, "simulated CPUs", 1, 4096),
-    "duration_ns": Param(int, 10_000_000, "virtual length of the workload phase, after populate (ns)", 1, 10**13),
-    "max_events": Param(int, 20_000_000, "event budget (a runaway scenario stops here)", 1, 10**10),
-    "seed": Param(int, 1, "the run's seed", 0, 2**63 - 1),
-    "designs": Param(list, ["anon_vma", "cow_context"], "reverse-map designs to run"),
-    "lock_instance_stats": Param(bool, False, "also keep statistics per lock instance (per mm, per family)"),
-    "balance": Param(bool, True, "load balancing: a woken task runs on an idle CPU, an idle CPU pulls a waiting "
-                                 "task (false: every task stays on its CPU)"),
-    # Not a parameter of the model: both executors give byte-identical results, so it is not recorded.
-    "executor": Param(str, "stepper", "who steps the simulated tasks: 'stepper' (default, fastest) or 'trio' "
-                                      "(each simulated CPU a trio task; same results)", choices=("stepper", "trio")),
-}
-_PERTURB_HELP = ("schedule perturbation: shuffle (random order among events due at the same time), jitter "
-                 "(costs scaled by a seeded factor in [1-j, 1+j], 0 <= j <= 0.9), preempt (injected "
-                 "preemptions: a list of [at_ns, off_ns])")
-_MEMORY = {
-    "total_pages": Param(int, 1 << 30, "memory in 4 KiB pages", 1, 1 << 40),
-    "wmark_min": Param(int, 0, "min watermark (pages): below it allocations reclaim directly", 0, 1 << 40),
-    "wmark_low": Param(int, 0, "low watermark (pages): below it kswapd wakes", 0, 1 << 40),
-    "wmark_high": Param(int, 0, "high watermark (pages): kswapd reclaims up to it", 0, 1 << 40),
-}
-_RWSEM = {
-    "spin": Param(bool, True, "writer optimistic spinning"),
-    "reader_steal": Param(bool, True, "reader lock stealing (v5.11+)"),
-    "handoff": Param(bool, True, "handoff after the wait timeout"),
-    "handoff_timeout_ns": Param(int, 4_000_000, "RWSEM_WAIT_TIMEOUT (ns)", 1, 10**12),
-}
-_MUTEX = {
-    "spin": Param(bool, True, "optimistic spinning on a running owner (MUTEX_SPIN_ON_OWNER)"),
-    "handoff": Param(bool, True, "MUTEX_FLAG_HANDOFF (v4.10+); false: the earlier mutex of the 2011-2013 results"),
-}
-_RECLAIM = {"trylock": Param(bool, True, "folio_referenced only tries the rmap lock (2022+)")}
-_LOCKDEP = {
-    "enabled": Param(bool, True, "run the lock-order checker"),
-    "expected_order": Param(str, "rmap", "declared order to check: 'rmap' (the mm/rmap.c header order), "
-                                         "'none', or the path of an order file in mm/rmap_lock_order.toml's "
-                                         "format (relative to the scenario file)"),
-}
 _PROCESS = {
     "name": Param(str, None, "process name (actors refer to it)"),
     "regions": Param(list, [], "anonymous mappings: [{start, pages, thp}]"),
@@ -160,48 +223,9 @@ _REGION = {
     "pages": Param(int, None, "length in pages", 1, 1 << 30),
     "thp": Param(bool, False, "THP-eligible (PMD-mapped order-9 folios)"),
 }
-_TOP = {"name", "description", "mirrors", "run", "memory", "costs", "rwsem", "mutex", "reclaim", "lockdep",
-        "switches", "process", "actor"}
+_TOP = {"name", "description", "mirrors", "run", "memory", "costs", "rwsem", "mutex", "folio_lock", "reclaim",
+        "lockdep", "switches", "process", "actor"}
 _TYPE_NAMES = {int: "an integer", bool: "true or false", str: "a string", list: "a list", float: "a number"}
-
-
-class _Locator:
-    """Finds the source line of a key path in a TOML text (tomllib keeps no positions)."""
-
-    _header = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?")
-    _key = re.compile(r"^\s*([A-Za-z0-9_\-\"']+)\s*=")
-
-    def __init__(self, text: str) -> None:
-        self.lines = text.splitlines()
-
-    def line_of(self, path: list[str | int]) -> int | None:
-        table: list[str | int] = []
-        counts: dict[str, int] = {}
-        best: int | None = None
-        for number, line in enumerate(self.lines, 1):
-            m = self._header.match(line)
-            if m:
-                name = m.group(2).strip()
-                parts: list[str | int] = [p.strip().strip('"') for p in name.split(".")]
-                if m.group(1) == "[[":
-                    counts[name] = counts.get(name, -1) + 1
-                    parts.append(counts[name])
-                table = parts
-                if table == path[: len(table)] and len(table) == len(path):
-                    return number
-                continue
-            m = self._key.match(line)
-            if not m:
-                continue
-            key = m.group(1).strip("\"'")
-            full = [*table, key]
-            if full == path[: len(full)]:
-                if len(full) == len(path):
-                    return number
-                best = number  # an inline table/array holding the path
-            elif table and table == path[: len(table)] and best is None and len(path) > len(table):
-                best = None
-        return best
 
 
 class _Checker:
@@ -220,7 +244,7 @@ class _Checker:
 
     def table(self, value: Any, path: list[str | int], schema: dict[str, Param]) -> dict[str, Any]:
         if not isinstance(value, dict):
-            raise self.fail(path, f"expected a table, got {value!r}")
+            raise self.fail(path, f"expected a table, got {spell(value)}")
         out = {}
         for key in value:
             if key not in schema:
@@ -237,13 +261,16 @@ class _Checker:
     def value(self, value: Any, path: list[str | int], param: Param) -> Any:
         ok = isinstance(value, param.type) and not (param.type is int and isinstance(value, bool))
         if not ok:
-            raise self.fail(path, f"{value!r} is not {_TYPE_NAMES.get(param.type, param.type.__name__)}"
-                                  f" ({param.help})")
+            allowed = f"; allowed: {param.min}..{param.max}" if param.type is int and param.min is not None else ""
+            if param.choices is not None:
+                allowed = f"; allowed: {', '.join(map(spell, param.choices))}"
+            raise self.fail(path, f"{spell(value)} is not {_TYPE_NAMES.get(param.type, param.type.__name__)}"
+                                  f" ({param.help}){allowed}")
         if param.choices is not None and value not in param.choices:
-            raise self.fail(path, f"{value!r} not allowed; allowed: {', '.join(map(repr, param.choices))}")
+            raise self.fail(path, f"{spell(value)} not allowed; allowed: {', '.join(map(spell, param.choices))}")
         out_of_range = (param.min is not None and value < param.min) or (param.max is not None and value > param.max)
         if param.type is int and out_of_range:
-            raise self.fail(path, f"{value!r} out of range; allowed: {param.min}..{param.max}")
+            raise self.fail(path, f"{spell(value)} out of range; allowed: {param.min}..{param.max}")
         return value
 
 
@@ -254,7 +281,7 @@ def _from_dict(data: dict[str, Any], file: str, text: str) -> Scenario:
             raise ck.unknown([], key, sorted(_TOP))
     for key in ("name", "description", "mirrors"):
         if key in data and not isinstance(data[key], str):
-            raise ck.fail([key], f"{data[key]!r} is not a string")
+            raise ck.fail([key], f"{spell(data[key])} is not a string")
     if "name" not in data:
         raise ck.fail(["name"], "missing; every scenario has a name")
     run_raw = data.get("run", {})
@@ -267,10 +294,10 @@ def _from_dict(data: dict[str, Any], file: str, text: str) -> Scenario:
     if not designs:
         raise ck.fail(["run", "designs"], "empty; name at least one design")
     for i, name in enumerate(designs):
-        if name not in DESIGNS:
+        if not isinstance(name, str) or name not in DESIGNS:
             close = difflib.get_close_matches(str(name), list(DESIGNS), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ck.fail(["run", "designs"], f"unknown design {name!r}{hint} at position {i}; "
+            raise ck.fail(["run", "designs"], f"unknown design {spell(name)}{hint} at position {i}; "
                                               f"allowed: {', '.join(sorted(DESIGNS))}")
     memory = ck.table(data.get("memory", {}), ["memory"], _MEMORY)
     if not memory["wmark_min"] <= memory["wmark_low"] <= memory["wmark_high"] <= memory["total_pages"]:
@@ -279,7 +306,7 @@ def _from_dict(data: dict[str, Any], file: str, text: str) -> Scenario:
     cost_schema = {f.name: Param(int, f.default, "cost (ns)", 0, 10**12) for f in dataclasses.fields(CostModel)}
     costs = data.get("costs", {})
     if not isinstance(costs, dict):
-        raise ck.fail(["costs"], f"expected a table, got {costs!r}")
+        raise ck.fail(["costs"], f"expected a table, got {spell(costs)}")
     for key, value in costs.items():
         if key not in cost_schema:
             raise ck.unknown(["costs"], key, list(cost_schema))
@@ -288,26 +315,28 @@ def _from_dict(data: dict[str, Any], file: str, text: str) -> Scenario:
     rwsem_given = {k: rwsem[k] for k in data.get("rwsem", {})}
     mutex = ck.table(data.get("mutex", {}), ["mutex"], _MUTEX)
     mutex_given = {k: mutex[k] for k in data.get("mutex", {})}
+    folio_lock = ck.table(data.get("folio_lock", {}), ["folio_lock"], _FOLIO_LOCK)
+    folio_lock_given = {k: folio_lock[k] for k in data.get("folio_lock", {})}
     reclaim = ck.table(data.get("reclaim", {}), ["reclaim"], _RECLAIM)
     lockdep = ck.table(data.get("lockdep", {}), ["lockdep"], _LOCKDEP)
     order_path = _order_path(ck, lockdep["expected_order"], file)
     switches_raw = data.get("switches", {})
     if not isinstance(switches_raw, dict):
-        raise ck.fail(["switches"], f"expected a table of designs, got {switches_raw!r}")
+        raise ck.fail(["switches"], f"expected a table of designs, got {spell(switches_raw)}")
     switches: dict[str, dict[str, Any]] = {}
     for dname, given in switches_raw.items():
         cls = DESIGNS.get(dname)
         if cls is None:
             raise ck.unknown(["switches"], dname, list(DESIGNS))
         if not isinstance(given, dict):
-            raise ck.fail(["switches", dname], f"expected a table, got {given!r}")
+            raise ck.fail(["switches", dname], f"expected a table, got {spell(given)}")
         for key, value in given.items():
             sw = cls.SWITCHES.get(key)
             if sw is None:
                 raise ck.unknown(["switches", dname], key, list(cls.SWITCHES))
             if value not in sw.allowed or type(value) is not type(sw.default):
                 raise ck.fail(["switches", dname, key],
-                              f"{value!r} not allowed; allowed: {', '.join(map(repr, sw.allowed))}")
+                              f"{spell(value)} not allowed; allowed: {', '.join(map(spell, sw.allowed))}")
         switches[dname] = dict(given)
     processes = _processes(ck, data.get("process", []))
     actors = _actors(ck, data.get("actor", []), {p.name: p for p in processes})
@@ -317,7 +346,7 @@ def _from_dict(data: dict[str, Any], file: str, text: str) -> Scenario:
         seed=run["seed"], designs=tuple(designs), total_pages=memory["total_pages"],
         wmark_min=memory["wmark_min"], wmark_low=memory["wmark_low"], wmark_high=memory["wmark_high"],
         lock_instance_stats=run["lock_instance_stats"], balance=run["balance"], costs=dict(costs),
-        rwsem=rwsem_given, mutex=mutex_given,
+        rwsem=rwsem_given, mutex=mutex_given, folio_lock=folio_lock_given,
         reclaim_trylock=reclaim["trylock"], lockdep=lockdep["enabled"],
         expected_order=None if lockdep["expected_order"] == "none" else lockdep["expected_order"],
         order_path=order_path,
@@ -335,10 +364,8 @@ def _order_path(ck: _Checker, value: str, file: str) -> str | None:
         path = Path(file).parent / path
     if not path.is_file():
         raise ck.fail(["lockdep", "expected_order"],
-                      f"{value!r}: no such order file ({path}); allowed: 'rmap' (the mm/rmap.c header "
-                      "order), 'none', or the path of an order file in mm/rmap_lock_order.toml's format")
-    from workloads.lockorder import load_order_file
-
+                      f"{spell(value)}: no such order file ({path}); allowed: \"rmap\" (the mm/rmap.c header "
+                      "order), \"none\", or the path of an order file in mm/rmap_lock_order.toml's format")
     load_order_file(path)
     return str(path)
 
@@ -347,25 +374,25 @@ def _perturb(ck: _Checker, raw: Any) -> Perturbation:
     """``[run.perturb]``: see concurrency/perturb.py."""
     path: list[str | int] = ["run", "perturb"]
     if not isinstance(raw, dict):
-        raise ck.fail(path, f"expected a table ({_PERTURB_HELP}), got {raw!r}")
+        raise ck.fail(path, f"expected a table ({_PERTURB_HELP}), got {spell(raw)}")
     for key in raw:
         if key not in PERTURB_KEYS:
             raise ck.unknown(path, key, list(PERTURB_KEYS))
     shuffle = raw.get("shuffle", False)
     if not isinstance(shuffle, bool):
-        raise ck.fail([*path, "shuffle"], f"{shuffle!r} is not true or false")
+        raise ck.fail([*path, "shuffle"], f"{spell(shuffle)} is not true or false")
     jitter = raw.get("jitter", 0.0)
     if isinstance(jitter, bool) or not isinstance(jitter, int | float) or not 0 <= jitter <= 0.9:
-        raise ck.fail([*path, "jitter"], f"{jitter!r} is not a number in 0..0.9")
+        raise ck.fail([*path, "jitter"], f"{spell(jitter)} is not a number in 0..0.9")
     preempt = raw.get("preempt", [])
     if not isinstance(preempt, list):
-        raise ck.fail([*path, "preempt"], f"{preempt!r} is not a list of [at_ns, off_ns]")
+        raise ck.fail([*path, "preempt"], f"{spell(preempt)} is not a list of [at_ns, off_ns]")
     for i, item in enumerate(preempt):
         ok = (isinstance(item, list) and len(item) == 2
               and all(isinstance(x, int) and not isinstance(x, bool) for x in item)
               and 0 <= item[0] <= 10**13 and 1 <= item[1] <= 10**12)
         if not ok:
-            raise ck.fail([*path, "preempt"], f"entry {i} is {item!r}; allowed: [at_ns, off_ns] with "
+            raise ck.fail([*path, "preempt"], f"entry {i} is {spell(item)}; allowed: [at_ns, off_ns] with "
                                               "0 <= at_ns <= 10^13 and 1 <= off_ns <= 10^12")
     return Perturbation.from_dict({"shuffle": shuffle, "jitter": float(jitter), "preempt": preempt})
 
@@ -378,7 +405,7 @@ def _processes(ck: _Checker, raw: Any) -> tuple[ProcessSpec, ...]:
     for i, item in enumerate(raw):
         p = ck.table(item, ["process", i], _PROCESS)
         if p["name"] in seen:
-            raise ck.fail(["process", i, "name"], f"{p['name']!r} used twice; process names are unique")
+            raise ck.fail(["process", i, "name"], f"{spell(p['name'])} used twice; process names are unique")
         seen.add(p["name"])
         regions = []
         for j, region in enumerate(p["regions"]):
@@ -394,23 +421,26 @@ def _actors(ck: _Checker, raw: Any, processes: dict[str, ProcessSpec]) -> tuple[
     out = []
     for i, item in enumerate(raw):
         if not isinstance(item, dict):
-            raise ck.fail(["actor", i], f"expected a table, got {item!r}")
+            raise ck.fail(["actor", i], f"expected a table, got {spell(item)}")
         kind_name = item.get("kind")
-        if kind_name not in ACTORS:
+        if not isinstance(kind_name, str) or kind_name not in ACTORS:
             close = difflib.get_close_matches(str(kind_name), list(ACTORS), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ck.fail(["actor", i, "kind"], f"unknown actor {kind_name!r}{hint}; "
+            raise ck.fail(["actor", i, "kind"], f"unknown actor {spell(kind_name)}{hint}; "
                                                 f"allowed: {', '.join(sorted(ACTORS))}")
         kind = ACTORS[kind_name]
         schema = dict(kind.params)
         schema["kind"] = Param(str, kind_name, "actor kind")
         if kind.needs_process:
             schema["process"] = Param(str, None, "the [[process]] this actor runs in")
-        params = ck.table(item, ["actor", i], schema)
+        # ``nice`` (every kind) is optional with no default: unset keeps the fair scheduler off.
+        params = ck.table({k: v for k, v in item.items() if k != "nice"}, ["actor", i], schema)
+        if "nice" in item:
+            params["nice"] = ck.value(item["nice"], ["actor", i, "nice"], NICE_PARAM)
         proc = params.pop("process", None)
         params.pop("kind")
         if proc is not None and proc not in processes:
-            raise ck.fail(["actor", i, "process"], f"no process named {proc!r}; defined: "
+            raise ck.fail(["actor", i, "process"], f"no process named {spell(proc)}; defined: "
                                                    f"{', '.join(sorted(processes)) or 'none'}")
         if proc is not None:
             nregions = len(processes[proc].regions)
@@ -447,17 +477,8 @@ def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str
 
 
 # ``--set`` keys a Python scenario understands (the TOML keys that map to one Scenario field).
-_FIELD_KEYS = {
-    "run.cpus": ("cpus", _RUN["cpus"]), "run.duration_ns": ("duration_ns", _RUN["duration_ns"]),
-    "run.max_events": ("max_events", _RUN["max_events"]), "run.seed": ("seed", _RUN["seed"]),
-    "memory.total_pages": ("total_pages", _MEMORY["total_pages"]),
-    "memory.wmark_min": ("wmark_min", _MEMORY["wmark_min"]), "memory.wmark_low": ("wmark_low", _MEMORY["wmark_low"]),
-    "memory.wmark_high": ("wmark_high", _MEMORY["wmark_high"]),
-    "reclaim.trylock": ("reclaim_trylock", _RECLAIM["trylock"]), "lockdep.enabled": ("lockdep", _LOCKDEP["enabled"]),
-    "run.lock_instance_stats": ("lock_instance_stats", _RUN["lock_instance_stats"]),
-    "run.balance": ("balance", _RUN["balance"]),
-    "run.executor": ("executor", _RUN["executor"]),
-}
+# What ``--set`` may change on a Python scenario: the parameters with a Scenario attribute.
+_FIELD_KEYS = {key: (attr, param) for key, (attr, param) in PARAMS.items() if attr is not None}
 
 
 def _override_field(scenario: Scenario, file: str, key: str, value: Any) -> None:
@@ -478,42 +499,156 @@ def scenario_from_data(data: dict[str, Any], file: str = "<data>") -> Scenario:
     return _from_dict(data, file, "")
 
 
-def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> Scenario:
-    """Load and validate a TOML or Python scenario; raises :class:`ScenarioError`."""
+def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None, *,
+                  flags: dict[str, str] | None = None) -> Scenario:
+    """Load and validate a TOML or Python scenario; raises :class:`ScenarioError`.
+
+    Besides its shape (the parameter tables), what it means is checked now, not mid-run
+    (workloads/scenario_checks.py).  An error in an override is blamed on the flag that gave it
+    (``flags[key]``, else ``--set``), not on a line of the file."""
     path = Path(path)
     file = str(path)
-    if not path.exists():
-        raise ScenarioError(file, None, "", "no such scenario file")
-    if path.suffix == ".py":
-        spec = importlib.util.spec_from_file_location(f"rmapsim_scenario_{path.stem}", path)
-        if spec is None or spec.loader is None:
-            raise ScenarioError(file, None, "", "cannot import this Python file")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        factory = getattr(module, "scenario", None)
-        if not callable(factory):
-            raise ScenarioError(file, None, "scenario", "a Python scenario defines scenario() -> Scenario")
-        import inspect
-
-        takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(factory).parameters.values())
-        scenario = factory(**(overrides or {})) if takes_kwargs else factory()
-        if not isinstance(scenario, Scenario):
-            raise ScenarioError(file, None, "scenario", f"scenario() returned {type(scenario).__name__}, "
-                                                        "not a Scenario")
-        scenario.source = file
-        for key, value in (overrides or {}).items():
-            _override_field(scenario, file, key, value)
-        if scenario.expected_order is not None and scenario.order_path is None:
-            scenario.order_path = _order_path(_Checker(file, ""), scenario.expected_order, file)
-        return scenario
-    if path.suffix != ".toml":
-        raise ScenarioError(file, None, "", "a scenario is a .toml or .py file")
-    text = path.read_text()
     try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        m = re.search(r"line (\d+)", str(exc))
-        raise ScenarioError(file, int(m.group(1)) if m else None, "", f"not valid TOML: {exc}") from None
-    if overrides:
-        data = apply_overrides(data, overrides)
-    return _from_dict(data, file, text)
+        text = read_text_file(path, file)
+        if path.suffix == ".py":
+            return _load_python(path, file, overrides)
+        if path.suffix != ".toml":
+            raise ScenarioError(file, None, "", "a scenario is a .toml or .py file")
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            m = re.search(r"line (\d+)", str(exc))
+            raise ScenarioError(file, int(m.group(1)) if m else None, "", f"not valid TOML: {exc}") from None
+        if overrides:
+            data = apply_overrides(data, overrides)
+        scenario = _from_dict(data, file, text)
+        from workloads.scenario_checks import check_semantics
+
+        check_semantics(scenario, file, _Locator(text).line_of)
+        return scenario
+    except ScenarioError as exc:
+        raise _blame_flag(exc, overrides or {}, flags or {}) from None
+
+
+def _blame_flag(exc: ScenarioError, overrides: dict[str, Any], flags: dict[str, str]) -> ScenarioError:
+    """An error in a key that an override set is the flag's, not the file's."""
+    for key in overrides:
+        if exc.key and (exc.key == key or exc.key.startswith(f"{key}.") or key.startswith(f"{exc.key}.")):
+            return ScenarioError(flags.get(key, "--set"), None, exc.key, exc.message)
+    return exc
+
+
+def _raised(file: str, exc: BaseException, where: str) -> ScenarioError:
+    """A Python scenario that raised: the error names the file's line it raised from."""
+    import traceback
+
+    line = None
+    mine = Path(file).resolve()  # the import machinery names it by its absolute path
+    if isinstance(exc, SyntaxError) and exc.filename is not None and Path(exc.filename).resolve() == mine:
+        return ScenarioError(file, exc.lineno, "", f"Python syntax error: {exc.msg}; allowed: a Python module "
+                                                   "defining scenario() -> Scenario")
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if frame.filename and not frame.filename.startswith("<") and Path(frame.filename).resolve() == mine:
+            line = frame.lineno
+    return ScenarioError(file, line, "", f"{where} raised {type(exc).__name__}: {exc}; allowed: a Python module "
+                                         "whose scenario() returns a Scenario")
+
+
+def _load_python(path: Path, file: str, overrides: dict[str, Any] | None) -> Scenario:
+    """A Python scenario: imported, called, then validated like a TOML one (the same tables and
+    messages, on the TOML form of what ``scenario()`` returned: workloads/scenario_checks.py)."""
+    import inspect
+
+    spec = importlib.util.spec_from_file_location(f"rmapsim_scenario_{path.stem}", path)
+    if spec is None or spec.loader is None:
+        raise ScenarioError(file, None, "", "cannot import this Python file")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except (Exception, SystemExit) as exc:  # the user's module: whatever it raises is bad input
+        raise _raised(file, exc, "importing it") from None
+    factory = getattr(module, "scenario", None)
+    if not callable(factory):
+        raise ScenarioError(file, None, "scenario", "a Python scenario defines scenario() -> Scenario")
+    try:
+        takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(factory).parameters.values())
+    except (TypeError, ValueError):
+        takes_kwargs = False
+    try:
+        scenario = factory(**(overrides or {})) if takes_kwargs else factory()
+    except (Exception, SystemExit) as exc:
+        raise _raised(file, exc, "scenario()") from None
+    if not isinstance(scenario, Scenario):
+        raise ScenarioError(file, None, "scenario", f"scenario() returned {type(scenario).__name__}, "
+                                                    "not a Scenario; allowed: a workloads.scenario.Scenario")
+    scenario.source = file
+    for key, value in (overrides or {}).items():
+        _override_field(scenario, file, key, value)
+    from workloads.scenario_checks import check_semantics
+
+    checked = _from_dict(scenario_data(scenario), file, "")
+    scenario.actors = checked.actors  # every actor parameter, defaults filled in, as from TOML
+    if scenario.expected_order is not None and scenario.order_path is None:
+        scenario.order_path = checked.order_path
+    check_semantics(scenario, file)
+    return scenario
+
+
+# -- a Scenario in the TOML shape (how a Python scenario is validated like a TOML one) ------------
+
+
+def _region(region: Any) -> Any:
+    if dataclasses.is_dataclass(region) and not isinstance(region, type):
+        return {f.name: getattr(region, f.name) for f in dataclasses.fields(region)}
+    return region  # not a Region: the table check says what it is
+
+
+
+def _process(proc: Any) -> Any:
+    if not isinstance(proc, ProcessSpec):
+        return proc
+    regions = [_region(r) for r in proc.regions] if isinstance(proc.regions, tuple | list) else proc.regions
+    return {"name": proc.name, "regions": regions, "populate": proc.populate, "populate_write": proc.populate_write}
+
+
+
+def _actor(actor: Any) -> Any:
+    if not isinstance(actor, ActorSpec):
+        return actor
+    out: dict[str, Any] = {"kind": actor.kind}
+    if actor.process is not None:
+        out["process"] = actor.process
+    if isinstance(actor.params, dict):
+        out.update(actor.params)
+    return out
+
+
+
+def _listed(value: Any, convert: Callable[[Any], Any]) -> Any:
+    return [convert(v) for v in value] if isinstance(value, tuple | list) else value
+
+
+
+def scenario_data(sc: Scenario) -> dict[str, Any]:
+    """``sc`` as the TOML document that says the same (what ``scenario_from_data`` validates)."""
+    run: dict[str, Any] = {"cpus": sc.cpus, "max_events": sc.max_events, "seed": sc.seed,
+                           "designs": list(sc.designs) if isinstance(sc.designs, tuple | list) else sc.designs,
+                           "lock_instance_stats": sc.lock_instance_stats, "balance": sc.balance,
+                           "executor": sc.executor}
+    if sc.duration_ns is not None:  # a Python scenario may run until every task is done
+        run["duration_ns"] = sc.duration_ns
+    perturb = getattr(sc.perturb, "to_dict", None)
+    if perturb is not None and getattr(sc.perturb, "active", False):
+        run["perturb"] = perturb()
+    data: dict[str, Any] = {
+        "name": sc.name, "description": sc.description, "mirrors": sc.mirrors, "run": run,
+        "memory": {"total_pages": sc.total_pages, "wmark_min": sc.wmark_min, "wmark_low": sc.wmark_low,
+                   "wmark_high": sc.wmark_high},
+        "costs": sc.costs, "rwsem": sc.rwsem, "mutex": sc.mutex, "reclaim": {"trylock": sc.reclaim_trylock},
+        # an order file already found (a scenario loaded from elsewhere, then returned) by its resolved path
+        "lockdep": {"enabled": sc.lockdep,
+                    "expected_order": "none" if sc.expected_order is None else (sc.order_path or sc.expected_order)},
+        "switches": sc.switches, "process": _listed(sc.processes, _process), "actor": _listed(sc.actors, _actor),
+    }
+    return data
+

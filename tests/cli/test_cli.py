@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 SMALL = ["--set", "run.duration_ns=1000000"]
 
 
@@ -23,6 +25,7 @@ def rmapsim(*args: str, cwd: Path, env: dict[str, str] | None = None, check_stat
     return proc
 
 
+@pytest.mark.long  # starts rmapsim processes: CI runs it, the everyday suite does not
 def test_no_arguments_runs_the_headline_comparison(tmp_path: Path) -> None:
     proc = rmapsim(cwd=tmp_path)
     assert "Verdict" in proc.stdout and "anon_vma" in proc.stdout and "cow_context" in proc.stdout
@@ -34,6 +37,7 @@ def test_no_arguments_runs_the_headline_comparison(tmp_path: Path) -> None:
     assert proc.stderr == ""  # not a terminal: no progress bar
 
 
+@pytest.mark.long  # starts rmapsim processes: CI runs it, the everyday suite does not
 def test_run_writes_one_record_per_design_and_is_deterministic(tmp_path: Path) -> None:
     blobs = []
     for i, hashseed in enumerate(("0", "987")):
@@ -53,6 +57,7 @@ def test_run_writes_one_record_per_design_and_is_deterministic(tmp_path: Path) -
     assert all(r["schema"] == "rmapsim.result/1" for r in runs)
 
 
+@pytest.mark.long  # starts rmapsim processes: CI runs it, the everyday suite does not
 def test_run_design_seed_cpus_and_json(tmp_path: Path) -> None:
     proc = rmapsim("run", "fork-heavy", *SMALL, "--design", "cow_context", "--seed", "7", "--cpus", "2",
                    "--out", str(tmp_path / "o"), "--json", cwd=tmp_path)
@@ -61,6 +66,7 @@ def test_run_design_seed_cpus_and_json(tmp_path: Path) -> None:
     assert run["design"] == "cow_context" and run["params"]["seed"] == 7 and run["params"]["cpus"] == 2
 
 
+@pytest.mark.long  # starts rmapsim processes: CI runs it, the everyday suite does not
 def test_compare_prints_the_comparison(tmp_path: Path) -> None:
     proc = rmapsim("compare", "zygote", *SMALL, "--out", str(tmp_path / "o"), cwd=tmp_path)
     assert "Operation latency" in proc.stdout and "peak rmap metadata" in proc.stdout
@@ -76,11 +82,13 @@ def test_list_names_scenarios_designs_actors_switches(tmp_path: Path) -> None:
     assert "scenarios:" in text and "switches.cow_context.walk_safety" in text
 
 
+@pytest.mark.long  # starts rmapsim processes: CI runs it, the everyday suite does not
 def test_lockdep_reports_no_inversion_for_builtin_operations(tmp_path: Path) -> None:
     proc = rmapsim("lockdep", "thp-migration-storm", *SMALL, "--out", str(tmp_path / "o"), cwd=tmp_path)
     assert "0 finding(s), 0 order violation(s)" in proc.stdout
 
 
+@pytest.mark.long  # starts rmapsim processes: CI runs it, the everyday suite does not
 def test_lockdep_finds_an_inverted_order_and_exits_1(tmp_path: Path) -> None:
     script = tmp_path / "inverted.py"
     script.write_text(
@@ -108,6 +116,7 @@ def test_lockdep_finds_an_inverted_order_and_exits_1(tmp_path: Path) -> None:
     assert "lock order violation" in proc.stdout
 
 
+@pytest.mark.long  # starts rmapsim processes: CI runs it, the everyday suite does not
 def test_bad_input_exits_2_without_traceback(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('name = "b"\n[run]\ncpus = 0\n')
@@ -131,6 +140,7 @@ def test_bad_input_exits_2_without_traceback(tmp_path: Path) -> None:
     assert "did you mean 'cpus'" in proc.stderr
 
 
+@pytest.mark.long  # starts rmapsim processes: CI runs it, the everyday suite does not
 def test_report_rerenders_identically(tmp_path: Path) -> None:
     out = tmp_path / "o"
     rmapsim("run", "zygote", *SMALL, "--out", str(out), "--quiet", cwd=tmp_path)
@@ -145,6 +155,7 @@ def _sweep_index(out: Path) -> dict[str, Any]:
     return result
 
 
+@pytest.mark.long  # starts rmapsim processes: CI runs it, the everyday suite does not
 def test_sweep_runs_a_grid_in_parallel_and_resumes(tmp_path: Path) -> None:
     out = tmp_path / "sw"
     args = ["sweep", "fork-exit-threads", "--set", "run.duration_ns=300000", "--grid", "run.cpus=1,2",
@@ -165,6 +176,7 @@ def test_sweep_runs_a_grid_in_parallel_and_resumes(tmp_path: Path) -> None:
     assert summary["resumed"] == 3 and summary["ok"] == 4 and summary["reasons"] == {"not finished": 1}
 
 
+@pytest.mark.long  # starts rmapsim processes: CI runs it, the everyday suite does not
 def test_sweep_interrupted_then_resumed(tmp_path: Path) -> None:
     out = tmp_path / "sw"
     cmd = [sys.executable, "-m", "rmapsim", "sweep", "fork-heavy", "--set", "run.duration_ns=400000",
@@ -205,6 +217,7 @@ def test_a_failing_point_is_recorded_and_the_sweep_goes_on(tmp_path: Path) -> No
     assert "point two breaks" in failed[0]["error"] and failed[0]["category"] == "crash"
 
 
+@pytest.mark.long  # starts rmapsim processes: CI runs it, the everyday suite does not
 def test_bench_engine_json(tmp_path: Path) -> None:
     proc = rmapsim("bench", "engine", "--json", "--repeats", "1", cwd=tmp_path)
     data = json.loads(proc.stdout)

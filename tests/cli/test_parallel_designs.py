@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from rmapsim import cli
+from rmapsim import cli, runs
 from tests.cli.test_cli import SMALL, rmapsim
 from workloads.runner import RunFailed, run_scenario_in_processes
 from workloads.scenario import load_scenario
@@ -35,7 +35,7 @@ def test_parallel_and_serial_designs_write_the_same_files(tmp_path: Path) -> Non
 def test_jobs_is_serial_when_parallel_cannot_pay_or_would_change_output(tmp_path: Path) -> None:
     def jobs(*argv: str) -> int:
         args = cli.build_parser().parse_args(["run", "fork-heavy", *argv])
-        scenario = cli._load(args)
+        scenario = runs._load(args)
         return cli._jobs(args, scenario, cli._designs(args, scenario))
 
     assert jobs() == 3  # one process per design

@@ -19,6 +19,10 @@ from rmapsim.cli import builtin_scenarios
 from rmapsim.sweep import run_sweep
 from tests.cli.test_cli import rmapsim
 
+# Every test here starts rmapsim processes: CI runs them (the README's command), the everyday
+# suite does not (pyproject.toml addopts).
+pytestmark = pytest.mark.long
+
 TINY = ["--set", "run.duration_ns=300000", "--design", "anon_vma", "--design", "cow_context"]
 # 16 points: 2 CPU counts x 4 seeds x the anon_vma reuse rule on and off.
 GRID16 = ["--grid", "run.cpus=1,2", "--grid", "run.seed=1,2,3,4", "--grid", "switches.anon_vma.reuse=true,false"]
@@ -204,7 +208,7 @@ def test_kill_9_of_the_sweep_leaves_no_worker_alive(tmp_path: Path, backend: tup
     workers = _children(proc.pid)
     assert len(workers) >= 2, workers
     os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=10)
+    proc.communicate(timeout=10)  # reaps it and closes its stderr pipe (no ResourceWarning)
     deadline = time.monotonic() + 10
     while any(_alive(w) for w in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -251,7 +255,7 @@ def test_a_lost_worker_fails_its_point_and_the_rest_go_on(tmp_path: Path, backen
 
 
 def test_bad_backends_are_bad_input(tmp_path: Path) -> None:
-    for backend, needle in ((("--jobs", "0"), "--jobs 0"), (("--cluster", "moon:3"), "allowed: local"),
+    for backend, needle in ((("--jobs", "0"), "--jobs: 0 is below 1"), (("--cluster", "moon:3"), "allowed: local"),
                             (("--cluster", "local:0"), "local:N"),
                             (("--cluster", "local:2", "--jobs", "3"), "disagree")):
         proc = rmapsim("sweep", "fork-heavy", "--grid", "run.seed=1", *backend, "--out", str(tmp_path / "x"),

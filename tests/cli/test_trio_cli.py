@@ -18,7 +18,11 @@ import trio
 
 from rmapsim import cli
 
-LONG = ["--set", "run.duration_ns=400000000"]  # minutes: the interrupt always comes first
+# Every test here starts rmapsim processes: CI runs them (the README's command), the everyday
+# suite does not (pyproject.toml addopts).
+pytestmark = pytest.mark.long
+
+LONG = ["--set", "run.duration_ns=400000000", "--force"]  # minutes: the interrupt always comes first
 
 
 def _start(args: list[str], cwd: Path) -> subprocess.Popen[str]:
@@ -117,7 +121,7 @@ def test_diagnostics_go_through_structlog_as_json_with_json(tmp_path: Path) -> N
 
 
 def _args(tmp_path: Path, **extra: Any) -> argparse.Namespace:
-    args = cli.build_parser().parse_args(["run", "fork-heavy", "--set", "run.duration_ns=400000000",
+    args = cli.build_parser().parse_args(["run", "fork-heavy", "--set", "run.duration_ns=400000000", "--force",
                                           "--out", str(tmp_path / "out"), "--quiet",
                                           "--log", str(tmp_path / "out" / "run.log")])
     for key, value in extra.items():

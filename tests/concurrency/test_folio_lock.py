@@ -250,3 +250,24 @@ def test_a_folio_lock_is_small() -> None:
     # ~136 bytes on CPython 3.11 (object + inline attribute values); SimLock.__init__ would add a
     # dict per instance (~220 bytes).
     assert per_lock < 180, per_lock
+
+
+def test_the_simulated_system_runs_mainline_unfairness_unless_a_scenario_says_otherwise() -> None:
+    """``sysctl_page_lock_unfairness`` defaults to 5 (mm/filemap.c since v5.11); a scenario's
+    ``[folio_lock] unfairness`` picks another value, 0 being the v5.9 hand-off."""
+    from concurrency.folio_lock import folio_lock_class
+    from mm.designs import design_class
+    from mm.system import MmSystem
+    from mm.types import Folio
+    from workloads.scenario import scenario_from_data
+
+    engine = Engine(1)
+    assert type(MmSystem(engine, design_class("anon_vma")).folio_lock_of(Folio(0, 0))) is FolioLockUnfair
+    lock = MmSystem(engine, design_class("anon_vma"), folio_lock_unfairness=0).folio_lock_of(Folio(1, 0))
+    assert type(lock) is FolioLock
+    odd = folio_lock_class(3)
+    assert odd.unfairness == 3 and folio_lock_class(3) is odd and odd(engine).unfairness == 3
+    with pytest.raises(ValueError, match="unfairness"):
+        folio_lock_class(-1)
+    scenario = scenario_from_data({"name": "s", "folio_lock": {"unfairness": 0}})
+    assert scenario.folio_lock == {"unfairness": 0} and scenario.params()["folio_lock"] == {"unfairness": 0}

@@ -13,6 +13,7 @@ from concurrency.engine import Engine
 from concurrency.lockdep import DepEdge, ExpectedOrder, OrderChecker, split_subclass
 from concurrency.mutex import Mutex
 from concurrency.rwsem import RwSemaphore
+from mm.lock_order import rmap_order as shipped_rmap_order
 
 W, R, RR = 0, 1, 2  # exclusive, non-recursive read (down_read), recursive read (rcu_read_lock)
 
@@ -306,7 +307,7 @@ def test_out_of_order_release_keeps_the_rest() -> None:
 
 
 def test_to_dict_counts_edges_and_findings() -> None:
-    c = OrderChecker(ExpectedOrder.load_rmap_order())
+    c = OrderChecker(shipped_rmap_order())
     take(c, 0, ("anon_vma->rwsem", W), ("mm->mmap_lock", R), where="bad_walk")
     take(c, 1, ("mm->mmap_lock", R), ("anon_vma->rwsem", W), where="fault")
     rec = c.to_dict()
@@ -365,7 +366,7 @@ def test_writer_findings_iff_dependency_graph_has_a_cycle(seqs: list[list[str]])
 
 @pytest.fixture(scope="module")
 def rmap_order() -> ExpectedOrder:
-    return ExpectedOrder.load_rmap_order()
+    return shipped_rmap_order()
 
 
 def test_rmap_order_flags_anon_vma_then_mmap_lock(rmap_order: ExpectedOrder) -> None:
@@ -464,7 +465,7 @@ def test_from_toml_errors_name_file_and_key(tmp_path: Path, text: str, message: 
 def test_mutex_inversion_found_without_a_real_deadlock() -> None:
     """Two tasks take A,B and B,A far apart in time: the run completes, lockdep still objects."""
     engine = Engine(2)
-    engine.lockdep = OrderChecker()
+    engine.add_instrument(OrderChecker())
     a = Mutex(engine, "A")
     b = Mutex(engine, "B")
 
@@ -492,7 +493,7 @@ def test_mutex_inversion_found_without_a_real_deadlock() -> None:
     engine.spawn("second", second)
     outcome = engine.run()
     assert outcome.reason == "completed"
-    checker = engine.lockdep
+    (checker,) = [i for i in engine.hooks.instruments if isinstance(i, OrderChecker)]
     assert kinds(checker) == ["circular"]
     text = checker.findings[0].render()
     assert text.splitlines()[3] == "second/1 is trying to acquire lock:"
@@ -505,7 +506,7 @@ def test_rwsem_downgrade_makes_the_held_entry_a_reader() -> None:
     """down_write(A); downgrade_write(A); lock(B) records A -(SN)-> B, not -(EN)->; so a
     later B -> down_read(A) is still a (non-recursive reader) inversion."""
     engine = Engine(1)
-    engine.lockdep = checker = OrderChecker()
+    checker = engine.add_instrument(OrderChecker())
     a = RwSemaphore(engine, "A")
     b = Mutex(engine, "B")
 

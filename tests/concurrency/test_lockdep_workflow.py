@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from concurrency.lockdep import ExpectedOrder, OrderChecker
+from concurrency.lockdep import OrderChecker
+from mm.lock_order import rmap_order
 from reports.lockgraph import (
     find_dot,
     lockdep_listing,
@@ -42,8 +43,15 @@ def record(c: OrderChecker, design: str = "d", scenario: str = "s") -> dict[str,
         lockdep["order"] = {"source": c.expected.source, "file": c.expected.origin,
                             "violations": [v.to_dict() for v in violations],
                             "write_only": sorted(c.expected.write_only)}
-    return {"schema": RECORD_SCHEMA, "scenario": scenario, "design": design, "params": {"seed": 1, "cpus": 2},
-            "outcome": {"end_ns": 1000}, "locks": [], "lockdep": lockdep}
+    return {"schema": RECORD_SCHEMA, "scenario": scenario, "design": design, "switches": {},
+            "params": {"seed": 1, "cpus": 2},
+            "outcome": {"reason": "completed", "end_ns": 1000, "events": 0, "workload_start_ns": 0,
+                        "preemptions_injected": []},
+            "operations": {}, "throughput": {}, "total_ops": 0, "locks": [], "lock_instances": [], "walks": {},
+            "cpu_time": {"running": 0, "spinning": 0, "sleeping": 0, "idle": 0}, "context_switches": 0,
+            "migrations": 0, "memory": {}, "counters": {}, "design_stats": {},
+            "invariants": {"passed": True, "violations": [], "corruption": [], "misses": []},
+            "lockdep": lockdep, "rcu": {}}
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:
@@ -84,7 +92,7 @@ def test_a_user_order_the_run_contradicts_names_both_declarations(tmp_path: Path
 
 
 def test_the_emitted_order_fed_back_yields_no_violation(tmp_path: Path) -> None:
-    rmap = ExpectedOrder.load_rmap_order()
+    rmap = rmap_order()
     c = OrderChecker(rmap)
     take(c, 0, ("mm->mmap_lock", W), ("mm->mmap_lock/1", W), ("vma_lock", W), ("anon_vma->rwsem", W),
          ("ptl", W), ("ptl/1", W), where="fork")
@@ -126,7 +134,7 @@ def test_merging_reports_conflicts_with_both_declarations(tmp_path: Path) -> Non
 
 
 def test_a_hand_made_cycle_shows_in_the_listing_and_the_graph(tmp_path: Path) -> None:
-    c = OrderChecker(ExpectedOrder.load_rmap_order())
+    c = OrderChecker(rmap_order())
     take(c, 0, ("mm->mmap_lock", W), ("mm->page_table_lock", W), where="fault")
     take(c, 1, ("mm->page_table_lock", W), ("mm->mmap_lock", R), where="bad")
     rec = record(c, "anon_vma")
@@ -154,7 +162,7 @@ def test_without_dot_the_report_says_why_the_graph_is_absent(tmp_path: Path,
     import reports.lockgraph
     from reports import render_run
 
-    c = OrderChecker(ExpectedOrder.load_rmap_order())
+    c = OrderChecker(rmap_order())
     take(c, 0, ("mm->mmap_lock", W), ("ptl", W))
     results = {"schema": RESULTS_SCHEMA, "scenario": {"name": "s"}, "runs": [record(c, "anon_vma")]}
     (tmp_path / "lockgraph-anon_vma.svg").write_text("stale")
@@ -169,7 +177,7 @@ def test_without_dot_the_report_says_why_the_graph_is_absent(tmp_path: Path,
 
 
 def test_order_section_puts_the_verdict_beside_the_wait() -> None:
-    c = OrderChecker(ExpectedOrder.load_rmap_order())
+    c = OrderChecker(rmap_order())
     take(c, 0, ("anon_vma->rwsem", W), ("mm->mmap_lock", R))
     rec = record(c, "anon_vma")
     rec["locks"] = [{"name": "anon_vma->rwsem", "rw": False,
@@ -212,13 +220,14 @@ def test_a_scenario_names_an_order_file_relative_to_itself(tmp_path: Path) -> No
     sc = load_scenario(write(tmp_path, "s.toml", body.format("orders/hyp.toml")))
     assert sc.expected_order == "orders/hyp.toml" and sc.order_path == str(tmp_path / "orders" / "hyp.toml")
     assert sc.params()["expected_order"] == "orders/hyp.toml"
-    with pytest.raises(ScenarioError, match=r"s\.toml:6: lockdep\.expected_order: 'nope\.toml': no such order file"):
+    with pytest.raises(ScenarioError, match=r's\.toml:6: lockdep\.expected_order: "nope\.toml": no such order file'):
         load_scenario(write(tmp_path, "s.toml", body.format("nope.toml")))
     write(tmp_path / "orders", "bad.toml", '[[level]]\nclasses = []\n')
     with pytest.raises(ScenarioError, match=r"orders/bad\.toml:2: level\[0\]\.classes"):
         load_scenario(write(tmp_path, "s.toml", body.format("orders/bad.toml")))
 
 
+@pytest.mark.long
 def test_a_run_records_the_graph_and_checks_a_user_order(tmp_path: Path) -> None:
     """A short real run against a user order: the record carries the graph, the violation with
     its declarations, and the listing and graph files are written beside it."""

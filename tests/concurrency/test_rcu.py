@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from concurrency.engine import Deadlock, Engine, SimulationError
+from concurrency.engine import Deadlock, Engine, SimTask, SimulationError
+from concurrency.instrument import Instrument
 from concurrency.lock import LockMisuse
 from concurrency.lockdep import OrderChecker
 from concurrency.mutex import Mutex
@@ -283,15 +284,14 @@ def test_lockdep_sees_recursive_read_acquisitions() -> None:
     engine = Engine(1)
     calls: list[tuple[Any, ...]] = []
 
-    class Dep:
-        def acquire(self, tid: int, name: str, key: str, *, read: int, trylock: bool, where: str,
-                    instance: str) -> None:
+    class Dep(Instrument):
+        def on_lock_acquire(self, task: SimTask, key: str, read: int, trylock: bool, instance: str) -> None:
             calls.append(("acquire", key, read, trylock))
 
-        def release(self, tid: int, key: str, *, instance: str, **_: Any) -> None:
+        def on_lock_release(self, task: SimTask, key: str, instance: str) -> None:
             calls.append(("release", key))
 
-    engine.lockdep = Dep()
+    engine.add_instrument(Dep())
     rcu = Rcu(engine)
 
     async def task() -> None:
@@ -308,7 +308,7 @@ def test_lockdep_sees_recursive_read_acquisitions() -> None:
 def test_nested_read_sections_are_not_recursion_for_the_order_checker() -> None:
     engine = Engine(1)
     checker = OrderChecker()
-    engine.lockdep = checker
+    engine.add_instrument(checker)
     rcu = Rcu(engine)
     mutex = Mutex(engine, "cow_context->lock", spin=False)
 

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
 
 from concurrency.engine import Deadlock, Engine, SimTask, SimulationError, TaskState
+from concurrency.instrument import Instrument
 from concurrency.lock import LockCosts, LockMisuse
 from concurrency.lockdep import OrderChecker
 from concurrency.mutex import Mutex
@@ -477,19 +478,20 @@ def _starved_writer(handoff: bool) -> tuple[Log, RwSemaphore]:
     engine = Engine(2, ctx_switch_ns=2 * US)
     sem = RwSemaphore(engine, "anon_vma->rwsem", spin=False, handoff=handoff)
     log: Log = []
-    engine.spawn("r", reader(engine, sem, log, hold=5 * US, think=500, times=1200))
+    engine.spawn("r", reader(engine, sem, log, hold=5 * US, think=500, times=2400))
     engine.spawn("w", writer(engine, sem, log, at=1 * US, hold=1 * US))
     engine.run()
     return log, sem
 
 
-def test_handoff_ends_reader_stealing_after_4ms() -> None:
+def test_handoff_ends_reader_stealing_after_the_timeout_jiffy() -> None:
+    """Queued at 1 us, in jiffy 0 (HZ=250): ``time_after(jiffies, 0 + 1)`` from 8 ms on."""
     log, sem = _starved_writer(handoff=True)
     got = first(log, "w", "W+")
-    assert 1 * US + 4 * MS < got < 1 * US + 4 * MS + 20 * US
+    assert 8 * MS < got < 8 * MS + 20 * US
     assert last(log, "r", "R-") > got  # the reader was not done: the writer cut in
     assert sem.lclass.events["rwsem_wlock_handoff"] == 1
-    assert sem.lclass.events["rwsem_rlock_steal"] > 700
+    assert sem.lclass.events["rwsem_rlock_steal"] > 1400
     assert sem.lclass.write.wait.max_ns == got - 1 * US
     assert not sem.handoff
 
@@ -537,8 +539,8 @@ def _writers_ping_pong(handoff: bool, queued: str) -> tuple[Log, RwSemaphore, En
     async def idle() -> None:
         return None
 
-    engine.spawn("w1", writer(engine, sem, log, hold=10 * US, think=1 * US, times=300), cpu=0)
-    engine.spawn("w2", writer(engine, sem, log, at=500, hold=10 * US, think=1 * US, times=300), cpu=1)
+    engine.spawn("w1", writer(engine, sem, log, hold=10 * US, think=1 * US, times=500), cpu=0)
+    engine.spawn("w2", writer(engine, sem, log, at=500, hold=10 * US, think=1 * US, times=500), cpu=1)
     if queued == "reader":
         async def q() -> None:
             await engine.delay(2 * US)
@@ -560,7 +562,7 @@ def _writers_ping_pong(handoff: bool, queued: str) -> tuple[Log, RwSemaphore, En
 def test_reader_sets_handoff_when_writers_keep_stealing() -> None:
     log, sem, _ = _writers_ping_pong(handoff=True, queued="reader")
     got = first(log, "q", "R+")
-    assert 2 * US + 4 * MS < got < 2 * US + 4 * MS + 40 * US
+    assert 8 * MS < got < 8 * MS + 40 * US  # queued in jiffy 0 (HZ=250): time_after from 8 ms
     assert sem.lclass.events["rwsem_rlock_handoff"] == 1
     assert sem.lclass.events["rwsem_opt_lock"] > 300
     # The grant to the reader cleared HANDOFF: the writers can spin and steal again.
@@ -576,7 +578,7 @@ def test_reader_starves_behind_stealing_writers_without_handoff() -> None:
 def test_queued_writer_sets_handoff_and_spins_for_the_lock() -> None:
     log, sem, engine = _writers_ping_pong(handoff=True, queued="writer")
     got = first(log, "q", "W+")
-    assert 2 * US + 4 * MS < got < 2 * US + 4 * MS + 40 * US
+    assert 8 * MS < got < 8 * MS + 40 * US  # queued in jiffy 0 (HZ=250): time_after from 8 ms
     assert sem.lclass.events["rwsem_wlock_handoff"] == 1
     q = next(t for t in engine.tasks if t.name == "q")
     assert q.spin_ns > 0  # after setting HANDOFF it spun on the running owner
@@ -597,6 +599,29 @@ def test_handoff_timeout_is_a_parameter() -> None:
     engine.spawn("w", writer(engine, sem, log, at=1 * US, hold=1 * US))
     engine.run()
     assert 101 * US < first(log, "w", "W+") < 120 * US
+
+
+@pytest.mark.parametrize(("hz", "queued_at", "handoff_at"), [
+    (250, 1_000 * US, 8_000 * US),  # queued in jiffy 0: timeout jiffy 1, handoff once jiffies = 2
+    (250, 3_990 * US, 8_000 * US),  # still jiffy 0: a 4.01 ms wait
+    (250, 4_010 * US, 12_000 * US),  # jiffy 1: a 7.99 ms wait
+    (1000, 1_000 * US, 6_000 * US),  # DIV_ROUND_UP(1000, 250) = 4 jiffies of 1 ms
+    (100, 1_000 * US, 20_000 * US),  # 1 jiffy of 10 ms
+])
+def test_the_handoff_timeout_counts_jiffies(hz: int, queued_at: int, handoff_at: int) -> None:
+    """``waiter.timeout = jiffies + RWSEM_WAIT_TIMEOUT`` (``DIV_ROUND_UP(HZ, 250)``) and the handoff
+    once ``time_after(jiffies, waiter.timeout)``: a writer starved by overlapping readers gets the
+    lock at the first jiffy tick after its timeout jiffy, 4-8 ms after it queued at HZ=250."""
+    engine = Engine(2, ctx_switch_ns=2 * US)
+    sem = RwSemaphore(engine, "anon_vma->rwsem", spin=False, hz=hz)
+    log: Log = []
+    # One reader steals the lock in the window in which the woken writer waits for its CPU.
+    engine.spawn("r", reader(engine, sem, log, hold=5 * US, think=500, times=4000))
+    engine.spawn("w", writer(engine, sem, log, at=queued_at, hold=1 * US))
+    engine.run()
+    granted = first(log, "w", "W+")
+    assert handoff_at < granted < handoff_at + 20 * US
+    assert sem.lclass.events["rwsem_wlock_handoff"] == 1
 
 
 # -- downgrade ----------------------------------------------------------------------------------------
@@ -843,25 +868,24 @@ def test_atomic_costs_are_charged() -> None:
     assert sem.lclass.read.acq_bounces == 1
 
 
-class _RecordingChecker:
+class _RecordingChecker(Instrument):
     def __init__(self) -> None:
         self.calls: list[tuple[Any, ...]] = []
 
-    def acquire(self, tid: int, name: str, key: str, *, read: int, trylock: bool, where: str,
-                instance: str) -> None:
-        self.calls.append(("acquire", name, key, read, trylock))
+    def on_lock_acquire(self, task: SimTask, key: str, read: int, trylock: bool, instance: str) -> None:
+        self.calls.append(("acquire", task.name, key, read, trylock))
 
-    def release(self, tid: int, key: str, *, instance: str, task_name: str, where: str) -> None:
+    def on_lock_release(self, task: SimTask, key: str, instance: str) -> None:
         self.calls.append(("release", key))
 
-    def downgrade(self, tid: int, key: str, *, instance: str, task_name: str, where: str) -> None:
+    def on_lock_downgrade(self, task: SimTask, key: str, instance: str) -> None:
         self.calls.append(("downgrade", key))
 
 
 def test_lockdep_sees_read_write_trylock_and_subclass() -> None:
     engine = Engine(1)
     checker = _RecordingChecker()
-    engine.lockdep = checker
+    engine.add_instrument(checker)
     sem = RwSemaphore(engine, "anon_vma->rwsem")
 
     async def task() -> None:
@@ -894,7 +918,7 @@ def test_order_checker_sees_downgrade_as_a_read_hold() -> None:
     mmap_lock blocks a writer that holds anon_vma->rwsem), and no unlock imbalance appears."""
     engine = Engine(1)
     checker = OrderChecker()
-    engine.lockdep = checker
+    engine.add_instrument(checker)
     mmap_lock = RwSemaphore(engine, "mm->mmap_lock")
     anon = RwSemaphore(engine, "anon_vma->rwsem")
 

@@ -16,6 +16,7 @@ import pytest
 import trio
 
 from concurrency.engine import Deadlock, Engine, SimulationError
+from concurrency.executors import engine_class
 from concurrency.mutex import Mutex
 from concurrency.perturb import Perturbation
 from concurrency.spinlock import QSpinlock
@@ -44,6 +45,7 @@ def _result(scenario: Any, design: str, executor: str) -> str:
         return f"RunFailed: {exc}"
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("name", sorted(builtin_scenarios()))
 def test_every_builtin_scenario_is_byte_identical_under_the_trio_executor(name: str) -> None:
     base = load_scenario(builtin_scenarios()[name], SMALL)
@@ -63,10 +65,10 @@ def test_the_executor_is_a_scenario_key_not_a_result() -> None:
     assert load_scenario(path, {"run.executor": "trio"}).executor == "trio"
     from workloads.scenario import ScenarioError
 
-    with pytest.raises(ScenarioError, match="'fibers' not allowed; allowed: 'stepper', 'trio'"):
+    with pytest.raises(ScenarioError, match='"fibers" not allowed; allowed: "stepper", "trio"'):
         load_scenario(path, {"run.executor": "fibers"})
     with pytest.raises(ValueError, match="executor 'fibers'"):
-        Engine(1, executor="fibers")
+        engine_class("fibers")
 
 
 def test_benchmark_model_agrees_under_both_executors() -> None:
@@ -99,7 +101,7 @@ def _workers(engine: Engine, seen: dict[str, set[Any]] | None = None) -> list[tu
 
 
 async def test_each_simulated_cpu_is_a_trio_task() -> None:
-    engine = Engine(3, seed=11, ctx_switch_ns=500, executor="trio")
+    engine = engine_class("trio")(3, seed=11, ctx_switch_ns=500)
     seen: dict[str, set[Any]] = {}
     log = _workers(engine, seen)
     outcome = await engine.run_async()
@@ -120,7 +122,7 @@ async def test_each_simulated_cpu_is_a_trio_task() -> None:
 
 async def test_a_synchronous_run_inside_trio_gets_a_thread_of_its_own() -> None:
     # rmapsim validate or an in-process explore job call Engine.run() inside the CLI's trio.run.
-    engine = Engine(3, seed=5, executor="trio")
+    engine = engine_class("trio")(3, seed=5)
     log = _workers(engine)
     assert engine.run().reason == "completed"
     reference = Engine(3, seed=5)
@@ -131,7 +133,7 @@ async def test_a_synchronous_run_inside_trio_gets_a_thread_of_its_own() -> None:
 
 @pytest.mark.parametrize("ncpus", [1, 4])
 async def test_a_trio_executor_run_is_cancellable(ncpus: int) -> None:
-    engine = Engine(ncpus, executor="trio", checkpoint_every=100)
+    engine = engine_class("trio")(ncpus, checkpoint_every=100)
     closed: list[str] = []
 
     async def forever() -> None:
@@ -154,7 +156,7 @@ async def test_cancelling_at_any_moment_never_hands_the_baton_to_a_finished_task
     # Cancellation can land while a CPU task is runnable with an event handed to it: it must stop,
     # not pass the baton to a CPU task that was already cancelled.
     for k in range(25):
-        engine = Engine(4, seed=k, executor="trio")
+        engine = engine_class("trio")(4, seed=k)
         _workers(engine)
         with trio.move_on_after(0.0005 * k) as scope:
             await engine.run_async()
@@ -169,7 +171,7 @@ async def test_limits_match_the_stepper() -> None:
     for kw in ({"until_ns": 10_050}, {"max_events": 501}):
         runs = []
         for executor in ("stepper", "trio"):
-            engine = Engine(2, executor=executor)
+            engine = engine_class(executor)(2)
             engine.spawn("a", forever, engine)
             engine.spawn("b", forever, engine)
             runs.append(await engine.run_async(**kw))
@@ -178,7 +180,7 @@ async def test_limits_match_the_stepper() -> None:
 
 
 async def test_failures_come_out_as_the_stepper_raises_them() -> None:
-    engine = Engine(2, executor="trio")
+    engine = engine_class("trio")(2)
     a = Mutex(engine, "A", spin=False)
     b = Mutex(engine, "B", spin=False)
 
@@ -197,7 +199,7 @@ async def test_failures_come_out_as_the_stepper_raises_them() -> None:
     with pytest.raises(Deadlock, match="wait-for cycle: t1 -> t2 -> t1"):
         await engine.run_async()
 
-    engine2 = Engine(2, executor="trio")
+    engine2 = engine_class("trio")(2)
 
     async def boom() -> None:
         await engine2.delay(1234)
@@ -218,7 +220,7 @@ async def test_keyboard_interrupt_in_model_code_is_never_a_task_failure() -> Non
         raise KeyboardInterrupt
 
     for executor in ("stepper", "trio"):
-        engine = Engine(1, executor=executor)
+        engine = engine_class(executor)(1)
         engine.spawn("t", interrupted, engine)
         with pytest.raises(KeyboardInterrupt):
             engine.run()

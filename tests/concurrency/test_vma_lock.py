@@ -6,24 +6,24 @@ from typing import Any
 
 import pytest
 
-from concurrency.engine import Engine, SimulationError
+from concurrency.engine import Engine, SimTask, SimulationError
+from concurrency.instrument import Instrument
 from concurrency.lock import LockCosts, LockMisuse
 from concurrency.lockdep import OrderChecker
 from concurrency.mutex import Mutex
 from concurrency.vma_lock import MmLockSeq, VmaLock
 
 
-class FakeLockdep:
+class FakeLockdep(Instrument):
     """Records what the lock passes to the order checker."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[Any, ...]] = []
 
-    def acquire(self, tid: int, name: str, key: str, *, read: int, trylock: bool, where: str,
-                instance: str) -> None:
-        self.calls.append(("acquire", name, key, read, trylock))
+    def on_lock_acquire(self, task: SimTask, key: str, read: int, trylock: bool, instance: str) -> None:
+        self.calls.append(("acquire", task.name, key, read, trylock))
 
-    def release(self, tid: int, key: str, *, instance: str, **_: Any) -> None:
+    def on_lock_release(self, task: SimTask, key: str, instance: str) -> None:
         self.calls.append(("release", key))
 
 
@@ -244,7 +244,7 @@ def test_misuse_raises(case: str) -> None:
 def test_lockdep_sees_trylock_readers_and_a_writer_held_only_while_waiting() -> None:
     engine = Engine(1)
     dep = FakeLockdep()
-    engine.lockdep = dep
+    engine.add_instrument(dep)
     vma = VmaLock(engine)
 
     async def task() -> None:
@@ -287,7 +287,7 @@ def test_fork_pattern_gives_the_order_checker_one_edge_and_no_recursion() -> Non
     """fork: mmap_write_lock, then vma_start_write on every VMA; faults read-try VMA locks."""
     engine = Engine(2)
     checker = OrderChecker()
-    engine.lockdep = checker
+    engine.add_instrument(checker)
     mmap_lock = Mutex(engine, "mm->mmap_lock")
     mm = MmLockSeq(mmap_write_held=lambda: mmap_lock.owner is engine.current)
     vmas = [VmaLock(engine, instance=f"vma{i}", mm_seq=mm) for i in range(3)]

@@ -17,14 +17,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from concurrency.engine import Engine, SimTask, SimulationError
+from concurrency.instrument import Instrument
 from concurrency.lock import SimLock
-from concurrency.lockdep import ExpectedOrder, OrderChecker
+from concurrency.lockdep import OrderChecker
 from concurrency.locklog import LockLog
 from concurrency.mutex import Mutex
 from concurrency.rwsem import RwSemaphore
 from mm.anon_vma import ANON_VMA_BYTES, AVC_BYTES, AnonVma, AnonVmaDesign, lock_of
 from mm.costs import CostModel
-from mm.rmap_design import DESIGNS, RmapWalkControl, WalkResult
+from mm.designs import DESIGNS, design_class
+from mm.lock_order import rmap_order
+from mm.rmap_design import RmapWalkControl, WalkResult
 from mm.system import MmSystem
 from mm.types import Folio, MmStruct, Vma
 from tests.builds import patches_compiled_methods
@@ -39,7 +42,7 @@ PTL = "mm->page_table_lock"
 def make(*, costs: CostModel | None = None, ncpus: int = 3, **switches: Any) -> tuple[Engine, MmSystem,
                                                                                     AnonVmaDesign]:
     engine = Engine(ncpus)
-    system = MmSystem(engine, "anon_vma", costs=costs or CostModel.free(), switches=switches)
+    system = MmSystem(engine, design_class("anon_vma"), costs=costs or CostModel.free(), switches=switches)
     design = system.design
     assert isinstance(design, AnonVmaDesign)
     return engine, system, design
@@ -52,7 +55,7 @@ def run(engine: Engine, *tasks: Callable[[], Awaitable[None]]) -> None:
     assert outcome.reason == "completed"
 
 
-class TimedLog:
+class TimedLog(Instrument):
     """A tracer keeping the virtual time of each lock event."""
 
     def __init__(self, engine: Engine) -> None:
@@ -159,7 +162,7 @@ def test_object_sizes_follow_the_struct_layouts() -> None:
 
 def test_prepare_takes_root_write_then_page_table_lock_nested() -> None:
     engine, system, design = make()
-    log = engine.tracer = LockLog()
+    log = engine.add_instrument(LockLog())
     out: dict[str, Any] = {}
 
     async def body() -> None:
@@ -310,7 +313,7 @@ def test_flat_fan_out_counts() -> None:
 
 def test_fork_takes_the_root_write_lock_twice_and_once_when_reusing() -> None:
     engine, system, design = make()
-    log = engine.tracer = LockLog()
+    log = engine.add_instrument(LockLog())
     per_fork: list[tuple[list[tuple[str, str]], bool]] = []
 
     async def body() -> None:
@@ -333,7 +336,7 @@ def test_fork_takes_the_root_write_lock_twice_and_once_when_reusing() -> None:
 
 def test_unlink_takes_the_root_write_lock_once() -> None:
     engine, system, design = make()
-    log = engine.tracer = LockLog()
+    log = engine.add_instrument(LockLog())
     seqs: list[list[tuple[str, str, str]]] = []
 
     async def body() -> None:
@@ -381,7 +384,7 @@ def test_unlink_free_syncs_with_a_reader_holding_the_root_lock() -> None:
     """anon_vma_free: rwsem_is_locked(root) -> down_write + up_write before freeing."""
     costs = CostModel.free().with_overrides({"atomic_ns": 100})
     engine, system, design = make(costs=costs)
-    log = engine.tracer = LockLog()
+    log = engine.add_instrument(LockLog())
     out: dict[str, Vma] = {}
 
     async def setup() -> None:
@@ -463,7 +466,7 @@ def test_without_reuse_a_forking_chain_grows_linearly() -> None:
 @pytest.mark.parametrize("op", ["split", "remap", "merge"])
 def test_clone_is_an_exact_duplicate_never_a_reuse(op: str) -> None:
     engine, system, design = make()
-    log = engine.tracer = LockLog()
+    log = engine.add_instrument(LockLog())
     out: dict[str, Any] = {}
 
     async def body() -> None:
@@ -499,7 +502,7 @@ def test_clone_rejects_an_unknown_op() -> None:
 def test_vma_prepare_complete_lock_and_tree_update_cost() -> None:
     costs = CostModel.free().with_overrides({"itree_base_ns": 100})  # 100 ns per tree op
     engine, system, design = make(costs=costs)
-    tlog = engine.tracer = TimedLog(engine)
+    tlog = engine.add_instrument(TimedLog(engine))
     out: dict[str, Any] = {}
 
     async def body() -> None:
@@ -536,7 +539,7 @@ def test_vma_prepare_complete_lock_and_tree_update_cost() -> None:
 def test_clone_allocation_inside_or_outside_the_lock(under_lock: bool) -> None:
     costs = CostModel.free().with_overrides({"slab_ns": 1000})
     engine, system, _design = make(costs=costs, clone_alloc_under_lock=under_lock)
-    tlog = engine.tracer = TimedLog(engine)
+    tlog = engine.add_instrument(TimedLog(engine))
     out: dict[str, int] = {}
 
     async def body() -> None:
@@ -560,7 +563,7 @@ def test_clone_allocation_inside_or_outside_the_lock(under_lock: bool) -> None:
 @pytest.mark.parametrize("per_avc", [False, True])
 def test_lock_per_avc_locks_the_root_for_every_avc(per_avc: bool) -> None:
     engine, system, design = make(lock_per_avc=per_avc, reuse=False)
-    log = engine.tracer = LockLog()
+    log = engine.add_instrument(LockLog())
 
     async def body() -> None:
         _, vma = await new_proc(system)
@@ -580,7 +583,7 @@ def test_lock_per_avc_locks_the_root_for_every_avc(per_avc: bool) -> None:
 
 def test_lock_per_avc_fork_acquisitions() -> None:
     engine, system, _design = make(lock_per_avc=True)
-    log = engine.tracer = LockLog()
+    log = engine.add_instrument(LockLog())
 
     async def body() -> None:
         _, vma = await new_proc(system)
@@ -623,7 +626,7 @@ def test_folio_mapping_rules() -> None:
 
 def test_folio_get_anon_vma_pin_outlives_the_vmas() -> None:
     engine, system, design = make()
-    log = engine.tracer = LockLog()
+    log = engine.add_instrument(LockLog())
     out: dict[str, Any] = {}
 
     async def body() -> None:
@@ -663,7 +666,7 @@ async def _family(system: MmSystem, n_children: int = 2) -> tuple[Vma, list[Vma]
 
 def test_walk_trylock_path_visits_overlapping_vmas_in_tree_order() -> None:
     engine, system, design = make()
-    log = engine.tracer = LockLog()
+    log = engine.add_instrument(LockLog())
     seen, rmap_one = recorder()
     out: dict[str, Any] = {}
 
@@ -701,7 +704,7 @@ def test_walk_of_a_childs_exclusive_folio_visits_only_its_subtree() -> None:
 
 def test_walk_blocks_in_down_read_while_a_writer_holds_and_not_try_lock() -> None:
     engine, system, design = make()
-    log = engine.tracer = LockLog(with_contention=True)
+    log = engine.add_instrument(LockLog(with_contention=True))
     _seen, rmap_one = recorder()
     out: dict[str, Any] = {}
 
@@ -735,7 +738,7 @@ def test_walk_blocks_in_down_read_while_a_writer_holds_and_not_try_lock() -> Non
 
 def test_walk_with_try_lock_gives_up_when_contended() -> None:
     engine, system, design = make()
-    log = engine.tracer = LockLog(with_contention=True)
+    log = engine.add_instrument(LockLog(with_contention=True))
     seen, rmap_one = recorder()
     out: dict[str, Any] = {}
 
@@ -766,7 +769,7 @@ def test_walk_with_try_lock_gives_up_when_contended() -> None:
 def test_walk_without_anon_lock_locks_folio_anon_vma_even_when_unmapped() -> None:
     """remove_migration_ptes: the folio is not mapped; the anon_vma is locked directly."""
     engine, system, design = make()
-    log = engine.tracer = LockLog(with_contention=True)
+    log = engine.add_instrument(LockLog(with_contention=True))
     seen, rmap_one = recorder()
     out: dict[str, Any] = {}
 
@@ -802,7 +805,7 @@ def test_walk_without_anon_lock_locks_folio_anon_vma_even_when_unmapped() -> Non
 
 def test_locked_walk_takes_nothing_and_write_lock_is_the_roots() -> None:
     engine, system, design = make()
-    log = engine.tracer = LockLog()
+    log = engine.add_instrument(LockLog())
     _seen, rmap_one = recorder()
     out: dict[str, Any] = {}
 
@@ -853,7 +856,7 @@ def test_walk_stops_on_rmap_one_false_and_on_done() -> None:
 @pytest.mark.parametrize("kind", ["rwsem", "mutex"])
 def test_mutex_makes_readers_exclude_each_other(kind: str) -> None:
     engine, system, design = make(rmap_lock=kind)
-    log = engine.tracer = LockLog(with_contention=True)
+    log = engine.add_instrument(LockLog(with_contention=True))
     out: dict[str, Any] = {"ends": []}
 
     async def setup() -> None:
@@ -981,7 +984,7 @@ def test_walk_cost_interval_tree_query_or_pre_2010_list_scan(single: bool) -> No
 def test_single_anon_vma_fork_and_teardown_lock_once() -> None:
     costs = CostModel.free().with_overrides({"slab_ns": 1000})
     engine, system, design = make(single_anon_vma=True, costs=costs)
-    log = engine.tracer = LockLog()
+    log = engine.add_instrument(LockLog())
     acqs: list[list[tuple[str, str]]] = []
 
     async def body() -> None:
@@ -1121,9 +1124,9 @@ def test_operations_end_to_end_with_lock_order_checked() -> None:
     from mm.vmscan import folio_referenced
 
     engine, system, design = make(costs=CostModel())
-    checker = OrderChecker(ExpectedOrder.load_rmap_order())
-    engine.lockdep = checker
-    log = engine.tracer = LockLog()
+    checker = OrderChecker(rmap_order())
+    engine.add_instrument(checker)
+    log = engine.add_instrument(LockLog())
     out: dict[str, Any] = {}
 
     async def body() -> None:
@@ -1192,11 +1195,11 @@ def test_concurrent_fork_exit_reclaim_and_migration(seed: int) -> None:
     from mm.vmscan import folio_referenced
 
     engine = Engine(3, seed=seed)
-    system = MmSystem(engine, "anon_vma", costs=CostModel())
+    system = MmSystem(engine, design_class("anon_vma"), costs=CostModel())
     design = system.design
     assert isinstance(design, AnonVmaDesign)
-    checker = OrderChecker(ExpectedOrder.load_rmap_order())
-    engine.lockdep = checker
+    checker = OrderChecker(rmap_order())
+    engine.add_instrument(checker)
     state: dict[str, Any] = {"done": False}
 
     async def server() -> None:

@@ -21,18 +21,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from concurrency.engine import Engine
-from concurrency.lockdep import ExpectedOrder, OrderChecker
+from concurrency.lockdep import OrderChecker
 from concurrency.locklog import LockLog
 from mm.anon_vma import ANON_VMA_BYTES, AVC_BYTES, AnonVma
 from mm.anon_vma_lazy import AnonVmaLazyDesign, LazyRoot, TreeParent
 from mm.costs import CostModel
+from mm.designs import DESIGNS, design_class
 from mm.fork import dup_mmap
 from mm.huge_memory import split_huge_folio
+from mm.lock_order import rmap_order
 from mm.memory import handle_mm_fault
 from mm.migrate import migrate_folio
 from mm.mmap import exit_mmap, mmap_region, mremap_move, munmap
 from mm.rmap import page_vma_mapped, rmap_walk
-from mm.rmap_design import DESIGNS, RmapWalkControl
+from mm.rmap_design import RmapWalkControl
 from mm.system import MmSystem
 from mm.types import MmStruct, Vma
 from mm.vmscan import folio_referenced, try_to_unmap
@@ -52,8 +54,8 @@ def make(*, costs: CostModel | None = None, ncpus: int = 1, log: bool = True,
     engine = Engine(ncpus)
     tracer = LockLog()
     if log:
-        engine.tracer = tracer
-    system = MmSystem(engine, "anon_vma_lazy", costs=costs or CostModel.free(), switches=switches)
+        engine.add_instrument(tracer)
+    system = MmSystem(engine, design_class("anon_vma_lazy"), costs=costs or CostModel.free(), switches=switches)
     design = system.design
     assert isinstance(design, AnonVmaLazyDesign)
     return engine, system, design, tracer
@@ -90,7 +92,7 @@ def test_the_lazy_hook_does_nothing_for_the_other_designs() -> None:
     anon_vma and cow_context run exactly as before."""
     for name in ("anon_vma", "cow_context"):
         engine = Engine(1)
-        system = MmSystem(engine, name, costs=CostModel())
+        system = MmSystem(engine, design_class(name), costs=CostModel())
         got: list[Any] = []
 
         async def body(system: MmSystem = system, got: list[Any] = got) -> None:
@@ -113,7 +115,7 @@ def script(**switches: Any) -> tuple[dict[str, Seq], dict[str, Any], MmSystem, E
     """One of each operation, lazy VMAs first (before any fork), then the fork upgrade and the
     operations on the upgraded parent and its TREE_PARENT child."""
     engine, system, design, log = make(**switches)
-    engine.lockdep = OrderChecker(ExpectedOrder.load_rmap_order())
+    checker = engine.add_instrument(OrderChecker(rmap_order()))
     out: dict[str, Seq] = {}
     facts: dict[str, Any] = {}
 
@@ -193,8 +195,7 @@ def script(**switches: Any) -> tuple[dict[str, Seq], dict[str, Any], MmSystem, E
 
     engine.spawn("t", main)
     assert engine.run().reason == "completed"
-    assert engine.lockdep is not None
-    facts["lockdep"] = (engine.lockdep.findings, engine.lockdep.order_violations())
+    facts["lockdep"] = (checker.findings, checker.order_violations())
     return out, facts, system, engine
 
 
@@ -207,8 +208,9 @@ EXPECTED: dict[str, Seq] = {
     "lazy_folio_referenced": [("folio_lock", W), ("ptl", W)],
     "lazy_migrate": [("folio_lock", W), ("ptl", W), ("ptl", W)],
     "lazy_try_to_unmap": [("ptl", W)],
-    # no anon_vma to lock for a THP split of a lazy folio: folio lock, PMD lock, PTL
-    "lazy_thp_split": [("folio_lock", W), ("pmd_lock", W), ("pmd_lock", W), ("ptl", W)],
+    # no anon_vma to lock for a THP split of a lazy folio: folio lock, the PMD lock (frozen into
+    # PTE migration entries), then one PTL per order-0 folio's remap walk
+    "lazy_thp_split": [("folio_lock", W), ("pmd_lock", W)] + [("ptl", W)] * 512,
     # two splits (a lazy clone shares the root VMA: no lock), detach, downgrade, zap (the split THP's
     # PTEs), unlink: no rmap lock
     "lazy_munmap": [("mm->mmap_lock", W), ("vma_lock", W), ("vma_lock", W), ("vma_lock", W), ("mm->mmap_lock", R),
@@ -443,7 +445,7 @@ def _upgrade_race(design: str, **switches: Any) -> tuple[MmSystem, dict[str, Any
     us); meanwhile the mm forks: upgrade, clone, copy_page_range copies the entry."""
     engine = Engine(2)
     costs = CostModel().with_overrides({"list_op_ns": 50_000, "itree_query_base_ns": 50_000})
-    system = MmSystem(engine, design, costs=costs, switches=switches or None)
+    system = MmSystem(engine, design_class(design), costs=costs, switches=switches or None)
     state: dict[str, Any] = {}
 
     async def walker() -> None:
@@ -546,7 +548,7 @@ def test_drain_makes_a_try_lock_walker_give_up_during_the_upgrade() -> None:
 def test_random_operations_walk_exactly_what_the_oracle_knows(switches: dict[str, Any],
                                                              ops: list[tuple[str, int, int]]) -> None:
     engine = Engine(1)
-    system = MmSystem(engine, "anon_vma_lazy", costs=CostModel.free(), switches=switches)
+    system = MmSystem(engine, design_class("anon_vma_lazy"), costs=CostModel.free(), switches=switches)
 
     async def main() -> None:
         await _random_ops(system, ops)

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from concurrency.engine import Engine, SimTask
+from concurrency.instrument import Instrument
 from concurrency.lock import SimLock
 from mm.costs import CostModel
 from mm.cow_context import (
@@ -25,17 +26,18 @@ from mm.cow_context import (
     CowContextDesign,
     remap_bytes,
 )
+from mm.designs import DESIGNS, design_class
 from mm.fork import dup_mmap
 from mm.memory import handle_mm_fault
 from mm.mmap import exit_mmap, mmap_region, mremap_move, munmap
 from mm.rmap import rmap_walk
-from mm.rmap_design import DESIGNS, RmapWalkControl, WalkResult
+from mm.rmap_design import RmapWalkControl, WalkResult
 from mm.system import MmSystem
 from mm.types import Folio, MmStruct, Pte, Vma
 from mm.vmscan import folio_referenced
 
 
-class Recorder:
+class Recorder(Instrument):
     """A lock tracer keeping the lock instance too (which context's lock was taken)."""
 
     def __init__(self) -> None:
@@ -63,7 +65,7 @@ def make(walk_safety: str = "rcu", *, shortcut: str = "maybe_mapped_shared", cos
          ncpus: int = 3, fork_link: str = "end", traversal: str = "post"
          ) -> tuple[Engine, MmSystem, CowContextDesign]:
     engine = Engine(ncpus)
-    system = MmSystem(engine, "cow_context", costs=costs or CostModel.free(),
+    system = MmSystem(engine, design_class("cow_context"), costs=costs or CostModel.free(),
                       switches={"walk_safety": walk_safety, "exclusive_shortcut": shortcut,
                                 "fork_link": fork_link, "traversal": traversal})
     design = system.design
@@ -125,7 +127,7 @@ def test_registered_with_walk_safety_variants() -> None:
 def test_fork_mm_takes_only_the_parents_context_locks(variant: str) -> None:
     engine, system, design = make(variant)
     rec = Recorder()
-    engine.tracer = rec
+    engine.add_instrument(rec)
     got: dict[str, Any] = {}
 
     async def body() -> None:
@@ -153,7 +155,7 @@ def test_fork_mm_takes_only_the_parents_context_locks(variant: str) -> None:
 def test_first_touch_takes_only_the_page_table_lock(variant: str) -> None:
     engine, system, design = make(variant)
     rec = Recorder()
-    engine.tracer = rec
+    engine.add_instrument(rec)
     got: dict[str, Any] = {}
 
     async def body() -> None:
@@ -175,7 +177,7 @@ def test_first_touch_takes_only_the_page_table_lock(variant: str) -> None:
 def test_rcu_walk_takes_no_lock_and_runs_inside_rcu(variant: str) -> None:
     engine, system, _design = make(variant)
     rec = Recorder()
-    engine.tracer = rec
+    engine.add_instrument(rec)
     seen: list[tuple[int, int, int]] = []
     got: dict[str, Any] = {}
 
@@ -202,7 +204,7 @@ def test_rcu_walk_takes_no_lock_and_runs_inside_rcu(variant: str) -> None:
 def test_ctx_rwsem_walk_reads_each_live_context_outside_rcu() -> None:
     engine, system, design = make("ctx_rwsem")
     rec = Recorder()
-    engine.tracer = rec
+    engine.add_instrument(rec)
     seen: list[tuple[int, int, int]] = []
     got: dict[str, Any] = {}
 
@@ -231,7 +233,7 @@ def test_ctx_rwsem_walk_reads_each_live_context_outside_rcu() -> None:
 def test_ctx_rwsem_write_locks_for_unlink_vma_prepare_remap_and_thp_split() -> None:
     engine, system, design = make("ctx_rwsem")
     rec = Recorder()
-    engine.tracer = rec
+    engine.add_instrument(rec)
     got: dict[str, list[tuple[str, str, str]]] = {}
 
     async def body() -> None:
@@ -266,7 +268,7 @@ def test_ctx_rwsem_write_locks_for_unlink_vma_prepare_remap_and_thp_split() -> N
 def test_rcu_variant_takes_no_rmap_lock_around_vma_changes() -> None:
     engine, system, design = make("rcu")
     rec = Recorder()
-    engine.tracer = rec
+    engine.add_instrument(rec)
     got: dict[str, Any] = {}
 
     async def body() -> None:
@@ -810,7 +812,7 @@ def test_thp_split_hands_the_context_reference_to_every_small_folio(variant: str
     # migration PMD stale (test_poc_fidelity.py pins the PoC's miss for migration).
     engine, system, design = make(variant, shortcut="anon_exclusive")
     rec = Recorder()
-    engine.tracer = rec
+    engine.add_instrument(rec)
     state: dict[str, Any] = {}
 
     async def body() -> None:
@@ -842,10 +844,12 @@ def test_thp_split_hands_the_context_reference_to_every_small_folio(variant: str
     pid, cid = state["ids"]
     if variant == "ctx_rwsem":
         # rmap_write_lock on the folio's context, then each locked walk reads the child's context
-        # nested (subclass 1) and takes nothing for the context it already holds.
+        # nested (subclass 1) and takes nothing for the context it already holds: the unmap walk,
+        # then remap_page's one walk per order-0 folio.
         child_r = ("cow_context->rwsem/1", f"mm{cid}->cow_context->rwsem", "R")
-        assert state["acq"] == [("cow_context->rwsem", f"mm{pid}->cow_context->rwsem", "W"), child_r, child_r]
-        assert engine.lock_classes["cow_context->rwsem/1"].read.acquisitions == 2
+        assert state["acq"] == [("cow_context->rwsem", f"mm{pid}->cow_context->rwsem", "W")] + [child_r] * (
+            1 + HPAGE_PMD_NR)
+        assert engine.lock_classes["cow_context->rwsem/1"].read.acquisitions == 1 + HPAGE_PMD_NR
     else:
         assert state["acq"] == []
 

@@ -8,13 +8,14 @@ import dataclasses
 
 from concurrency.engine import Engine
 from mm.costs import CostModel
+from mm.designs import design_class
 from mm.system import MmSystem
 
 
 def test_a_change_of_cpu_costs_one_bounce_inside_the_critical_section() -> None:
     costs = dataclasses.replace(CostModel.free(), bounce_ns=150)
     engine = Engine(2)
-    system = MmSystem(engine, "anon_vma", costs=costs)
+    system = MmSystem(engine, design_class("anon_vma"), costs=costs)
     lock = system.new_rwsem("anon_vma->rwsem", "anon_vma0->rwsem")
     held: list[tuple[str, int]] = []
 

@@ -8,11 +8,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from concurrency.engine import Engine
-from concurrency.lockdep import ExpectedOrder, OrderChecker
+from concurrency.lockdep import OrderChecker
 from concurrency.locklog import LockLog
 from mm.costs import CostModel
+from mm.designs import design_class
 from mm.fork import dup_mmap
 from mm.huge_memory import split_huge_folio
+from mm.lock_order import rmap_order
 from mm.memory import handle_mm_fault
 from mm.migrate import migrate_folio
 from mm.mmap import exit_mmap, mmap_region, mremap_move, munmap
@@ -37,10 +39,10 @@ def script(design: str, *, lockdep: bool = False) -> tuple[dict[str, Seq], MmSys
     """Run one of each operation in a fixed order; return each operation's lock acquisitions."""
     engine = Engine(1)
     log = LockLog()
-    engine.tracer = log
+    engine.add_instrument(log)
     if lockdep:
-        engine.lockdep = OrderChecker(ExpectedOrder.load_rmap_order())
-    system = MmSystem(engine, design, costs=CostModel.free(), switches=SCRIPT_SWITCHES[design])
+        engine.add_instrument(OrderChecker(rmap_order()))
+    system = MmSystem(engine, design_class(design), costs=CostModel.free(), switches=SCRIPT_SWITCHES[design])
     out: dict[str, Seq] = {}
 
     def grab(name: str) -> None:
@@ -125,13 +127,16 @@ ANON_VMA: dict[str, Seq] = {
     "munmap": [("mm->mmap_lock", W), ("vma_lock", W), ("anon_vma->rwsem", W), ("anon_vma->rwsem", W),
                ("vma_lock", W), ("anon_vma->rwsem", W), ("anon_vma->rwsem", W), ("vma_lock", W),
                ("mm->mmap_lock", R), ("anon_vma->rwsem", W)],
-    # copy_vma (clone), take_rmap_locks around move_ptes (old PTL, new nested), unlink the old VMA
+    # copy_vma (clone into a fresh VMA: need_rmap_locks = false), move_ptes with no rmap lock
+    # (old PTL, new nested), unlink the old VMA
     "mremap": [("mm->mmap_lock", W), ("vma_lock", W), ("anon_vma->rwsem", W), ("vma_lock", W),
-               ("anon_vma->rwsem", W), ("ptl", W), ("ptl/1", W), ("anon_vma->rwsem", W)],
+               ("ptl", W), ("ptl/1", W), ("anon_vma->rwsem", W)],
     "fault_thp": [("vma_lock", R), ("mm->mmap_lock", R), ("anon_vma->rwsem", W), ("mm->page_table_lock", W),
                   ("pmd_lock", W)],
-    # __folio_split: root W held across unmap (PMD lock), split and remap (PMD lock, then the PTL)
-    "thp_split": [("folio_lock", W), ("anon_vma->rwsem", W), ("pmd_lock", W), ("pmd_lock", W), ("ptl", W)],
+    # __folio_split: root W held across unmap (TTU_SPLIT_HUGE_PMD: the PMD frozen into PTE
+    # migration entries under the PMD lock alone), split and remap_page (one locked
+    # remove_migration_ptes walk per order-0 folio: one PTL each)
+    "thp_split": [("folio_lock", W), ("anon_vma->rwsem", W), ("pmd_lock", W)] + [("ptl", W)] * 512,
     # exit_mmap: zap under mmap read, free_pgtables (unlink_anon_vmas: root W) under mmap write
     "exit": [("mm->mmap_lock", R), ("ptl", W), ("mm->mmap_lock", W), ("anon_vma->rwsem", W)],
 }
@@ -150,7 +155,7 @@ COW_CONTEXT: dict[str, Seq] = {
     "munmap": [("mm->mmap_lock", W), ("vma_lock", W), ("vma_lock", W), ("vma_lock", W), ("mm->mmap_lock", R)],
     "mremap": [("mm->mmap_lock", W), ("vma_lock", W), ("vma_lock", W), ("ptl", W), ("ptl/1", W)],
     "fault_thp": [("vma_lock", R), ("mm->mmap_lock", R), ("mm->page_table_lock", W), ("pmd_lock", W)],
-    "thp_split": [("folio_lock", W), ("pmd_lock", W), ("pmd_lock", W), ("ptl", W)],
+    "thp_split": [("folio_lock", W), ("pmd_lock", W)] + [("ptl", W)] * 512,
     # the exiting child's context drops to zero: unlinked under the parent's list lock
     "exit": [("mm->mmap_lock", R), ("ptl", W), ("mm->mmap_lock", W), ("cow_context->lock", W)],
 }
@@ -168,7 +173,7 @@ def test_lock_sequence_of_every_operation(design: str, expected: dict[str, Seq])
 @pytest.mark.parametrize("design", ["anon_vma", "cow_context"])
 def test_builtin_operations_respect_the_rmap_lock_order(design: str) -> None:
     _, _, engine = script(design, lockdep=True)
-    checker = engine.lockdep
+    (checker,) = [i for i in engine.hooks.instruments if isinstance(i, OrderChecker)]
     assert checker.findings == []
     assert checker.order_violations() == []
     assert checker.edges()  # it did see the operations' dependencies
@@ -241,7 +246,7 @@ COMPLETE_WHEN_ALONE = {"anon_vma": None, "cow_context": {"exclusive_shortcut": "
 @given(ops=st.lists(st.tuples(st.sampled_from(OPS), st.integers(0, 7), st.integers(0, 63)), max_size=60))
 def test_random_operations_walk_exactly_what_the_oracle_knows(design: str, ops: list[tuple[str, int, int]]) -> None:
     engine = Engine(1)
-    system = MmSystem(engine, design, costs=CostModel.free(), switches=COMPLETE_WHEN_ALONE[design])
+    system = MmSystem(engine, design_class(design), costs=CostModel.free(), switches=COMPLETE_WHEN_ALONE[design])
 
     async def main() -> None:
         await _random_ops(system, ops)
@@ -262,7 +267,8 @@ def test_random_operations_walk_exactly_what_the_oracle_knows(design: str, ops: 
                          [("maybe_mapped_shared", 1), ("anon_exclusive", 1), ("after_remaps", 0)])
 def test_the_pocs_exclusive_shortcut_misses_a_moved_exclusive_folio(shortcut: str, missed: int) -> None:
     engine = Engine(1)
-    system = MmSystem(engine, "cow_context", costs=CostModel.free(), switches={"exclusive_shortcut": shortcut})
+    system = MmSystem(engine, design_class("cow_context"), costs=CostModel.free(),
+                      switches={"exclusive_shortcut": shortcut})
 
     async def main() -> None:
         await _random_ops(system, [("fault", 0, 0), ("mremap", 0, 0), ("referenced", 0, 0)])
@@ -274,7 +280,7 @@ def test_the_pocs_exclusive_shortcut_misses_a_moved_exclusive_folio(shortcut: st
 
 def test_the_mapcount_oracle_reports_a_mismatch_and_a_freed_mapped_folio() -> None:
     engine = Engine(1)
-    system = MmSystem(engine, "anon_vma", costs=CostModel.free())
+    system = MmSystem(engine, design_class("anon_vma"), costs=CostModel.free())
     problems: list[list[str]] = []
     fids: list[int] = []
 

@@ -20,9 +20,11 @@ import pytest
 from _pytest.monkeypatch import MonkeyPatch
 
 from concurrency.engine import Engine, SimTask
+from concurrency.instrument import Instrument
 from concurrency.lock import SimLock
 from mm.costs import CostModel
 from mm.cow_context import CowContext, CowContextDesign
+from mm.designs import design_class
 from mm.fork import dup_mmap
 from mm.memory import handle_mm_fault
 from mm.migrate import migrate_folio
@@ -39,7 +41,7 @@ from tests.builds import patches_compiled_methods
 def make(design: str = "cow_context", **switches: str) -> tuple[Engine, MmSystem]:
     """A system with the design's defaults unless ``switches`` say otherwise."""
     engine = Engine(2)
-    return engine, MmSystem(engine, design, costs=CostModel.free(), switches=switches or None)
+    return engine, MmSystem(engine, design_class(design), costs=CostModel.free(), switches=switches or None)
 
 
 def run(engine: Engine, *tasks: Any) -> None:
@@ -65,7 +67,7 @@ async def shared_folio(system: MmSystem) -> tuple[MmStruct, MmStruct, Folio]:
     return parent, child, folio
 
 
-class OpLocks:
+class OpLocks(Instrument):
     """A lock tracer keeping, per acquisition, the task's operation (the walk's name inside an
     rmap walk), the lock class, the lock instance and the mode."""
 
@@ -145,7 +147,7 @@ def test_remove_migration_ptes_walks_the_destination_folio(design: str, monkeypa
     for anon_vma the same anon_vma's rwsem, read, without ``folio_lock_anon_vma_read``."""
     engine, system = make(design, **({"exclusive_shortcut": "anon_exclusive"} if design == "cow_context" else {}))
     tracer = OpLocks()
-    engine.tracer = tracer
+    engine.add_instrument(tracer)
     walked: list[tuple[str, int]] = []
     inner = system.design.rmap_walk
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from concurrency.engine import Engine
 from mm.costs import CostModel
+from mm.designs import design_class
 from mm.fork import dup_mmap
 from mm.huge_memory import split_huge_folio
 from mm.memory import handle_mm_fault
@@ -31,7 +32,7 @@ from tests.builds import patches_compiled_methods
 
 def make(design: str = "anon_vma", *, costs: CostModel | None = None) -> tuple[Engine, MmSystem]:
     engine = Engine(4)
-    return engine, MmSystem(engine, design, costs=costs or CostModel.free())
+    return engine, MmSystem(engine, design_class(design), costs=costs or CostModel.free())
 
 
 def run(engine: Engine, *tasks: Callable[[], Awaitable[None]]) -> None:

@@ -30,6 +30,7 @@ def chromium(binary: str, profile: Path, *args: str) -> subprocess.CompletedProc
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
 
 
+@pytest.mark.long
 @pytest.mark.browser
 def test_report_loads_in_headless_chromium(rendered: tuple[Path, list[Path]], tmp_path: Path) -> None:
     binary = find_chromium()

@@ -37,6 +37,7 @@ def test_render_run_writes_every_report(rendered: tuple[Path, list[Path]]) -> No
     assert svg.startswith("<?xml") and "<dc:date>" not in svg
 
 
+@pytest.mark.long
 def test_rerendering_gives_identical_bytes(rendered: tuple[Path, list[Path]], tmp_path: Path) -> None:
     outdir, _ = rendered
     before = snapshot(outdir)

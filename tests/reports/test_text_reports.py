@@ -210,6 +210,12 @@ def test_latency_text_lists_every_operation_and_design(tiny: dict[str, Any]) -> 
             assert line.split()[2] == str(rec["count"])
 
 
+def latency(count: int, p99_ns: int) -> dict[str, Any]:
+    """An operation's latency record whose percentiles are all ``p99_ns``."""
+    return {"count": count, "min_ns": p99_ns, "max_ns": p99_ns, "total_ns": count * p99_ns, "mean_ns": p99_ns,
+            "overflow": 0, "p50_ns": p99_ns, "p90_ns": p99_ns, "p99_ns": p99_ns, "p99.9_ns": p99_ns, "hdr": ""}
+
+
 def record(design: str, *, fork_p99: int, fault_p99: int, tput: float, wait_ns: int = 0,
            missed: int = 0) -> dict[str, Any]:
     lock = {"name": "anon_vma->rwsem", "kind": "rwsem", "rw": True, "instances": 1, "events": {},
@@ -218,14 +224,14 @@ def record(design: str, *, fork_p99: int, fault_p99: int, tput: float, wait_ns: 
         "schema": RECORD_SCHEMA, "scenario": "s", "design": design, "switches": {},
         "params": {"cpus": 4, "seed": 1, "duration_ns": 1_000_000, "costs": {}, "rwsem": {}, "memory": {},
                    "tasks": 4},
-        "outcome": {"reason": "time_limit", "end_ns": 1_000_000, "events": 10},
-        "operations": {"fork": {"count": 10, "p99_ns": fork_p99, "p99.9_ns": fork_p99, "hdr": ""},
-                       "fault": {"count": 10, "p99_ns": fault_p99, "p99.9_ns": fault_p99, "hdr": ""}},
-        "throughput": {"fork": tput / 2, "fault": tput / 2}, "total_ops": 20, "locks": [lock],
+        "outcome": {"reason": "time_limit", "end_ns": 1_000_000, "events": 10, "workload_start_ns": 0,
+                    "preemptions_injected": []},
+        "operations": {"fork": latency(10, fork_p99), "fault": latency(10, fault_p99)},
+        "throughput": {"fork": tput / 2, "fault": tput / 2}, "total_ops": 20, "locks": [lock], "lock_instances": [],
         "walks": {"try_to_unmap": {"walks": 5, "missed_mappings": missed}},
-        "cpu_time": {"running": 3, "spinning": 1, "sleeping": 0, "idle": 0},
-        "memory": {"peak_total_bytes": 1000}, "counters": {},
-        "invariants": {"passed": True, "violations": []},
+        "cpu_time": {"running": 3, "spinning": 1, "sleeping": 0, "idle": 0}, "context_switches": 0,
+        "migrations": 0, "memory": {"peak_total_bytes": 1000}, "counters": {}, "design_stats": {},
+        "invariants": {"passed": True, "violations": [], "corruption": [], "misses": []},
         "lockdep": {"findings": [], "edges": [], "order_violations": []}, "rcu": {},
     }
 

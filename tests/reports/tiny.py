@@ -26,7 +26,7 @@ COSTS = LockCosts(atomic_ns=20, bounce_ns=100, handoff_ns=50)
 def tiny_record(design: str, *, tracer: Any = None, iterations: int = 6) -> dict[str, Any]:
     engine = Engine(2, seed=7, ctx_switch_ns=500, lock_costs=COSTS)
     if tracer is not None:
-        engine.tracer = tracer
+        engine.add_instrument(tracer)
     big: Mutex | QSpinlock = (Mutex(engine, "anon_vma->rwsem") if design == "mutex_design"
                               else QSpinlock(engine, "anon_vma->rwsem"))
     shared_ptl = QSpinlock(engine, "ptl", instance="ptl:shared")
@@ -40,8 +40,9 @@ def tiny_record(design: str, *, tracer: Any = None, iterations: int = 6) -> dict
         await body()
         task.op = "-"
         latency.setdefault(op, LatencyHistogram()).record(engine.now - start)
-        if engine.tracer is not None:
-            engine.tracer.on_op(task, op, start, engine.now)
+        hook = engine.hooks.on_op
+        if hook is not None:
+            hook(task, op, start, engine.now)
 
     async def worker(index: int) -> None:
         task = engine.current
@@ -82,19 +83,24 @@ def tiny_record(design: str, *, tracer: Any = None, iterations: int = 6) -> dict
         "params": {"cpus": 2, "seed": 7, "duration_ns": None,
                    "costs": {"atomic_ns": 20, "bounce_ns": 100, "handoff_ns": 50, "ctx_switch_ns": 500},
                    "rwsem": {}, "memory": {}, "tasks": 3},
-        "outcome": {"reason": outcome.reason, "end_ns": outcome.end_ns, "events": outcome.events},
+        "outcome": {"reason": outcome.reason, "end_ns": outcome.end_ns, "events": outcome.events,
+                    "workload_start_ns": 0, "preemptions_injected": []},
         "operations": ops,
         "throughput": {op: r["count"] * 1e9 / outcome.end_ns for op, r in ops.items()},
         "total_ops": total,
         "locks": lock_records(engine),
+        "lock_instances": [],
         "walks": {"folio_referenced": {"walks": 4, "contended": 1, "vmas_visited": 12, "false_positives": 2,
                                        "mappings_found": 10, "missed_mappings": 0, "freed_vma_visits": 0,
                                        "would_sleep_in_rcu": 0, "contexts_visited": 0}},
         "cpu_time": engine.cpu_time(),
+        "context_switches": engine.context_switches,
+        "migrations": engine.migrations,
         "memory": {"anon_vma_count": 3, "anon_vma_bytes": 264, "total_bytes": 264,
                    "peak_total_bytes": 352 if design == "mutex_design" else 264, "pgtable_bytes": 8192},
         "counters": {"forks": ops["fork"]["count"]},
-        "invariants": {"passed": True, "violations": []},
+        "design_stats": {},
+        "invariants": {"passed": True, "violations": [], "corruption": [], "misses": []},
         "lockdep": {"findings": [], "edges": [["anon_vma->rwsem", "ptl"], ["ptl", "ptl/1"]],
                     "order_violations": []},
         "rcu": {},
@@ -103,6 +109,6 @@ def tiny_record(design: str, *, tracer: Any = None, iterations: int = 6) -> dict
 
 def tiny_results(**kw: Any) -> dict[str, Any]:
     return {"schema": RESULTS_SCHEMA,
-            "scenario": {"name": "tiny", "description": "3 tasks, a big lock and split PTLs",
+            "scenario": {"name": "tiny", "description": "3 tasks, a big lock and split PTLs", "mirrors": "",
                          "source": "tests"},
             "runs": [tiny_record(d, **kw) for d in DESIGNS]}

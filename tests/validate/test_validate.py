@@ -19,8 +19,10 @@ from rmapsim.validate_cmd import add_parser, validate_html, validate_text
 from workloads import validate
 from workloads.runner import RunFailed
 from workloads.scenario import load_scenario
+from workloads.validate import l2a as validate_l2a
+from workloads.validate import runner as validate_runner
 
-JSON_KEYS = {"claim", "source", "value", "expected", "passed"}
+JSON_KEYS = {"id", "claim", "source", "value", "expected", "passed"}
 
 
 @cache
@@ -61,12 +63,14 @@ def test_validation_scenarios_stay_out_of_the_builtin_list() -> None:
     assert ours and not ours & set(builtin_scenarios())
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("check_id", ["H1", "H3", "H4", "H5a", "H5b", "H6", "H8", "L2a", "LAZY", "N4"])
 def test_the_model_reproduces_the_published_result(check_id: str) -> None:
     check = small()[check_id]
     assert check["passed"], (check["value_text"], check["expected"], check["details"])
 
 
+@pytest.mark.long
 def test_l2a_shows_every_designs_bytes_after_boot_and_after_24_apps() -> None:
     details = small()["L2a"]["details"]
     for phase in ("boot", "apps"):
@@ -84,11 +88,12 @@ def test_l2a_shows_every_designs_bytes_after_boot_and_after_24_apps() -> None:
     assert [n[:len("after boot")] for n in small()["L2a"]["notes"]][:1] == ["after boot"]
 
 
+@pytest.mark.long
 def test_lazy_after_24_apps_needs_the_apps_that_fork(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without [N5]'s forking apps (nothing upgrades the new apps' private VMAs) the model saves
     far more anon_vma after 24 apps than published: the check fails, and it was the model that
     was fixed, not the band."""
-    monkeypatch.setattr(validate, "L2A_FORKING", 0)
+    monkeypatch.setattr(validate_l2a, "L2A_FORKING", 0)
     doc = validate.run_validation(only=["LAZY"])
     (check,) = doc["checks"]
     assert not check["passed"]
@@ -128,6 +133,7 @@ def test_h8_trylock_removes_reclaim_waits() -> None:
     assert details["trylock"]["read_wait_total_ns"] == 0 and details["trylock"]["keep_contended"] > 0
 
 
+@pytest.mark.long
 def test_json_prints_exactly_one_object_of_checks(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     status = run_cli("--json", "--check", "N4", "--check", "L2a", "--out", str(tmp_path))
     out = capsys.readouterr().out
@@ -157,7 +163,7 @@ def test_a_simulation_failure_is_a_failed_check_not_a_crash(monkeypatch: pytest.
         raise RunFailed("x under anon_vma (seed 1): deadlock at t=5 ns\n" + "  a waits for b\n" * 50)
 
     fake = dataclasses.replace(validate.CHECKS[0], id="X1", run=broken)
-    monkeypatch.setattr(validate, "CHECKS", [fake])
+    monkeypatch.setattr(validate_runner, "CHECKS", [fake])
     doc = validate.run_validation()
     (check,) = doc["checks"]
     assert not doc["passed"] and not check["passed"] and check["value"] is None

@@ -76,6 +76,7 @@ def test_stop_ends_dispatching_and_running_tasks_still_finish() -> None:
         assert 2 <= len(got) <= 3, (backend, got)  # two delivered, at most one more was already running
 
 
+@pytest.mark.long
 def test_explore_on_a_local_dask_cluster_gives_the_same_explore_json(tmp_path: Path) -> None:
     blobs = []
     for backend in (["--jobs", "1"], ["--cluster", "local:2"]):

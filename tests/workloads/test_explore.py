@@ -129,6 +129,7 @@ def test_the_shrinker_keeps_the_failure_failing_and_never_grows_it() -> None:
     assert execute(small)["digest"] == small_verdict["digest"]
 
 
+@pytest.mark.long
 def test_explore_writes_a_reproducer_that_reruns_byte_for_byte(tmp_path: Path) -> None:
     out = tmp_path / "ex"
     status = main(["explore", "thp-migration-storm", "--design", "cow_context", "--runs", "2",
@@ -154,6 +155,7 @@ def test_explore_writes_a_reproducer_that_reruns_byte_for_byte(tmp_path: Path) -
     assert rep["file"] in (out / "explore.html").read_text()
 
 
+@pytest.mark.long
 def test_the_set_of_runs_does_not_depend_on_jobs(tmp_path: Path) -> None:
     blobs = []
     for jobs in ("1", "2"):
@@ -173,6 +175,7 @@ def test_explore_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture
         assert needle in capsys.readouterr().err
 
 
+@pytest.mark.long
 def test_ctrl_c_keeps_the_finished_runs(tmp_path: Path) -> None:
     out = tmp_path / "ex"
     cmd = [sys.executable, "-m", "rmapsim", "explore", "fork-heavy", "--design", "anon_vma", "--runs", "60",

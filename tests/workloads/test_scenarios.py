@@ -51,6 +51,7 @@ def test_every_builtin_scenario_validates_and_says_what_it_mirrors() -> None:
         assert set(scenario.designs) == {"anon_vma", "cow_context", "anon_vma_lazy"}
 
 
+@pytest.mark.long
 def test_fork_heavy_root_rwsem_is_the_hot_lock_only_under_anon_vma() -> None:
     anon = run("fork-heavy", "anon_vma", 3_000_000)
     cow = run("fork-heavy", "cow_context", 3_000_000)
@@ -62,6 +63,7 @@ def test_fork_heavy_root_rwsem_is_the_hot_lock_only_under_anon_vma() -> None:
     assert cow["operations"]["fork"]["count"] > anon["operations"]["fork"]["count"]
 
 
+@pytest.mark.long
 def test_reclaim_churn_aging_gives_up_on_the_contended_rmap_lock() -> None:
     anon = run("reclaim-churn", "anon_vma", 2_000_000)
     cow = run("reclaim-churn", "cow_context", 2_000_000)

@@ -1,0 +1,216 @@
+"""What the command modules share: input resolution, loading, checking outputs, running and saving designs.
+
+rmapsim/cli.py and the commands it hosts (rmapsim/explore_cmd.py, rmapsim/lockdep_cmd.py, ...)
+import these from here, so no command module imports the command line that imports it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NoReturn
+
+from rmapsim import diag
+
+__all__ = ["BadInput", "builtin_scenarios", "check_out", "check_size", "count"]
+
+
+class BadInput(Exception):
+    """Reported as ``rmapsim: error: ...`` with exit status 2."""
+
+
+def _scenarios_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "workloads" / "scenarios"
+
+
+def builtin_scenarios() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(_scenarios_dir().glob("*.toml"))} | {
+        p.stem: p for p in sorted(_scenarios_dir().glob("*.py")) if p.stem != "__init__"}
+
+
+def _resolve(name: str) -> Path:
+    """A scenario file, else a built-in name (a folder named like a built-in, e.g. the ``--out`` of
+    an earlier run, does not hide it); a folder or anything else that is not a file is left to
+    the loader, which says what it is."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    builtin = builtin_scenarios()
+    if name in builtin:
+        return builtin[name]
+    if path.exists() or path.is_symlink():
+        return path
+    import difflib
+
+    close = difflib.get_close_matches(name, list(builtin), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise BadInput(f"{name}: no such file or built-in scenario{hint}; built-in: {', '.join(builtin)}")
+
+
+def _overrides(items: list[str]) -> dict[str, Any]:
+    from workloads.scenario import parse_value
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not key.strip() or not all(p.strip() for p in parts):
+            raise BadInput(f"--set {item}: expected KEY=VALUE with KEY a TOML key path, e.g. run.cpus=8")
+        out[key.strip()] = parse_value(value.strip())
+    return out
+
+
+def _flags(args: argparse.Namespace) -> dict[str, str]:
+    """The flag each override came from, for error messages (``--set`` unless named here)."""
+    flags = {}
+    if getattr(args, "seed", None) is not None:
+        flags["run.seed"] = "--seed"
+    if getattr(args, "cpus", None) is not None:
+        flags["run.cpus"] = "--cpus"
+    if getattr(args, "executor", None) is not None:
+        flags["run.executor"] = "--executor"
+    return flags
+
+
+def _source(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> tuple[Path, dict[str, Any]]:
+    """The scenario's file and the overrides the command line gives it (what worker processes load)."""
+    overrides = _overrides(getattr(args, "set", None) or [])
+    if extra:
+        overrides.update(extra)
+    if getattr(args, "seed", None) is not None:
+        overrides["run.seed"] = args.seed
+    if getattr(args, "cpus", None) is not None:
+        overrides["run.cpus"] = args.cpus
+    return _resolve(args.scenario), overrides
+
+
+def _load(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Any:
+    from workloads.scenario import ScenarioError, load_scenario
+
+    path, overrides = _source(args, extra)
+    try:
+        return load_scenario(path, overrides, flags=_flags(args))
+    except ScenarioError as exc:
+        raise BadInput(str(exc)) from None
+
+
+def check_size(args: argparse.Namespace, scenario: Any, designs: int) -> None:
+    """A run estimated longer than a few minutes is refused unless ``--force``
+    (workloads/scenario_checks.py says how the estimate is made and calibrated)."""
+    from workloads.scenario_checks import LIMIT_S, estimate
+
+    if getattr(args, "force", False):
+        return
+    est = estimate(scenario, designs)
+    if est.seconds > LIMIT_S:
+        raise BadInput(f"{scenario.source}: {est.text()}; allowed: runs estimated under {LIMIT_S / 60:.0f} minutes "
+                       "(lower run.duration_ns, run.max_events or the regions' pages), or --force to run it anyway")
+
+
+def check_out(args: argparse.Namespace, default: Path | None = None) -> Path | None:
+    """``--out`` (or the default folder) and ``--log`` can be written: checked before any run."""
+    from rmapsim.outputs import OutputError, check_out_dir, check_out_file
+
+    try:
+        out = getattr(args, "out", None)
+        checked = check_out_dir(out) if out else (check_out_dir(default, "the output folder")
+                                                   if default is not None else None)
+        if getattr(args, "log", None):
+            check_out_file(args.log, "--log")
+    except OutputError as exc:
+        raise BadInput(str(exc)) from None
+    return checked
+
+
+def _progress(label: str, quiet: bool) -> Any:
+    from rmapsim.progress import Progress
+
+    return Progress(label, enabled=not quiet)
+
+
+def _uninterrupted(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)`` with Ctrl-C deferred until it returns (rmapsim/outputs.py): the
+    results of finished runs are written whole, then the interrupt is delivered."""
+    from rmapsim.outputs import uninterrupted
+
+    return uninterrupted(fn, *args, **kwargs)
+
+
+def _write_results(results: dict[str, Any], out: Path, *, reports: bool = True) -> None:
+    from workloads.record import atomic_write, dump_json
+
+    atomic_write(out / "result.json", dump_json(results))
+    if reports:
+        try:
+            import reports as reports_pkg
+        except ImportError:  # pragma: no cover - reports is part of the package
+            return
+        render = getattr(reports_pkg, "render_run", None)
+        if render is not None:
+            render(results, out)
+
+
+@contextlib.contextmanager
+def _event_log(args: argparse.Namespace) -> Iterator[Any]:
+    """``--log FILE``: the run's event log (written whole, or not at all when interrupted)."""
+    path = getattr(args, "log", None)
+    if not path:
+        yield None
+        return
+    from concurrency.trace import open_event_log
+
+    with open_event_log(path) as log:
+        yield log
+
+
+def _run_failed(exc: Exception) -> NoReturn:
+    cause: BaseException | None = exc
+    while cause is not None:  # Ctrl-C inside a simulated task is the user's, not a crash
+        if isinstance(cause, KeyboardInterrupt):
+            raise KeyboardInterrupt
+        cause = cause.__cause__
+    diag.error("run_failed", f"rmapsim: run failed: {exc}")
+    raise SystemExit(1) from None
+
+
+def _run_designs(args: argparse.Namespace, scenario: Any, designs: list[str],
+                 deadlocks: list[str] | None = None) -> dict[str, Any]:
+    """Synchronously (for callers that do not await, e.g. lockdep): progress is a thread.  With
+    ``deadlocks``, a run that deadlocked (one design) gives its record as far as it went and its
+    message is appended there, instead of ending the command."""
+    from workloads.runner import RunFailed, _results, run_scenario
+
+    out = Path(args.out) if args.out else None
+    trace_dir = out if getattr(args, "trace", False) and out is not None else None
+    with _progress(f"{scenario.name}: {', '.join(designs)}", args.quiet):
+        try:
+            with _event_log(args) as log:
+                return run_scenario(scenario, designs=designs, trace_dir=trace_dir, log=log)
+        except RunFailed as exc:
+            if deadlocks is None or exc.record is None or len(designs) != 1:
+                _run_failed(exc)
+            deadlocks.append(str(exc))
+            return _results(scenario, [exc.record])
+
+
+def _default_out(scenario: Any) -> Path:
+    return Path(f"rmapsim-out/{scenario.name}-seed{scenario.seed}")
+
+
+def count(minimum: int) -> Any:
+    """An argparse type: an integer of at least ``minimum`` (``--jobs -3`` is bad input)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text} is not an integer; allowed: {minimum} or more") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text} is below {minimum}; allowed: {minimum} or more")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+

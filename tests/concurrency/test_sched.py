@@ -1,0 +1,134 @@
+"""Task priorities (concurrency/sched.py): CFS weights, tick preemption, wake-up preemption."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from concurrency.engine import Engine
+from concurrency.mutex import Mutex
+from concurrency.sched import SCHED_PRIO_TO_WEIGHT, enable, nice_of, set_user_nice
+
+US = 1_000
+MS = 1_000_000
+
+
+def _holder_behind_a_hog(holder_nice: int) -> dict[str, int]:
+    """A lock holder sharing CPU 0 with a busy nice-0 task; a waiter on CPU 1.  The holder works
+    6 ms under the lock, so its turn crosses the 4 ms scheduler tick (HZ=250)."""
+    engine = Engine(2, ctx_switch_ns=2 * US)
+    lock = Mutex(engine, "m")
+    out: dict[str, int] = {}
+    stop = [False]
+
+    async def hog() -> None:
+        while not stop[0]:
+            await engine.delay(10 * US)
+
+    async def holder() -> None:
+        await engine.delay(1 * US)
+        await lock.lock()
+        for _ in range(600):
+            await engine.delay(10 * US)
+        lock.unlock()
+
+    async def waiter() -> None:
+        await engine.delay(50 * US)
+        start = engine.now
+        await lock.lock()
+        out["wait"] = engine.now - start
+        lock.unlock()
+        stop[0] = True
+
+    enable(engine)
+    task = engine.spawn("holder", holder, cpu=0)
+    set_user_nice(engine, task, holder_nice)
+    engine.spawn("hog", hog, cpu=0)
+    engine.spawn("waiter", waiter, cpu=1)
+    engine.run()
+    return out
+
+
+def test_a_low_priority_holder_preempted_at_a_tick_waits_for_the_busy_task_to_catch_up() -> None:
+    """``check_preempt_tick``: at nice 19 (weight 15) the holder's slice beside a nice-0 task
+    (weight 1024) is 12 ms * 15 / 1039, so the 4 ms tick preempts it; its ``vruntime`` then leads
+    by 4 ms * 1024 / 15 = 273 ms, which the nice-0 task runs before the holder is picked again.
+    At nice 0 it keeps the CPU to the end of its 6 ms."""
+    fair = _holder_behind_a_hog(0)["wait"]
+    low = _holder_behind_a_hog(19)["wait"]
+    assert 5 * MS < fair < 7 * MS
+    assert 250 * MS < low < 300 * MS
+    assert low > 10 * fair
+
+
+def _wake_latency(nice: int) -> int:
+    """A task sleeping 20 ms wakes on a CPU a nice-0 task keeps busy: how long until it runs."""
+    engine = Engine(1, ctx_switch_ns=0)
+    out: dict[str, int] = {}
+    stop = [False]
+
+    async def hog() -> None:
+        while not stop[0]:
+            await engine.delay(10 * US)
+
+    async def sleeper() -> None:
+        start = engine.now
+        await engine.sleep(20 * MS)
+        out["latency"] = engine.now - start - 20 * MS
+        stop[0] = True
+
+    enable(engine)
+    engine.spawn("hog", hog)
+    task = engine.spawn("sleeper", sleeper)
+    set_user_nice(engine, task, nice)
+    engine.run()
+    return out["latency"]
+
+
+def test_wakeup_preemption_lets_a_nice_0_sleeper_in_at_once_but_not_a_nice_19_one() -> None:
+    """``place_entity`` puts the sleeper half the latency (3 ms on one CPU) behind the running task;
+    ``check_preempt_wakeup`` preempts when that lead exceeds the wake-up granularity scaled to
+    the woken task's weight (one CPU: 1 ms at nice 0, 68 ms at nice 19, which waits for the tick
+    and the busy task's slice instead)."""
+    assert _wake_latency(0) <= 10 * US  # the busy task's current 10 us step
+    assert _wake_latency(19) > 1 * MS
+
+
+def test_weights_and_nice() -> None:
+    assert SCHED_PRIO_TO_WEIGHT[20] == 1024 and SCHED_PRIO_TO_WEIGHT[0] == 88761 and SCHED_PRIO_TO_WEIGHT[39] == 15
+    engine = Engine(1)
+
+    async def idle() -> None:
+        return None
+
+    task = engine.spawn("t", idle)
+    assert nice_of(task) == 0 and engine.sched is None
+    set_user_nice(engine, task, 5)
+    assert nice_of(task) == 5 and task.se.weight == 335 and engine.sched is not None
+    with pytest.raises(ValueError, match="nice"):
+        set_user_nice(engine, task, 20)
+    engine.run()
+
+
+def _family_behind_hogs(nice: int) -> dict[str, Any]:
+    from workloads.runner import run_one
+    from workloads.scenario import scenario_from_data
+
+    scenario = scenario_from_data({
+        "name": "nice", "run": {"cpus": 2, "duration_ns": 30 * MS, "designs": ["anon_vma"]},
+        "process": [{"name": "app", "regions": [{"start": 0, "pages": 64}]}],
+        "actor": [{"kind": "fork_exit", "process": "app", "interval_ns": 20_000, "child_lifetime_ns": 100_000,
+                   "nice": nice},
+                  {"kind": "cpu_hog", "threads": 2, "nice": 0}],
+    })
+    return run_one(scenario, "anon_vma")
+
+
+def test_an_actors_nice_reaches_its_tasks_and_their_forked_children() -> None:
+    """A background app (nice 19) forking beside two busy nice-0 tasks gets a small share of the
+    CPUs (weight 15 against 1024 each, forked children inheriting the nice: sched_fork): a few
+    forks where at nice 0 it shares the CPUs evenly and forks every ~20 us of its time."""
+    fair = _family_behind_hogs(0)
+    low = _family_behind_hogs(19)
+    assert fair["operations"]["fork"]["count"] > 20 * low["operations"]["fork"]["count"] > 0
