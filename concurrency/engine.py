@@ -698,18 +698,13 @@ class Engine:
             pass
         return self._outcome
 
-    @enable_ki_protection
     async def run_async(self, until_ns: int | None = None,
                         max_events: int | None = None) -> RunOutcome:
         """Run inside trio (cancellable): the stepper checkpoints into trio every
-        ``checkpoint_every`` events (``TrioEngine`` passes control between its CPU tasks instead)."""
-        gen = self._loop(until_ns, max_events)
-        try:
-            for _ in gen:
-                await trio.lowlevel.checkpoint()
-        finally:
-            gen.close()  # cancelled or interrupted: the loop's clean-up runs now (abandons the tasks)
-        return self.outcome
+        ``checkpoint_every`` events (``TrioEngine`` passes control between its CPU tasks instead).
+        The body is a module function: mypyc keeps a decorated method out of the vtable, and then
+        cannot compile ``TrioEngine``'s override of it."""
+        return await _step_async(self, until_ns, max_events)
 
     def _loop(self, until_ns: int | None, max_events: int | None) -> Generator[None, None, None]:
         self.max_events = max_events
@@ -852,3 +847,16 @@ def _find_cycle(waits: dict[str, list[str]]) -> list[str]:
         if node is not None and node in path:
             return path[path.index(node):]
     return []
+
+
+@enable_ki_protection
+async def _step_async(engine: Engine, until_ns: int | None, max_events: int | None) -> RunOutcome:
+    """:meth:`Engine.run_async`'s stepper, with Ctrl-C deferred to its checkpoints."""
+    gen = engine._loop(until_ns, max_events)
+    try:
+        for _ in gen:
+            await trio.lowlevel.checkpoint()
+    finally:
+        gen.close()  # cancelled or interrupted: the loop's clean-up runs now (abandons the tasks)
+    return engine.outcome
+

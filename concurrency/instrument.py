@@ -39,6 +39,8 @@ import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar, TypeVar
 
+from mypy_extensions import mypyc_attr
+
 if TYPE_CHECKING:
     from concurrency.engine import SimTask
     from concurrency.lock import SimLock
@@ -48,6 +50,8 @@ __all__ = ["HookTable", "Hooks", "Instrument"]
 _I = TypeVar("_I")
 
 
+# Instruments are written outside the compiled packages (validate's probes, tests, a user's own).
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Instrument:
     """Base class of every instrument: each hook does nothing until a subclass overrides it."""
 

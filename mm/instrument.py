@@ -17,11 +17,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from mypy_extensions import mypyc_attr
+
 from concurrency.instrument import HookTable, Instrument
 
 __all__ = ["MmHooks", "MmInstrument"]
 
 
+# Instruments are written outside the compiled packages (validate's probes, tests, a user's own).
+@mypyc_attr(allow_interpreted_subclasses=True)
 class MmInstrument(Instrument):
     """An instrument that also hears the designs' events; each is a no-op by default."""
 

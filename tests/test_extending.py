@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.builds import COMPILED
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -54,6 +56,8 @@ def test_the_readme_shows_three_modules_and_their_registrations() -> None:
     assert "TEXT_REPORTS: dict[str, Callable[[dict[str, Any]], str]] = {" in (ROOT / "reports/__init__.py").read_text()
 
 
+@pytest.mark.skipif(COMPILED, reason="an interpreted lock model cannot subclass the compiled SimLock: on the compiled "
+                    "build a new lock model is compiled with the rest (RMAPSIM_MYPYC=1 pip install .)")
 def test_the_ticket_lock_keeps_the_lock_contract(monkeypatch: pytest.MonkeyPatch) -> None:
     """Registered as the README says, the ticket lock passes every test of the lock contract."""
     from tests.concurrency import test_lock_contract as contract
