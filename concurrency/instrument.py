@@ -35,7 +35,6 @@ events, with its own table (:class:`HookTable` is the mechanism both use).
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar, TypeVar
 
@@ -92,15 +91,17 @@ def _fan_out(methods: list[Callable[..., None]]) -> Callable[..., None]:
 class HookTable:
     """For each hook: None, or what calls the subscribers that override it.
 
-    A subclass names its ``base`` instrument class (whose no-op methods are the defaults) and
-    declares one typed attribute per hook: those annotations are the table's hooks.
+    A subclass names its ``base`` instrument class (whose no-op methods are the defaults), declares
+    one typed attribute per hook and lists their names in ``hook_names`` (a compiled class keeps no
+    annotations to read them from; tests/concurrency/test_instrument_tables.py checks the two agree).
     """
 
     base: ClassVar[type] = Instrument
+    hook_names: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self) -> None:
         self.instruments: list[object] = []
-        self._names = [n for n in inspect.get_annotations(type(self)) if n.startswith("on_")]
+        self._names = type(self).hook_names
         self._rebuild()
 
     def add(self, instrument: _I) -> _I:
@@ -134,6 +135,8 @@ class Hooks(HookTable):
     """The engine's table (``engine.hooks``): one attribute per :class:`Instrument` hook."""
 
     base = Instrument
+    hook_names = ("on_contended", "on_acquired", "on_released", "on_lock_acquire", "on_lock_release",
+                  "on_lock_downgrade", "on_op", "on_finding")
     on_contended: Callable[[SimTask, SimLock, str, str | None], None] | None
     on_acquired: Callable[[SimTask, SimLock, str, int | None, str | None], None] | None
     on_released: Callable[[SimTask, SimLock, str, int, str | None], None] | None

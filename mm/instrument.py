@@ -38,4 +38,5 @@ class MmHooks(HookTable):
     """The mm system's table (``system.hooks``): the hooks :class:`MmInstrument` adds."""
 
     base = MmInstrument
+    hook_names = ("on_anon_vma_grow",)
     on_anon_vma_grow: Callable[[int, int], None] | None
