@@ -30,7 +30,9 @@ lock has no ``*_nested`` variants).
 
 from __future__ import annotations
 
+import functools
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from concurrency.lock import WRITE, LockCosts, LockMisuse, SimLock
@@ -39,7 +41,7 @@ from concurrency.lockstat import LockClass
 if TYPE_CHECKING:
     from concurrency.engine import Engine, SimTask
 
-__all__ = ["FolioLock", "FolioLockUnfair", "folio_lock_class"]
+__all__ = ["FolioLock", "FolioLockTunable", "FolioLockUnfair", "folio_lock_class"]
 
 _GRANTED = "granted"  # WQ_FLAG_DONE: the waker took PG_locked for us
 
@@ -177,17 +179,30 @@ class FolioLockUnfair(FolioLock):
     unfairness = 5
 
 
-_CLASSES: dict[int, type[FolioLock]] = {0: FolioLock, 5: FolioLockUnfair}
+class FolioLockTunable(FolioLock):
+    """Any other ``sysctl_page_lock_unfairness``: the value kept per lock (a scenario that sets or
+    sweeps it; the two usual values above keep it in the class).  A class made at run time would
+    do the same in one less slot, but the compiled build cannot subclass a compiled class at run
+    time."""
+
+    __slots__ = ("unfairness",)
+
+    def __init__(self, engine: Engine, name: str = "folio_lock", *, instance: str | None = None,
+                 costs: LockCosts | None = None, unfairness: int = 0) -> None:
+        super().__init__(engine, name, instance=instance, costs=costs)
+        self.unfairness = unfairness
 
 
-def folio_lock_class(unfairness: int) -> type[FolioLock]:
-    """The folio lock for ``sysctl_page_lock_unfairness = unfairness`` (mm/filemap.c; 5 by
-    default since v5.11, 0 is the v5.9 hand-off).  The value is a class attribute, so a million
-    folio locks carry no per-instance copy of it."""
+FolioLockFactory = Callable[..., FolioLock]
+_FACTORIES: dict[int, FolioLockFactory] = {0: FolioLock, 5: FolioLockUnfair}
+
+
+def folio_lock_class(unfairness: int) -> FolioLockFactory:
+    """What makes the folio lock for ``sysctl_page_lock_unfairness = unfairness`` (mm/filemap.c;
+    5 by default since v5.11, 0 is the v5.9 hand-off): called like the lock class."""
     if unfairness < 0:
         raise ValueError(f"sysctl_page_lock_unfairness must be >= 0, got {unfairness}")
-    cls = _CLASSES.get(unfairness)
-    if cls is None:
-        cls = _CLASSES[unfairness] = type(f"FolioLockUnfairness{unfairness}", (FolioLock,),
-                                          {"__slots__": (), "unfairness": unfairness})
-    return cls
+    factory = _FACTORIES.get(unfairness)
+    if factory is None:
+        factory = _FACTORIES[unfairness] = functools.partial(FolioLockTunable, unfairness=unfairness)
+    return factory

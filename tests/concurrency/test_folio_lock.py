@@ -7,7 +7,7 @@ import tracemalloc
 import pytest
 
 from concurrency.engine import Engine, SimulationError
-from concurrency.folio_lock import FolioLock, FolioLockUnfair
+from concurrency.folio_lock import FolioLock, FolioLockTunable, FolioLockUnfair
 from concurrency.lock import LockCosts, LockMisuse, SimLock
 
 
@@ -266,7 +266,8 @@ def test_the_simulated_system_runs_mainline_unfairness_unless_a_scenario_says_ot
     lock = MmSystem(engine, design_class("anon_vma"), folio_lock_unfairness=0).folio_lock_of(Folio(1, 0))
     assert type(lock) is FolioLock
     odd = folio_lock_class(3)
-    assert odd.unfairness == 3 and folio_lock_class(3) is odd and odd(engine).unfairness == 3
+    assert folio_lock_class(3) is odd and odd(engine).unfairness == 3
+    assert type(odd(engine)) is FolioLockTunable and folio_lock_class(5)(engine).unfairness == 5
     with pytest.raises(ValueError, match="unfairness"):
         folio_lock_class(-1)
     scenario = scenario_from_data({"name": "s", "folio_lock": {"unfairness": 0}})
