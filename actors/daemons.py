@@ -117,15 +117,20 @@ def _pick(world: World, want: Callable[[Folio], bool]) -> Folio | None:
     return None
 
 
-async def migrate_daemon(world: World, *, interval_ns: int) -> None:
-    """NUMA balancing / compaction: migrate a random mapped folio every ``interval_ns``."""
+async def migrate_daemon(world: World, *, interval_ns: int, batch: int = 1) -> None:
+    """NUMA balancing / compaction: every ``interval_ns``, migrate ``batch`` random mapped folios
+    back to back (``compact_zone`` migrates its isolated folios without sleeping: it only
+    ``cond_resched()``s, so a long pass keeps its CPU until the scheduler takes it)."""
     rng = world.engine.current.rng if world.engine.current else None
     assert rng is not None
     while world.running:
         await world.engine.sleep(max(1, round(rng.expovariate(1 / interval_ns))))
-        folio = _pick(world, lambda f: True)
-        if folio is not None:
-            await world.timed("migrate", migrate_folio, world.sys, folio)
+        for i in range(batch):
+            if i and not world.running:
+                break
+            folio = _pick(world, lambda f: True)
+            if folio is not None:
+                await world.timed("migrate", migrate_folio, world.sys, folio)
 
 
 async def cpu_hog(world: World, *, chunk_ns: int) -> None:

@@ -112,7 +112,8 @@ def _start_kswapd(world: World, proc: Process | None, p: dict[str, Any], regions
 def _start_migrate(world: World, proc: Process | None, p: dict[str, Any], regions: list[Region],
                    kswapd_queue: Any) -> None:
     for i in range(p["threads"]):
-        world.spawn_kthread(f"kmigrate{i}", daemons.migrate_daemon, world, interval_ns=p["interval_ns"])
+        world.spawn_kthread(f"kmigrate{i}", daemons.migrate_daemon, world, interval_ns=p["interval_ns"],
+                            batch=p["batch"])
 
 
 def _start_cpu_hog(world: World, proc: Process | None, p: dict[str, Any], regions: list[Region],
@@ -176,6 +177,8 @@ ACTORS: dict[str, ActorKind] = {
         ActorKind("migrate", "NUMA balancing / compaction: migrate random mapped folios", False, {
                       "interval_ns": Param(int, 50_000, "mean time between migrations (ns)", 1, 10**12),
                       "threads": Param(int, 1, "migrating threads", 1, 1024),
+                      "batch": Param(int, 1, "folios migrated back to back per wake-up (a compaction pass)",
+                                     1, 1 << 20),
                   }, _start_migrate),
         ActorKind("cpu_hog", "busy tasks computing in steps (foreground load), one pinned per CPU in turn",
                   False, {

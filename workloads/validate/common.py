@@ -57,6 +57,11 @@ BANDS: dict[str, Band] = {
     # blocking reclaim's rmap read waits vs the trylock's (at least ten times), and kept folios
     "H8_wait_ratio": Band(lo=10.0),
     "H8_keep_contended": Band(lo=1),
+    # --full: kswapd's longest wait with a nice-19 rmap-lock holder vs the same scenario with the
+    # holder at nice 0 (the issue: an order of magnitude), and that wait in ms (published 300 ms+:
+    # a factor of three below it)
+    "H8_priority_growth": Band(lo=10.0),
+    "H8_stall_ms": Band(lo=100.0),
     # --full: anon_vma + AVC bytes at the peak (published 39.3 MB after boot)
     "L2a_full_mb": Band(lo=10.0, hi=100.0),
     # COW-context bytes as a fraction of anon_vma + AVC bytes
