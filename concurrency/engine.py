@@ -172,6 +172,7 @@ class SimTask:
         "spin_ns",
         "state",
         "tid",
+        "wait_mark",
         "waiting_for",
     )
 
@@ -197,6 +198,9 @@ class SimTask:
         self.spin_ns = 0
         self.sleep_ns = 0
         self.since_ns = 0  # when the current blocked period started
+        # (spin_ns, sleep_ns) when its current lock wait began (lock_contended), so lock_acquired
+        # can split the wait into spinning (CPU burned) and sleeping (CPU given up).
+        self.wait_mark = (0, 0)
         self.slice_start = 0  # when it last got its CPU (for timeslice preemption)
         self.se: Any = None  # concurrency/sched.py SchedEntity once the fair class is on
         self.done = False
@@ -825,11 +829,13 @@ class Engine:
         return self._outcome
 
     def cpu_time(self) -> dict[str, int]:
-        """Machine-wide CPU time split in ns: running, spinning, sleeping, idle."""
+        """Machine-wide CPU time split in ns: running, spinning, sleeping, idle (so far: mid-run,
+        each CPU's current state counts up to now)."""
         total = dict.fromkeys(("running", "spinning", "sleeping", "idle"), 0)
         for cpu in self.cpus:
             for state in CpuState:
                 total[state.name.lower()] += cpu.time_ns[state]
+            total[cpu.state.name.lower()] += self.now - cpu._since
         return total
 
 

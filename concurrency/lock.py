@@ -143,6 +143,7 @@ class SimLock:
     def _contended(self, task: SimTask, side: LockSideStats) -> None:
         """``lock_contended``: this acquisition will wait; blame the holders' operations."""
         bounce = self.last_cpu >= 0 and self.last_cpu != task.cpu.index
+        task.wait_mark = (task.spin_ns, task.sleep_ns)
         holder_ops = [holder.op for holder in self.holders()]
         side.note_contended(task.op, bounce, holder_ops)
         if self.istats is not None:
@@ -160,11 +161,15 @@ class SimLock:
         self.last_cpu = cpu
         self.acq_bounced = bounce
         waited = None if wait_start is None else self.engine.now - wait_start
-        side.note_acquired(task.op, bounce, waited)
+        spun = slept = 0
+        if waited is not None:  # the parts of the wait spent spinning and asleep (task.wait_mark)
+            spun = task.spin_ns - task.wait_mark[0]
+            slept = task.sleep_ns - task.wait_mark[1]
+        side.note_acquired(task.op, bounce, waited, spun, slept)
         if self.istats is not None:
             inst = self._instance_side(side)
             assert inst is not None
-            inst.note_acquired(task.op, bounce, waited)
+            inst.note_acquired(task.op, bounce, waited, spun, slept)
         task.held.append(self)
         if not self.sleeping:
             task.atomic_depth += 1

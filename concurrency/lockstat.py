@@ -10,6 +10,11 @@ printed by kernel/locking/lockdep_proc.c):
 * contention points: the operation that waited; contending points: the operation holding the lock
   when someone had to wait for it (the kernel's "contending" call sites).
 
+Beyond lock_stat: each side's wait is split by what the waiter did meanwhile (``wait_spin_ns``:
+spinning on its CPU, which burns it; ``wait_sleep_ns``: asleep, its CPU free for other tasks; the
+rest: woken and waiting to run again, the context switch back, the lock's pick-up), because wait
+time as a share of CPU time is CPU burned only for the spinning part.
+
 Wait and hold times also go into :class:`LatencyHistogram` in integer ns.  The kernel's lock event
 counters (CONFIG_LOCK_EVENT_COUNTS, kernel/locking/lock_events_list.h) live in ``events``.
 """
@@ -26,7 +31,8 @@ __all__ = ["LockClass", "LockSideStats"]
 
 class LockSideStats:
     __slots__ = ("acq_bounces", "acquisitions", "con_bounces", "contending_points",
-                 "contention_points", "contentions", "hold", "key", "mode", "point_wait", "wait")
+                 "contention_points", "contentions", "hold", "key", "mode", "point_wait", "wait",
+                 "wait_sleep_ns", "wait_spin_ns")
 
     def __init__(self, mode: str, key: str = "") -> None:
         self.mode = mode  # "R" or "W"
@@ -38,6 +44,8 @@ class LockSideStats:
         self.acq_bounces = 0
         self.acquisitions = 0
         self.wait = LatencyHistogram()
+        self.wait_spin_ns = 0  # the part of the recorded waits spent spinning (CPU burned)
+        self.wait_sleep_ns = 0  # the part spent asleep (CPU given up)
         self.hold = LatencyHistogram()
         self.contention_points: Counter[str] = Counter()
         self.contending_points: Counter[str] = Counter()
@@ -52,12 +60,15 @@ class LockSideStats:
         for holder_op in holder_ops:
             self.contending_points[holder_op] += 1
 
-    def note_acquired(self, op: str, bounce: bool, waited: int | None) -> None:
+    def note_acquired(self, op: str, bounce: bool, waited: int | None, spun: int = 0, slept: int = 0) -> None:
+        """``lock_acquired``; ``spun`` and ``slept``: the parts of ``waited`` spent spinning and asleep."""
         if bounce:
             self.acq_bounces += 1
         self.acquisitions += 1
         if waited is not None:
             self.wait.record(waited)
+            self.wait_spin_ns += spun
+            self.wait_sleep_ns += slept
             point = self.point_wait.get(op)
             if point is None:
                 self.point_wait[op] = [1, waited, waited, waited]
@@ -76,6 +87,8 @@ class LockSideStats:
             "waittime_min_ns": self.wait.min_ns,
             "waittime_max_ns": self.wait.max_ns,
             "waittime_total_ns": self.wait.total_ns,
+            "waittime_spin_ns": self.wait_spin_ns,
+            "waittime_sleep_ns": self.wait_sleep_ns,
             "acq_bounces": self.acq_bounces,
             "acquisitions": self.acquisitions,
             "holdtime_min_ns": self.hold.min_ns,

@@ -1,7 +1,7 @@
 """The result record as typed, frozen classes: written by workloads/runner.py, read by reports/.
 
 ``result.json`` is ``{"schema": "rmapsim.results/1", "scenario": {...}, "runs": [record, ...]}`` and
-each record is a ``rmapsim.result/1`` :class:`RunRecord`.  :meth:`RunRecord.to_json` gives the
+each record is a ``rmapsim.result/2`` :class:`RunRecord`.  :meth:`RunRecord.to_json` gives the
 file's JSON (the same bytes as before these classes: ``dump_json`` sorts keys) and
 :meth:`RunRecord.from_json` reads it back, checking every key: a missing or unknown key, or a
 value of the wrong type, is a :class:`RecordError` naming its path, never a silent default.
@@ -25,11 +25,13 @@ from typing import TypeAlias
 from records.schema import RECORD_SCHEMA, RESULTS_SCHEMA
 
 __all__ = [
+    "PHASES",
     "Invariants",
     "JsonObject",
     "JsonValue",
     "Latency",
     "Outcome",
+    "Phase",
     "RecordError",
     "ResultsFile",
     "RunRecord",
@@ -39,6 +41,11 @@ __all__ = [
 
 JsonValue: TypeAlias = "bool | int | float | str | list[JsonValue] | dict[str, JsonValue] | None"
 JsonObject: TypeAlias = "dict[str, JsonValue]"
+
+
+CPU_STATES = ("running", "spinning", "sleeping", "idle")
+PHASES = ("setup", "workload", "wind_down")  # a run's phases, in time order (workloads/runner.py)
+LOCK_WAIT_PARTS = ("total_ns", "spinning_ns", "sleeping_ns")
 
 
 class RecordError(ValueError):
@@ -176,6 +183,38 @@ class Outcome:
                    tuple(_json(p, f"{path}.preemptions_injected[{i}]") for i, p in enumerate(injected)))
 
 
+def _int_map(value: object, path: str, keys: tuple[str, ...]) -> dict[str, int]:
+    """An object with exactly ``keys``, each an integer (kept in ``keys``' order)."""
+    data = _obj(value, path)
+    _keys(data, path, keys)
+    return {k: _int(data[k], f"{path}.{k}") for k in keys}
+
+
+@dataclass(frozen=True, slots=True)
+class Phase:
+    """One phase of a run (``setup``, ``workload``, ``wind_down``): when it began and ended, the
+    machine's CPU time split within it, and the lock wait of the acquisitions that ended in it
+    (``total_ns``; ``spinning_ns``: the part the waiters spent spinning, CPU burned;
+    ``sleeping_ns``: the part they spent asleep, their CPU free; the rest: woken, until they ran)."""
+
+    start_ns: int
+    end_ns: int
+    cpu_time: dict[str, int]
+    lock_wait: dict[str, int]
+
+    def to_json(self) -> JsonObject:
+        return {"start_ns": self.start_ns, "end_ns": self.end_ns, "cpu_time": dict(self.cpu_time),
+                "lock_wait": dict(self.lock_wait)}
+
+    @classmethod
+    def from_json(cls, value: object, path: str) -> Phase:
+        data = _obj(value, path)
+        _keys(data, path, ("start_ns", "end_ns", "cpu_time", "lock_wait"))
+        return cls(_int(data["start_ns"], f"{path}.start_ns"), _int(data["end_ns"], f"{path}.end_ns"),
+                   _int_map(data["cpu_time"], f"{path}.cpu_time", CPU_STATES),
+                   _int_map(data["lock_wait"], f"{path}.lock_wait", LOCK_WAIT_PARTS))
+
+
 @dataclass(frozen=True, slots=True)
 class Invariants:
     """The run's checks: ``passed`` when ``violations`` is empty; stale migration entries
@@ -202,7 +241,7 @@ class Invariants:
 
 @dataclass(frozen=True, slots=True)
 class RunRecord:
-    """One (scenario, design) run: ``rmapsim.result/1`` (the README lists every field)."""
+    """One (scenario, design) run: ``rmapsim.result/2`` (the README lists every field)."""
 
     scenario: str
     design: str
@@ -216,6 +255,7 @@ class RunRecord:
     lock_instances: tuple[JsonObject, ...]
     walks: JsonObject  # per walk kind, checked against the oracle
     cpu_time: dict[str, int]  # running, spinning, sleeping, idle
+    phases: dict[str, Phase]  # setup, workload, wind_down: each one's span, CPU split and lock wait
     context_switches: int
     migrations: int
     memory: JsonObject  # the design's rmap metadata
@@ -239,6 +279,7 @@ class RunRecord:
             "locks": list(self.locks),
             "lock_instances": list(self.lock_instances),
             "cpu_time": dict(self.cpu_time),
+            "phases": {name: phase.to_json() for name, phase in self.phases.items()},
             "invariants": self.invariants.to_json(),
         })
         if self.variant is not None:
@@ -249,13 +290,15 @@ class RunRecord:
     def from_json(cls, value: object, path: str = "record") -> RunRecord:
         data = _obj(value, path)
         required = ("schema", "scenario", "design", "outcome", "operations", "throughput", "locks",
-                    "lock_instances", "cpu_time", "invariants", *cls._JSON, *cls._INTS)
+                    "lock_instances", "cpu_time", "phases", "invariants", *cls._JSON, *cls._INTS)
         _keys(data, path, required, ("variant",))
         if data["schema"] != RECORD_SCHEMA:
             raise RecordError(f"{path}.schema: {data['schema']!r}, expected {RECORD_SCHEMA!r}")
         ops = _obj(data["operations"], f"{path}.operations")
         thr = _obj(data["throughput"], f"{path}.throughput")
         cpu = _obj(data["cpu_time"], f"{path}.cpu_time")
+        phases = _obj(data["phases"], f"{path}.phases")
+        _keys(phases, f"{path}.phases", PHASES)
         variant = data.get("variant")
         return cls(
             scenario=_str(data["scenario"], f"{path}.scenario"), design=_str(data["design"], f"{path}.design"),
@@ -269,6 +312,7 @@ class RunRecord:
             lock_instances=_json_objs(data["lock_instances"], f"{path}.lock_instances"),
             walks=_json_obj(data["walks"], f"{path}.walks"),
             cpu_time={k: _int(v, f"{path}.cpu_time.{k}") for k, v in cpu.items()},
+            phases={k: Phase.from_json(phases[k], f"{path}.phases.{k}") for k in PHASES},
             context_switches=_int(data["context_switches"], f"{path}.context_switches"),
             migrations=_int(data["migrations"], f"{path}.migrations"),
             memory=_json_obj(data["memory"], f"{path}.memory"),

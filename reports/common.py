@@ -22,6 +22,7 @@ from records.schema import RECORD_SCHEMA, RESULTS_SCHEMA, SWEEP_SCHEMA
 __all__ = [
     "BASELINE_DESIGN",
     "SWEEP_SCHEMA",
+    "WAIT_PARTS",
     "baseline_run",
     "check_results",
     "decode_hdr",
@@ -32,10 +33,13 @@ __all__ = [
     "op_names",
     "percentile_ns",
     "perf_time",
+    "phase_ns",
+    "phase_wait",
     "pseudo_address",
     "safe_name",
     "side_names",
     "total_throughput",
+    "wait_parts",
     "wait_share",
     "wait_total_ns",
 ]
@@ -118,6 +122,43 @@ def wait_share(run: Mapping[str, Any]) -> float:
     if end_ns <= 0:
         return 0.0
     return wait_total_ns(run) / (cpus * end_ns)
+
+
+# What a waiter did while it waited (lock sides' waittime_spin_ns / waittime_sleep_ns, the phases'
+# lock_wait): only spinning burns its CPU; asleep it gave the CPU up; runnable it had been woken
+# and waited for a CPU (the run queue, the context switch back, the lock's pick-up).
+WAIT_PARTS = ("spinning", "asleep", "runnable")
+
+
+def _parts(total: int, spinning: int, sleeping: int) -> dict[str, int]:
+    return {"total": total, "spinning": spinning, "asleep": sleeping, "runnable": total - spinning - sleeping}
+
+
+def wait_parts(run: Mapping[str, Any]) -> dict[str, int]:
+    """A run's lock wait (ns, every class and side) and its parts: ``total``, ``spinning``,
+    ``asleep`` and ``runnable`` (the parts add up to the total)."""
+    total = spin = sleep = 0
+    for lock in run.get("locks", []):
+        for side in side_names(lock):
+            total += int(lock[side].get("waittime_total_ns", 0))
+            spin += int(lock[side].get("waittime_spin_ns", 0))
+            sleep += int(lock[side].get("waittime_sleep_ns", 0))
+    return _parts(total, spin, sleep)
+
+
+def phase_ns(run: Mapping[str, Any], phase: str) -> int:
+    """How long a phase (``setup``, ``workload``, ``wind_down``) of the run lasted."""
+    span = run.get("phases", {}).get(phase, {})
+    return int(span.get("end_ns", 0)) - int(span.get("start_ns", 0))
+
+
+def phase_wait(run: Mapping[str, Any], phase: str = "workload") -> dict[str, float]:
+    """The lock wait that ended in a phase as a share of the machine's CPU time in that phase
+    (``total`` and each of :data:`WAIT_PARTS`); 0 for a phase of no length."""
+    wait = run.get("phases", {}).get(phase, {}).get("lock_wait", {})
+    parts = _parts(int(wait.get("total_ns", 0)), int(wait.get("spinning_ns", 0)), int(wait.get("sleeping_ns", 0)))
+    cpu_ns = int(run.get("params", {}).get("cpus", 1) or 1) * phase_ns(run, phase)
+    return {k: (v / cpu_ns if cpu_ns > 0 else 0.0) for k, v in parts.items()}
 
 
 def total_throughput(run: Mapping[str, Any]) -> float:

@@ -1,10 +1,14 @@
-"""Designs side by side: throughput, tail latency, lock wait, CPU time, memory, walks, findings.
+"""Designs side by side: throughput, tail latency, lock wait, CPU time, phases, memory, walks, findings.
 
 Every number is read from the result records; ratios are other-design / baseline (the baseline
 is mainline ``anon_vma`` when it ran, else the first design).  The verdict states what these
-numbers show and nothing else: which design has the lower tail latency or the higher
-throughput and by what factor, how much CPU time went to waiting, and any correctness finding
-(missed mappings, visits to freed VMAs, sleeps under RCU, invariant violations, lockdep reports).
+numbers show and nothing else: correctness findings first (invariant violations, then missed
+mappings, visits to freed VMAs, sleeps under RCU, lockdep reports), then which design has the
+lower tail latency or the higher throughput and by what factor, and how much of the workload
+phase's CPU time went to lock wait, split by what the waiters did (spinning burns the CPU; asleep
+or runnable, the waiter leaves it to other tasks), and any wind-down after the workload phase
+long enough to weigh on the whole-run figures (a design whose RCU callbacks run on for
+milliseconds after its last process exited shows them as idle CPU).
 Any number of designs: one column per design, one ratio column per design against the baseline,
 and with three designs or more the verdict also ranks every design per headline metric and
 compares the alternatives with each other (two designs give exactly the pairwise verdict).
@@ -19,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from reports.common import (
+    WAIT_PARTS,
     baseline_run,
     check_results,
     fmt_bytes,
@@ -26,7 +31,10 @@ from reports.common import (
     fmt_time,
     format_table,
     op_names,
+    phase_ns,
+    phase_wait,
     total_throughput,
+    wait_parts,
     wait_share,
     wait_total_ns,
 )
@@ -46,6 +54,8 @@ CPU_STATES = ("running", "spinning", "sleeping", "idle")
 WALK_FIELDS = ("walks", "contended", "vmas_visited", "false_positives", "mappings_found", "missed_mappings",
                "freed_vma_visits", "would_sleep_in_rcu", "contexts_visited")
 _SAME = 0.05  # ratios within 5% of 1 are reported as "about the same"
+_LONG_WIND_DOWN = 0.10  # a wind-down of 10% of the workload phase or more is named in the verdict
+PHASE_LABELS = (("setup", "set-up"), ("workload", "workload"), ("wind_down", "wind-down"))
 
 
 def cpu_split(run: Mapping[str, Any]) -> dict[str, float]:
@@ -53,6 +63,11 @@ def cpu_split(run: Mapping[str, Any]) -> dict[str, float]:
     times = {s: float(run.get("cpu_time", {}).get(s, 0)) for s in CPU_STATES}
     total = sum(times.values())
     return {s: (t / total if total else 0.0) for s, t in times.items()}
+
+
+def _phase_split(run: Mapping[str, Any], phase: str) -> dict[str, float]:
+    """:func:`cpu_split` of one phase of the run."""
+    return cpu_split({"cpu_time": run.get("phases", {}).get(phase, {}).get("cpu_time", {})})
 
 
 def walk_totals(run: Mapping[str, Any]) -> dict[str, int]:
@@ -67,15 +82,15 @@ def walk_totals(run: Mapping[str, Any]) -> dict[str, int]:
 def correctness(run: Mapping[str, Any]) -> list[str]:
     """Findings that say a design did something wrong in this run (empty when nothing did)."""
     out: list[str] = []
+    inv = run.get("invariants", {})
+    if inv and not inv.get("passed", True):
+        out.append(f"invariants failed ({len(inv.get('violations', []))} violation(s))")
     walks = walk_totals(run)
     for f, what in (("missed_mappings", "mapping(s) missed by rmap walks"),
                     ("freed_vma_visits", "visit(s) to freed VMAs in rmap walks"),
                     ("would_sleep_in_rcu", "walk(s) that would sleep under RCU")):
         if walks[f]:
             out.append(f"{walks[f]} {what}")
-    inv = run.get("invariants", {})
-    if inv and not inv.get("passed", True):
-        out.append(f"invariants failed ({len(inv.get('violations', []))} violation(s))")
     lockdep = run.get("lockdep") or {}
     if lockdep.get("findings"):
         out.append(f"{len(lockdep['findings'])} lockdep finding(s)")
@@ -111,6 +126,32 @@ def _ops_per_s(x: float) -> str:
     return f"{x:,.0f} ops/s"
 
 
+def _workload_wait(run: Mapping[str, Any]) -> float:
+    return phase_wait(run)["total"]
+
+
+def _wait_words(name: str, run: Mapping[str, Any]) -> str:
+    """The workload phase's lock wait of one run as a share of its CPU time, with its parts."""
+    w = phase_wait(run)
+    return (f"{fmt_pct(w['total'])} of CPU time under {name} (spinning {fmt_pct(w['spinning'])}, "
+            f"asleep {fmt_pct(w['asleep'])}, runnable {fmt_pct(w['runnable'])})")
+
+
+_WAIT_NOTE = "only spinning burns CPU; asleep or runnable, the waiter leaves its CPU to other tasks"
+
+
+def _wind_down(run: Mapping[str, Any]) -> str | None:
+    """A sentence on the run's wind-down when it lasts 10% of the workload phase or more."""
+    workload, wind = phase_ns(run, "workload"), phase_ns(run, "wind_down")
+    if workload <= 0 or wind < _LONG_WIND_DOWN * workload:
+        return None
+    cpu = run.get("phases", {}).get("wind_down", {}).get("cpu_time", {})
+    idle = int(cpu.get("idle", 0)) / max(1, sum(int(v) for v in cpu.values()))
+    return (f"{run.get('design', '?')}: the wind-down after the {fmt_time(workload)} workload phase lasts "
+            f"{fmt_time(wind)} with the CPUs {fmt_pct(idle)} idle; the whole-run CPU time split and wait "
+            "share include it, the workload-phase figures do not")
+
+
 def _ranked(metric: str, runs: Sequence[Mapping[str, Any]], value: Callable[[Mapping[str, Any]], float],
             fmt: Callable[[float], str], better: str) -> str:
     """One metric across every design, best first (``better``: "higher" or "lower"); ties keep
@@ -139,7 +180,7 @@ def _rankings(runs: Sequence[Mapping[str, Any]], *, max_ops: int) -> list[str]:
 
     for op in sorted(common, key=lambda op: (-spread(op), op))[:max_ops]:
         lines.append(_ranked(f"{op} p99", runs, functools.partial(p99, op=op), lambda v: fmt_time(int(v)), "lower"))
-    lines.append(_ranked("lock wait", runs, wait_share, fmt_pct, "lower"))
+    lines.append(_ranked("workload-phase lock wait", runs, _workload_wait, fmt_pct, "lower"))
     if any(int(r.get("memory", {}).get("peak_total_bytes", 0) or 0) for r in runs):
         lines.append(_ranked("peak rmap metadata", runs,
                              lambda r: float(r.get("memory", {}).get("peak_total_bytes", 0) or 0),
@@ -159,11 +200,12 @@ def verdict(results: Mapping[str, Any], *, max_ops: int = 4) -> list[str]:
         return ["no runs"]
     base = baseline_run(runs)
     bname = str(base.get("design", "?"))
-    lines: list[str] = []
+    # Correctness first: a design that failed its checks is not made better by its speed.
+    lines = [f"{run.get('design', '?')}: {finding}" for run in runs for finding in correctness(run)]
     others = [r for r in runs if r is not base]
     if not others:
-        lines.append(f"{bname}: {_ops_per_s(total_throughput(base))}, lock wait {fmt_pct(wait_share(base))} "
-                     "of CPU time")
+        lines.append(f"{bname}: {_ops_per_s(total_throughput(base))}; lock wait in the workload phase is "
+                     f"{_wait_words(bname, base)}; {_WAIT_NOTE}")
         ops = base.get("operations", {})
         worst = sorted(ops, key=lambda op: (-int(ops[op].get("p99_ns", 0)), op))[:max_ops]
         lines.extend(f"{op} p99 is {fmt_time(int(ops[op].get('p99_ns', 0)))}" for op in worst)
@@ -184,17 +226,15 @@ def verdict(results: Mapping[str, Any], *, max_ops: int = 4) -> list[str]:
             a = int(base["operations"][op].get("p99_ns", 0))
             b = int(other["operations"][op].get("p99_ns", 0))
             lines.append(_compare(f"{op} p99", a, b, bname, oname, fmt_time, "lower", "higher"))
-        lines.append(f"lock wait is {fmt_pct(wait_share(other))} of CPU time under {oname}, "
-                     f"{fmt_pct(wait_share(base))} under {bname}")
+        lines.append(f"lock wait in the workload phase is {_wait_words(oname, other)}, "
+                     f"{_wait_words(bname, base)}; {_WAIT_NOTE}")
         pa = int(base.get("memory", {}).get("peak_total_bytes", 0) or 0)
         pb = int(other.get("memory", {}).get("peak_total_bytes", 0) or 0)
         if pa or pb:
             lines.append(_compare("peak rmap metadata", pa, pb, bname, oname, fmt_bytes, "smaller", "larger"))
     if len(others) >= 2:
         lines.extend(_rankings([base, *others], max_ops=max_ops))
-    for run in runs:
-        for finding in correctness(run):
-            lines.append(f"{run.get('design', '?')}: {finding}")
+    lines.extend(line for run in runs if (line := _wind_down(run)) is not None)
     return lines
 
 
@@ -241,13 +281,29 @@ def compare_text(results: Mapping[str, Any]) -> str:
             for op in ops for label, key in (("p99", "p99_ns"), ("p99.9", "p99.9_ns"))]
     out.append("Tail latency\n" + _design_table(runs, rows))
 
-    rows = [("wait share", [wait_share(r) for r in runs], fmt_pct),
-            ("total wait", [float(wait_total_ns(r)) for r in runs], fmt_time)]
-    out.append("Lock wait (share = total wait / (cpus x run time))\n" + _design_table(runs, rows))
+    parts = [wait_parts(r) for r in runs]
+    phase = [phase_wait(r) for r in runs]
+    rows = [("wait share", [wait_share(r) for r in runs], fmt_pct)]
+    rows += [(f"  {p}", [float(w[p]) / max(1, w["total"]) * wait_share(r) for w, r in zip(parts, runs, strict=True)],
+              fmt_pct) for p in WAIT_PARTS]
+    rows += [("workload share", [w["total"] for w in phase], fmt_pct)]
+    rows += [(f"  {p}", [w[p] for w in phase], fmt_pct) for p in WAIT_PARTS]
+    rows += [("total wait", [float(wait_total_ns(r)) for r in runs], fmt_time)]
+    rows += [(f"  {p}", [float(w[p]) for w in parts], fmt_time) for p in WAIT_PARTS]
+    out.append("Lock wait (share = wait / (cpus x run time), or of the workload phase's CPU time; spinning burns "
+               "the waiter's CPU, asleep it gave the CPU up, runnable it was woken and waited for a CPU)\n"
+               + _design_table(runs, rows))
 
     splits = [cpu_split(r) for r in runs]
     out.append("CPU time split\n" + _design_table(runs, [(st, [sp[st] for sp in splits], fmt_pct)
                                                          for st in CPU_STATES], ratio=False))
+
+    rows = [(label, [float(phase_ns(r, name)) for r in runs], fmt_time) for name, label in PHASE_LABELS]
+    for name, label in PHASE_LABELS[1:]:
+        phase_splits = [_phase_split(r, name) for r in runs]
+        rows += [(f"{label} {st}", [sp[st] for sp in phase_splits], fmt_pct) for st in CPU_STATES]
+    out.append("Run phases (set-up populates, the workload phase is measured, the wind-down lets actors exit "
+               "and RCU callbacks run) and each phase's CPU time split\n" + _design_table(runs, rows, ratio=False))
 
     keys = sorted({k for r in runs for k in r.get("memory", {})})
     if keys:

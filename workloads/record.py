@@ -1,4 +1,4 @@
-"""Result records: what a run produces and what reports/ reads (schema ``rmapsim.result/1``).
+"""Result records: what a run produces and what reports/ reads (schema ``rmapsim.result/2``).
 
 One record per (scenario, design) run; ``result.json`` holds ``{"schema": "rmapsim.results/1",
 "scenario": {...}, "runs": [record, ...]}``.  Everything here is plain JSON with sorted keys so the

@@ -40,7 +40,7 @@ from mm.designs import design_class
 from mm.mmap import mmap_region
 from mm.story import Story
 from mm.system import MemoryConfig, MmSystem
-from records.result import Invariants, Outcome, RunRecord, ScenarioInfo, json_object
+from records.result import PHASES, Invariants, Outcome, Phase, RunRecord, ScenarioInfo, json_object
 from workloads.actors import start_actor
 from workloads.lockorder import expected_order_for
 from workloads.record import RESULTS_SCHEMA, latency_record, lock_records
@@ -121,6 +121,29 @@ def gc_tuned() -> Iterator[None]:
     finally:
         gc.set_threshold(*old)
         gc.unfreeze()
+
+
+def _snapshot(engine: Engine) -> tuple[int, dict[str, int], dict[str, int]]:
+    """Now, the CPU time split so far and the lock wait so far (every class, both sides): the
+    marks between which a phase's figures are differences."""
+    wait = dict.fromkeys(("total_ns", "spinning_ns", "sleeping_ns"), 0)
+    for cls in engine.lock_classes.values():
+        for side in (cls.write, cls.read):
+            wait["total_ns"] += side.wait.total_ns
+            wait["spinning_ns"] += side.wait_spin_ns
+            wait["sleeping_ns"] += side.wait_sleep_ns
+    return engine.now, engine.cpu_time(), wait
+
+
+def _phases(marks: list[tuple[int, dict[str, int], dict[str, int]] | None],
+            end: tuple[int, dict[str, int], dict[str, int]]) -> dict[str, Phase]:
+    """Set-up, workload and wind-down between the marks taken at the start of the run, the start
+    and the end of the workload phase (None: not reached; the phase before it lasts to the end)."""
+    reached = [m for m in marks if m is not None]
+    edges = [*reached, end]
+    edges += [end] * (len(PHASES) + 1 - len(edges))
+    return {name: Phase(a[0], b[0], {k: b[1][k] - a[1][k] for k in a[1]}, {k: b[2][k] - a[2][k] for k in a[2]})
+            for name, a, b in zip(PHASES, edges[:-1], edges[1:], strict=True)}
 
 
 class _PhaseEdge:
@@ -238,7 +261,11 @@ def _run_steps(scenario: Scenario, design: str, *, seed: int | None, cpus: int |
         kswapd_queue = install_reclaim(world)
     mapcount_problems: list[str] = []
 
+    # The marks between the phases: the run's start, the workload's start and its end (the deadline).
+    marks: list[tuple[int, dict[str, int], dict[str, int]] | None] = [_snapshot(engine), None, None]
+
     def at_deadline() -> None:
+        marks[2] = _snapshot(engine)
         if log is not None:
             log.phase("wind_down")
         mapcount_problems.extend(check_mapcounts(system))
@@ -252,6 +279,7 @@ def _run_steps(scenario: Scenario, design: str, *, seed: int | None, cpus: int |
     def start_workload() -> None:
         """The last process is populated: the workload phase starts now."""
         world.workload_start_ns = engine.now
+        marks[1] = _snapshot(engine)
         if log is not None:
             log.phase("workload")
         if scenario.duration_ns is not None:
@@ -363,6 +391,7 @@ def _run_steps(scenario: Scenario, design: str, *, seed: int | None, cpus: int |
                              if stats.write.acquisitions or stats.read.acquisitions),
         walks=json_object({name: stats.to_dict() for name, stats in sorted(system.walks.items())}),
         cpu_time=engine.cpu_time(),
+        phases=_phases(marks, _snapshot(engine)),
         context_switches=engine.context_switches,
         migrations=engine.migrations,
         memory=dict(sorted(system.metadata().items())),

@@ -54,7 +54,7 @@ def test_run_writes_one_record_per_design_and_is_deterministic(tmp_path: Path) -
     if found:
         assert "missed mappings" in proc.stderr or "invariant violated" in proc.stderr
     assert {r["design"] for r in runs} == {"anon_vma", "cow_context", "anon_vma_lazy"}
-    assert all(r["schema"] == "rmapsim.result/1" for r in runs)
+    assert all(r["schema"] == "rmapsim.result/2" for r in runs)
 
 
 @pytest.mark.long  # starts rmapsim processes: CI runs it, the everyday suite does not

@@ -20,6 +20,7 @@ from reports.lockgraph import (
     render_svg,
     write_lockdep_reports,
 )
+from tests.reports.tiny import whole_run_phases
 from workloads.lockorder import emit_order, load_order_file, merge_steps, observed_steps, order_steps
 from workloads.record import RECORD_SCHEMA, RESULTS_SCHEMA
 from workloads.scenario import ScenarioError, load_scenario
@@ -49,6 +50,7 @@ def record(c: OrderChecker, design: str = "d", scenario: str = "s") -> dict[str,
                         "preemptions_injected": []},
             "operations": {}, "throughput": {}, "total_ops": 0, "locks": [], "lock_instances": [], "walks": {},
             "cpu_time": {"running": 0, "spinning": 0, "sleeping": 0, "idle": 0}, "context_switches": 0,
+            "phases": whole_run_phases(1000, {"running": 0, "spinning": 0, "sleeping": 0, "idle": 0}, []),
             "migrations": 0, "memory": {}, "counters": {}, "design_stats": {},
             "invariants": {"passed": True, "violations": [], "corruption": [], "misses": []},
             "lockdep": lockdep, "rcu": {}}

@@ -33,6 +33,10 @@ def test_a_real_run_round_trips_byte_for_byte(tiny: dict[str, Any]) -> None:
     (lambda r: r["outcome"].update(events="many"), r"runs\[0\]\.outcome\.events: expected an integer"),
     (lambda r: r["operations"]["fork"].pop("p99.9_ns"), r"runs\[0\]\.operations\.fork: missing p99\.9_ns"),
     (lambda r: r["invariants"].update(passed=1), r"runs\[0\]\.invariants\.passed: expected true or false"),
+    (lambda r: r.pop("phases"), r"runs\[0\]: missing phases"),
+    (lambda r: r["phases"].pop("wind_down"), r"runs\[0\]\.phases: missing wind_down"),
+    (lambda r: r["phases"]["workload"]["lock_wait"].pop("spinning_ns"),
+     r"runs\[0\]\.phases\.workload\.lock_wait: missing spinning_ns"),
 ])
 def test_schema_drift_is_an_error_naming_the_key(tiny: dict[str, Any], change: Any, message: str) -> None:
     broken = copy.deepcopy(tiny)
@@ -41,6 +45,15 @@ def test_schema_drift_is_an_error_naming_the_key(tiny: dict[str, Any], change: A
         check_results(broken)
     with pytest.raises(RecordError, match=message):
         typed_runs(broken)
+
+
+def test_a_record_of_the_previous_schema_is_refused_not_read_as_zeros(tiny: dict[str, Any]) -> None:
+    """/1 records had no phases and no spinning/sleeping parts of the wait: a reader must not take
+    them for zero, so the record schema's number moved on (records/schema.py)."""
+    old = copy.deepcopy(tiny)
+    old["runs"][0]["schema"] = "rmapsim.result/1"
+    with pytest.raises(ValueError, match=r"runs\[0\]: not a 'rmapsim\.result/2' record"):
+        check_results(old)
 
 
 def test_a_record_is_frozen(tiny: dict[str, Any]) -> None:

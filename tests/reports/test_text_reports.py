@@ -20,6 +20,7 @@ from reports.compare import compare_text, verdict
 from reports.latency import latency_text
 from reports.lockstat import format_lockstat, lockstat_text, snprint_time
 from reports.perf_lock import format_contention
+from tests.reports.tiny import whole_run_phases
 from workloads.record import RECORD_SCHEMA, RESULTS_SCHEMA
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -75,7 +76,8 @@ def test_snprint_time_rounds_like_the_kernel(ns: int, text: str) -> None:
 def side(**kw: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
         "con_bounces": 0, "contentions": 0, "waittime_min_ns": 0, "waittime_max_ns": 0,
-        "waittime_total_ns": 0, "acq_bounces": 0, "acquisitions": 0, "holdtime_min_ns": 0,
+        "waittime_total_ns": 0, "waittime_spin_ns": 0, "waittime_sleep_ns": 0, "acq_bounces": 0,
+        "acquisitions": 0, "holdtime_min_ns": 0,
         "holdtime_max_ns": 0, "holdtime_total_ns": 0, "wait_overflow": 0, "hold_overflow": 0,
         "contention_points": {}, "contending_points": {}, "wait_hist": "", "hold_hist": "",
     }
@@ -216,10 +218,11 @@ def latency(count: int, p99_ns: int) -> dict[str, Any]:
             "overflow": 0, "p50_ns": p99_ns, "p90_ns": p99_ns, "p99_ns": p99_ns, "p99.9_ns": p99_ns, "hdr": ""}
 
 
-def record(design: str, *, fork_p99: int, fault_p99: int, tput: float, wait_ns: int = 0,
-           missed: int = 0) -> dict[str, Any]:
+def record(design: str, *, fork_p99: int, fault_p99: int, tput: float, wait_ns: int = 0, spin_ns: int = 0,
+           sleep_ns: int = 0, missed: int = 0, violations: tuple[str, ...] = ()) -> dict[str, Any]:
     lock = {"name": "anon_vma->rwsem", "kind": "rwsem", "rw": True, "instances": 1, "events": {},
-            "write": side(contentions=1, waittime_total_ns=wait_ns, acquisitions=1), "read": side()}
+            "write": side(contentions=1, waittime_total_ns=wait_ns, waittime_spin_ns=spin_ns,
+                          waittime_sleep_ns=sleep_ns, acquisitions=1), "read": side()}
     return {
         "schema": RECORD_SCHEMA, "scenario": "s", "design": design, "switches": {},
         "params": {"cpus": 4, "seed": 1, "duration_ns": 1_000_000, "costs": {}, "rwsem": {}, "memory": {},
@@ -230,31 +233,39 @@ def record(design: str, *, fork_p99: int, fault_p99: int, tput: float, wait_ns: 
         "throughput": {"fork": tput / 2, "fault": tput / 2}, "total_ops": 20, "locks": [lock], "lock_instances": [],
         "walks": {"try_to_unmap": {"walks": 5, "missed_mappings": missed}},
         "cpu_time": {"running": 3, "spinning": 1, "sleeping": 0, "idle": 0}, "context_switches": 0,
+        "phases": whole_run_phases(1_000_000, {"running": 3, "spinning": 1, "sleeping": 0, "idle": 0}, [lock]),
         "migrations": 0, "memory": {"peak_total_bytes": 1000}, "counters": {}, "design_stats": {},
-        "invariants": {"passed": True, "violations": [], "corruption": [], "misses": []},
+        "invariants": {"passed": not violations, "violations": list(violations), "corruption": [], "misses": []},
         "lockdep": {"findings": [], "edges": [], "order_violations": []}, "rcu": {},
     }
 
 
 def test_verdict_states_ratios_against_the_anon_vma_baseline() -> None:
     results = {"schema": RESULTS_SCHEMA, "scenario": {"name": "s"}, "runs": [
-        record("cow_context", fork_p99=1000, fault_p99=1010, tput=2000.0, wait_ns=40_000, missed=2),
-        record("anon_vma", fork_p99=3100, fault_p99=1000, tput=1000.0, wait_ns=400_000),
+        record("cow_context", fork_p99=1000, fault_p99=1010, tput=2000.0, wait_ns=40_000, spin_ns=40_000, missed=2,
+               violations=("1 corrupted mapping(s)",)),
+        record("anon_vma", fork_p99=3100, fault_p99=1000, tput=1000.0, wait_ns=400_000, spin_ns=20_000,
+               sleep_ns=300_000),
     ]}
     lines = verdict(results)
+    # The findings first, invariant failures before the rest; the lock wait split by what the
+    # waiters did (the 80 us neither spinning nor asleep were spent runnable).
     assert lines == [
+        "cow_context: invariants failed (1 violation(s))",
+        "cow_context: 2 mapping(s) missed by rmap walks",
         "total throughput is 2.0x higher under cow_context than under anon_vma (2,000 ops/s vs 1,000 ops/s)",
         "fork p99 is 3.1x lower under cow_context than under anon_vma (1.00 us vs 3.10 us)",
         "fault p99 is about the same under cow_context as under anon_vma (1.01 us vs 1.00 us)",
-        "lock wait is 1.00% of CPU time under cow_context, 10.00% under anon_vma",
+        "lock wait in the workload phase is 1.00% of CPU time under cow_context (spinning 1.00%, asleep 0.00%, "
+        "runnable 0.00%), 10.00% of CPU time under anon_vma (spinning 0.50%, asleep 7.50%, runnable 2.00%); "
+        "only spinning burns CPU; asleep or runnable, the waiter leaves its CPU to other tasks",
         "peak rmap metadata is about the same under cow_context as under anon_vma (1000 B vs 1000 B)",
-        "cow_context: 2 mapping(s) missed by rmap walks",
     ]
     text = compare_text(results)
     assert "(baseline anon_vma; ratios are design / baseline)" in text
     fork_row = next(line for line in text.splitlines() if line.startswith("  fork p99 "))
     assert fork_row.split() == ["fork", "p99", "3.10", "us", "1.00", "us", "0.32x"]
-    assert "Verdict\n  - total throughput is 2.0x higher" in text
+    assert "Verdict\n  - cow_context: invariants failed (1 violation(s))\n  - cow_context: 2 mapping" in text
 
 
 def test_summary_text_has_latency_top_locks_and_verdict(tiny: dict[str, Any]) -> None:

@@ -4,7 +4,7 @@ Two "designs" differ only in the big lock's type (a sleeping :class:`Mutex` or a
 :class:`QSpinlock`), so the comparison has real differences to show.  ``fork`` takes the big
 lock, the task's own PTL, then the shared PTL nested (``ptl/1``), drops the big lock before the
 PTLs (hand-over-hand, so hold slices overlap partially); ``fault`` takes the shared PTL alone.
-The record follows the ``rmapsim.result/1`` format with fixed stand-ins for the parts a lock-only
+The record follows the ``rmapsim.result/2`` format with fixed stand-ins for the parts a lock-only
 run has no model for (walks, memory).
 """
 
@@ -21,6 +21,21 @@ from workloads.record import RECORD_SCHEMA, RESULTS_SCHEMA, histogram_record, lo
 
 DESIGNS = ("mutex_design", "spin_design")
 COSTS = LockCosts(atomic_ns=20, bounce_ns=100, handoff_ns=50)
+
+
+def whole_run_phases(end_ns: int, cpu_time: dict[str, int], locks: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ``phases`` of a run that is all workload: no set-up, no wind-down, every wait in it."""
+    wait = {"total_ns": 0, "spinning_ns": 0, "sleeping_ns": 0}
+    for lock in locks:
+        for side in ("write", "read") if lock.get("rw") else ("write",):
+            for key, field in (("total_ns", "waittime_total_ns"), ("spinning_ns", "waittime_spin_ns"),
+                               ("sleeping_ns", "waittime_sleep_ns")):
+                wait[key] += int(lock[side].get(field, 0))
+    zero_cpu = dict.fromkeys(("running", "spinning", "sleeping", "idle"), 0)
+    zero_wait = dict.fromkeys(wait, 0)
+    return {"setup": {"start_ns": 0, "end_ns": 0, "cpu_time": zero_cpu, "lock_wait": zero_wait},
+            "workload": {"start_ns": 0, "end_ns": end_ns, "cpu_time": dict(cpu_time), "lock_wait": wait},
+            "wind_down": {"start_ns": end_ns, "end_ns": end_ns, "cpu_time": zero_cpu, "lock_wait": zero_wait}}
 
 
 def tiny_record(design: str, *, tracer: Any = None, iterations: int = 6) -> dict[str, Any]:
@@ -94,6 +109,7 @@ def tiny_record(design: str, *, tracer: Any = None, iterations: int = 6) -> dict
                                        "mappings_found": 10, "missed_mappings": 0, "freed_vma_visits": 0,
                                        "would_sleep_in_rcu": 0, "contexts_visited": 0}},
         "cpu_time": engine.cpu_time(),
+        "phases": whole_run_phases(outcome.end_ns, engine.cpu_time(), lock_records(engine)),
         "context_switches": engine.context_switches,
         "migrations": engine.migrations,
         "memory": {"anon_vma_count": 3, "anon_vma_bytes": 264, "total_bytes": 264,
