@@ -782,15 +782,7 @@ class AnonVmaDesign(RmapDesign):
                 if avc.vma.pgoff <= last and avc.vma.pgoff + avc.vma.pages - 1 >= first]
         hits.sort(key=lambda v: (v.pgoff, v.vid))
         for vma in hits:
-            vpn = vma.address(first)
-            if vpn is None:
-                continue
-            result.vmas_visited += 1
-            if not await rwc.rmap_one(vma, vpn):
-                result.stopped_early = True
-                break
-            if rwc.done is not None and rwc.done():
-                result.stopped_early = True
+            if not await rwc.visit(vma, first, result):
                 break
         if not rwc.locked:
             self._unlock_read(av)

@@ -666,15 +666,7 @@ class AnonVmaLazyDesign(AnonVmaDesign):
             i += 1
             if vma.pgoff > last or vma.pgoff + vma.pages - 1 < first:
                 continue
-            vpn = vma.address(first)
-            if vpn is None:
-                continue
-            result.vmas_visited += 1
-            if not await rwc.rmap_one(vma, vpn):
-                result.stopped_early = True
-                break
-            if rwc.done is not None and rwc.done():
-                result.stopped_early = True
+            if not await rwc.visit(vma, first, result):
                 break
         if not rwc.locked:
             await spend(self.sys, costs.atomic_ns)

@@ -808,12 +808,7 @@ class CowContextDesign(RmapDesign):
         for vma in mm.vmas_in(start, start + folio.nr_pages):
             if vma.offset != offset:
                 continue
-            vpn = vma.address(folio.index)
-            if vpn is None:
-                continue
-            res.vmas_visited += 1
-            if not await rwc.rmap_one(vma, vpn) or (rwc.done is not None and rwc.done()):
-                res.stopped_early = True
+            if not await rwc.visit(vma, folio.index, res):
                 return False
         return True
 

@@ -108,6 +108,19 @@ class RmapWalkControl:
     may_sleep: bool = False
     done: Callable[[], bool] | None = None
 
+    async def visit(self, vma: Vma, index: int, result: WalkResult) -> bool:
+        """One step of every design's walk (``rmap_walk_anon``'s loop body): ``rmap_one`` on the
+        page at ``index`` in ``vma`` if ``vma`` maps it, then ``rwc->done``.  False stops the walk
+        (``result.stopped_early``); a VMA that does not map ``index`` is skipped."""
+        vpn = vma.address(index)
+        if vpn is None:
+            return True
+        result.vmas_visited += 1
+        if not await self.rmap_one(vma, vpn) or (self.done is not None and self.done()):
+            result.stopped_early = True
+            return False
+        return True
+
 
 @dataclass
 class WalkResult:

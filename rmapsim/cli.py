@@ -143,15 +143,22 @@ async def _run_designs_async(args: argparse.Namespace, scenario: Any, designs: l
         _run_failed(exc)
 
 
-def _run_and_save(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Load, run every chosen design, write result.json and the reports: the shared part of
-    run, compare and lockdep (synchronous; :func:`_run_and_save_async` is the trio one)."""
+def _prepare(args: argparse.Namespace, extra: dict[str, Any] | None) -> tuple[Any, list[str]]:
+    """The scenario and its chosen designs, with the run's size and its output folder (``args.out``,
+    set to the default when not given) checked before anything runs."""
     scenario = _load(args, extra)
     designs = _designs(args, scenario)
     check_size(args, scenario, len(designs))
     check_out(args, _default_out(scenario))
     if args.out is None:
         args.out = str(_default_out(scenario))
+    return scenario, designs
+
+
+def _run_and_save(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Load, run every chosen design, write result.json and the reports: the shared part of
+    run, compare and lockdep (synchronous; :func:`_run_and_save_async` is the trio one)."""
+    scenario, designs = _prepare(args, extra)
     results = _run_designs(args, scenario, designs)
     _uninterrupted(_write_results, results, Path(args.out))
     return results
@@ -192,12 +199,7 @@ async def _run_designs_in_processes(args: argparse.Namespace, scenario: Any, des
 
 async def _run_and_save_async(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """:func:`_run_and_save` inside trio; the designs in parallel processes unless ``--jobs 1``."""
-    scenario = _load(args, extra)
-    designs = _designs(args, scenario)
-    check_size(args, scenario, len(designs))
-    check_out(args, _default_out(scenario))
-    if args.out is None:
-        args.out = str(_default_out(scenario))
+    scenario, designs = _prepare(args, extra)
     jobs = _jobs(args, scenario, designs)
     with timings.phase("simulation"):
         if jobs > 1:
