@@ -26,16 +26,26 @@ from records.schema import RECORD_SCHEMA, RESULTS_SCHEMA
 
 __all__ = [
     "PHASES",
+    "WALK_FIELDS",
+    "DeclaredOrder",
     "Invariants",
     "JsonObject",
     "JsonValue",
     "Latency",
+    "LockClass",
+    "LockDependency",
+    "LockSide",
+    "LockdepClass",
+    "LockdepSection",
+    "OrderViolation",
     "Outcome",
     "Phase",
+    "PointWait",
     "RecordError",
     "ResultsFile",
     "RunRecord",
     "ScenarioInfo",
+    "WalkCounts",
     "json_object",
 ]
 
@@ -239,6 +249,272 @@ class Invariants:
                    _json_objs(data["corruption"], f"{path}.corruption"), _json_objs(data["misses"], f"{path}.misses"))
 
 
+def _str_list(value: object, path: str) -> tuple[str, ...]:
+    return tuple(_str(v, f"{path}[{i}]") for i, v in enumerate(_list(value, path)))
+
+
+def _count_map(value: object, path: str) -> dict[str, int]:
+    """An object of counts (operation -> times, event -> times), in the record's order."""
+    return {k: _int(v, f"{path}.{k}") for k, v in _obj(value, path).items()}
+
+
+# -- the model-specific sections the reports read by fixed keys -----------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PointWait:
+    """One contention point's wait on one side of a lock class (``contention_point_wait``)."""
+
+    contentions: int
+    waittime_total_ns: int
+    waittime_max_ns: int
+    waittime_min_ns: int
+
+    _KEYS = ("contentions", "waittime_total_ns", "waittime_max_ns", "waittime_min_ns")
+
+    @classmethod
+    def from_json(cls, value: object, path: str) -> PointWait:
+        ints = _int_map(value, path, cls._KEYS)
+        return cls(**ints)
+
+
+@dataclass(frozen=True, slots=True)
+class LockSide:
+    """One side (write or read) of a lock class's lock_stat row (concurrency/lockstat.py
+    ``LockStats.to_dict``): bounces, contentions and acquisitions, wait and hold times (ns) with
+    their HdrHistogram encodings ("" when empty), and the contention / contending points.
+    ``contention_point_wait`` (each contention point's own wait) is None in a record that carries
+    only the side's totals."""
+
+    con_bounces: int
+    contentions: int
+    waittime_min_ns: int
+    waittime_max_ns: int
+    waittime_total_ns: int
+    waittime_spin_ns: int
+    waittime_sleep_ns: int
+    acq_bounces: int
+    acquisitions: int
+    holdtime_min_ns: int
+    holdtime_max_ns: int
+    holdtime_total_ns: int
+    wait_overflow: int
+    hold_overflow: int
+    contention_points: dict[str, int]
+    contending_points: dict[str, int]
+    wait_hist: str
+    hold_hist: str
+    contention_point_wait: dict[str, PointWait] | None
+
+    _INTS = ("con_bounces", "contentions", "waittime_min_ns", "waittime_max_ns", "waittime_total_ns",
+             "waittime_spin_ns", "waittime_sleep_ns", "acq_bounces", "acquisitions", "holdtime_min_ns",
+             "holdtime_max_ns", "holdtime_total_ns", "wait_overflow", "hold_overflow")
+
+    @classmethod
+    def from_json(cls, value: object, path: str) -> LockSide:
+        data = _obj(value, path)
+        _keys(data, path, (*cls._INTS, "contention_points", "contending_points", "wait_hist", "hold_hist"),
+              ("contention_point_wait",))
+        per_point = data.get("contention_point_wait")  # optional: absent means totals only
+        return cls(**{k: _int(data[k], f"{path}.{k}") for k in cls._INTS},
+                   contention_points=_count_map(data["contention_points"], f"{path}.contention_points"),
+                   contending_points=_count_map(data["contending_points"], f"{path}.contending_points"),
+                   wait_hist=_str(data["wait_hist"], f"{path}.wait_hist"),
+                   hold_hist=_str(data["hold_hist"], f"{path}.hold_hist"),
+                   contention_point_wait=None if per_point is None else {
+                       op: PointWait.from_json(w, f"{path}.contention_point_wait.{op}")
+                       for op, w in _obj(per_point, f"{path}.contention_point_wait").items()})
+
+
+@dataclass(frozen=True, slots=True)
+class LockClass:
+    """A lock class's lock_stat row (concurrency/lockstat.py ``LockClass.to_dict``): its key
+    (``name``, ``/N`` for a subclass), kind, whether it has a read side, how many instances, the
+    lock model's event counts, and its sides (``read`` only for a reader-writer class)."""
+
+    name: str
+    kind: str
+    rw: bool
+    instances: int
+    events: dict[str, int]
+    write: LockSide
+    read: LockSide | None
+
+    def sides(self) -> tuple[tuple[str, LockSide], ...]:
+        """The sides the row carries, write first (lock_stat prints -W before -R)."""
+        if self.rw and self.read is not None:
+            return (("write", self.write), ("read", self.read))
+        return (("write", self.write),)
+
+    @classmethod
+    def from_json(cls, value: object, path: str) -> LockClass:
+        data = _obj(value, path)
+        _keys(data, path, ("name", "kind", "rw", "instances", "events", "write"), ("read",))
+        read = data.get("read")  # optional: only a reader-writer class has a read side
+        return cls(_str(data["name"], f"{path}.name"), _str(data["kind"], f"{path}.kind"),
+                   _bool(data["rw"], f"{path}.rw"), _int(data["instances"], f"{path}.instances"),
+                   _count_map(data["events"], f"{path}.events"), LockSide.from_json(data["write"], f"{path}.write"),
+                   None if read is None else LockSide.from_json(read, f"{path}.read"))
+
+
+@dataclass(frozen=True, slots=True)
+class LockdepClass:
+    """A class in the order checker's graph: its usage bits and acquisitions."""
+
+    name: str
+    usage: str
+    acquisitions: int
+
+    @classmethod
+    def from_json(cls, value: object, path: str) -> LockdepClass:
+        data = _obj(value, path)
+        _keys(data, path, ("name", "usage", "acquisitions"))
+        return cls(_str(data["name"], f"{path}.name"), _str(data["usage"], f"{path}.usage"),
+                   _int(data["acquisitions"], f"{path}.acquisitions"))
+
+
+@dataclass(frozen=True, slots=True)
+class LockDependency:
+    """A direct dependency (held -> acquired) in the order checker's graph: its lockdep types,
+    how often it was taken, the (held, acquired) read modes seen, and by which operations."""
+
+    held: str  # "from" in the record
+    acquired: str  # "to"
+    types: tuple[str, ...]
+    count: int
+    modes: tuple[JsonValue, ...]
+    ops: dict[str, int]
+
+    @classmethod
+    def from_json(cls, value: object, path: str) -> LockDependency:
+        data = _obj(value, path)
+        _keys(data, path, ("from", "to", "types", "count", "modes", "ops"))
+        modes = _list(data["modes"], f"{path}.modes")
+        return cls(_str(data["from"], f"{path}.from"), _str(data["to"], f"{path}.to"),
+                   _str_list(data["types"], f"{path}.types"), _int(data["count"], f"{path}.count"),
+                   tuple(_json(m, f"{path}.modes[{i}]") for i, m in enumerate(modes)),
+                   _count_map(data["ops"], f"{path}.ops"))
+
+
+@dataclass(frozen=True, slots=True)
+class OrderViolation:
+    """A recorded edge against the declared order (concurrency/lockdep.py ``OrderViolation.to_dict``):
+    the classes held and acquired, and the order's source text; the rest kept as recorded."""
+
+    held: str
+    acquired: str
+    source: str
+    detail: JsonObject  # declared, held_at, acquired_at, edge, mode, task, op, stack
+
+    _DETAIL = ("declared", "held_at", "acquired_at", "edge", "mode", "task", "op", "stack")
+
+    @classmethod
+    def from_json(cls, value: object, path: str) -> OrderViolation:
+        data = _obj(value, path)
+        _keys(data, path, ("held", "acquired", "source"), cls._DETAIL)
+        return cls(_str(data["held"], f"{path}.held"), _str(data["acquired"], f"{path}.acquired"),
+                   _str(data["source"], f"{path}.source"),
+                   {k: _json(data[k], f"{path}.{k}") for k in cls._DETAIL if k in data})
+
+
+@dataclass(frozen=True, slots=True)
+class DeclaredOrder:
+    """The lock order a run was checked against: its source text, its file (None for an order
+    given as text), the violations, where each class was declared, the write-only classes."""
+
+    source: str
+    file: str | None
+    violations: tuple[OrderViolation, ...]
+    declared_at: dict[str, str] | None  # None in a record that did not keep it
+    write_only: tuple[str, ...]
+
+    @classmethod
+    def from_json(cls, value: object, path: str) -> DeclaredOrder:
+        data = _obj(value, path)
+        _keys(data, path, ("source", "file", "violations", "write_only"), ("declared_at",))
+        file, declared = data["file"], data.get("declared_at")
+        return cls(_str(data["source"], f"{path}.source"), None if file is None else _str(file, f"{path}.file"),
+                   tuple(OrderViolation.from_json(v, f"{path}.violations[{i}]")
+                         for i, v in enumerate(_list(data["violations"], f"{path}.violations"))),
+                   None if declared is None else {k: _str(v, f"{path}.declared_at.{k}")
+                                                  for k, v in _obj(declared, f"{path}.declared_at").items()},
+                   _str_list(data["write_only"], f"{path}.write_only"))
+
+
+@dataclass(frozen=True, slots=True)
+class LockdepSection:
+    """A run's ``lockdep`` section: the checker's findings (rendered reports), the edges, the
+    declared order's violations (rendered); with the checker on, its graph (``classes``,
+    ``deps``, ``cycles``, ``stats``: None when the record has none, lockdep off) and the declared
+    order (None when there was none)."""
+
+    findings: tuple[str, ...]
+    edges: tuple[tuple[str, str], ...]
+    order_violations: tuple[str, ...]
+    classes: tuple[LockdepClass, ...] | None
+    deps: tuple[LockDependency, ...] | None
+    cycles: tuple[tuple[str, ...], ...] | None
+    stats: dict[str, int] | None
+    order: DeclaredOrder | None
+
+    _GRAPH = ("classes", "deps", "cycles", "stats", "order")
+
+    @classmethod
+    def from_json(cls, value: object, path: str) -> LockdepSection:
+        data = _obj(value, path)
+        _keys(data, path, ("findings", "edges", "order_violations"), cls._GRAPH)
+
+        def edge(v: object, at: str) -> tuple[str, str]:
+            pair = _str_list(v, at)
+            if len(pair) != 2:
+                raise RecordError(f"{at}: expected [held, acquired], got {v!r}")
+            return pair[0], pair[1]
+
+        # The graph's keys are absent when the checker did not run (lockdep.enabled = false).
+        classes, deps, cycles = data.get("classes"), data.get("deps"), data.get("cycles")
+        stats, order = data.get("stats"), data.get("order")
+        return cls(
+            _str_list(data["findings"], f"{path}.findings"),
+            tuple(edge(v, f"{path}.edges[{i}]") for i, v in enumerate(_list(data["edges"], f"{path}.edges"))),
+            _str_list(data["order_violations"], f"{path}.order_violations"),
+            None if classes is None else tuple(LockdepClass.from_json(c, f"{path}.classes[{i}]")
+                                               for i, c in enumerate(_list(classes, f"{path}.classes"))),
+            None if deps is None else tuple(LockDependency.from_json(d, f"{path}.deps[{i}]")
+                                            for i, d in enumerate(_list(deps, f"{path}.deps"))),
+            None if cycles is None else tuple(_str_list(c, f"{path}.cycles[{i}]")
+                                              for i, c in enumerate(_list(cycles, f"{path}.cycles"))),
+            None if stats is None else _count_map(stats, f"{path}.stats"),
+            None if order is None else DeclaredOrder.from_json(order, f"{path}.order"),
+        )
+
+
+WALK_FIELDS = ("walks", "contended", "vmas_visited", "false_positives", "mappings_found", "missed_mappings",
+               "freed_vma_visits", "would_sleep_in_rcu", "contexts_visited")
+
+
+@dataclass(frozen=True, slots=True)
+class WalkCounts:
+    """One kind of rmap walk's counts, checked against the oracle (mm/system.py ``WalkStats``)."""
+
+    walks: int
+    contended: int
+    vmas_visited: int
+    false_positives: int
+    mappings_found: int
+    missed_mappings: int
+    freed_vma_visits: int
+    would_sleep_in_rcu: int
+    contexts_visited: int
+
+    def field(self, name: str) -> int:
+        """One of :data:`WALK_FIELDS` by name."""
+        return int(getattr(self, name))
+
+    @classmethod
+    def from_json(cls, value: object, path: str) -> WalkCounts:
+        return cls(**_int_map(value, path, WALK_FIELDS))
+
+
 @dataclass(frozen=True, slots=True)
 class RunRecord:
     """One (scenario, design) run: ``rmapsim.result/2`` (the README lists every field)."""
@@ -268,6 +544,28 @@ class RunRecord:
 
     _JSON = ("switches", "params", "walks", "memory", "counters", "design_stats", "lockdep", "rcu")
     _INTS = ("total_ops", "context_switches", "migrations")
+
+    def lock_classes(self) -> tuple[LockClass, ...]:
+        """The lock_stat rows (``locks``), typed."""
+        return tuple(LockClass.from_json(lock, f"locks[{i}]") for i, lock in enumerate(self.locks))
+
+    def lockdep_section(self) -> LockdepSection:
+        """The order checker's section (``lockdep``), typed."""
+        return LockdepSection.from_json(self.lockdep, "lockdep")
+
+    def walk_counts(self) -> dict[str, WalkCounts]:
+        """Per kind of rmap walk (``walks``), typed."""
+        return {kind: WalkCounts.from_json(v, f"walks.{kind}") for kind, v in self.walks.items()}
+
+    def memory_counts(self) -> dict[str, int]:
+        """The design's rmap metadata (``memory``): its keys are the design's own, each a count or bytes."""
+        return _count_map(self.memory, "memory")
+
+    def param_int(self, key: str) -> int:
+        """A run parameter every record carries as an integer (``cpus``, ``seed``)."""
+        if key not in self.params:
+            raise RecordError(f"params: missing {key}")
+        return _int(self.params[key], f"params.{key}")
 
     def to_json(self) -> JsonObject:
         out: JsonObject = {"schema": RECORD_SCHEMA, "scenario": self.scenario, "design": self.design}

@@ -15,11 +15,24 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from records.files import atomic_write
-from reports.common import SWEEP_SCHEMA, check_results, fmt_pct, fmt_time, format_table, op_names, side_names
+from records.result import JsonObject, RunRecord
+from records.sweep import SweepFile
+from reports.common import (
+    SWEEP_SCHEMA,
+    Results,
+    RunInput,
+    as_run,
+    check_results,
+    fmt_pct,
+    fmt_time,
+    format_table,
+    op_names,
+)
 from reports.common import total_throughput as _total_throughput
 from reports.common import wait_share as _wait_share
 from reports.compare import compare_text, verdict
@@ -34,7 +47,9 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = [
+    "SWEEP_SCHEMA",
     "TEXT_REPORTS",
+    "LoadedPoint",
     "load_sweep_points",
     "render_dir",
     "render_run",
@@ -45,6 +60,8 @@ __all__ = [
     "sweep_title",
     "top_contended",
 ]
+
+SweepInput = SweepFile | Mapping[str, object]  # the typed sweep, or sweep.json as read
 
 
 def _write(path: Path, text: str | bytes, written: list[Path]) -> None:
@@ -63,7 +80,7 @@ def _save(fig: Figure, outdir: Path, name: str, written: list[Path]) -> bytes:
 
 
 # The text reports of a run, by file name: a new report is its module plus one line here.
-TEXT_REPORTS: dict[str, Callable[[dict[str, Any]], str]] = {
+TEXT_REPORTS: dict[str, Callable[[Results], str]] = {
     "lockstat.txt": lockstat_text,
     "perf_lock.txt": perf_lock_text,
     "latency.txt": latency_text,
@@ -71,67 +88,86 @@ TEXT_REPORTS: dict[str, Callable[[dict[str, Any]], str]] = {
 }
 
 
-def render_run(results: dict[str, Any], outdir: Path) -> list[Path]:
+def render_run(results: Results, outdir: Path) -> list[Path]:
     """Every report of one run (all its designs) into ``outdir``; returns the files written."""
-    results = check_results(results)
+    doc = check_results(results)
     outdir = Path(outdir)
     written: list[Path] = []
     for name, text in TEXT_REPORTS.items():
-        _write(outdir / name, text(results), written)
+        _write(outdir / name, text(doc), written)
     from reports.plots import run_figures
 
     svgs: dict[str, bytes] = {}
-    for name, fig in run_figures(results["runs"]).items():
+    for name, fig in run_figures(doc.runs).items():
         svgs[name] = _save(fig, outdir, name, written)
-    lockgraphs = write_lockdep_reports(results, outdir, written)  # lockdep.txt, lockdep_stats.txt, lockgraph-*
-    _write(outdir / "report.html", run_html(results, svgs, lockgraphs=lockgraphs), written)
-    written += write_hlogs(results, outdir)
+    lockgraphs = write_lockdep_reports(doc, outdir, written)  # lockdep.txt, lockdep_stats.txt, lockgraph-*
+    _write(outdir / "report.html", run_html(doc, svgs, lockgraphs=lockgraphs), written)
+    written += write_hlogs(doc, outdir)
     return written
 
 
-def load_sweep_points(sweep: Mapping[str, Any], outdir: Path) -> list[dict[str, Any]]:
-    """The sweep's points, each with its verdict and ``runs`` loaded from its result file (``[]``
+def _sweep(sweep: SweepInput) -> SweepFile:
+    return sweep if isinstance(sweep, SweepFile) else SweepFile.from_json(sweep)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedPoint:
+    """A sweep point with its runs read from its result file (none when it has no file: a point
+    that crashed before any record, a lost worker, a pending point); ``status`` is ``missing``
+    for an ``ok`` point whose file is gone."""
+
+    params: JsonObject
+    status: str
+    error: str | None
+    category: str | None
+    designs: dict[str, tuple[str, ...]]  # design -> its run's failure categories
+    runs: tuple[RunRecord, ...]
+
+    def design_verdict(self, design: str) -> str:
+        """``ok`` or the failure categories of one design's run at this point."""
+        cats = self.designs.get(design, ())  # a design with no recorded verdict passed
+        return ",".join(cats) if cats else "ok"
+
+
+def load_sweep_points(sweep: SweepInput, outdir: Path) -> list[LoadedPoint]:
+    """The sweep's points, each with its verdict and ``runs`` loaded from its result file (empty
     when it has none: a point that crashed before any record, a lost worker, a pending point)."""
-    if sweep.get("schema") != SWEEP_SCHEMA:
-        raise ValueError(f"not a sweep file: schema is {sweep.get('schema')!r}, expected {SWEEP_SCHEMA!r}")
     points = []
-    for p in sweep.get("points", []):
-        status = p.get("status", "failed")
-        point = {"params": dict(p.get("params", {})), "status": status, "error": p.get("error"),
-                 "category": p.get("category"), "designs": dict(p.get("designs") or {}), "runs": []}
-        if p.get("result") and status in ("ok", "failed"):
-            path = Path(outdir) / str(p["result"])
+    for p in _sweep(sweep).points:
+        status, error = p.status, p.error
+        runs: tuple[RunRecord, ...] = ()
+        if p.result and status in ("ok", "failed"):
+            path = Path(outdir) / p.result
             if path.exists():
-                point["runs"] = check_results(json.loads(path.read_text()))["runs"]
+                runs = check_results(json.loads(path.read_text())).runs
             elif status == "ok":
-                point["status"], point["error"] = "missing", f"result file {p['result']} not found"
-        points.append(point)
+                status, error = "missing", f"result file {p.result} not found"
+        points.append(LoadedPoint(dict(p.params), status, error, p.category, dict(p.designs), runs))
     return points
 
 
-def sweep_title(sweep: Mapping[str, Any]) -> str:
+def sweep_title(sweep: SweepInput) -> str:
     """``<scenario> over <key> (values) x <key> (values)``: what the sweep is of."""
-    scen = sweep.get("scenario", {})
-    name = scen.get("name") or str(scen.get("source") or "?").rsplit(".", 1)[0]
-    grid = sweep.get("grid", {})
+    doc = _sweep(sweep)
+    name = doc.scenario.name or (doc.scenario.source or "?").rsplit(".", 1)[0]
     parts = []
-    for k, vals in grid.items():
+    for k, vals in doc.grid.items():
         shown = [json.dumps(v) for v in vals]
         if len(shown) > 8:  # a long list of seeds: its ends and its length
             shown = [*shown[:3], "...", f"{shown[-1]}: {len(vals)} values"]
         parts.append(f"{k} ({', '.join(shown)})")
-    return f"{name} over {' x '.join(parts)}" if parts else str(name)
+    return f"{name} over {' x '.join(parts)}" if parts else name
 
 
-def sweep_counts(points: Sequence[Mapping[str, Any]]) -> str:
+def sweep_counts(points: Sequence[LoadedPoint]) -> str:
     """``N points: X ok, Y failed (category n, ...), Z not run``."""
     failed: dict[str, int] = {}
     for p in points:
-        if p["status"] != "ok" and p["status"] != "pending":
-            cat = str(p.get("category") or p["status"])
+        if p.status != "ok" and p.status != "pending":
+            cat = p.category or p.status
             failed[cat] = failed.get(cat, 0) + 1
-    ok = sum(1 for p in points if p["status"] == "ok")
-    pending = sum(1 for p in points if p["status"] == "pending")
+    ok = sum(1 for p in points if p.status == "ok")
+    pending = sum(1 for p in points if p.status == "pending")
     text = f"{len(points)} points: {ok} ok, {sum(failed.values())} failed"
     if failed:
         text += " (" + ", ".join(f"{c} {n}" for c, n in sorted(failed.items())) + ")"
@@ -140,62 +176,54 @@ def sweep_counts(points: Sequence[Mapping[str, Any]]) -> str:
     return text
 
 
-def _design_verdict(point: Mapping[str, Any], design: str) -> str:
-    """``ok`` or the failure categories of one design's run at a point."""
-    cats = (point.get("designs") or {}).get(design, {}).get("categories") or []
-    return ",".join(cats) if cats else "ok"
-
-
-def sweep_text(sweep: Mapping[str, Any], points: Sequence[Mapping[str, Any]]) -> str:
+def sweep_text(sweep: SweepInput, points: Sequence[LoadedPoint]) -> str:
     """sweep.txt: one row per (point, design): parameters, the point's status (``point``), the design
     run's verdict (``run``: ok or its failure categories), throughput, p99 per operation, wait share;
     then the counts and every failed point with its category and why."""
-    keys = list(sweep.get("grid", {}))
-    ops = op_names([run for p in points for run in p["runs"]])
+    doc = _sweep(sweep)
+    keys = list(doc.grid)
+    ops = op_names([run for p in points for run in p.runs])
     headers = [*keys, "design", "point", "run", "ops/s", *(f"{op} p99" for op in ops), "lock wait"]
     rows = []
     for p in points:
-        params = [json.dumps(p["params"].get(k)) for k in keys]
-        if not p["runs"]:
-            rows.append([*params, "-", str(p["status"]), str(p.get("category") or "-"), "-", *("-" for _ in ops), "-"])
+        params = [json.dumps(p.params[k]) for k in keys]
+        if not p.runs:
+            rows.append([*params, "-", p.status, p.category or "-", "-", *("-" for _ in ops), "-"])
             continue
-        for run in p["runs"]:
-            lat = [fmt_time(int(run.get("operations", {}).get(op, {}).get("p99_ns", 0) or 0))
-                   if op in run.get("operations", {}) else "-" for op in ops]
-            design = str(run.get("design", "?"))
-            rows.append([*params, design, str(p["status"]), _design_verdict(p, design),
+        for run in p.runs:
+            lat = [fmt_time(run.operations[op].p99_ns) if op in run.operations else "-" for op in ops]
+            rows.append([*params, run.design, p.status, p.design_verdict(run.design),
                          f"{_total_throughput(run):,.1f}", *lat, fmt_pct(_wait_share(run))])
-    title = f"Sweep of scenario {sweep_title(sweep)}\n\n"
+    title = f"Sweep of scenario {sweep_title(doc)}\n\n"
     text = title + format_table(headers, rows, align="l" * (len(keys) + 3) + "r" * (len(ops) + 2))
     text += f"\n{sweep_counts(points)}\n"
-    failed = [p for p in points if p["status"] not in ("ok", "pending")]
+    failed = [p for p in points if p.status not in ("ok", "pending")]
     if failed:
         text += "\nfailed points:\n" + "".join(
-            f"  {json.dumps(p['params'], sort_keys=True)}: {p.get('category') or p['status']}: {p['error']}\n"
-            for p in failed)
+            f"  {json.dumps(p.params, sort_keys=True)}: {p.category or p.status}: {p.error}\n" for p in failed)
     return text
 
 
-def render_sweep(sweep: dict[str, Any], outdir: Path) -> list[Path]:
+def render_sweep(sweep: SweepInput, outdir: Path) -> list[Path]:
     """The sweep's table, scaling curves and page into ``outdir`` (point results read from there)."""
+    doc = _sweep(sweep)
     outdir = Path(outdir)
-    points = load_sweep_points(sweep, outdir)
+    points = load_sweep_points(doc, outdir)
     written: list[Path] = []
-    table = sweep_text(sweep, points)
+    table = sweep_text(doc, points)
     _write(outdir / "sweep.txt", table, written)
     # Every run with a record is drawn; a run that failed its checks is marked on the curve.
-    drawn = [(p["params"], p["runs"], {str(r.get("design")) for r in p["runs"]
-                                       if _design_verdict(p, str(r.get("design"))) != "ok"})
-             for p in points if p["runs"]]
+    drawn = [(p.params, p.runs, {r.design for r in p.runs if p.design_verdict(r.design) != "ok"})
+             for p in points if p.runs]
     from reports.plots import scaling_figures
 
     svgs: dict[str, bytes] = {}
-    for name, fig in scaling_figures(drawn, sweep.get("grid", {})).items():
+    for name, fig in scaling_figures(drawn, doc.grid).items():
         svgs[name] = _save(fig, outdir, name, written)
     for stale in sorted(outdir.glob("scaling_*")):  # curves an earlier rendering drew, no longer asked for
         if stale.suffix in (".png", ".svg") and stale.stem not in svgs:
             stale.unlink()
-    _write(outdir / "report.html", sweep_html(sweep, table, svgs, title=sweep_title(sweep),
+    _write(outdir / "report.html", sweep_html(doc, table, svgs, title=sweep_title(doc),
                                               counts=sweep_counts(points)), written)
     return written
 
@@ -212,33 +240,32 @@ def render_dir(outdir: Path) -> list[Path]:
     return render_run(json.loads(result_path.read_text()), outdir)
 
 
-def top_contended(run: Mapping[str, Any], n: int = 5) -> list[tuple[str, str, int, int, int]]:
+def top_contended(run: RunInput, n: int = 5) -> list[tuple[str, str, int, int, int]]:
     """The ``n`` lock sides with the most wait time: (class, R/W, contentions, total wait, max wait)."""
     out = []
-    for lock in run.get("locks", []):
-        for side in side_names(lock):
-            s = lock[side]
-            if int(s.get("contentions", 0)):
-                out.append((str(lock["name"]), "R" if side == "read" else "W", int(s["contentions"]),
-                            int(s.get("waittime_total_ns", 0)), int(s.get("waittime_max_ns", 0))))
+    for lock in as_run(run).lock_classes():
+        for side_name, side in lock.sides():
+            if side.contentions:
+                out.append((lock.name, "R" if side_name == "read" else "W", side.contentions,
+                            side.waittime_total_ns, side.waittime_max_ns))
     out.sort(key=lambda t: (-t[3], -t[2], t[0], t[1]))
     return out[:n]
 
 
-def summary_text(results: Mapping[str, Any]) -> str:
+def summary_text(results: Results) -> str:
     """What the terminal shows after a run: latency percentiles, top contended locks, verdict."""
-    results = check_results(results)
-    out = [latency_text(results)]
+    doc = check_results(results)
+    out = [latency_text(doc)]
     lines = ["Top contended locks (by total wait)"]
-    for run in results["runs"]:
+    for run in doc.runs:
         top = top_contended(run)
-        lines.append(f"  {run.get('design', '?')}:" + ("" if top else " no lock was waited for"))
+        lines.append(f"  {run.design}:" + ("" if top else " no lock was waited for"))
         if top:
             cells = [[name, mode, f"{c:,}", fmt_time(t), fmt_time(m)] for name, mode, c, t, m in top]
             table = format_table(["lock", "mode", "contended", "total wait", "max wait"], cells,
                                  align="llrrr", indent="    ")
             lines.append(table.rstrip("\n"))
     out.append("\n".join(lines) + "\n")
-    out.append(order_section(results["runs"]))  # issue 17: the order verdict beside the lock wait
-    out.append("Verdict\n" + "".join(f"  - {line}\n" for line in verdict(results)))
+    out.append(order_section(doc.runs))  # issue 17: the order verdict beside the lock wait
+    out.append("Verdict\n" + "".join(f"  - {line}\n" for line in verdict(doc)))
     return "\n".join(out)

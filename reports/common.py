@@ -11,18 +11,23 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TypeAlias
 
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from records.result import RunRecord
+from records.result import LockClass, RecordError, ResultsFile, RunRecord, ScenarioInfo, json_object
 from records.schema import RECORD_SCHEMA, RESULTS_SCHEMA, SWEEP_SCHEMA
 
 __all__ = [
     "BASELINE_DESIGN",
     "SWEEP_SCHEMA",
     "WAIT_PARTS",
+    "LockInput",
+    "Results",
+    "RunInput",
+    "as_lock_classes",
+    "as_run",
     "baseline_run",
     "check_results",
     "decode_hdr",
@@ -31,14 +36,13 @@ __all__ = [
     "fmt_time",
     "format_table",
     "op_names",
-    "percentile_ns",
     "perf_time",
     "phase_ns",
     "phase_wait",
     "pseudo_address",
     "safe_name",
-    "side_names",
     "total_throughput",
+    "typed_runs",
     "wait_parts",
     "wait_share",
     "wait_total_ns",
@@ -46,51 +50,76 @@ __all__ = [
 
 BASELINE_DESIGN = "anon_vma"  # mainline: what every other design is compared against when present
 
+# What a report is given: the typed result, or the JSON document as read from result.json (checked
+# and typed on the way in by :func:`check_results`).
+Results: TypeAlias = ResultsFile | Mapping[str, object]
+RunInput: TypeAlias = RunRecord | Mapping[str, object]
 
-def check_results(data: Mapping[str, Any]) -> dict[str, Any]:
-    """A ``rmapsim.results/1`` document; a bare ``rmapsim.result/1`` record is wrapped into one."""
+
+def check_results(data: Results) -> ResultsFile:
+    """A ``rmapsim.results/1`` document, typed; a bare ``rmapsim.result/2`` record is wrapped into
+    one.  Every key is checked (:meth:`records.result.RunRecord.from_json`): schema drift is an
+    error here, never a silent default further down."""
+    if isinstance(data, ResultsFile):
+        return data
     schema = data.get("schema")
     if schema == RECORD_SCHEMA:
-        scen = data.get("scenario", "")
-        return {"schema": RESULTS_SCHEMA, "scenario": {"name": scen, "description": "", "source": ""},
-                "runs": [dict(data)]}
+        run = RunRecord.from_json(data, "record")
+        return ResultsFile(ScenarioInfo(run.scenario, "", "", ""), (run,))
     if schema != RESULTS_SCHEMA:
         raise ValueError(f"not a result file: schema is {schema!r}, expected {RESULTS_SCHEMA!r} "
                          f"(or a single {RECORD_SCHEMA!r} record)")
     runs = data.get("runs")
     if not isinstance(runs, list):
         raise ValueError("result file has no 'runs' list")
+    typed = []
     for i, run in enumerate(runs):
         if not isinstance(run, Mapping) or run.get("schema") != RECORD_SCHEMA:
             raise ValueError(f"runs[{i}]: not a {RECORD_SCHEMA!r} record")
-        RunRecord.from_json(run, f"runs[{i}]")  # every key, typed: schema drift is an error here
-    return dict(data)
+        typed.append(RunRecord.from_json(run, f"runs[{i}]"))
+    unknown = sorted(set(data) - {"schema", "scenario", "runs", "point"})
+    if unknown:
+        raise RecordError(f"results: unknown key(s) {', '.join(unknown)}")
+    if "scenario" not in data:
+        raise RecordError("results: missing scenario")
+    point = data.get("point")  # only a sweep point's result file has one
+    return ResultsFile(ScenarioInfo.from_json(data["scenario"], "results.scenario"), tuple(typed),
+                       None if point is None else json_object(point, "results.point"))
 
 
-def typed_runs(results: Mapping[str, Any]) -> tuple[RunRecord, ...]:
+def typed_runs(results: Results) -> tuple[RunRecord, ...]:
     """The runs of a result document as :class:`records.result.RunRecord` (what the reports read)."""
-    return tuple(RunRecord.from_json(run, f"runs[{i}]") for i, run in enumerate(check_results(results)["runs"]))
+    return check_results(results).runs
 
 
-def baseline_run(runs: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
+def as_run(run: RunInput) -> RunRecord:
+    """One run record, typed (a record as read from JSON is checked on the way in)."""
+    return run if isinstance(run, RunRecord) else RunRecord.from_json(run)
+
+
+LockInput: TypeAlias = LockClass | Mapping[str, object]
+
+
+def as_lock_classes(locks: Sequence[LockInput]) -> tuple[LockClass, ...]:
+    """Lock_stat rows, typed (rows as read from JSON are checked on the way in)."""
+    return tuple(lock if isinstance(lock, LockClass) else LockClass.from_json(lock, f"locks[{i}]")
+                 for i, lock in enumerate(locks))
+
+
+def baseline_run(runs: Sequence[RunRecord]) -> RunRecord:
     """The run the others are compared with: mainline ``anon_vma`` if present, else the first."""
     for run in runs:
-        if run.get("design") == BASELINE_DESIGN:
+        if run.design == BASELINE_DESIGN:
             return run
     return runs[0]
 
 
-def op_names(runs: Sequence[Mapping[str, Any]]) -> list[str]:
+def op_names(runs: Sequence[RunRecord]) -> list[str]:
     """Every operation recorded by any run, sorted by name."""
     names: set[str] = set()
     for run in runs:
-        names.update(run.get("operations", {}))
+        names.update(run.operations)
     return sorted(names)
-
-
-def side_names(lock: Mapping[str, Any]) -> list[str]:
-    """The sides a lock class record carries, write first (lock_stat prints -W before -R)."""
-    return ["write", "read"] if lock.get("rw") and "read" in lock else ["write"]
 
 
 def decode_hdr(blob: str) -> HdrHistogram | None:
@@ -100,25 +129,15 @@ def decode_hdr(blob: str) -> HdrHistogram | None:
     return HdrHistogram.decode(blob)
 
 
-def percentile_ns(op: Mapping[str, Any], key: str) -> int:
-    """A recorded exact percentile (``p99_ns``...) of an operation record, 0 when absent."""
-    value = op.get(key, 0)
-    return int(value) if value else 0
-
-
-def wait_total_ns(run: Mapping[str, Any]) -> int:
+def wait_total_ns(run: RunRecord) -> int:
     """Total lock wait time of a run over all classes and sides."""
-    total = 0
-    for lock in run.get("locks", []):
-        for side in side_names(lock):
-            total += int(lock[side].get("waittime_total_ns", 0))
-    return total
+    return sum(side.waittime_total_ns for lock in run.lock_classes() for _, side in lock.sides())
 
 
-def wait_share(run: Mapping[str, Any]) -> float:
+def wait_share(run: RunRecord) -> float:
     """Lock wait time as a share of the machine's CPU time: total wait / (cpus x end_ns)."""
-    cpus = int(run.get("params", {}).get("cpus", 1) or 1)
-    end_ns = int(run.get("outcome", {}).get("end_ns", 0) or 0)
+    cpus = run.param_int("cpus") or 1
+    end_ns = run.outcome.end_ns
     if end_ns <= 0:
         return 0.0
     return wait_total_ns(run) / (cpus * end_ns)
@@ -134,36 +153,36 @@ def _parts(total: int, spinning: int, sleeping: int) -> dict[str, int]:
     return {"total": total, "spinning": spinning, "asleep": sleeping, "runnable": total - spinning - sleeping}
 
 
-def wait_parts(run: Mapping[str, Any]) -> dict[str, int]:
+def wait_parts(run: RunInput) -> dict[str, int]:
     """A run's lock wait (ns, every class and side) and its parts: ``total``, ``spinning``,
     ``asleep`` and ``runnable`` (the parts add up to the total)."""
     total = spin = sleep = 0
-    for lock in run.get("locks", []):
-        for side in side_names(lock):
-            total += int(lock[side].get("waittime_total_ns", 0))
-            spin += int(lock[side].get("waittime_spin_ns", 0))
-            sleep += int(lock[side].get("waittime_sleep_ns", 0))
+    for lock in as_run(run).lock_classes():
+        for _, side in lock.sides():
+            total += side.waittime_total_ns
+            spin += side.waittime_spin_ns
+            sleep += side.waittime_sleep_ns
     return _parts(total, spin, sleep)
 
 
-def phase_ns(run: Mapping[str, Any], phase: str) -> int:
+def phase_ns(run: RunRecord, phase: str) -> int:
     """How long a phase (``setup``, ``workload``, ``wind_down``) of the run lasted."""
-    span = run.get("phases", {}).get(phase, {})
-    return int(span.get("end_ns", 0)) - int(span.get("start_ns", 0))
+    span = run.phases[phase]
+    return span.end_ns - span.start_ns
 
 
-def phase_wait(run: Mapping[str, Any], phase: str = "workload") -> dict[str, float]:
+def phase_wait(run: RunRecord, phase: str = "workload") -> dict[str, float]:
     """The lock wait that ended in a phase as a share of the machine's CPU time in that phase
     (``total`` and each of :data:`WAIT_PARTS`); 0 for a phase of no length."""
-    wait = run.get("phases", {}).get(phase, {}).get("lock_wait", {})
-    parts = _parts(int(wait.get("total_ns", 0)), int(wait.get("spinning_ns", 0)), int(wait.get("sleeping_ns", 0)))
-    cpu_ns = int(run.get("params", {}).get("cpus", 1) or 1) * phase_ns(run, phase)
+    wait = run.phases[phase].lock_wait
+    parts = _parts(wait["total_ns"], wait["spinning_ns"], wait["sleeping_ns"])
+    cpu_ns = (run.param_int("cpus") or 1) * phase_ns(run, phase)
     return {k: (v / cpu_ns if cpu_ns > 0 else 0.0) for k, v in parts.items()}
 
 
-def total_throughput(run: Mapping[str, Any]) -> float:
+def total_throughput(run: RunInput) -> float:
     """All operations per simulated second."""
-    return float(sum(float(v) for v in run.get("throughput", {}).values()))
+    return float(sum(float(v) for v in as_run(run).throughput.values()))
 
 
 # -- units ------------------------------------------------------------------------------------------

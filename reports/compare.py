@@ -20,10 +20,11 @@ import functools
 import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
+from records.result import WALK_FIELDS, RunRecord
 from reports.common import (
     WAIT_PARTS,
+    Results,
     baseline_run,
     check_results,
     fmt_bytes,
@@ -51,51 +52,56 @@ __all__ = [
 ]
 
 CPU_STATES = ("running", "spinning", "sleeping", "idle")
-WALK_FIELDS = ("walks", "contended", "vmas_visited", "false_positives", "mappings_found", "missed_mappings",
-               "freed_vma_visits", "would_sleep_in_rcu", "contexts_visited")
 _SAME = 0.05  # ratios within 5% of 1 are reported as "about the same"
 _LONG_WIND_DOWN = 0.10  # a wind-down of 10% of the workload phase or more is named in the verdict
 PHASE_LABELS = (("setup", "set-up"), ("workload", "workload"), ("wind_down", "wind-down"))
 
 
-def cpu_split(run: Mapping[str, Any]) -> dict[str, float]:
-    """Share of the machine's CPU time in each state (sums to 1 when any time passed)."""
-    times = {s: float(run.get("cpu_time", {}).get(s, 0)) for s in CPU_STATES}
+def cpu_split(cpu_time: Mapping[str, int]) -> dict[str, float]:
+    """Share of the machine's CPU time in each state (sums to 1 when any time passed), from a
+    run's or a phase's ``cpu_time``."""
+    times = {s: float(cpu_time[s]) for s in CPU_STATES}
     total = sum(times.values())
     return {s: (t / total if total else 0.0) for s, t in times.items()}
 
 
-def _phase_split(run: Mapping[str, Any], phase: str) -> dict[str, float]:
+def _phase_split(run: RunRecord, phase: str) -> dict[str, float]:
     """:func:`cpu_split` of one phase of the run."""
-    return cpu_split({"cpu_time": run.get("phases", {}).get(phase, {}).get("cpu_time", {})})
+    return cpu_split(run.phases[phase].cpu_time)
 
 
-def walk_totals(run: Mapping[str, Any]) -> dict[str, int]:
+def walk_totals(run: RunRecord) -> dict[str, int]:
     """Walk statistics added over every kind of rmap walk."""
     total = dict.fromkeys(WALK_FIELDS, 0)
-    for walk in run.get("walks", {}).values():
+    for walk in run.walk_counts().values():
         for f in WALK_FIELDS:
-            total[f] += int(walk.get(f, 0) or 0)
+            total[f] += walk.field(f)
     return total
 
 
-def correctness(run: Mapping[str, Any]) -> list[str]:
+def _peak_bytes(run: RunRecord) -> int:
+    """The design's peak rmap metadata; 0 for a record whose model keeps no memory account (the
+    memory section's keys are the design's own: a lock-only record has none)."""
+    return run.memory_counts().get("peak_total_bytes", 0)
+
+
+def correctness(run: RunRecord) -> list[str]:
     """Findings that say a design did something wrong in this run (empty when nothing did)."""
     out: list[str] = []
-    inv = run.get("invariants", {})
-    if inv and not inv.get("passed", True):
-        out.append(f"invariants failed ({len(inv.get('violations', []))} violation(s))")
+    inv = run.invariants
+    if not inv.passed:
+        out.append(f"invariants failed ({len(inv.violations)} violation(s))")
     walks = walk_totals(run)
     for f, what in (("missed_mappings", "mapping(s) missed by rmap walks"),
                     ("freed_vma_visits", "visit(s) to freed VMAs in rmap walks"),
                     ("would_sleep_in_rcu", "walk(s) that would sleep under RCU")):
         if walks[f]:
             out.append(f"{walks[f]} {what}")
-    lockdep = run.get("lockdep") or {}
-    if lockdep.get("findings"):
-        out.append(f"{len(lockdep['findings'])} lockdep finding(s)")
-    if lockdep.get("order_violations"):
-        out.append(f"{len(lockdep['order_violations'])} lock order violation(s)")
+    lockdep = run.lockdep_section()
+    if lockdep.findings:
+        out.append(f"{len(lockdep.findings)} lockdep finding(s)")
+    if lockdep.order_violations:
+        out.append(f"{len(lockdep.order_violations)} lock order violation(s)")
     return out
 
 
@@ -126,11 +132,11 @@ def _ops_per_s(x: float) -> str:
     return f"{x:,.0f} ops/s"
 
 
-def _workload_wait(run: Mapping[str, Any]) -> float:
+def _workload_wait(run: RunRecord) -> float:
     return phase_wait(run)["total"]
 
 
-def _wait_words(name: str, run: Mapping[str, Any]) -> str:
+def _wait_words(name: str, run: RunRecord) -> str:
     """The workload phase's lock wait of one run as a share of its CPU time, with its parts."""
     w = phase_wait(run)
     return (f"{fmt_pct(w['total'])} of CPU time under {name} (spinning {fmt_pct(w['spinning'])}, "
@@ -140,39 +146,39 @@ def _wait_words(name: str, run: Mapping[str, Any]) -> str:
 _WAIT_NOTE = "only spinning burns CPU; asleep or runnable, the waiter leaves its CPU to other tasks"
 
 
-def _wind_down(run: Mapping[str, Any]) -> str | None:
+def _wind_down(run: RunRecord) -> str | None:
     """A sentence on the run's wind-down when it lasts 10% of the workload phase or more."""
     workload, wind = phase_ns(run, "workload"), phase_ns(run, "wind_down")
     if workload <= 0 or wind < _LONG_WIND_DOWN * workload:
         return None
-    cpu = run.get("phases", {}).get("wind_down", {}).get("cpu_time", {})
-    idle = int(cpu.get("idle", 0)) / max(1, sum(int(v) for v in cpu.values()))
-    return (f"{run.get('design', '?')}: the wind-down after the {fmt_time(workload)} workload phase lasts "
+    cpu = run.phases["wind_down"].cpu_time
+    idle = cpu["idle"] / max(1, sum(cpu.values()))
+    return (f"{run.design}: the wind-down after the {fmt_time(workload)} workload phase lasts "
             f"{fmt_time(wind)} with the CPUs {fmt_pct(idle)} idle; the whole-run CPU time split and wait "
             "share include it, the workload-phase figures do not")
 
 
-def _ranked(metric: str, runs: Sequence[Mapping[str, Any]], value: Callable[[Mapping[str, Any]], float],
+def _ranked(metric: str, runs: Sequence[RunRecord], value: Callable[[RunRecord], float],
             fmt: Callable[[float], str], better: str) -> str:
     """One metric across every design, best first (``better``: "higher" or "lower"); ties keep
     the designs' order."""
-    vals = [(str(r.get("design", "?")), value(r)) for r in runs]
+    vals = [(r.design, value(r)) for r in runs]
     order = sorted(range(len(vals)), key=lambda i: (-vals[i][1] if better == "higher" else vals[i][1], i))
     sign = " > " if better == "higher" else " < "
     return f"{metric} ({better} is better): " + sign.join(f"{vals[i][0]} {fmt(vals[i][1])}" for i in order)
 
 
-def _rankings(runs: Sequence[Mapping[str, Any]], *, max_ops: int) -> list[str]:
+def _rankings(runs: Sequence[RunRecord], *, max_ops: int) -> list[str]:
     """With three designs or more: every design on one line per headline metric (throughput, the
     workload operations whose p99 differs most between designs, lock wait, peak metadata), and
     each alternative against the next best alternative, not only against the baseline."""
     base = runs[0]
     lines = [_ranked("total throughput", runs, total_throughput, _ops_per_s, "higher")]
     common = [op for op in op_names(list(runs))
-              if all(op in r.get("operations", {}) for r in runs) and op in base.get("throughput", {})]
+              if all(op in r.operations for r in runs) and op in base.throughput]
 
-    def p99(run: Mapping[str, Any], op: str) -> float:
-        return float(run["operations"][op].get("p99_ns", 0) or 0)
+    def p99(run: RunRecord, op: str) -> float:
+        return float(run.operations[op].p99_ns)
 
     def spread(op: str) -> float:
         vals = [p99(r, op) for r in runs]
@@ -181,55 +187,53 @@ def _rankings(runs: Sequence[Mapping[str, Any]], *, max_ops: int) -> list[str]:
     for op in sorted(common, key=lambda op: (-spread(op), op))[:max_ops]:
         lines.append(_ranked(f"{op} p99", runs, functools.partial(p99, op=op), lambda v: fmt_time(int(v)), "lower"))
     lines.append(_ranked("workload-phase lock wait", runs, _workload_wait, fmt_pct, "lower"))
-    if any(int(r.get("memory", {}).get("peak_total_bytes", 0) or 0) for r in runs):
-        lines.append(_ranked("peak rmap metadata", runs,
-                             lambda r: float(r.get("memory", {}).get("peak_total_bytes", 0) or 0),
+    if any(_peak_bytes(r) for r in runs):
+        lines.append(_ranked("peak rmap metadata", runs, lambda r: float(_peak_bytes(r)),
                              lambda v: fmt_bytes(int(v)), "lower"))
-    alternatives = sorted(runs[1:], key=lambda r: (-total_throughput(r), str(r.get("design", ""))))
+    alternatives = sorted(runs[1:], key=lambda r: (-total_throughput(r), r.design))
     for a, b in itertools.pairwise(alternatives):
         lines.append(_compare("total throughput", total_throughput(b), total_throughput(a),
-                              str(b.get("design", "?")), str(a.get("design", "?")), _ops_per_s, "lower", "higher"))
+                              b.design, a.design, _ops_per_s, "lower", "higher"))
     return lines
 
 
-def verdict(results: Mapping[str, Any], *, max_ops: int = 4) -> list[str]:
+def verdict(results: Results, *, max_ops: int = 4) -> list[str]:
     """A few lines stating what the numbers show (no claims beyond them): each design against the
     baseline and, with three designs or more, every design ranked per headline metric."""
-    runs = check_results(results)["runs"]
+    runs = check_results(results).runs
     if not runs:
         return ["no runs"]
     base = baseline_run(runs)
-    bname = str(base.get("design", "?"))
+    bname = base.design
     # Correctness first: a design that failed its checks is not made better by its speed.
-    lines = [f"{run.get('design', '?')}: {finding}" for run in runs for finding in correctness(run)]
+    lines = [f"{run.design}: {finding}" for run in runs for finding in correctness(run)]
     others = [r for r in runs if r is not base]
     if not others:
         lines.append(f"{bname}: {_ops_per_s(total_throughput(base))}; lock wait in the workload phase is "
                      f"{_wait_words(bname, base)}; {_WAIT_NOTE}")
-        ops = base.get("operations", {})
-        worst = sorted(ops, key=lambda op: (-int(ops[op].get("p99_ns", 0)), op))[:max_ops]
-        lines.extend(f"{op} p99 is {fmt_time(int(ops[op].get('p99_ns', 0)))}" for op in worst)
+        ops = base.operations
+        worst = sorted(ops, key=lambda op: (-ops[op].p99_ns, op))[:max_ops]
+        lines.extend(f"{op} p99 is {fmt_time(ops[op].p99_ns)}" for op in worst)
     for other in others:
-        oname = str(other.get("design", "?"))
+        oname = other.design
         lines.append(_compare("total throughput", total_throughput(base), total_throughput(other),
                               bname, oname, _ops_per_s, "lower", "higher"))
         # The workload's operations (those with a rate), not the set-up's populate faults.
-        common = [op for op in op_names([base])
-                  if op in other.get("operations", {}) and op in base.get("throughput", {})]
+        common = [op for op in op_names([base]) if op in other.operations and op in base.throughput]
 
-        def change(op: str, base: Mapping[str, Any] = base, other: Mapping[str, Any] = other) -> float:
-            a = int(base["operations"][op].get("p99_ns", 0))
-            b = int(other["operations"][op].get("p99_ns", 0))
+        def change(op: str, base: RunRecord = base, other: RunRecord = other) -> float:
+            a = base.operations[op].p99_ns
+            b = other.operations[op].p99_ns
             return abs(math.log(b / a)) if a > 0 and b > 0 else 0.0
 
         for op in sorted(common, key=lambda op: (-change(op), op))[:max_ops]:
-            a = int(base["operations"][op].get("p99_ns", 0))
-            b = int(other["operations"][op].get("p99_ns", 0))
+            a = base.operations[op].p99_ns
+            b = other.operations[op].p99_ns
             lines.append(_compare(f"{op} p99", a, b, bname, oname, fmt_time, "lower", "higher"))
         lines.append(f"lock wait in the workload phase is {_wait_words(oname, other)}, "
                      f"{_wait_words(bname, base)}; {_WAIT_NOTE}")
-        pa = int(base.get("memory", {}).get("peak_total_bytes", 0) or 0)
-        pb = int(other.get("memory", {}).get("peak_total_bytes", 0) or 0)
+        pa = _peak_bytes(base)
+        pb = _peak_bytes(other)
         if pa or pb:
             lines.append(_compare("peak rmap metadata", pa, pb, bname, oname, fmt_bytes, "smaller", "larger"))
     if len(others) >= 2:
@@ -241,9 +245,9 @@ def verdict(results: Mapping[str, Any], *, max_ops: int = 4) -> list[str]:
 Row = tuple[str, Sequence[float], Callable[[float], str]]
 
 
-def _design_table(runs: Sequence[Mapping[str, Any]], rows: Sequence[Row], ratio: bool = True) -> str:
+def _design_table(runs: Sequence[RunRecord], rows: Sequence[Row], ratio: bool = True) -> str:
     """Rows of (label, one value per design, formatter); ratio columns are design / baseline."""
-    names = [str(r.get("design", "?")) for r in runs]
+    names = [r.design for r in runs]
     bi = list(runs).index(baseline_run(runs))
     ratio_cols = [i for i in range(len(runs)) if i != bi] if ratio else []
     headers = ["", *names, *(f"{names[i]}/{names[bi]}" for i in ratio_cols)]
@@ -256,29 +260,30 @@ def _count(v: float) -> str:
     return f"{v:,.0f}"
 
 
-def compare_text(results: Mapping[str, Any]) -> str:
+def compare_text(results: Results) -> str:
     """compare.txt: every comparison table, then the verdict."""
-    results = check_results(results)
-    if not results["runs"]:
+    doc = check_results(results)
+    if not doc.runs:
         return "no runs\n"
-    base = baseline_run(results["runs"])
-    runs = [base, *(r for r in results["runs"] if r is not base)]  # the baseline's column first
+    base = baseline_run(doc.runs)
+    runs = [base, *(r for r in doc.runs if r is not base)]  # the baseline's column first
     ops = op_names(runs)
-    out = [f"Design comparison, scenario {results['scenario'].get('name', '?')} "
-           f"(baseline {base.get('design', '?')}; ratios are design / baseline)\n"]
+    out = [f"Design comparison, scenario {doc.scenario.name} "
+           f"(baseline {base.design}; ratios are design / baseline)\n"]
 
-    def op_value(run: Mapping[str, Any], op: str, key: str) -> float:
-        return float(run.get("operations", {}).get(op, {}).get(key, 0) or 0)
+    def op_value(run: RunRecord, op: str, p99_9: bool) -> float:
+        rec = run.operations.get(op)  # 0 for a design that never ran the operation
+        return 0.0 if rec is None else float(rec.p99_9_ns if p99_9 else rec.p99_ns)
 
     def ops_s(v: float) -> str:
         return f"{v:,.1f}"
 
     rows: list[Row] = [("total", [total_throughput(r) for r in runs], ops_s)]
-    rows += [(op, [float(r.get("throughput", {}).get(op, 0) or 0) for r in runs], ops_s) for op in ops]
+    rows += [(op, [float(r.throughput.get(op, 0)) for r in runs], ops_s) for op in ops]  # 0: not run
     out.append("Throughput (operations per simulated second)\n" + _design_table(runs, rows))
 
-    rows = [(f"{op} {label}", [op_value(r, op, key) for r in runs], fmt_time)
-            for op in ops for label, key in (("p99", "p99_ns"), ("p99.9", "p99.9_ns"))]
+    rows = [(f"{op} {label}", [op_value(r, op, p99_9) for r in runs], fmt_time)
+            for op in ops for label, p99_9 in (("p99", False), ("p99.9", True))]
     out.append("Tail latency\n" + _design_table(runs, rows))
 
     parts = [wait_parts(r) for r in runs]
@@ -294,7 +299,7 @@ def compare_text(results: Mapping[str, Any]) -> str:
                "the waiter's CPU, asleep it gave the CPU up, runnable it was woken and waited for a CPU)\n"
                + _design_table(runs, rows))
 
-    splits = [cpu_split(r) for r in runs]
+    splits = [cpu_split(r.cpu_time) for r in runs]
     out.append("CPU time split\n" + _design_table(runs, [(st, [sp[st] for sp in splits], fmt_pct)
                                                          for st in CPU_STATES], ratio=False))
 
@@ -305,9 +310,11 @@ def compare_text(results: Mapping[str, Any]) -> str:
     out.append("Run phases (set-up populates, the workload phase is measured, the wind-down lets actors exit "
                "and RCU callbacks run) and each phase's CPU time split\n" + _design_table(runs, rows, ratio=False))
 
-    keys = sorted({k for r in runs for k in r.get("memory", {})})
+    # Each design keeps its own memory account: a key another design has is 0 here.
+    memory = [r.memory_counts() for r in runs]
+    keys = sorted({k for m in memory for k in m})
     if keys:
-        rows = [(k, [float(r.get("memory", {}).get(k, 0) or 0) for r in runs],
+        rows = [(k, [float(m.get(k, 0)) for m in memory],
                  fmt_bytes if k.endswith("_bytes") else _count) for k in keys]
         shown = [row for row in rows if any(row[1])]
         zero = [row[0] for row in rows if not any(row[1])]
@@ -317,33 +324,34 @@ def compare_text(results: Mapping[str, Any]) -> str:
             text += f"  zero in every design: {', '.join(zero)}\n"
         out.append(text)
 
-    walk_names = sorted({w for r in runs for w in r.get("walks", {})})
+    walks = [r.walk_counts() for r in runs]
+    walk_names = sorted({w for counts in walks for w in counts})
     if walk_names:
         rows = []
         for w in walk_names:
-            for f in WALK_FIELDS:
-                vals = [float(r.get("walks", {}).get(w, {}).get(f, 0) or 0) for r in runs]
+            for f in WALK_FIELDS:  # 0 for a design that never walked this way
+                vals = [float(counts[w].field(f)) if w in counts else 0.0 for counts in walks]
                 if any(vals) or f == "walks":
                     rows.append((f"{w} {f}", vals, _count))
         out.append("rmap walks\n" + _design_table(runs, rows))
 
     lines = []
     for r in runs:
-        lockdep = r.get("lockdep") or {}
-        inv = r.get("invariants", {})
-        state = "passed" if inv.get("passed", True) else "FAILED"
-        lines.append(f"  {r.get('design', '?')}: invariants {state}, "
-                     f"{len(lockdep.get('findings', []))} lockdep finding(s), "
-                     f"{len(lockdep.get('order_violations', []))} order violation(s), "
-                     f"{len(lockdep.get('edges', []))} lock order edge(s)")
-        lines.extend(f"    violation: {v}" for v in inv.get("violations", []))
-        for f in lockdep.get("findings", []):
+        lockdep = r.lockdep_section()
+        inv = r.invariants
+        state = "passed" if inv.passed else "FAILED"
+        lines.append(f"  {r.design}: invariants {state}, "
+                     f"{len(lockdep.findings)} lockdep finding(s), "
+                     f"{len(lockdep.order_violations)} order violation(s), "
+                     f"{len(lockdep.edges)} lock order edge(s)")
+        lines.extend(f"    violation: {v}" for v in inv.violations)
+        for f in lockdep.findings:
             first = next((ln.strip() for ln in str(f).splitlines() if ln.strip() and set(ln.strip()) != {"-"}
                           and set(ln.strip()) != {"="}), "")
             lines.append(f"    lockdep: {first}")
-        lines.extend(f"    order: {v}" for v in lockdep.get("order_violations", []))
+        lines.extend(f"    order: {v}" for v in lockdep.order_violations)
     out.append("Checks\n" + "\n".join(lines) + "\n")
     out.append(order_section(runs))  # issue 17: each design's order verdict beside its lock wait
 
-    out.append("Verdict\n" + "".join(f"  - {line}\n" for line in verdict(results)))
+    out.append("Verdict\n" + "".join(f"  - {line}\n" for line in verdict(doc)))
     return "\n".join(out)

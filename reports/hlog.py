@@ -15,15 +15,14 @@ and the Java/C HdrHistogram tools (HistogramLogProcessor, hdr-plot).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader
 
 from records.files import atomic_write
-from reports.common import check_results, op_names, safe_name
+from reports.common import Results, check_results, op_names, safe_name
 
 __all__ = ["FORMAT_VERSION", "HIGHEST_NS", "hlog_text", "read_hlog", "write_hlogs"]
 
@@ -55,20 +54,19 @@ def hlog_text(op: str, scenario: str, intervals: Sequence[tuple[str, int, int, s
     return "\n".join(lines) + "\n"
 
 
-def write_hlogs(results: Mapping[str, Any], outdir: Path) -> list[Path]:
+def write_hlogs(results: Results, outdir: Path) -> list[Path]:
     """``outdir/hlog/<operation>.hlog`` for every operation with recorded values."""
-    results = check_results(results)
-    runs = results["runs"]
-    scenario = str(results["scenario"].get("name", "?"))
+    doc = check_results(results)
+    runs = doc.runs
+    scenario = doc.scenario.name
     paths = []
     for op in op_names(runs):
         intervals = []
         for run in runs:
-            rec = run.get("operations", {}).get(op)
-            if not rec or not rec.get("hdr"):
+            rec = run.operations.get(op)  # a design that never ran the operation has no interval
+            if rec is None or not rec.hdr:
                 continue
-            intervals.append((str(run.get("design", "?")), int(run.get("outcome", {}).get("end_ns", 0)),
-                              int(rec.get("max_ns", 0)), str(rec["hdr"])))
+            intervals.append((run.design, run.outcome.end_ns, rec.max_ns, rec.hdr))
         if intervals:
             path = outdir / "hlog" / f"{safe_name(op)}.hlog"
             atomic_write(path, hlog_text(op, scenario, intervals))

@@ -11,9 +11,10 @@ import base64
 import json
 from collections.abc import Mapping, Sequence
 from html import escape
-from typing import Any
 
-from reports.common import check_results, fmt_time, total_throughput
+from records.result import JsonValue, RunRecord
+from records.sweep import SweepFile
+from reports.common import Results, check_results, fmt_time, total_throughput
 from reports.compare import compare_text, verdict
 from reports.latency import PERCENTILE_KEYS, latency_rows
 from reports.lockgraph import lockgraph_html, run_label
@@ -81,52 +82,55 @@ def html_table(headers: Sequence[str], rows: Sequence[Sequence[str]], left: int 
     return "".join(out)
 
 
-def _h3(run: Mapping[str, Any]) -> str:
-    return f"<h3>{escape(str(run.get('design', '?')))}</h3>\n"
+def _h3(run: RunRecord) -> str:
+    return f"<h3>{escape(run.design)}</h3>\n"
 
 
 def _pre(text: str) -> str:
     return f"<pre>{escape(text)}</pre>\n"
 
 
-def _json(data: Any) -> str:
+def _json(data: JsonValue) -> str:
     return json.dumps(data, sort_keys=True, indent=1)
 
 
-def run_html(results: Mapping[str, Any], svgs: Mapping[str, bytes],
+def _param_text(run: RunRecord, key: str) -> str:
+    """A run parameter as the Runs table shows it: blank when the record has none (a lock-only
+    record has no ``tasks``)."""
+    return str(run.params[key]) if key in run.params else ""
+
+
+def run_html(results: Results, svgs: Mapping[str, bytes],
              lockgraphs: Mapping[str, tuple[bytes | None, str]] | None = None) -> str:
     """The page of one run: ``svgs`` maps picture names (latency, throughput, ...) to SVG bytes;
     ``lockgraphs`` maps a design to its lock dependency graph (SVG) or why there is none."""
-    results = check_results(results)
-    runs = results["runs"]
-    scen = results["scenario"]
-    name = str(scen.get("name", "?"))
+    doc = check_results(results)
+    runs = doc.runs
+    scen = doc.scenario
+    name = scen.name
     body = [f"<h1>rmapsim: {escape(name)}</h1>\n"]
-    if scen.get("description"):
-        body.append(f"<p>{escape(str(scen['description']))}</p>\n")
-    if scen.get("source"):
-        body.append(f'<p class="muted">scenario source: {escape(str(scen["source"]))}</p>\n')
+    if scen.description:
+        body.append(f"<p>{escape(scen.description)}</p>\n")
+    if scen.source:
+        body.append(f'<p class="muted">scenario source: {escape(scen.source)}</p>\n')
 
     body.append("<h2>Runs</h2>\n")
     rows = []
     for r in runs:
-        p = r.get("params", {})
-        o = r.get("outcome", {})
-        inv = r.get("invariants", {})
-        rows.append([str(r.get("design", "?")), str(p.get("cpus", "")), str(p.get("tasks", "")),
-                     str(p.get("seed", "")), str(o.get("reason", "")), fmt_time(int(o.get("end_ns", 0) or 0)),
-                     f"{int(o.get('events', 0) or 0):,}", f"{int(r.get('total_ops', 0) or 0):,}",
-                     f"{total_throughput(r):,.1f}", "passed" if inv.get("passed", True) else "FAILED"])
+        o = r.outcome
+        rows.append([r.design, _param_text(r, "cpus"), _param_text(r, "tasks"), _param_text(r, "seed"),
+                     o.reason, fmt_time(o.end_ns), f"{o.events:,}", f"{r.total_ops:,}",
+                     f"{total_throughput(r):,.1f}", "passed" if r.invariants.passed else "FAILED"])
     body.append(html_table(["design", "cpus", "tasks", "seed", "outcome", "virtual time", "events", "operations",
                         "ops/s", "invariants"], rows))
 
     body.append("<h2>Verdict</h2>\n<ul class=\"verdict\">\n")
-    body += [f"<li>{escape(line)}</li>\n" for line in verdict(results)]
+    body += [f"<li>{escape(line)}</li>\n" for line in verdict(doc)]
     body.append("</ul>\n")
 
     body.append("<h2>Latency</h2>\n")
-    lrows = [[r["op"], r["design"], f"{r['count']:,}", *(fmt_time(r[lab]) for lab, _ in PERCENTILE_KEYS),
-              fmt_time(r["max_ns"])] for r in latency_rows(results)]
+    lrows = [[r.op, r.design, f"{r.count:,}", *(fmt_time(v) for v in r.percentiles), fmt_time(r.max_ns)]
+             for r in latency_rows(doc)]
     body.append(html_table(["operation", "design", "count", *(lab for lab, _ in PERCENTILE_KEYS), "max"], lrows,
                        left=2))
     for key, alt in (("latency", "latency percentile distribution"),
@@ -136,60 +140,56 @@ def run_html(results: Mapping[str, Any], svgs: Mapping[str, bytes],
         if key in svgs:
             body.append(_img(svgs[key], alt))
 
-    body.append("<h2>Comparison</h2>\n" + _pre(compare_text(results)))
+    body.append("<h2>Comparison</h2>\n" + _pre(compare_text(doc)))
 
     body.append("<h2>Lock contention (perf lock contention)</h2>\n")
     for r in runs:
-        body.append(_h3(r) + _pre(format_contention(r.get("locks", []))))
+        body.append(_h3(r) + _pre(format_contention(r.lock_classes())))
 
     body.append("<h2>Lock statistics (/proc/lock_stat)</h2>\n")
     for r in runs:
-        body.append(_h3(r) + _pre(format_lockstat(r.get("locks", []))))
+        body.append(_h3(r) + _pre(format_lockstat(r.lock_classes())))
 
     body.append("<h2>Lock order checker</h2>\n")
     for r in runs:
-        lockdep = r.get("lockdep") or {}
-        findings = lockdep.get("findings", [])
-        viol = lockdep.get("order_violations", [])
+        lockdep = r.lockdep_section()
+        findings = lockdep.findings
+        viol = lockdep.order_violations
         cls = "bad" if findings or viol else "ok"
         body.append(_h3(r) + f'<p class="{cls}">{len(findings)} finding(s), {len(viol)} order violation(s), '
-                    f"{len(lockdep.get('edges', []))} edge(s)</p>\n")
-        body += [_pre(str(f)) for f in findings]
+                    f"{len(lockdep.edges)} edge(s)</p>\n")
+        body += [_pre(f) for f in findings]
         if viol:
-            body.append(_pre("\n".join(str(v) for v in viol)))
+            body.append(_pre("\n".join(viol)))
         body.append(lockgraph_html(r, (lockgraphs or {}).get(run_label(r))))
-        inv = r.get("invariants", {})
-        if inv.get("violations"):
-            body.append('<p class="bad">invariant violations</p>\n'
-                        + _pre("\n".join(map(str, inv["violations"]))))
+        if r.invariants.violations:
+            body.append('<p class="bad">invariant violations</p>\n' + _pre("\n".join(r.invariants.violations)))
 
     body.append("<h2>Parameters and counters</h2>\n")
     for r in runs:
-        detail = {k: r.get(k) for k in ("switches", "params", "counters", "rcu", "memory", "walks") if k in r}
-        detail["lock_events"] = {str(lk["name"]): lk.get("events", {})
-                                 for lk in r.get("locks", []) if lk.get("events")}
-        body.append(f"<details><summary>{escape(str(r.get('design', '?')))}</summary>\n{_pre(_json(detail))}"
-                    "</details>\n")
+        detail: dict[str, JsonValue] = {"switches": r.switches, "params": r.params, "counters": r.counters,
+                                        "rcu": r.rcu, "memory": r.memory, "walks": r.walks}
+        detail["lock_events"] = {lk.name: dict(lk.events) for lk in r.lock_classes() if lk.events}
+        body.append(f"<details><summary>{escape(r.design)}</summary>\n{_pre(_json(detail))}</details>\n")
     return html_page(f"rmapsim: {name}", "".join(body))
 
 
-def sweep_html(sweep: Mapping[str, Any], table: str, svgs: Mapping[str, bytes], *, title: str | None = None,
+def sweep_html(sweep: SweepFile, table: str, svgs: Mapping[str, bytes], *, title: str | None = None,
                counts: str | None = None) -> str:
     """The page of a sweep: titled with its scenario and grid (``title``), the verdict (``counts``),
     the grid, scaling curves, the per-point table (``table``, as text) and every failed point."""
-    scen = sweep.get("scenario", {})
-    title = title or str(scen.get("name", "?"))
+    scen = sweep.scenario
+    title = title or scen.name
     body = [f"<h1>rmapsim sweep: {escape(title)}</h1>\n"]
-    if scen.get("description"):
-        body.append(f"<p>{escape(str(scen['description']))}</p>\n")
-    failed = [p for p in sweep.get("points", []) if p.get("status") not in ("ok", "pending")]
+    if scen.description:
+        body.append(f"<p>{escape(scen.description)}</p>\n")
+    failed = [p for p in sweep.points if p.status not in ("ok", "pending")]
     if counts:
         body.append(f'<p class="{"bad" if failed else "ok"}">{escape(counts)}</p>\n')
-    grid = sweep.get("grid", {})
-    grid_rows = [[k, ", ".join(map(str, v))] for k, v in grid.items()]
+    grid_rows = [[k, ", ".join(map(str, v))] for k, v in sweep.grid.items()]
     body.append("<h2>Grid</h2>\n" + html_table(["key", "values"], grid_rows))
-    facts = [(label, sweep.get(key)) for label, key in (("designs", "designs"), ("overrides", "overrides"),
-                                                        ("code version", "code")) if sweep.get(key)]
+    facts = [(label, v) for label, v in (("designs", sweep.designs), ("overrides", sweep.overrides),
+                                         ("code version", sweep.code)) if v]
     if facts:
         body.append("<p class=\"muted\">" + "<br>".join(
             f"{escape(label)}: {escape(json.dumps(v, sort_keys=True) if not isinstance(v, str) else v)}"
@@ -202,6 +202,6 @@ def sweep_html(sweep: Mapping[str, Any], table: str, svgs: Mapping[str, bytes], 
     body.append("<h2>Points</h2>\n" + _pre(table))
     if failed:
         body.append("<h2>Failed points</h2>\n")
-        body += [f'<p class="bad">{escape(str(p.get("category") or p.get("status")))}</p>\n'
-                 + _pre(f"{_json(p.get('params', {}))}\n{p.get('error') or ''}") for p in failed]
+        body += [f'<p class="bad">{escape(p.category or p.status)}</p>\n'
+                 + _pre(f"{_json(p.params)}\n{p.error or ''}") for p in failed]
     return html_page(f"rmapsim sweep: {title}", "".join(body))

@@ -6,45 +6,57 @@ encoding is only needed for the distribution plots and the .hlog files.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
 
-from reports.common import check_results, fmt_time, format_table, typed_runs
+from records.result import Latency
+from reports.common import Results, check_results, fmt_time, format_table
 
-__all__ = ["PERCENTILE_KEYS", "latency_rows", "latency_text"]
+__all__ = ["PERCENTILE_KEYS", "LatencyRow", "latency_rows", "latency_text"]
 
 PERCENTILE_KEYS = (("p50", "p50_ns"), ("p90", "p90_ns"), ("p99", "p99_ns"), ("p99.9", "p99.9_ns"))
 
 
-def latency_rows(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+@dataclass(frozen=True, slots=True)
+class LatencyRow:
+    """One (operation, design) row: the count, the percentiles of :data:`PERCENTILE_KEYS` in
+    their order, the maximum and the values beyond the histogram's range."""
+
+    op: str
+    design: str
+    count: int
+    percentiles: tuple[int, int, int, int]
+    max_ns: int
+    overflow: int
+
+    @classmethod
+    def of(cls, op: str, design: str, rec: Latency) -> LatencyRow:
+        return cls(op, design, rec.count, (rec.p50_ns, rec.p90_ns, rec.p99_ns, rec.p99_9_ns), rec.max_ns,
+                   rec.overflow)
+
+
+def latency_rows(results: Results) -> list[LatencyRow]:
     """One row per (operation, design) that recorded the operation, in operation-name order."""
-    runs = typed_runs(results)
-    rows: list[dict[str, Any]] = []
+    runs = check_results(results).runs
+    rows: list[LatencyRow] = []
     for op in sorted({op for run in runs for op in run.operations}):
         for run in runs:
-            rec = run.operations.get(op)
-            if rec is None:
-                continue
-            row: dict[str, Any] = {"op": op, "design": run.design, "count": rec.count, "max_ns": rec.max_ns,
-                                   "overflow": rec.overflow}
-            for label, value in zip((label for label, _ in PERCENTILE_KEYS),
-                                    (rec.p50_ns, rec.p90_ns, rec.p99_ns, rec.p99_9_ns), strict=True):
-                row[label] = value
-            rows.append(row)
+            rec = run.operations.get(op)  # a design that never ran the operation has no row
+            if rec is not None:
+                rows.append(LatencyRow.of(op, run.design, rec))
     return rows
 
 
-def latency_text(results: Mapping[str, Any]) -> str:
+def latency_text(results: Results) -> str:
     """latency.txt: the table, operations grouped so designs sit next to each other."""
-    results = check_results(results)
-    rows = latency_rows(results)
+    doc = check_results(results)
+    rows = latency_rows(doc)
     headers = ["operation", "design", "count", *(label for label, _ in PERCENTILE_KEYS), "max"]
-    cells = [[r["op"], r["design"], str(r["count"]), *(fmt_time(r[label]) for label, _ in PERCENTILE_KEYS),
-              fmt_time(r["max_ns"])] for r in rows]
-    title = f"Operation latency (virtual time), scenario {results['scenario'].get('name', '?')}\n\n"
+    cells = [[r.op, r.design, str(r.count), *(fmt_time(v) for v in r.percentiles), fmt_time(r.max_ns)]
+             for r in rows]
+    title = f"Operation latency (virtual time), scenario {doc.scenario.name}\n\n"
     text = title + format_table(headers, cells, align="llrrrrrr")
-    overflow = [r for r in rows if r["overflow"]]
+    overflow = [r for r in rows if r.overflow]
     if overflow:
         text += "\nvalues beyond the histogram's range (counted, not in the percentiles):\n"
-        text += "".join(f"  {r['op']} ({r['design']}): {r['overflow']}\n" for r in overflow)
+        text += "".join(f"  {r.op} ({r.design}): {r.overflow}\n" for r in overflow)
     return text

@@ -33,10 +33,21 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from html import escape
 from pathlib import Path
-from typing import Any
 
 from records.files import atomic_write
-from reports.common import fmt_pct, fmt_time, format_table, pseudo_address, safe_name, side_names, wait_share
+from records.result import LockdepClass, LockDependency, LockdepSection, OrderViolation, RunRecord
+from reports.common import (
+    Results,
+    RunInput,
+    as_run,
+    check_results,
+    fmt_pct,
+    fmt_time,
+    format_table,
+    pseudo_address,
+    safe_name,
+    wait_share,
+)
 
 __all__ = [
     "find_dot",
@@ -60,18 +71,11 @@ _NESTING = "#9e9e9e"
 # -- reading the record ------------------------------------------------------------------------------
 
 
-def run_label(run: Mapping[str, Any]) -> str:
+def run_label(run: RunInput) -> str:
     """A run's name in these reports: its design, or the design variant ``rmapsim lockdep`` ran
     (``cow_context[walk_safety=ctx_rwsem]``)."""
-    return str(run.get("variant") or run.get("design", "?"))
-
-
-def _lockdep(run: Mapping[str, Any]) -> Mapping[str, Any]:
-    return run.get("lockdep") or {}
-
-
-def _has_graph(run: Mapping[str, Any]) -> bool:
-    return "deps" in _lockdep(run)
+    rec = as_run(run)
+    return rec.variant or rec.design
 
 
 def _base(key: str) -> str:
@@ -79,49 +83,52 @@ def _base(key: str) -> str:
     return name if sep and name and sub.isdigit() else key
 
 
-def _cycle_edges(run: Mapping[str, Any]) -> set[tuple[str, str]]:
+def _deps(lockdep: LockdepSection) -> list[LockDependency]:
+    """The graph's dependencies, by (held, acquired); none when the checker kept no graph."""
+    return sorted(lockdep.deps or (), key=lambda d: (d.held, d.acquired))
+
+
+def _cycle_edges(lockdep: LockdepSection) -> set[tuple[str, str]]:
     out: set[tuple[str, str]] = set()
-    for cycle in _lockdep(run).get("cycles", []):
+    for cycle in lockdep.cycles or ():
         for i, a in enumerate(cycle):
-            out.add((str(a), str(cycle[(i + 1) % len(cycle)])))
+            out.add((a, cycle[(i + 1) % len(cycle)]))
     return out
 
 
-def _violating_edges(run: Mapping[str, Any]) -> dict[tuple[str, str], Mapping[str, Any]]:
+def _violating_edges(lockdep: LockdepSection) -> dict[tuple[str, str], OrderViolation]:
     """Recorded edges (subclass kept) that violate the declared order -> the violation.  Every
     recorded edge between the two classes counts, whatever its subclass."""
-    lockdep = _lockdep(run)
-    bad = {(str(v["held"]), str(v["acquired"])): v for v in (lockdep.get("order") or {}).get("violations", [])}
+    bad = {(v.held, v.acquired): v for v in (lockdep.order.violations if lockdep.order is not None else ())}
     out = {}
-    for dep in lockdep.get("deps", []):
-        pair = (_base(str(dep["from"])), _base(str(dep["to"])))
+    for dep in lockdep.deps or ():
+        pair = (_base(dep.held), _base(dep.acquired))
         if pair in bad:
-            out[(str(dep["from"]), str(dep["to"]))] = bad[pair]
+            out[(dep.held, dep.acquired)] = bad[pair]
     return out
 
 
-def _class_waits(run: Mapping[str, Any]) -> dict[str, tuple[int, int]]:
+def _class_waits(run: RunRecord) -> dict[str, tuple[int, int]]:
     """lock_stat per class: (contentions, total wait ns), both sides."""
     out: dict[str, tuple[int, int]] = {}
-    for lock in run.get("locks", []):
+    for lock in run.lock_classes():
         cont = wait = 0
-        for side in side_names(lock):
-            cont += int(lock[side].get("contentions", 0) or 0)
-            wait += int(lock[side].get("waittime_total_ns", 0) or 0)
-        out[str(lock["name"])] = (cont, wait)
+        for _, side in lock.sides():
+            cont += side.contentions
+            wait += side.waittime_total_ns
+        out[lock.name] = (cont, wait)
     return out
 
 
-def _classes(run: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    lockdep = _lockdep(run)
-    classes = list(lockdep.get("classes", []))
-    known = {str(c["name"]) for c in classes}
-    for dep in lockdep.get("deps", []):
-        for key in (str(dep["from"]), str(dep["to"])):
+def _classes(lockdep: LockdepSection) -> list[LockdepClass]:
+    classes = list(lockdep.classes or ())
+    known = {c.name for c in classes}
+    for dep in lockdep.deps or ():
+        for key in (dep.held, dep.acquired):
             if key not in known:
                 known.add(key)
-                classes.append({"name": key, "usage": "....", "acquisitions": 0})
-    return sorted(classes, key=lambda c: str(c["name"]))
+                classes.append(LockdepClass(key, "....", 0))
+    return sorted(classes, key=lambda c: c.name)
 
 
 def _reach(succ: Mapping[str, Sequence[str]], start: str) -> int:
@@ -137,32 +144,32 @@ def _reach(succ: Mapping[str, Sequence[str]], start: str) -> int:
 
 
 def _ops_text(ops: Mapping[str, int]) -> str:
-    return ", ".join(f"{op} {n}" for op, n in sorted(ops.items(), key=lambda kv: (-int(kv[1]), kv[0])))
+    return ", ".join(f"{op} {n}" for op, n in sorted(ops.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
-def order_verdict(run: Mapping[str, Any], *, short: bool = False) -> str:
+def order_verdict(run: RunInput, *, short: bool = False) -> str:
     """One line: is the run consistent with its declared order, and did lockdep find cycles?
     ``short`` names the order by its file rather than its ``source`` text."""
-    lockdep = _lockdep(run)
-    if not lockdep or ("deps" not in lockdep and not lockdep.get("edges")):
+    lockdep = as_run(run).lockdep_section()
+    if lockdep.deps is None and not lockdep.edges:
         return "not checked (lockdep off)"
     parts = []
-    order = lockdep.get("order")
-    nviol = len(lockdep.get("order_violations", []))
+    order = lockdep.order
+    nviol = len(lockdep.order_violations)
     if order is not None:
-        name = (order.get("file") or order.get("source")) if short else order.get("source")
-        src = str(name or "the declared order")
+        name = (order.file or order.source) if short else order.source
+        src = name or "the declared order"
         parts.append(f"{nviol} violation(s) of {src}" if nviol else f"consistent with {src}")
     elif nviol:
         parts.append(f"{nviol} order violation(s)")
     else:
         parts.append("no declared order")
-    cycles = lockdep.get("cycles")
+    cycles = lockdep.cycles
     ncyc = len(cycles) if cycles is not None else sum(
-        1 for f in lockdep.get("findings", []) if "circular locking dependency" in str(f))
+        1 for f in lockdep.findings if "circular locking dependency" in f)
     if ncyc:
         parts.append(f"{ncyc} dependency cycle(s)")
-    others = len(lockdep.get("findings", [])) - ncyc
+    others = len(lockdep.findings) - ncyc
     if others > 0:
         parts.append(f"{others} other lockdep finding(s)")
     return "; ".join(parts)
@@ -171,56 +178,55 @@ def order_verdict(run: Mapping[str, Any], *, short: bool = False) -> str:
 # -- /proc/lockdep and /proc/lockdep_stats -------------------------------------------------------------
 
 
-def _listing(run: Mapping[str, Any]) -> list[str]:
-    lockdep = _lockdep(run)
-    deps = sorted(lockdep.get("deps", []), key=lambda d: (str(d["from"]), str(d["to"])))
+def _listing(lockdep: LockdepSection) -> list[str]:
+    deps = _deps(lockdep)
     succ: dict[str, list[str]] = {}
     pred: dict[str, list[str]] = {}
     for d in deps:
-        succ.setdefault(str(d["from"]), []).append(str(d["to"]))
-        pred.setdefault(str(d["to"]), []).append(str(d["from"]))
-    bad = _violating_edges(run)
-    cyc = _cycle_edges(run)
+        succ.setdefault(d.held, []).append(d.acquired)
+        pred.setdefault(d.acquired, []).append(d.held)
+    bad = _violating_edges(lockdep)
+    cyc = _cycle_edges(lockdep)
     lines = ["all lock classes:"]
-    for cls in _classes(run):
-        name = str(cls["name"])
-        lines.append(f"{pseudo_address(name)} OPS:{int(cls.get('acquisitions', 0)):8d} FD:{_reach(succ, name):5d} "
-                     f"BD:{_reach(pred, name):5d} {cls.get('usage', '....')}: {name}")
+    for cls in _classes(lockdep):
+        name = cls.name
+        lines.append(f"{pseudo_address(name)} OPS:{cls.acquisitions:8d} FD:{_reach(succ, name):5d} "
+                     f"BD:{_reach(pred, name):5d} {cls.usage}: {name}")
         for d in deps:
-            if str(d["from"]) != name:
+            if d.held != name:
                 continue
-            to = str(d["to"])
+            to = d.acquired
             marks = []
             if (name, to) in bad:
-                marks.append(f"violates {bad[(name, to)].get('source', 'the declared order')}")
+                marks.append(f"violates {bad[(name, to)].source}")
             if (name, to) in cyc:
                 marks.append("on a dependency cycle")
-            types = "".join(f"-({t})-" for t in d.get("types", []))
-            line = f" -> [{pseudo_address(to)}] {to}  {types} x{int(d.get('count', 0))}: {_ops_text(d.get('ops', {}))}"
+            types = "".join(f"-({t})-" for t in d.types)
+            line = f" -> [{pseudo_address(to)}] {to}  {types} x{d.count}: {_ops_text(d.ops)}"
             lines.append(line + (f"  <== {'; '.join(marks)}" if marks else ""))
         lines.append("")
-    for i, cycle in enumerate(lockdep.get("cycles", [])):
-        lines.append(f"dependency cycle #{i}: {' -> '.join(map(str, cycle))} -> {cycle[0]}")
-    if lockdep.get("cycles"):
+    for i, cycle in enumerate(lockdep.cycles or ()):
+        lines.append(f"dependency cycle #{i}: {' -> '.join(cycle)} -> {cycle[0]}")
+    if lockdep.cycles:
         lines.append("")
     return lines
 
 
-def _header(run: Mapping[str, Any]) -> str:
-    p = run.get("params", {})
-    return (f"# {run_label(run)} ({run.get('scenario', '?')}, seed {p.get('seed', '?')}, "
-            f"{p.get('cpus', '?')} CPUs)")
+def _header(run: RunRecord) -> str:
+    return (f"# {run_label(run)} ({run.scenario}, seed {run.param_int('seed')}, "
+            f"{run.param_int('cpus')} CPUs)")
 
 
-def lockdep_listing(results: Mapping[str, Any]) -> str:
+def lockdep_listing(results: Results) -> str:
     """lockdep.txt: the /proc/lockdep listing of each design's run."""
     out = []
-    for run in results.get("runs", []):
+    for run in check_results(results).runs:
         out.append(_header(run))
-        if not _has_graph(run):
+        lockdep = run.lockdep_section()
+        if lockdep.deps is None:
             out += ["# no dependency graph in this record (lockdep off, or recorded before it was kept)", ""]
             continue
-        out += _listing(run)
+        out += _listing(lockdep)
     return "\n".join(out).rstrip("\n") + "\n"
 
 
@@ -237,23 +243,22 @@ _STATS = (
 )
 
 
-def lockdep_stats_text(results: Mapping[str, Any]) -> str:
+def lockdep_stats_text(results: Results) -> str:
     """lockdep_stats.txt: ``/proc/lockdep_stats``-style totals per design."""
     out = []
-    for run in results.get("runs", []):
+    for run in check_results(results).runs:
         out.append(_header(run))
-        lockdep = _lockdep(run)
-        stats = lockdep.get("stats")
+        lockdep = run.lockdep_section()
+        stats = lockdep.stats
         if not stats:
             out += ["# no statistics in this record (lockdep off, or recorded before they were kept)", ""]
             continue
         for label, key in _STATS:
-            out.append(f" {label + ':':<31}{int(stats.get(key, 0)):11d}")
-        order = lockdep.get("order")
+            out.append(f" {label + ':':<31}{stats[key]:11d}")
+        order = lockdep.order
         if order is not None:
-            out.append(f" {'declared order violations:':<31}{len(lockdep.get('order_violations', [])):11d}")
-            out.append(f" {'declared order:':<31} {order.get('source', '?')}"
-                       + (f" ({order['file']})" if order.get("file") else ""))
+            out.append(f" {'declared order violations:':<31}{len(lockdep.order_violations):11d}")
+            out.append(f" {'declared order:':<31} {order.source}" + (f" ({order.file})" if order.file else ""))
         out.append("")
     return "\n".join(out).rstrip("\n") + "\n"
 
@@ -266,17 +271,18 @@ def _dq(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
-def lockgraph_dot(run: Mapping[str, Any], scenario: str = "") -> str:
+def lockgraph_dot(run: RunInput, scenario: str = "") -> str:
     """The dependency graph of one run as DOT text (deterministic)."""
-    lockdep = _lockdep(run)
-    deps = sorted(lockdep.get("deps", []), key=lambda d: (str(d["from"]), str(d["to"])))
-    waits = _class_waits(run)
-    bad = _violating_edges(run)
-    cyc = _cycle_edges(run)
-    order = lockdep.get("order")
-    src = str(order.get("source", "the declared order")) if order else ""
-    design = run_label(run)
-    title = f"{scenario or run.get('scenario', '?')} under {design}: lock dependencies ({order_verdict(run)})"
+    rec = as_run(run)
+    lockdep = rec.lockdep_section()
+    deps = _deps(lockdep)
+    waits = _class_waits(rec)
+    bad = _violating_edges(lockdep)
+    cyc = _cycle_edges(lockdep)
+    order = lockdep.order
+    src = order.source if order is not None else ""
+    design = run_label(rec)
+    title = f"{scenario or rec.scenario} under {design}: lock dependencies ({order_verdict(rec)})"
     legend = ("edge: held -> acquired, labelled with how often it was taken; width: total wait for the acquired "
               "class (lock_stat: 1 + 1.25 per decade of us); node shade: wait for that class (full at 100 ms)")
     marks = []
@@ -292,31 +298,30 @@ def lockgraph_dot(run: Mapping[str, Any], scenario: str = "") -> str:
         "  node [shape=box, style=\"rounded,filled\", fontname=\"Helvetica\", fontsize=11, color=\"#607d8b\"];",
         "  edge [fontname=\"Helvetica\", fontsize=9, arrowsize=0.7];",
     ]
-    for cls in _classes(run):
-        name = str(cls["name"])
-        cont, wait = waits.get(name, (0, 0))
+    for cls in _classes(lockdep):
+        name = cls.name
+        cont, wait = waits.get(name, (0, 0))  # a class lock_stat never saw (no instance) waited for nothing
         shade = min(1.0, _decades(wait) / 5.0)
         fill = _mix("#f5f7f8", "#ffab91", shade)
-        label = f"{name}\n{{{cls.get('usage', '....')}}} {int(cls.get('acquisitions', 0)):,} acq"
+        label = f"{name}\n{{{cls.usage}}} {cls.acquisitions:,} acq"
         if wait:
             label += f"\nwaited {cont:,}x, {fmt_time(wait)}"
-        tooltip = f"{name}: {int(cls.get('acquisitions', 0))} acquisitions, {cont} contentions, {wait} ns waited"
+        tooltip = f"{name}: {cls.acquisitions} acquisitions, {cont} contentions, {wait} ns waited"
         lines.append(f"  {_dq(name)} [label={_dq(label)}, fillcolor={_dq(fill)}, tooltip={_dq(tooltip)}];")
     for d in deps:
-        a, b = str(d["from"]), str(d["to"])
+        a, b = d.held, d.acquired
         _, wait = waits.get(b, (0, 0))
         width = 1.0 + 1.25 * _decades(wait)
-        attrs = [f"label={_dq(format(int(d.get('count', 0)), ','))}", f"penwidth={width:.2f}"]
-        tip = (f"{a} -> {b} {' '.join(d.get('types', []))}: {int(d.get('count', 0))} times "
-               f"({_ops_text(d.get('ops', {}))})")
+        attrs = [f"label={_dq(format(d.count, ','))}", f"penwidth={width:.2f}"]
+        tip = f"{a} -> {b} {' '.join(d.types)}: {d.count} times ({_ops_text(d.ops)})"
         if (a, b) in bad:
             attrs += [f"color={_dq(_VIOLATION)}", f"fontcolor={_dq(_VIOLATION)}"]
             tip += f"; violates {src}"
             what = " VIOLATION, CYCLE" if (a, b) in cyc else " VIOLATION"
-            attrs[0] = f"label={_dq(format(int(d.get('count', 0)), ',') + what)}"
+            attrs[0] = f"label={_dq(format(d.count, ',') + what)}"
         elif (a, b) in cyc:
             attrs += [f"color={_dq(_CYCLE)}", f"fontcolor={_dq(_CYCLE)}"]
-            attrs[0] = f"label={_dq(format(int(d.get('count', 0)), ',') + ' CYCLE')}"
+            attrs[0] = f"label={_dq(format(d.count, ',') + ' CYCLE')}"
         elif _base(a) == _base(b):
             attrs += [f"color={_dq(_NESTING)}", "style=dashed"]
         else:
@@ -369,21 +374,22 @@ def render_svg(dot_text: str, dot: str | None = None) -> tuple[bytes | None, str
     return proc.stdout, ""
 
 
-def write_lockdep_reports(results: Mapping[str, Any], outdir: Path, written: list[Path],
+def write_lockdep_reports(results: Results, outdir: Path, written: list[Path],
                           dot: str | None = None) -> dict[str, tuple[bytes | None, str]]:
     """lockdep.txt, lockdep_stats.txt and each design's lockgraph (.dot, and .svg when dot
     runs) into ``outdir``; returns design -> (svg or None, why there is none)."""
+    doc = check_results(results)
     outdir = Path(outdir)
-    for name, text in (("lockdep.txt", lockdep_listing(results)), ("lockdep_stats.txt", lockdep_stats_text(results))):
+    for name, text in (("lockdep.txt", lockdep_listing(doc)), ("lockdep_stats.txt", lockdep_stats_text(doc))):
         atomic_write(outdir / name, text)
         written.append(outdir / name)
-    scenario = str(results.get("scenario", {}).get("name", ""))
+    scenario = doc.scenario.name
     graphs: dict[str, tuple[bytes | None, str]] = {}
-    for run in results.get("runs", []):
+    for run in doc.runs:
         design = run_label(run)
         stem = f"lockgraph-{safe_name(design)}"
         svg_path = outdir / f"{stem}.svg"
-        if not _has_graph(run):
+        if run.lockdep_section().deps is None:
             svg_path.unlink(missing_ok=True)
             graphs[design] = (None, "no dependency graph: the order checker did not run (lockdep.enabled = false) "
                                     "or the record predates the graph")
@@ -402,7 +408,7 @@ def write_lockdep_reports(results: Mapping[str, Any], outdir: Path, written: lis
     return graphs
 
 
-def lockgraph_html(run: Mapping[str, Any], graph: tuple[bytes | None, str] | None) -> str:
+def lockgraph_html(run: RunRecord, graph: tuple[bytes | None, str] | None) -> str:
     """The report page's part for one run: the verdict, the graph (or why it is absent), and the
     /proc/lockdep listing folded away."""
     design = run_label(run)
@@ -413,8 +419,9 @@ def lockgraph_html(run: Mapping[str, Any], graph: tuple[bytes | None, str] | Non
                    f'src="data:image/svg+xml;base64,{data}">\n')
     elif graph is not None:
         out.append(f'<p class="muted lockgraph-absent">{escape(graph[1])}</p>\n')
-    if _has_graph(run):
-        listing = "\n".join(_listing(run)).rstrip("\n")
+    lockdep = run.lockdep_section()
+    if lockdep.deps is not None:
+        listing = "\n".join(_listing(lockdep)).rstrip("\n")
         out.append(f"<details><summary>/proc/lockdep ({design})</summary>\n<pre>{escape(listing)}</pre>"
                    "</details>\n")
     return "".join(out)
@@ -423,24 +430,25 @@ def lockgraph_html(run: Mapping[str, Any], graph: tuple[bytes | None, str] | Non
 # -- the verdict beside the cost --------------------------------------------------------------------------
 
 
-def order_rows(runs: Sequence[Mapping[str, Any]], label: str = "design") -> tuple[list[str], list[list[str]]]:
+def order_rows(runs: Sequence[RunInput], label: str = "design") -> tuple[list[str], list[list[str]]]:
     """Headers and one row per run: its order verdict beside what its locks cost."""
     headers = [label, "order verdict", "classes", "deps", "cycles", "violations", "lock wait", "top wait"]
     rows = []
-    for run in runs:
-        lockdep = _lockdep(run)
-        stats = lockdep.get("stats") or {}
+    for run in map(as_run, runs):
+        lockdep = run.lockdep_section()
+        stats = lockdep.stats  # None or empty with the checker off: "-" classes, the edges counted
         waits = _class_waits(run)
         top = max(waits.items(), key=lambda kv: (kv[1][1], kv[0]), default=None)
         top_text = f"{top[0]} {fmt_time(top[1][1])}" if top and top[1][1] else "-"
-        ndeps = stats.get("direct dependencies", len(lockdep.get("edges", [])))
-        rows.append([run_label(run), order_verdict(run, short=True), str(stats.get("lock-classes", "-")), str(ndeps),
-                     str(len(lockdep.get("cycles", []))), str(len(lockdep.get("order_violations", []))),
+        ndeps = stats["direct dependencies"] if stats else len(lockdep.edges)
+        classes = str(stats["lock-classes"]) if stats else "-"
+        rows.append([run_label(run), order_verdict(run, short=True), classes, str(ndeps),
+                     str(len(lockdep.cycles or ())), str(len(lockdep.order_violations)),
                      fmt_pct(wait_share(run)), top_text])
     return headers, rows
 
 
-def order_section(runs: Sequence[Mapping[str, Any]]) -> str:
+def order_section(runs: Sequence[RunInput]) -> str:
     """The order verdict of each run beside its contention (for compare.txt and the terminal)."""
     headers, rows = order_rows(runs)
     return ("Lock order (the order checker's verdict beside what the locks cost; lock wait = share of CPU "

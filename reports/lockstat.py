@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
-from reports.common import check_results, decode_hdr, pseudo_address
+from records.result import LockClass, LockSide
+from reports.common import LockInput, Results, as_lock_classes, check_results, decode_hdr, pseudo_address
 
 __all__ = ["LOCKSTAT_POINTS", "format_lockstat", "lockstat_text", "snprint_time"]
 
@@ -65,8 +65,8 @@ def _header() -> str:
     return out
 
 
-def _samples(side: Mapping[str, Any], hist_key: str, fallback: int) -> int:
-    hist = decode_hdr(side.get(hist_key, ""))
+def _samples(blob: str, fallback: int) -> int:
+    hist = decode_hdr(blob)
     return int(hist.get_total_count()) if hist is not None else fallback
 
 
@@ -76,16 +76,16 @@ def _lock_time(nr: int, mn: int, mx: int, total: int, samples: int) -> str:
     return f"{nr:14d}" + "".join(f" {snprint_time(t):>14}" for t in (mn, mx, total, avg))
 
 
-def _side_row(label: str, side: Mapping[str, Any]) -> str:
-    wait_n = int(side.get("contentions", 0))
-    hold_n = int(side.get("acquisitions", 0))
+def _side_row(label: str, side: LockSide) -> str:
+    wait_n = side.contentions
+    hold_n = side.acquisitions
     row = label
-    row += f"{int(side.get('con_bounces', 0)):14d} "
-    row += _lock_time(wait_n, int(side.get("waittime_min_ns", 0)), int(side.get("waittime_max_ns", 0)),
-                      int(side.get("waittime_total_ns", 0)), _samples(side, "wait_hist", wait_n))
-    row += f" {int(side.get('acq_bounces', 0)):14d} "
-    row += _lock_time(hold_n, int(side.get("holdtime_min_ns", 0)), int(side.get("holdtime_max_ns", 0)),
-                      int(side.get("holdtime_total_ns", 0)), _samples(side, "hold_hist", hold_n))
+    row += f"{side.con_bounces:14d} "
+    row += _lock_time(wait_n, side.waittime_min_ns, side.waittime_max_ns, side.waittime_total_ns,
+                      _samples(side.wait_hist, wait_n))
+    row += f" {side.acq_bounces:14d} "
+    row += _lock_time(hold_n, side.holdtime_min_ns, side.holdtime_max_ns, side.holdtime_total_ns,
+                      _samples(side.hold_hist, hold_n))
     return row + "\n"
 
 
@@ -100,31 +100,32 @@ def _class_name(key: str) -> str:
     return name
 
 
-def _points(lock: Mapping[str, Any], field: str) -> list[tuple[str, int]]:
+def _points(lock: LockClass, field: str) -> list[tuple[str, int]]:
     total: Counter[str] = Counter()
-    for side in ("write", "read"):
-        if side in lock:
-            for op, n in lock[side].get(field, {}).items():
-                total[op] += int(n)
+    for side in (lock.write, lock.read):
+        if side is not None:
+            points = side.contention_points if field == "contention_points" else side.contending_points
+            for op, n in points.items():
+                total[op] += n
     ranked = sorted(((op, n) for op, n in total.items() if n > 0), key=lambda kv: (-kv[1], kv[0]))
     return ranked[:LOCKSTAT_POINTS]
 
 
-def _contentions(lock: Mapping[str, Any]) -> int:
-    return sum(int(lock[s].get("contentions", 0)) for s in ("write", "read") if s in lock)
+def _contentions(lock: LockClass) -> int:
+    return sum(side.contentions for side in (lock.write, lock.read) if side is not None)
 
 
-def _class_block(lock: Mapping[str, Any]) -> str:
+def _class_block(lock: LockClass) -> str:
     """``seq_stats`` for one lock class."""
-    name = _class_name(str(lock["name"]))
-    write = lock.get("write", {})
-    read = lock.get("read", {}) if lock.get("rw") else {}
-    w_nr = int(write.get("acquisitions", 0))
-    r_nr = int(read.get("acquisitions", 0))
+    name = _class_name(lock.name)
+    write = lock.write
+    read = lock.read if lock.rw else None
+    w_nr = write.acquisitions
+    r_nr = read.acquisitions if read is not None else 0
     out = ""
     if w_nr:
         out += _side_row(f"{name:>38}-W:" if r_nr else f"{name:>40}:", write)
-    if r_nr:
+    if read is not None and r_nr:
         out += _side_row(f"{name:>38}-R:", read)
     if not out or _contentions(lock) == 0:
         return out
@@ -142,19 +143,17 @@ def _class_block(lock: Mapping[str, Any]) -> str:
     return out
 
 
-def format_lockstat(locks: Sequence[Mapping[str, Any]]) -> str:
+def format_lockstat(locks: Sequence[LockInput]) -> str:
     """One /proc/lock_stat table for a run's lock class records (``record["locks"]``)."""
     # lock_stat_cmp: read + write contentions, descending; the kernel's sort() is not stable,
     # so ties are broken by class name to keep the output reproducible.
-    ordered = sorted(locks, key=lambda lk: (-_contentions(lk), str(lk["name"])))
+    ordered = sorted(as_lock_classes(locks), key=lambda lk: (-_contentions(lk), lk.name))
     return _header() + "".join(_class_block(lk) for lk in ordered)
 
 
-def lockstat_text(results: Mapping[str, Any]) -> str:
+def lockstat_text(results: Results) -> str:
     """lockstat.txt: one table per design, each after a ``# design:`` comment line."""
-    results = check_results(results)
     parts = []
-    for run in results["runs"]:
-        parts.append(f"# design: {run.get('design', '?')} (scenario {run.get('scenario', '?')})\n"
-                     + format_lockstat(run.get("locks", [])))
+    for run in check_results(results).runs:
+        parts.append(f"# design: {run.design} (scenario {run.scenario})\n" + format_lockstat(run.lock_classes()))
     return "\n".join(parts)

@@ -18,11 +18,10 @@ caller column, most frequent first, rather than dividing one total among them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from reports.common import check_results, perf_time, side_names
+from reports.common import LockInput, Results, as_lock_classes, check_results, perf_time
 
 __all__ = ["DEFAULT_KEY", "KEYS", "ContentionRow", "contention_rows", "format_contention", "perf_lock_text"]
 
@@ -66,34 +65,29 @@ def _type_str(kind: str, rw: bool, side: str) -> str:
     return f"{kind}:{mode}" if rw else kind
 
 
-def contention_rows(locks: Sequence[Mapping[str, Any]]) -> list[ContentionRow]:
+def contention_rows(locks: Sequence[LockInput]) -> list[ContentionRow]:
     """The entries perf would aggregate, unsorted: per (class, side[, contention point])."""
     rows: list[ContentionRow] = []
-    for lock in locks:
-        for side_name in side_names(lock):
-            side = lock[side_name]
-            if not int(side.get("contentions", 0)):
+    for lock in as_lock_classes(locks):
+        for side_name, side in lock.sides():
+            if not side.contentions:
                 continue
-            typ = _type_str(str(lock.get("kind", "")), bool(lock.get("rw")), side_name)
-            per_point = side.get("contention_point_wait")
+            typ = _type_str(lock.kind, lock.rw, side_name)
+            per_point = side.contention_point_wait
             if per_point:
                 for op in sorted(per_point):
                     pw = per_point[op]
-                    rows.append(ContentionRow(str(lock["name"]), typ, op, int(pw.get("contentions", 0)),
-                                              int(pw.get("waittime_total_ns", 0)),
-                                              int(pw.get("waittime_max_ns", 0)),
-                                              int(pw.get("waittime_min_ns", 0))))
+                    rows.append(ContentionRow(lock.name, typ, op, pw.contentions, pw.waittime_total_ns,
+                                              pw.waittime_max_ns, pw.waittime_min_ns))
                 continue
-            points = sorted(side.get("contention_points", {}).items(), key=lambda kv: (-int(kv[1]), kv[0]))
-            caller = ",".join(op for op, n in points if int(n) > 0) or "-"
-            rows.append(ContentionRow(str(lock["name"]), typ, caller, int(side["contentions"]),
-                                      int(side.get("waittime_total_ns", 0)),
-                                      int(side.get("waittime_max_ns", 0)),
-                                      int(side.get("waittime_min_ns", 0))))
+            points = sorted(side.contention_points.items(), key=lambda kv: (-kv[1], kv[0]))
+            caller = ",".join(op for op, n in points if n > 0) or "-"
+            rows.append(ContentionRow(lock.name, typ, caller, side.contentions, side.waittime_total_ns,
+                                      side.waittime_max_ns, side.waittime_min_ns))
     return rows
 
 
-def format_contention(locks: Sequence[Mapping[str, Any]], *, key: str = DEFAULT_KEY,
+def format_contention(locks: Sequence[LockInput], *, key: str = DEFAULT_KEY,
                       entries: int | None = None) -> str:
     """``perf lock contention -k KEY -E ENTRIES`` output for a run's lock class records.
 
@@ -125,11 +119,10 @@ def format_contention(locks: Sequence[Mapping[str, Any]], *, key: str = DEFAULT_
     return out
 
 
-def perf_lock_text(results: Mapping[str, Any], *, key: str = DEFAULT_KEY, entries: int | None = None) -> str:
+def perf_lock_text(results: Results, *, key: str = DEFAULT_KEY, entries: int | None = None) -> str:
     """perf_lock.txt: one summary per design, each after a ``# design:`` comment line."""
-    results = check_results(results)
     parts = []
-    for run in results["runs"]:
-        parts.append(f"# design: {run.get('design', '?')} (scenario {run.get('scenario', '?')})\n"
-                     + format_contention(run.get("locks", []), key=key, entries=entries))
+    for run in check_results(results).runs:
+        parts.append(f"# design: {run.design} (scenario {run.scenario})\n"
+                     + format_contention(run.lock_classes(), key=key, entries=entries))
     return "\n".join(parts)

@@ -22,16 +22,20 @@ import warnings
 from collections.abc import Iterator, Mapping, Sequence, Set
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TypeGuard
 
 import matplotlib
+from matplotlib.axes import Axes
+from matplotlib.axis import Axis
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter
+from matplotlib.typing import RcKeyType
 
 from records.files import atomic_write
-from reports.common import decode_hdr, fmt_time, op_names, side_names, total_throughput
+from records.result import JsonValue, LockClass, RunRecord
+from reports.common import RunInput, as_run, decode_hdr, fmt_time, op_names, total_throughput
 from reports.compare import CPU_STATES
 
 __all__ = [
@@ -47,7 +51,7 @@ __all__ = [
     "throughput_figure",
 ]
 
-_STYLE: Any = {  # rcParams (typed Any: matplotlib's stubs want literal keys)
+_STYLE: dict[RcKeyType, object] = {  # rcParams
     "svg.hashsalt": "rmapsim",
     "svg.fonttype": "path",
     "font.family": "DejaVu Sans",
@@ -71,9 +75,10 @@ def _style() -> Iterator[None]:
         yield
 
 
-def _new_figure(**kw: Any) -> Figure:
-    """A figure on the Agg canvas (no pyplot, no GUI backend, no global figure registry)."""
-    fig = Figure(**kw)
+def _new_figure(figsize: tuple[float, float]) -> Figure:
+    """A figure on the Agg canvas (no pyplot, no GUI backend, no global figure registry), laid out
+    by the constrained layout."""
+    fig = Figure(figsize=figsize, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
 
@@ -115,12 +120,12 @@ def _time_unit(max_ns: float) -> tuple[float, str]:
     return 1.0, "ns"
 
 
-def _plain_numbers(axis: Any) -> None:
+def _plain_numbers(axis: Axis) -> None:
     """Tick labels as 1,234,567 rather than an offset and an exponent."""
     axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.0f}"))
 
 
-def _no_data(ax: Any, what: str) -> None:
+def _no_data(ax: Axes, what: str) -> None:
     ax.text(0.5, 0.5, what, ha="center", va="center", transform=ax.transAxes)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -142,13 +147,13 @@ def _nines_points(count: int) -> list[float]:
     return xs
 
 
-def latency_figure(runs: Sequence[Mapping[str, Any]]) -> Figure:
+def latency_figure(runs: Sequence[RunRecord]) -> Figure:
     """Latency percentile distribution, one panel per operation, one line per design."""
     ops = op_names(runs)
     with _style():
         ncols = max(1, min(3, len(ops)))
         nrows = max(1, math.ceil(len(ops) / ncols))
-        fig = _new_figure(figsize=(4.8 * ncols, 3.4 * nrows), layout="constrained")
+        fig = _new_figure(figsize=(4.8 * ncols, 3.4 * nrows))
         axes = fig.subplots(nrows, ncols, squeeze=False)
         flat = [ax for row in axes for ax in row]
         if not ops:
@@ -158,13 +163,14 @@ def latency_figure(runs: Sequence[Mapping[str, Any]]) -> Figure:
         for ax, op in zip(flat, ops, strict=False):
             curves = []
             for i, run in enumerate(runs):
-                hist = decode_hdr(run.get("operations", {}).get(op, {}).get("hdr", ""))
+                rec = run.operations.get(op)  # no curve for a design that never ran the operation
+                hist = decode_hdr(rec.hdr) if rec is not None else None
                 if hist is None:
                     continue
                 xs = _nines_points(int(hist.get_total_count()))
                 pcts = [100.0 * (1 - 1 / x) for x in xs]
                 values = hist.get_percentile_to_value_dict(pcts)
-                curves.append((i, str(run.get("design", "?")), xs, [float(values[p]) for p in pcts]))
+                curves.append((i, run.design, xs, [float(values[p]) for p in pcts]))
             ymax = max((max(ys) for _, _, _, ys in curves), default=0.0)
             ymin = min((y for _, _, _, ys in curves for y in ys if y > 0), default=math.inf)
             xmax = max((xs[-1] for _, _, xs, _ in curves), default=1.0)
@@ -190,7 +196,7 @@ def latency_figure(runs: Sequence[Mapping[str, Any]]) -> Figure:
 # -- bars ------------------------------------------------------------------------------------------
 
 
-def _grouped_barh(ax: Any, labels: Sequence[str], series: Sequence[tuple[str, Sequence[float]]],
+def _grouped_barh(ax: Axes, labels: Sequence[str], series: Sequence[tuple[str, Sequence[float]]],
                   values_text: Sequence[Sequence[str]] | None = None) -> None:
     """Horizontal bars, one group per label, one bar per series; optional text at each bar's end."""
     n = max(1, len(series))
@@ -205,17 +211,16 @@ def _grouped_barh(ax: Any, labels: Sequence[str], series: Sequence[tuple[str, Se
     ax.legend(loc="lower right", fontsize=8)
 
 
-def throughput_figure(runs: Sequence[Mapping[str, Any]]) -> Figure:
+def throughput_figure(runs: Sequence[RunRecord]) -> Figure:
     """Throughput per operation and design."""
     ops = op_names(runs)
     with _style():
-        fig = _new_figure(figsize=(8, 1.2 + 0.45 * max(1, len(ops)) * max(1, len(runs))), layout="constrained")
+        fig = _new_figure(figsize=(8, 1.2 + 0.45 * max(1, len(ops)) * max(1, len(runs))))
         ax = fig.subplots()
         if not ops:
             _no_data(ax, "no operations recorded")
-        else:
-            series = [(str(r.get("design", "?")),
-                       [float(r.get("throughput", {}).get(op, 0) or 0) for op in ops]) for r in runs]
+        else:  # 0 for an operation a design never ran
+            series = [(r.design, [float(r.throughput.get(op, 0)) for op in ops]) for r in runs]
             _grouped_barh(ax, ops, series)
             _plain_numbers(ax.xaxis)
             ax.set_xlabel("throughput (operations per simulated second)")
@@ -223,18 +228,17 @@ def throughput_figure(runs: Sequence[Mapping[str, Any]]) -> Figure:
     return fig
 
 
-def _lock_wait_ns(lock: Mapping[str, Any]) -> float:
-    return float(sum(int(lock[s].get("waittime_total_ns", 0)) for s in side_names(lock)))
+def _lock_wait_ns(lock: LockClass) -> float:
+    return float(sum(side.waittime_total_ns for _, side in lock.sides()))
 
 
-def lock_wait_figure(runs: Sequence[Mapping[str, Any]], top: int = 12) -> Figure:
+def lock_wait_figure(runs: Sequence[RunRecord], top: int = 12) -> Figure:
     """Total lock wait time per lock class (read + write), one bar per design; top classes only."""
-    waits: list[dict[str, float]] = [{str(lk["name"]): _lock_wait_ns(lk) for lk in r.get("locks", [])}
-                                     for r in runs]
+    waits: list[dict[str, float]] = [{lk.name: _lock_wait_ns(lk) for lk in r.lock_classes()} for r in runs]
     names = sorted({n for w in waits for n, v in w.items() if v > 0},
                    key=lambda n: (-max(w.get(n, 0.0) for w in waits), n))[:top]
     with _style():
-        fig = _new_figure(figsize=(8, 1.2 + 0.4 * max(1, len(names)) * max(1, len(runs))), layout="constrained")
+        fig = _new_figure(figsize=(8, 1.2 + 0.4 * max(1, len(names)) * max(1, len(runs))))
         ax = fig.subplots()
         if not names:
             _no_data(ax, "no lock was ever waited for")
@@ -242,7 +246,7 @@ def lock_wait_figure(runs: Sequence[Mapping[str, Any]], top: int = 12) -> Figure
             scale, unit = _time_unit(max(max(w.values(), default=0.0) for w in waits))
             # Bars share one linear axis; the text keeps waits far below the largest readable.
             texts = [[fmt_time(w.get(n, 0.0)) if w.get(n, 0.0) else "" for n in names] for w in waits]
-            _grouped_barh(ax, names, [(str(r.get("design", "?")), [w.get(n, 0.0) / scale for n in names])
+            _grouped_barh(ax, names, [(r.design, [w.get(n, 0.0) / scale for n in names])
                                       for r, w in zip(runs, waits, strict=True)], texts)
             ax.margins(x=0.15)
             ax.set_xlabel(f"total wait time ({unit}, virtual)")
@@ -250,17 +254,17 @@ def lock_wait_figure(runs: Sequence[Mapping[str, Any]], top: int = 12) -> Figure
     return fig
 
 
-def cpu_time_figure(runs: Sequence[Mapping[str, Any]]) -> Figure:
+def cpu_time_figure(runs: Sequence[RunRecord]) -> Figure:
     """CPU time split per design, stacked to 100%."""
     with _style():
-        fig = _new_figure(figsize=(8, 1.4 + 0.5 * max(1, len(runs))), layout="constrained")
+        fig = _new_figure(figsize=(8, 1.4 + 0.5 * max(1, len(runs))))
         ax = fig.subplots()
-        designs = [str(r.get("design", "?")) for r in runs]
+        designs = [r.design for r in runs]
         left = [0.0] * len(runs)
         for state in CPU_STATES:
             vals = []
             for r in runs:
-                ct = {s: float(r.get("cpu_time", {}).get(s, 0) or 0) for s in CPU_STATES}
+                ct = {s: float(r.cpu_time[s]) for s in CPU_STATES}
                 total = sum(ct.values())
                 vals.append(100.0 * ct[state] / total if total else 0.0)
             ax.barh(range(len(runs)), vals, left=left, color=_CPU_COLORS[state], label=state, height=0.6)
@@ -274,7 +278,7 @@ def cpu_time_figure(runs: Sequence[Mapping[str, Any]]) -> Figure:
     return fig
 
 
-def run_figures(runs: Sequence[Mapping[str, Any]]) -> dict[str, Figure]:
+def run_figures(runs: Sequence[RunRecord]) -> dict[str, Figure]:
     """Every picture of one run (one or more designs), by file stem."""
     return {
         "latency": latency_figure(runs),
@@ -292,23 +296,24 @@ def is_seed_key(key: str) -> bool:
     return key.rsplit(".", 1)[-1] == "seed"
 
 
-def _is_number(v: Any) -> bool:
+def _is_number(v: object) -> TypeGuard[int | float]:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
 
-def scaling_keys(grid: Mapping[str, Sequence[Any]]) -> list[str]:
+def scaling_keys(grid: Mapping[str, Sequence[JsonValue]]) -> list[str]:
     """The swept keys a scaling curve is drawn against: numeric (CPUs, sizes, intervals), more than
     one value, not a seed."""
     return [k for k, vals in grid.items()
             if len(vals) > 1 and not is_seed_key(k) and all(_is_number(v) for v in vals)]
 
 
-def _p99(run: Mapping[str, Any], op: str) -> float:
-    return float(run.get("operations", {}).get(op, {}).get("p99_ns", 0) or 0)
+def _p99(run: RunRecord, op: str) -> float:
+    rec = run.operations.get(op)  # 0 for a design that never ran the operation
+    return float(rec.p99_ns) if rec is not None else 0.0
 
 
-def scaling_figures(points: Sequence[tuple[Mapping[str, Any], Sequence[Mapping[str, Any]], Set[str]]],
-                    grid: Mapping[str, Sequence[Any]]) -> dict[str, Figure]:
+def scaling_figures(points: Sequence[tuple[Mapping[str, JsonValue], Sequence[RunInput], Set[str]]],
+                    grid: Mapping[str, Sequence[JsonValue]]) -> dict[str, Figure]:
     """Per numeric swept key (:func:`scaling_keys`): throughput and p99 against it.
 
     ``points`` holds each point's params, its runs and the designs whose run failed its checks
@@ -326,27 +331,27 @@ def scaling_figures(points: Sequence[tuple[Mapping[str, Any], Sequence[Mapping[s
     for key in scaling_keys(grid):
         others = [k for k in swept if k != key and not is_seed_key(k)]
         # (design, other values) -> x -> runs at that x (one per seed) and whether any failed
-        lines: dict[tuple[str, str], dict[float, list[tuple[Mapping[str, Any], bool]]]] = {}
+        lines: dict[tuple[str, str], dict[float, list[tuple[RunRecord, bool]]]] = {}
         designs: list[str] = []
-        for params, runs, failed in points:
-            x: Any = params.get(key)
+        typed = [(params, [as_run(r) for r in runs], failed) for params, runs, failed in points]
+        for params, runs, failed in typed:
+            x = params[key]
             if not _is_number(x):
                 continue
-            rest = ", ".join(f"{k}={json.dumps(params.get(k))}" for k in others)
+            rest = ", ".join(f"{k}={json.dumps(params[k])}" for k in others)
             for run in runs:
-                design = str(run.get("design", "?"))
+                design = run.design
                 if design not in designs:
                     designs.append(design)
                 lines.setdefault((design, rest), {}).setdefault(float(x), []).append((run, design in failed))
-        ops = op_names([run for _, runs, _ in points for run in runs])
-        p99_max = max((float(r.get("operations", {}).get(op, {}).get("p99_ns", 0) or 0)
-                       for _, runs, _ in points for r in runs for op in ops), default=0.0)
+        ops = op_names([run for _, runs, _ in typed for run in runs])
+        p99_max = max((_p99(r, op) for _, runs, _ in typed for r in runs for op in ops), default=0.0)
         scale, unit = _time_unit(p99_max)
-        xs_all = sorted({float(v) for v in grid[key]})
+        xs_all = sorted({float(v) for v in grid[key] if _is_number(v)})  # all are (scaling_keys)
         any_failed = False
         with _style():
             entries = len(lines) * (1 + len(ops))
-            fig = _new_figure(figsize=(11, max(6.5, 1.2 + 0.16 * entries)), layout="constrained")
+            fig = _new_figure(figsize=(11, max(6.5, 1.2 + 0.16 * entries)))
             ax_t, ax_p = fig.subplots(2, 1)
             ordered = sorted(lines.items(), key=lambda kv: (designs.index(kv[0][0]), kv[0][1]))
             for n, ((design, rest), by_x) in enumerate(ordered):
@@ -355,7 +360,7 @@ def scaling_figures(points: Sequence[tuple[Mapping[str, Any], Sequence[Mapping[s
                 label = design + (f" ({rest})" if rest else "")
                 bad = [x for x in xv if any(f for _, f in by_x[x])]
                 any_failed = any_failed or bool(bad)
-                series: list[tuple[Any, str, str, str | None]] = [(ax_t, "-", label, None)]
+                series: list[tuple[Axes, str, str, str | None]] = [(ax_t, "-", label, None)]
                 series += [(ax_p, _LINESTYLES[j % len(_LINESTYLES)], f"{label} {op}", op) for j, op in enumerate(ops)]
                 for ax, style, name, op_name in series:
                     per_x = [[_p99(r, op_name) / scale if op_name else total_throughput(r) for r, _ in by_x[x]]

@@ -13,7 +13,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import ParamSpec, TypeVar
 
 import trio
 
@@ -22,6 +22,7 @@ from concurrency.input_error import InputError
 __all__ = ["OutputError", "check_out_dir", "check_out_file", "uninterrupted"]
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 class OutputError(InputError):
@@ -80,7 +81,7 @@ def check_out_file(path: str | Path, flag: str) -> Path:
     return original
 
 
-def uninterrupted(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+def uninterrupted(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """``fn(*args, **kwargs)`` with Ctrl-C deferred until it returns (trio's KeyboardInterrupt
     protection, inside the command line's ``trio.run``): a set of results or reports being written
     is finished whole, then the interrupt is delivered (exit status 130)."""
@@ -88,5 +89,5 @@ def uninterrupted(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 
 @trio.lowlevel.enable_ki_protection
-def _protected(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+def _protected(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     return fn(*args, **kwargs)

@@ -16,7 +16,6 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 __all__ = ["render_folder"]
 
@@ -25,8 +24,9 @@ _ALLOWED = "allowed: the result.json or sweep.json an rmapsim command wrote"
 _SHAPE_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError, ZeroDivisionError, OverflowError)
 
 
-def read_json(path: Path, bad: Callable[[str], Exception]) -> Any:
-    """The JSON document in ``path``, or ``bad(message)`` saying why it is not one."""
+def read_json(path: Path, bad: Callable[[str], Exception]) -> object:
+    """The JSON document in ``path``, or ``bad(message)`` saying why it is not one (its shape is
+    the caller's to check)."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -40,7 +40,8 @@ def read_json(path: Path, bad: Callable[[str], Exception]) -> Any:
         raise bad(f"{path}:{line}: not a text file (byte 0x{raw[exc.start]:02x} at offset {exc.start} is not "
                   f"UTF-8); {_ALLOWED}") from None
     try:
-        return json.loads(text)
+        document: object = json.loads(text)
+        return document
     except json.JSONDecodeError as exc:
         cut = not text.rstrip().endswith(("}", "]"))
         why = f"{exc.msg} (column {exc.colno})" + ("; the file ends early (truncated?)" if cut else "")

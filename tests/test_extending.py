@@ -53,7 +53,7 @@ def test_the_readme_shows_three_modules_and_their_registrations() -> None:
     # Each names an existing registry: where the README says the line goes.
     contract = (ROOT / "tests/concurrency/test_lock_contract.py").read_text()
     assert "MODELS: dict[str, Callable[[], Model]] = {" in contract
-    assert "TEXT_REPORTS: dict[str, Callable[[dict[str, Any]], str]] = {" in (ROOT / "reports/__init__.py").read_text()
+    assert "TEXT_REPORTS: dict[str, Callable[[Results], str]] = {" in (ROOT / "reports/__init__.py").read_text()
 
 
 @pytest.mark.skipif(COMPILED, reason="an interpreted lock model cannot subclass the compiled SimLock: on the compiled "

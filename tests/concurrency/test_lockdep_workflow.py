@@ -141,7 +141,8 @@ def test_a_hand_made_cycle_shows_in_the_listing_and_the_graph(tmp_path: Path) ->
     take(c, 1, ("mm->page_table_lock", W), ("mm->mmap_lock", R), where="bad")
     rec = record(c, "anon_vma")
     assert rec["lockdep"]["cycles"] == [["mm->mmap_lock", "mm->page_table_lock"]]
-    results = {"schema": RESULTS_SCHEMA, "scenario": {"name": "s"}, "runs": [rec]}
+    results = {"schema": RESULTS_SCHEMA, "scenario": {"name": "s", "description": "", "mirrors": "", "source": ""},
+               "runs": [rec]}
     listing = lockdep_listing(results)
     assert "dependency cycle #0: mm->mmap_lock -> mm->page_table_lock -> mm->mmap_lock" in listing
     assert " -> [" in listing and "mm->page_table_lock  -(EN)- x1: fault 1  <== on a dependency cycle" in listing
@@ -166,7 +167,8 @@ def test_without_dot_the_report_says_why_the_graph_is_absent(tmp_path: Path,
 
     c = OrderChecker(rmap_order())
     take(c, 0, ("mm->mmap_lock", W), ("ptl", W))
-    results = {"schema": RESULTS_SCHEMA, "scenario": {"name": "s"}, "runs": [record(c, "anon_vma")]}
+    results = {"schema": RESULTS_SCHEMA, "scenario": {"name": "s", "description": "", "mirrors": "", "source": ""},
+               "runs": [record(c, "anon_vma")]}
     (tmp_path / "lockgraph-anon_vma.svg").write_text("stale")
     monkeypatch.setattr(reports.lockgraph, "find_dot", lambda: None)
     graphs = write_lockdep_reports(results, tmp_path, [])
@@ -182,8 +184,13 @@ def test_order_section_puts_the_verdict_beside_the_wait() -> None:
     c = OrderChecker(rmap_order())
     take(c, 0, ("anon_vma->rwsem", W), ("mm->mmap_lock", R))
     rec = record(c, "anon_vma")
-    rec["locks"] = [{"name": "anon_vma->rwsem", "rw": False,
-                     "write": {"contentions": 3, "waittime_total_ns": 5000}}]
+    side = dict.fromkeys(("con_bounces", "contentions", "waittime_min_ns", "waittime_max_ns", "waittime_total_ns",
+                          "waittime_spin_ns", "waittime_sleep_ns", "acq_bounces", "acquisitions", "holdtime_min_ns",
+                          "holdtime_max_ns", "holdtime_total_ns", "wait_overflow", "hold_overflow"), 0)
+    side.update(contentions=3, waittime_total_ns=5000)
+    rec["locks"] = [{"name": "anon_vma->rwsem", "kind": "rwsem", "rw": False, "instances": 1, "events": {},
+                     "write": {**side, "contention_points": {}, "contending_points": {}, "wait_hist": "",
+                               "hold_hist": ""}}]
     rec["params"]["cpus"] = 1
     text = order_section([rec])
     row = next(line for line in text.splitlines() if line.strip().startswith("anon_vma"))

@@ -16,7 +16,7 @@ import pytest
 
 from reports import summary_text
 from reports.common import perf_time, pseudo_address
-from reports.compare import compare_text, verdict
+from reports.compare import WALK_FIELDS, compare_text, verdict
 from reports.latency import latency_text
 from reports.lockstat import format_lockstat, lockstat_text, snprint_time
 from reports.perf_lock import format_contention
@@ -231,7 +231,7 @@ def record(design: str, *, fork_p99: int, fault_p99: int, tput: float, wait_ns: 
                     "preemptions_injected": []},
         "operations": {"fork": latency(10, fork_p99), "fault": latency(10, fault_p99)},
         "throughput": {"fork": tput / 2, "fault": tput / 2}, "total_ops": 20, "locks": [lock], "lock_instances": [],
-        "walks": {"try_to_unmap": {"walks": 5, "missed_mappings": missed}},
+        "walks": {"try_to_unmap": {**dict.fromkeys(WALK_FIELDS, 0), "walks": 5, "missed_mappings": missed}},
         "cpu_time": {"running": 3, "spinning": 1, "sleeping": 0, "idle": 0}, "context_switches": 0,
         "phases": whole_run_phases(1_000_000, {"running": 3, "spinning": 1, "sleeping": 0, "idle": 0}, [lock]),
         "migrations": 0, "memory": {"peak_total_bytes": 1000}, "counters": {}, "design_stats": {},
@@ -241,7 +241,8 @@ def record(design: str, *, fork_p99: int, fault_p99: int, tput: float, wait_ns: 
 
 
 def test_verdict_states_ratios_against_the_anon_vma_baseline() -> None:
-    results = {"schema": RESULTS_SCHEMA, "scenario": {"name": "s"}, "runs": [
+    results = {"schema": RESULTS_SCHEMA, "scenario": {"name": "s", "description": "", "mirrors": "", "source": ""},
+               "runs": [
         record("cow_context", fork_p99=1000, fault_p99=1010, tput=2000.0, wait_ns=40_000, spin_ns=40_000, missed=2,
                violations=("1 corrupted mapping(s)",)),
         record("anon_vma", fork_p99=3100, fault_p99=1000, tput=1000.0, wait_ns=400_000, spin_ns=20_000,
