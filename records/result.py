@@ -7,8 +7,14 @@ file's JSON (the same bytes as before these classes: ``dump_json`` sorts keys) a
 value of the wrong type, is a :class:`RecordError` naming its path, never a silent default.
 
 Sections whose keys are the model's own (a design's memory and counters, lock_stat rows, the
-lockdep graph, RCU) are typed as JSON objects; the sections every report reads (the outcome, the
-per-operation latencies, the invariants, the CPU time) have classes of their own.
+lockdep graph, the walks, RCU) are kept as the JSON objects the runner wrote, so that
+:meth:`RunRecord.to_json` gives back the same bytes; the sections every report reads (the outcome,
+the per-operation latencies, the invariants, the CPU time) have classes of their own, and the
+model-specific sections the reports read by fixed keys are read through typed views that check
+them the same way: :meth:`RunRecord.lock_classes` (:class:`LockClass`, lock_stat's columns),
+:meth:`RunRecord.lockdep_section` (:class:`LockdepSection`, the order checker's graph),
+:meth:`RunRecord.walk_counts` (:class:`WalkCounts`) and :meth:`RunRecord.memory_counts`.  The sweep
+and exploration documents have their readers in :mod:`records.sweep` and :mod:`records.explore`.
 
 Dataclasses (frozen, slots), not attrs or msgspec: a record is built once per run and read once
 per report, so (de)serialisation speed does not matter (a fork-heavy record round-trips in about a
