@@ -64,7 +64,7 @@ def check_results(data: Results) -> ResultsFile:
         return data
     schema = data.get("schema")
     if schema == RECORD_SCHEMA:
-        run = RunRecord.from_json(data, "record")
+        run = _checked(RunRecord.from_json(data, "record"), "record")
         return ResultsFile(ScenarioInfo(run.scenario, "", "", ""), (run,))
     if schema != RESULTS_SCHEMA:
         raise ValueError(f"not a result file: schema is {schema!r}, expected {RESULTS_SCHEMA!r} "
@@ -76,7 +76,7 @@ def check_results(data: Results) -> ResultsFile:
     for i, run in enumerate(runs):
         if not isinstance(run, Mapping) or run.get("schema") != RECORD_SCHEMA:
             raise ValueError(f"runs[{i}]: not a {RECORD_SCHEMA!r} record")
-        typed.append(RunRecord.from_json(run, f"runs[{i}]"))
+        typed.append(_checked(RunRecord.from_json(run, f"runs[{i}]"), f"runs[{i}]"))
     unknown = sorted(set(data) - {"schema", "scenario", "runs", "point"})
     if unknown:
         raise RecordError(f"results: unknown key(s) {', '.join(unknown)}")
@@ -85,6 +85,20 @@ def check_results(data: Results) -> ResultsFile:
     point = data.get("point")  # only a sweep point's result file has one
     return ResultsFile(ScenarioInfo.from_json(data["scenario"], "results.scenario"), tuple(typed),
                        None if point is None else json_object(point, "results.point"))
+
+
+def _checked(run: RunRecord, path: str) -> RunRecord:
+    """``run`` with the sections the reports read by fixed keys checked too (lock_stat rows, the
+    order checker's section, the walks, the memory account): drift there is an error on load,
+    naming its path, rather than halfway through writing the reports."""
+    try:
+        run.lock_classes()
+        run.lockdep_section()
+        run.walk_counts()
+        run.memory_counts()
+    except RecordError as exc:
+        raise RecordError(f"{path}.{exc}") from None
+    return run
 
 
 def typed_runs(results: Results) -> tuple[RunRecord, ...]:

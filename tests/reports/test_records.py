@@ -47,6 +47,38 @@ def test_schema_drift_is_an_error_naming_the_key(tiny: dict[str, Any], change: A
         typed_runs(broken)
 
 
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda r: r["locks"][0]["write"].pop("acquisitions"), r"runs\[0\]\.locks\[0\]\.write: missing acquisitions"),
+    (lambda r: r["locks"][0].update(rw="yes"), r"runs\[0\]\.locks\[0\]\.rw: expected true or false"),
+    (lambda r: r["locks"][0]["write"]["contention_points"].update(fork="2"),
+     r"runs\[0\]\.locks\[0\]\.write\.contention_points\.fork: expected an integer"),
+    (lambda r: r["lockdep"].pop("findings"), r"runs\[0\]\.lockdep: missing findings"),
+    (lambda r: r["lockdep"]["edges"].append(["a"]), r"runs\[0\]\.lockdep\.edges\[2\]: expected \[held, acquired\]"),
+    (lambda r: r["walks"]["folio_referenced"].pop("walks"), r"runs\[0\]\.walks\.folio_referenced: missing walks"),
+    (lambda r: r["memory"].update(total_bytes=1.5), r"runs\[0\]\.memory\.total_bytes: expected an integer"),
+])
+def test_drift_in_the_sections_reports_read_by_key_is_an_error_on_load(tiny: dict[str, Any], change: Any,
+                                                                      message: str) -> None:
+    """lock_stat rows, the lockdep section, the walks and the memory account are the model's own
+    JSON in the record, but the reports read them by fixed keys: a changed key fails on load."""
+    broken = copy.deepcopy(tiny)
+    change(broken["runs"][0])
+    with pytest.raises(RecordError, match=message):
+        check_results(broken)
+
+
+def test_the_typed_views_read_what_the_record_holds(tiny: dict[str, Any]) -> None:
+    raw = tiny["runs"][0]
+    run = RunRecord.from_json(raw)
+    for lock, row in zip(run.lock_classes(), raw["locks"], strict=True):
+        assert (lock.name, lock.rw, lock.write.acquisitions) == (row["name"], row["rw"], row["write"]["acquisitions"])
+        assert [name for name, _ in lock.sides()] == (["write", "read"] if row["rw"] else ["write"])
+    lockdep = run.lockdep_section()
+    assert lockdep.edges == (("anon_vma->rwsem", "ptl"), ("ptl", "ptl/1")) and lockdep.deps is None
+    assert run.walk_counts()["folio_referenced"].vmas_visited == 12
+    assert run.memory_counts()["peak_total_bytes"] == raw["memory"]["peak_total_bytes"]
+
+
 def test_a_record_of_the_previous_schema_is_refused_not_read_as_zeros(tiny: dict[str, Any]) -> None:
     """/1 records had no phases and no spinning/sleeping parts of the wait: a reader must not take
     them for zero, so the record schema's number moved on (records/schema.py)."""
@@ -60,3 +92,36 @@ def test_a_record_is_frozen(tiny: dict[str, Any]) -> None:
     run = RunRecord.from_json(tiny["runs"][0])
     with pytest.raises(AttributeError):
         run.design = "other"  # type: ignore[misc]
+
+
+def test_the_sweep_reader_checks_the_keys_the_sweep_report_reads() -> None:
+    from records.schema import SWEEP_SCHEMA
+    from records.sweep import SweepFile
+
+    with pytest.raises(ValueError, match=r"not a sweep file: schema is 'rmapsim\.sweep/0'"):
+        SweepFile.from_json({"schema": "rmapsim.sweep/0", "points": []})
+    point: dict[str, Any] = {"params": {"run.cpus": 1}, "status": 3, "error": None, "result": None}
+    sweep = {"schema": SWEEP_SCHEMA, "scenario": {"name": "t", "description": "", "source": "t.toml"},
+             "grid": {"run.cpus": [1, 2]}, "points": [point]}
+    with pytest.raises(RecordError, match=r"sweep\.points\[0\]\.status: expected a string"):
+        SweepFile.from_json(sweep)
+    point.update(status="failed", designs={"anon_vma": {"categories": ["crash"], "detail": "boom"}})
+    doc = SweepFile.from_json(sweep)
+    assert doc.grid == {"run.cpus": (1, 2)} and doc.points[0].designs == {"anon_vma": ("crash",)}
+    point["designs"] = {"anon_vma": {"detail": "boom"}}
+    with pytest.raises(RecordError, match=r"sweep\.points\[0\]\.designs\.anon_vma: missing categories"):
+        SweepFile.from_json(sweep)
+
+
+def test_the_explore_reader_checks_the_keys_the_explore_report_reads() -> None:
+    from records.explore import ExploreFile
+    from records.schema import EXPLORE_SCHEMA
+
+    doc: dict[str, Any] = {
+        "schema": EXPLORE_SCHEMA, "scenario": {"name": "s", "source": "s.toml"}, "runs_per_variant": 2,
+        "seed_base": 1, "perturb": {"shuffle": True, "jitter": 0.2, "preemptions": 3}, "complete": True,
+        "summary": {"anon_vma": {"runs": 2, "failed": 0, "by_category": {}}}, "runs": [], "reproducers": []}
+    assert ExploreFile.from_json(doc).summary["anon_vma"].runs == 2
+    del doc["summary"]
+    with pytest.raises(RecordError, match=r"explore: missing summary"):
+        ExploreFile.from_json(doc)
