@@ -32,6 +32,7 @@ from concurrency.lock import RECURSIVE_READ, LockMisuse
 
 if TYPE_CHECKING:
     from concurrency.engine import Engine, SimTask
+    from records.result import JsonObject
 
 __all__ = ["DEFAULT_GP_MIN_NS", "Rcu"]
 
@@ -158,7 +159,7 @@ class Rcu:
         await engine.block(self)
         self.sync_wait.record(engine.now - start)
 
-    def call_rcu(self, fn: Callable[..., None], *args: Any) -> None:
+    def call_rcu(self, fn: Callable[..., None], *args: object) -> None:
         """``call_rcu``: run ``fn(*args)`` after a grace period (from callback context)."""
         self.callbacks_queued += 1
         self._request(_CALLBACK, (fn, args))
@@ -255,7 +256,7 @@ class Rcu:
 
     # -- results ---------------------------------------------------------------------------------------
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {
             "gp_min_ns": self.gp_min_ns,
             "gp_count": self.gp_count,
