@@ -668,6 +668,7 @@ class ChainInfo(TypedDict, total=False):
     count: int  # how often the emitted edge was taken
     taken: dict[str, int]  # operation -> how often it took the edge
 
+
 LineOf = Callable[[list[str | int]], int | None]
 
 
