@@ -29,6 +29,7 @@ the model.  The stepper's counterpart inside trio is ``Engine.run_async``.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import heapq
 import threading
@@ -244,7 +245,9 @@ class _Box(TypedDict, total=False):
     token: trio.lowlevel.TrioToken
     scope: trio.CancelScope
     outcome: RunOutcome
-    error: BaseException
+    # builtins.: a compiled TypedDict looks its annotations' names up in the module's globals, where
+    # a bare builtin class name is missing (KeyError at import).
+    error: builtins.BaseException
 
 
 def run_sync(engine: Engine, until_ns: int | None, max_events: int | None) -> RunOutcome:
