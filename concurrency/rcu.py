@@ -70,6 +70,8 @@ class Rcu:
         self._gp_end_queued = False
         self._gp_start_queued = False
         # (GP number that satisfies it, kind, payload) in request order; GP numbers never decrease.
+        # The kind tags the payload (the task to wake, (fn, args), or a kfree item): mypy cannot
+        # narrow a union by a separate tag, so the payload stays Any rather than be re-checked.
         self._requests: deque[tuple[int, int, Any]] = deque()
         self._kfree_batch: list[tuple[str, int, Callable[[], None] | None]] = []
         # statistics
