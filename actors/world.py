@@ -9,7 +9,7 @@ slice.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import ParamSpec, TypeVar
 
 from concurrency.engine import Engine, SimTask
 from concurrency.histogram import LatencyHistogram
@@ -20,6 +20,7 @@ from mm.types import MmStruct
 __all__ = ["Process", "World"]
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 class Process:
@@ -70,8 +71,8 @@ class World:
         self.processes.append(proc)
         return proc
 
-    def spawn(self, proc: Process, label: str, fn: Callable[..., Awaitable[Any]], *args: Any,
-              cpu: int | None = None, **kwargs: Any) -> SimTask:
+    def spawn(self, proc: Process, label: str, fn: Callable[..., Awaitable[object]], *args: object,
+              cpu: int | None = None, **kwargs: object) -> SimTask:
         """Start a thread of ``proc``: a task named ``<process>/<label>``."""
         proc.threads += 1
         proc.mm.tasks += 1
@@ -91,8 +92,8 @@ class World:
         if nice:
             set_user_nice(self.engine, task, nice)
 
-    def spawn_kthread(self, name: str, fn: Callable[..., Awaitable[Any]], *args: Any, cpu: int | None = None,
-                      **kwargs: Any) -> SimTask:
+    def spawn_kthread(self, name: str, fn: Callable[..., Awaitable[object]], *args: object, cpu: int | None = None,
+                      **kwargs: object) -> SimTask:
         """Start a kernel thread (no mm of its own); ``cpu`` pins it."""
 
         async def body() -> None:
@@ -102,7 +103,7 @@ class World:
         self._set_nice(task, None)
         return task
 
-    async def timed(self, op: str, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+    async def timed(self, op: str, fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run one operation, recording its latency under ``op``."""
         engine = self.engine
         task = engine.current

@@ -43,7 +43,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass, field
 from enum import Enum, IntEnum
-from typing import Any, Final, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
 import trio
 from mypy_extensions import mypyc_attr
@@ -53,6 +53,10 @@ from concurrency.instrument import Hooks, Instrument
 from concurrency.lock_types import LockCosts, LockMisuse
 from concurrency.lockstat import LockClass
 from concurrency.perturb import Perturbation
+
+if TYPE_CHECKING:
+    from concurrency.lock import SimLock
+    from concurrency.sched import CfsSched, SchedEntity
 
 __all__ = [
     "TIMEOUT",
@@ -176,7 +180,7 @@ class SimTask:
         "waiting_for",
     )
 
-    def __init__(self, tid: int, name: str, cpu: Cpu, coro: Coroutine[Any, Any, Any],
+    def __init__(self, tid: int, name: str, cpu: Cpu, coro: Coroutine[object, object, object],
                  rng: random.Random) -> None:
         self.tid = tid
         self.name = name
@@ -187,8 +191,8 @@ class SimTask:
         self.op = "-"  # the simulated operation in progress: lock_stat's "contention point"
         self.waiting_for: Waitable | None = None
         self.pinned = False  # bound to its CPU (spawned with an explicit cpu): never migrated
-        self.held: list[Any] = []  # lock instances held, for misuse checks and deadlock reports
-        self.ctx: Any = None  # free slot for the model (e.g. the process's mm)
+        self.held: list[SimLock] = []  # lock instances held, for misuse checks and deadlock reports
+        self.ctx: object = None  # free slot for the model (e.g. the process's mm); the engine never reads it
         self.atomic_depth = 0  # spinlocks held: sleeping now is "scheduling while atomic"
         self.rcu_depth = 0  # rcu_read_lock nesting: sleeping now is reported, not raised
         # Set by a lock while this task spins optimistically (mutex/rwsem, not spinlocks): called
@@ -202,10 +206,10 @@ class SimTask:
         # can split the wait into spinning (CPU burned) and sleeping (CPU given up).
         self.wait_mark = (0, 0)
         self.slice_start = 0  # when it last got its CPU (for timeslice preemption)
-        self.se: Any = None  # concurrency/sched.py SchedEntity once the fair class is on
+        self.se: SchedEntity | None = None  # concurrency/sched.py SchedEntity once the fair class is on
         self.done = False
         self._token = 0
-        self._wake_value: Any = None
+        self._wake_value: object = None
 
     def __repr__(self) -> str:
         return f"<SimTask {self.name} cpu{self.cpu.index} {self.state.value}>"
@@ -241,7 +245,7 @@ class RunOutcome:
 
 
 @types.coroutine
-def _park() -> Generator[None, Any, Any]:
+def _park() -> Generator[None, object, object]:
     """Suspend the running coroutine back to the engine's loop; resumes with the wake value."""
     return (yield None)
 
@@ -249,7 +253,7 @@ def _park() -> Generator[None, Any, Any]:
 class _Callback:
     __slots__ = ("args", "fn")
 
-    def __init__(self, fn: Callable[..., None], args: tuple[Any, ...]) -> None:
+    def __init__(self, fn: Callable[..., None], args: tuple[object, ...]) -> None:
         self.fn = fn
         self.args = args
 
@@ -316,7 +320,7 @@ class Engine:
         # delay that exhausts its slice (CFS-like fairness at operation granularity).
         self.timeslice_ns = timeslice_ns
         # concurrency/sched.py CfsSched once a task gets a priority (sched.enable); None: FIFO round robin
-        self.sched: Any = None
+        self.sched: CfsSched | None = None
         # Load balancing (CFS): a woken task whose CPU is busy runs on an idle CPU instead
         # (select_idle_sibling), and a CPU going idle pulls a waiting task from a busy one
         # (newidle_balance).  Off, every task stays on the CPU it was created on.
@@ -357,7 +361,7 @@ class Engine:
 
     # -- tasks -----------------------------------------------------------------------------
 
-    def spawn(self, name: str, fn: Callable[..., Awaitable[Any]], *args: Any,
+    def spawn(self, name: str, fn: Callable[..., Awaitable[object]], *args: object,
               cpu: int | None = None) -> SimTask:
         """Create a task running ``fn(*args)``; it first runs at the current virtual time.
 
@@ -447,7 +451,7 @@ class Engine:
         # preemption disabled there (a spinner on this CPU would wait for us forever).
         slice_ns = self.timeslice_ns if task.se is None else task.se.slice_ns
         if (cpu.runq and t - task.slice_start >= slice_ns and not (task.atomic_depth or task.rcu_depth)
-                and (task.se is None or self.sched.tick(task, t))):
+                and (task.se is None or (self.sched is not None and self.sched.tick(task, t)))):
             task._wake_value = _PREEMPT  # runs until t, then gives the CPU to the next in line
         elif (not heap or t < heap[0][0]) and self.events < self._fast_limit:
             self.events += 1
@@ -503,7 +507,7 @@ class Engine:
             self.wake(task)
 
     async def block(self, on: Waitable, *, spin: bool = False,
-                    timeout_ns: int | None = None) -> Any:
+                    timeout_ns: int | None = None) -> object:
         """Wait until :meth:`wake` (returns its value) or, for spinners, a timeout (``TIMEOUT``).
 
         A sleeping task gives its CPU up; a spinning one keeps burning it.  Timeouts exist only
@@ -545,7 +549,7 @@ class Engine:
             self._cpu_free(cpu)
         return await _park()
 
-    def wake(self, task: SimTask, value: Any = None) -> None:
+    def wake(self, task: SimTask, value: object = None) -> None:
         """Make a blocked task runnable; it resumes with ``value`` from :meth:`block`."""
         state = task.state
         elapsed = self.now - task.since_ns
@@ -574,7 +578,7 @@ class Engine:
             if not watchers:
                 del self._spin_watch[owner]
 
-    def call_at(self, t_ns: int, fn: Callable[..., None], *args: Any) -> None:
+    def call_at(self, t_ns: int, fn: Callable[..., None], *args: object) -> None:
         """Run a plain callback at virtual time ``t_ns`` (RCU grace-period ends, timers)."""
         if t_ns < self.now:
             raise ValueError(f"call_at({t_ns}) is in the past (now {self.now})")

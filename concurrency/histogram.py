@@ -8,9 +8,12 @@ hot path and folds it into an HdrHistogram only when a result is taken; values o
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from hdrh.histogram import HdrHistogram
+
+if TYPE_CHECKING:
+    from records.result import JsonObject
 
 __all__ = ["HIGHEST_NS", "LatencyHistogram"]
 
@@ -89,9 +92,9 @@ class LatencyHistogram:
 
     def encode(self) -> str:
         """HdrHistogram's standard compressed base64 form (HISTFORMAT V2)."""
-        blob: Any = self.to_hdr().encode()
+        blob: object = self.to_hdr().encode()  # hdrh is untyped: bytes (or str)
         return blob.decode() if isinstance(blob, bytes) else str(blob)
 
-    def summary(self) -> dict[str, int]:
+    def summary(self) -> JsonObject:
         return {"count": self.count, "min_ns": self.min_ns, "max_ns": self.max_ns,
                 "total_ns": self.total_ns, "overflow": self.overflow}

@@ -67,7 +67,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Final, NamedTuple, TypedDict
 
 from mypy_extensions import mypyc_attr
 
@@ -76,6 +76,7 @@ from concurrency.instrument import Instrument
 
 if TYPE_CHECKING:
     from concurrency.engine import SimTask
+    from records.result import JsonObject
 
 __all__ = [
     "DEP_EN",
@@ -129,6 +130,11 @@ def _rechain(stack: list[_Held], start: int) -> None:
         held.chain = below = (below, held.key, held.read)
 
 
+# A chain key: (the key of the chain below, or None at the bottom; class; read).  The first item
+# is only hashed and compared, never unpacked.
+_ChainKey = tuple[object, str, int]
+
+
 @dataclass(slots=True)
 class _Held:
     """``struct held_lock``: one entry of a task's held-lock stack."""
@@ -140,7 +146,7 @@ class _Held:
     where: str
     # lookup_chain_cache()'s chain key: (the chain below this entry, key, read), built one lock at a
     # time as iterate_chain_key() builds the kernel's hash (kept whole here: no collisions to check).
-    chain: Any = None
+    chain: _ChainKey | None = None
 
 
 class _Taken(NamedTuple):
@@ -194,7 +200,7 @@ class Finding:
     def render(self) -> str:
         return self.text
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {"kind": self.kind, "task": self.task, "classes": list(self.classes),
                 "where": self.where, "hits": self.hits, "report": self.text}
 
@@ -223,7 +229,7 @@ class OrderChecker(Instrument):
         self._seen: dict[tuple[str, tuple[str, ...]], Finding] = {}
         # lookup_chain_cache(): a held-lock chain already validated (by its _Held.chain) -> the edges
         # its validation walked, nearest held lock first.  Validating it again could only count them.
-        self._chain_cache: dict[Any, list[_Edge]] = {}
+        self._chain_cache: dict[_ChainKey | None, list[_Edge]] = {}
 
     # -- the instrument's hooks (concurrency/instrument.py) -------------------------------------
 
@@ -371,18 +377,19 @@ class OrderChecker(Instrument):
                 "circular": counts["circular"], "recursive": counts["recursive"],
                 "bad_unlock": counts["bad_unlock"]}
 
-    def graph_record(self) -> dict[str, Any]:
+    def graph_record(self) -> JsonObject:
         """The dependency graph for a result record (what ``/proc/lockdep`` lists): every class
         with its usage bits and acquisitions; every dependency with its types, how often it was
-        taken and by which operations; the cycles; the lockdep_stats totals."""
+        taken and by which operations; the cycles; the lockdep_stats totals.  (The ``list()`` and
+        ``dict()`` copies type the parts as JSON: a ``list[str]`` is not a ``list[JsonValue]``.)"""
         return {
             "classes": [{"name": key, "usage": self.usage(key), "acquisitions": self._ops[key]}
                         for key in sorted(self._usage)],
-            "deps": [{"from": e.prev, "to": e.next, "types": dep_names(e.dep), "count": e.count,
+            "deps": [{"from": e.prev, "to": e.next, "types": list(dep_names(e.dep)), "count": e.count,
                       "modes": [list(m) for m in sorted(e.modes)], "ops": dict(sorted(e.ops.items()))}
                      for _, e in sorted(self._edges.items())],
-            "cycles": self.cycles(),
-            "stats": self.stats(),
+            "cycles": [list(cycle) for cycle in self.cycles()],
+            "stats": dict(self.stats()),
         }
 
     def counts(self) -> dict[str, int]:
@@ -392,11 +399,11 @@ class OrderChecker(Instrument):
         return {"acquisitions": self.acquisitions, "classes": len(self._usage),
                 "edges": len(self._edges), **kinds}
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         """The result-record form: counts, edges with their types, findings, order violations."""
-        out: dict[str, Any] = {
-            "counts": self.counts(),
-            "edges": [{"from": e.prev, "to": e.next, "types": dep_names(e.dep),
+        out: JsonObject = {
+            "counts": dict(self.counts()),
+            "edges": [{"from": e.prev, "to": e.next, "types": list(dep_names(e.dep)),
                        "first_where": e.where, "first_task": e.task, "count": e.count}
                       for _, e in sorted(self._edges.items())],
             "findings": [f.to_dict() for f in self.findings],
@@ -642,7 +649,7 @@ class OrderViolation:
             lines += [f"   #{i}:{text}" for i, text in enumerate(self.stack)]
         return "\n".join(lines)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {"held": self.held, "acquired": self.acquired, "declared": list(self.declared),
                 "source": self.source, "held_at": self.held_at, "acquired_at": self.acquired_at,
                 "edge": list(self.edge), "mode": list(self.mode), "task": self.task, "op": self.op,
@@ -652,6 +659,15 @@ class OrderViolation:
 _TOP_KEYS: Final = frozenset({"source", "level", "chain"})
 _LEVEL_KEYS: Final = frozenset({"classes", "write_only", "note"})
 _CHAIN_KEYS: Final = frozenset({"name", "levels", "note", "write_only", "count", "taken"})
+
+
+class ChainInfo(TypedDict, total=False):
+    """A ``[[chain]]`` table's annotations, as :meth:`ExpectedOrder.from_dict` checked them."""
+
+    write_only: list[str]
+    count: int  # how often the emitted edge was taken
+    taken: dict[str, int]  # operation -> how often it took the edge
+
 
 LineOf = Callable[[list[str | int]], int | None]
 
@@ -678,12 +694,12 @@ class ExpectedOrder:
     def __init__(self, chains: Sequence[tuple[str, Sequence[Sequence[str]]]], *,
                  source: str = "the declared order", write_only: Iterable[str] = (),
                  where: Sequence[Sequence[str]] | None = None,
-                 chain_info: Sequence[Mapping[str, Any]] | None = None, origin: str = "") -> None:
+                 chain_info: Sequence[ChainInfo] | None = None, origin: str = "") -> None:
         self.source = source
         self.origin = origin  # the file it was loaded from, if any
         self.write_only = frozenset(write_only)
         self.chains = [(name, [list(level) for level in levels]) for name, levels in chains]
-        self.chain_info = [dict(info) for info in chain_info] if chain_info is not None \
+        self.chain_info: list[ChainInfo] = [info.copy() for info in chain_info] if chain_info is not None \
             else [{} for _ in self.chains]
         self.declared_at: dict[str, str] = {}  # class -> where it is first declared
         self.steps: dict[tuple[str, str], str] = {}  # (outer, inner) -> where first declared
@@ -777,7 +793,7 @@ class ExpectedOrder:
     # -- loading ----------------------------------------------------------------------------------
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, origin: str, line_of: LineOf | None = None) -> ExpectedOrder:
+    def from_dict(cls, data: Mapping[str, object], *, origin: str, line_of: LineOf | None = None) -> ExpectedOrder:
         """Build from parsed TOML.  Errors are :class:`OrderFileError` naming ``origin``, the line
         (when ``line_of`` maps a key path to its line in the text) and the key path."""
         def line(path: list[str | int]) -> int | None:
@@ -799,21 +815,21 @@ class ExpectedOrder:
             return fail([*path, bad], f"unknown key(s) {sorted(extra)}{hint}; allowed: {sorted(allowed)}",
                         key=_key_text(path) if path else "top level")
 
-        def class_list(value: Any, path: list[str | int]) -> list[str]:
+        def class_list(value: object, path: list[str | int]) -> list[str]:
             if (not isinstance(value, list) or not value
                     or not all(isinstance(v, str) and v for v in value)):
                 raise fail(path, f"expected a non-empty list of class names, got {value!r}")
             return list(value)
 
-        def text(value: Any, path: list[str | int]) -> None:
+        def text(value: object, path: list[str | int]) -> str:
             if not isinstance(value, str):
                 raise fail(path, f"expected a string, got {value!r}")
+            return value
 
         extra = set(data) - _TOP_KEYS
         if extra:
             raise unknown([], extra, _TOP_KEYS)
-        source = data.get("source", origin)
-        text(source, ["source"])
+        source = text(data.get("source", origin), ["source"])
         raw_levels = data.get("level", [])
         raw_chains = data.get("chain", [])
         if not isinstance(raw_levels, list) or not isinstance(raw_chains, list) or not (raw_levels or raw_chains):
@@ -839,7 +855,7 @@ class ExpectedOrder:
             main_where.append(loc([*path, "classes"]))
         chains: list[tuple[str, Sequence[Sequence[str]]]] = []
         where: list[list[str]] = []
-        info: list[dict[str, Any]] = []
+        info: list[ChainInfo] = []
         paths: list[list[str | int]] = []  # the key path of each chain, for errors
         if main:
             chains.append(("main", main))
@@ -860,7 +876,7 @@ class ExpectedOrder:
             if not isinstance(levels, list) or len(levels) < 2:
                 raise fail([*path, "levels"], "expected a list of at least two levels")
             lists = [class_list(lv, [*path, "levels"]) for lv in levels]
-            notes: dict[str, Any] = {}
+            notes: ChainInfo = {}
             if "write_only" in ch:
                 wo = class_list(ch["write_only"], [*path, "write_only"])
                 if not set(wo) <= {c for lv in lists for c in lv}:

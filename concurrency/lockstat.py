@@ -22,9 +22,13 @@ counters (CONFIG_LOCK_EVENT_COUNTS, kernel/locking/lock_events_list.h) live in `
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from concurrency.histogram import LatencyHistogram
+
+if TYPE_CHECKING:
+    from records.result import JsonObject
 
 __all__ = ["LockClass", "LockSideStats"]
 
@@ -80,7 +84,7 @@ class LockSideStats:
                 elif waited < point[3]:
                     point[3] = waited
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {
             "con_bounces": self.con_bounces,
             "contentions": self.contentions,
@@ -96,8 +100,8 @@ class LockSideStats:
             "holdtime_total_ns": self.hold.total_ns,
             "wait_overflow": self.wait.overflow,
             "hold_overflow": self.hold.overflow,
-            "contention_points": dict(sorted(self.contention_points.items(), key=lambda kv: (-kv[1], kv[0]))),
-            "contending_points": dict(sorted(self.contending_points.items(), key=lambda kv: (-kv[1], kv[0]))),
+            "contention_points": _by_count(self.contention_points),
+            "contending_points": _by_count(self.contending_points),
             "contention_point_wait": {
                 op: {"contentions": w[0], "waittime_total_ns": w[1], "waittime_max_ns": w[2],
                      "waittime_min_ns": w[3]}
@@ -106,6 +110,13 @@ class LockSideStats:
             "wait_hist": self.wait.encode() if self.wait.count else "",
             "hold_hist": self.hold.encode() if self.hold.count else "",
         }
+
+
+
+def _by_count(points: Mapping[str, int]) -> JsonObject:
+    """Contention points, most frequent first (lock_stat's order), then by name."""
+    pairs = sorted(points.items(), key=lambda kv: (-kv[1], kv[0]))
+    return dict(pairs)
 
 
 class LockClass:
@@ -132,8 +143,8 @@ class LockClass:
     def key(self) -> str:
         return f"{self.name}/{self.subclass}" if self.subclass else self.name
 
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.key, "kind": self.kind, "rw": self.rw,
+    def to_dict(self) -> JsonObject:
+        out: JsonObject = {"name": self.key, "kind": self.kind, "rw": self.rw,
                                "instances": self.instances, "write": self.write.to_dict()}
         if self.rw:
             out["read"] = self.read.to_dict()

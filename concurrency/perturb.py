@@ -26,11 +26,22 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict
 
-__all__ = ["PERTURB_KEYS", "Perturbation", "draw_preemptions"]
+if TYPE_CHECKING:
+    from records.result import JsonObject
+
+__all__ = ["PERTURB_KEYS", "PerturbTable", "Perturbation", "draw_preemptions"]
 
 PERTURB_KEYS = ("shuffle", "jitter", "preempt")
+
+
+class PerturbTable(TypedDict, total=False):
+    """A validated ``[run.perturb]`` table (workloads/scenario.py checks the TOML)."""
+
+    shuffle: bool
+    jitter: float
+    preempt: list[list[int]]  # [at_ns, off_ns] pairs
 
 
 @dataclass(frozen=True)
@@ -49,13 +60,13 @@ class Perturbation:
     def active(self) -> bool:
         return self.shuffle or self.jitter > 0 or bool(self.preempt)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         """The scenario form (``[run.perturb]``): also what result records and reproducers hold."""
         return {"shuffle": self.shuffle, "jitter": self.jitter,
                 "preempt": [[at, off] for at, off in self.preempt]}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Perturbation:
+    def from_dict(cls, data: PerturbTable) -> Perturbation:
         """From an already validated ``[run.perturb]`` table."""
         preempt = tuple(sorted((int(at), int(off)) for at, off in data.get("preempt", ())))
         return cls(bool(data.get("shuffle", False)), float(data.get("jitter", 0.0)), preempt)

@@ -32,6 +32,7 @@ from concurrency.lock import RECURSIVE_READ, LockMisuse
 
 if TYPE_CHECKING:
     from concurrency.engine import Engine, SimTask
+    from records.result import JsonObject
 
 __all__ = ["DEFAULT_GP_MIN_NS", "Rcu"]
 
@@ -69,6 +70,8 @@ class Rcu:
         self._gp_end_queued = False
         self._gp_start_queued = False
         # (GP number that satisfies it, kind, payload) in request order; GP numbers never decrease.
+        # The kind tags the payload (the task to wake, (fn, args), or a kfree item): mypy cannot
+        # narrow a union by a separate tag, so the payload stays Any rather than be re-checked.
         self._requests: deque[tuple[int, int, Any]] = deque()
         self._kfree_batch: list[tuple[str, int, Callable[[], None] | None]] = []
         # statistics
@@ -158,7 +161,7 @@ class Rcu:
         await engine.block(self)
         self.sync_wait.record(engine.now - start)
 
-    def call_rcu(self, fn: Callable[..., None], *args: Any) -> None:
+    def call_rcu(self, fn: Callable[..., None], *args: object) -> None:
         """``call_rcu``: run ``fn(*args)`` after a grace period (from callback context)."""
         self.callbacks_queued += 1
         self._request(_CALLBACK, (fn, args))
@@ -255,7 +258,7 @@ class Rcu:
 
     # -- results ---------------------------------------------------------------------------------------
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {
             "gp_min_ns": self.gp_min_ns,
             "gp_count": self.gp_count,

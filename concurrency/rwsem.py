@@ -62,7 +62,7 @@ from __future__ import annotations
 
 from collections import deque
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from concurrency.engine import TaskState
 from concurrency.lock import READ, WRITE, LockCosts, LockMisuse, SimLock
@@ -593,7 +593,7 @@ class RwSemaphore(SimLock):
             self.lclass.events["rwsem_opt_fail"] += 1
         return taken
 
-    async def _spin_wait(self, task: SimTask, state: _Owner, deadline: int) -> Any:
+    async def _spin_wait(self, task: SimTask, state: _Owner, deadline: int) -> object:
         """Burn the CPU until the lock word changes (:meth:`_kick`), the owning writer sleeps, or,
         on a reader-owned lock, the spin threshold passes."""
         if state is _Owner.WRITER:

@@ -101,7 +101,8 @@ class CfsSched:
 
     def curr_vruntime(self, task: SimTask) -> int:
         """``vruntime`` of a task, the running one's including its time on the CPU so far."""
-        se: SchedEntity = task.se
+        se = task.se
+        assert se is not None
         if task.cpu.curr is task:
             return se.vruntime + (self.engine.now - task.slice_start) * NICE_0_LOAD // se.weight
         return se.vruntime
@@ -186,7 +187,8 @@ class CfsSched:
         before ``t``: preempt once it ran longer than its ``sched_slice``, or at least the minimum
         granularity while its ``vruntime`` is ahead of the leftmost queued task's by more than
         that slice.  Otherwise it runs on to the next tick."""
-        se: SchedEntity = task.se
+        se = task.se
+        assert se is not None
         if se.resched:
             se.resched = False
             return True

@@ -36,11 +36,12 @@ from collections import Counter
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import structlog
 
 from concurrency.instrument import Instrument
+from records.result import JsonObject, JsonValue, RecordError, RunRecord
 
 if TYPE_CHECKING:
     from concurrency.engine import Engine, SimTask
@@ -51,7 +52,7 @@ __all__ = ["LANE_TID_BASE", "ChromeTracer", "EventLog", "open_event_log"]
 LANE_TID_BASE = 1000
 
 # A slice: (cpu, start_ns, end_ns, seq, name, category, args)
-_Slice = tuple[int, int, int, int, str, str, dict[str, Any]]
+_Slice = tuple[int, int, int, int, str, str, JsonObject]
 
 
 class EventLog(Instrument):
@@ -115,7 +116,8 @@ class EventLog(Instrument):
         )
         self._log = self._base
 
-    def _stamp(self, _logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    def _stamp(self, _logger: object, _method: str,
+               event_dict: MutableMapping[str, object]) -> MutableMapping[str, object]:
         """The virtual-time processor: ``t_ns``, ``cpu``, ``task``, ``op`` unless the event gave them."""
         engine = self._engine
         if engine is not None:
@@ -129,14 +131,14 @@ class EventLog(Instrument):
             event_dict.setdefault(key, None)
         return event_dict
 
-    def _event(self, level: str, event: str, **fields: Any) -> None:
+    def _event(self, level: str, event: str, **fields: object) -> None:
         self.counts[event] += 1
         self.logged += 1
         getattr(self._log, level)(event, **fields)
 
     # -- the run's life (workloads/runner.py) ------------------------------------------------------
 
-    def begin_run(self, engine: Engine, *, scenario: str, design: str, seed: int, **fields: Any) -> None:
+    def begin_run(self, engine: Engine, *, scenario: str, design: str, seed: int, **fields: object) -> None:
         self._engine = engine
         self.sampled.clear()  # sampling counts restart with each run: a run's log does not depend on the runs before
         self._log = self._base.bind(scenario=scenario, design=design, seed=seed)
@@ -149,15 +151,17 @@ class EventLog(Instrument):
         self._event("error", "run_failed", error=str(exc).splitlines()[0])
         self._end_run()
 
-    def run_end(self, record: dict[str, Any]) -> None:
-        for violation in record["invariants"]["violations"]:
+    def run_end(self, record: JsonObject) -> None:
+        """The run's result record (workloads/runner.py's JSON form), read through its classes."""
+        run = RunRecord.from_json(record)
+        for violation in run.invariants.violations:
             self._event("error", "invariant_failed", violation=violation)
-        for finding in record["lockdep"]["findings"]:
+        for finding in _strings(run.lockdep["findings"], "record.lockdep.findings"):
             self._event("error", "lockdep_finding", finding=finding.strip().splitlines()[0])
-        outcome = record["outcome"]
-        self._event("info", "run_end", reason=outcome["reason"], end_ns=outcome["end_ns"],
-                    events=outcome["events"], total_ops=record["total_ops"],
-                    passed=record["invariants"]["passed"])
+        outcome = run.outcome
+        self._event("info", "run_end", reason=outcome.reason, end_ns=outcome.end_ns,
+                    events=outcome.events, total_ops=run.total_ops,
+                    passed=run.invariants.passed)
         self._end_run()
 
     def _end_run(self) -> None:
@@ -176,7 +180,7 @@ class EventLog(Instrument):
         return n if n % self.sample_every == 0 else None
 
     def _lock_event(self, event: str, n: int, task: SimTask, lock: SimLock, mode: str, key: str | None,
-                    **extra: Any) -> None:
+                    **extra: object) -> None:
         self._event("info", event, t_ns=lock.engine.now, task=task.name, cpu=task.cpu.index, op=task.op,
                     lock=key or lock.lclass.key, instance=lock.name, mode=mode, n=n,
                     sample_every=self.sample_every, **extra)
@@ -212,7 +216,7 @@ class EventLog(Instrument):
 
 
 @contextmanager
-def open_event_log(path: Path | str, **options: Any) -> Iterator[EventLog]:
+def open_event_log(path: Path | str, *, sample_every: int = 100, long_wait_ns: int = 1_000_000) -> Iterator[EventLog]:
     """An :class:`EventLog` writing ``path`` under a temporary name, renamed when the block ends.
 
     Interrupted (``KeyboardInterrupt``, or trio's cancellation), the file is removed instead:
@@ -225,7 +229,7 @@ def open_event_log(path: Path | str, **options: Any) -> Iterator[EventLog]:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             try:
-                yield EventLog(f, **options)
+                yield EventLog(f, sample_every=sample_every, long_wait_ns=long_wait_ns)
             except BaseException as exc:
                 keep = not _interrupted(exc)
                 raise
@@ -241,6 +245,18 @@ def open_event_log(path: Path | str, **options: Any) -> Iterator[EventLog]:
                     folder.rmdir()
                 except OSError:
                     break
+
+
+def _strings(value: JsonValue, path: str) -> list[str]:
+    """A JSON list of strings, or a :class:`RecordError` naming ``path``."""
+    if not isinstance(value, list):
+        raise RecordError(f"{path}: expected a list, got {value!r}")
+    out: list[str] = []
+    for item in value:
+        if not isinstance(item, str):
+            raise RecordError(f"{path}: expected strings, got {item!r}")
+        out.append(item)
+    return out
 
 
 def _interrupted(exc: BaseException) -> bool:
@@ -283,7 +299,7 @@ class ChromeTracer(Instrument):
             return True
         return False
 
-    def _slice(self, cpu: int, start: int, end: int, name: str, cat: str, args: dict[str, Any]) -> int:
+    def _slice(self, cpu: int, start: int, end: int, name: str, cat: str, args: JsonObject) -> int:
         self._cpus.add(cpu)
         self._seq += 1
         self._slices.append((cpu, start, end, self._seq, name, cat, args))
@@ -353,7 +369,7 @@ class ChromeTracer(Instrument):
                 lane_of[i] = len(lanes) - 1
         return lane_of
 
-    def events(self) -> list[dict[str, Any]]:
+    def events(self) -> list[JsonObject]:
         """The trace events: metadata, then slices and flows in time order."""
         lane_of = self._lanes()
         lanes_used: set[tuple[int, int]] = {(s[0], lane_of[i]) for i, s in enumerate(self._slices)}
@@ -362,7 +378,7 @@ class ChromeTracer(Instrument):
         def tid(cpu: int, lane: int) -> int:
             return cpu + LANE_TID_BASE * lane
 
-        out: list[dict[str, Any]] = [
+        out: list[JsonObject] = [
             {"name": "process_name", "ph": "M", "pid": 0, "tid": 0, "args": {"name": self.process_name}},
         ]
         for cpu, lane in sorted(lanes_used):
@@ -371,7 +387,7 @@ class ChromeTracer(Instrument):
                         "args": {"name": label}})
             out.append({"name": "thread_sort_index", "ph": "M", "pid": 0, "tid": tid(cpu, lane),
                         "args": {"sort_index": cpu * 100 + lane}})
-        timed: list[tuple[int, int, int, dict[str, Any]]] = []  # (ts ns, -end ns, seq, event)
+        timed: list[tuple[int, int, int, JsonObject]] = []  # (ts ns, -end ns, seq, event)
         for i, (cpu, start, end, seq, name, cat, args) in enumerate(self._slices):
             timed.append((start, -end, seq, {"name": name, "cat": cat, "ph": "X", "pid": 0,
                                              "tid": tid(cpu, lane_of[i]), "ts": start / 1000,
@@ -379,9 +395,9 @@ class ChromeTracer(Instrument):
         seq_base = self._seq + 1
         for fid, src, t_src, dst, t_dst in self._flows:
             s_cpu, d_cpu = self._slices[src][0], self._slices[dst][0]
-            flow_s = {"name": "wake", "cat": "lock_flow", "ph": "s", "id": fid, "pid": 0,
+            flow_s: JsonObject = {"name": "wake", "cat": "lock_flow", "ph": "s", "id": fid, "pid": 0,
                       "tid": tid(s_cpu, lane_of[src]), "ts": t_src / 1000}
-            flow_f = {"name": "wake", "cat": "lock_flow", "ph": "f", "bp": "e", "id": fid, "pid": 0,
+            flow_f: JsonObject = {"name": "wake", "cat": "lock_flow", "ph": "f", "bp": "e", "id": fid, "pid": 0,
                       "tid": tid(d_cpu, lane_of[dst]), "ts": t_dst / 1000}
             timed.append((t_src, 0, seq_base + 2 * fid, flow_s))
             timed.append((t_dst, 0, seq_base + 2 * fid + 1, flow_f))
@@ -389,8 +405,9 @@ class ChromeTracer(Instrument):
         out.extend(ev for _, _, _, ev in timed)
         return out
 
-    def to_json(self) -> dict[str, Any]:
-        return {"traceEvents": self.events(), "displayTimeUnit": "ns",
+    def to_json(self) -> JsonObject:
+        # list(): a list[JsonObject] is not a list[JsonValue] (lists are invariant)
+        return {"traceEvents": list(self.events()), "displayTimeUnit": "ns",
                 "otherData": {"clock": "virtual ns (ts in us)", "dropped_events": self.dropped}}
 
     def dump(self, path: Path | str) -> Path:

@@ -29,10 +29,11 @@ the model.  The stepper's counterpart inside trio is ``Engine.run_async``.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import heapq
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import outcome
 import trio
@@ -55,6 +56,8 @@ from concurrency.engine import (
 from concurrency.lock_types import LockMisuse
 
 if TYPE_CHECKING:
+    from trio.lowlevel import RaiseCancelT
+
     from concurrency.engine import SimTask
 
 __all__ = ["TrioEngine", "run_cpus", "run_sync"]
@@ -90,7 +93,7 @@ class _Cpus:
         self.next_checkpoint = engine.events + engine.checkpoint_every
         engine._fast_limit = min(self.limit, self.next_checkpoint) if self.shortcut else 0
 
-    def _abort(self, _raise_cancel: Any) -> Abort:
+    def _abort(self, _raise_cancel: RaiseCancelT) -> Abort:
         """A parked CPU task (or the driver) is cancelled or interrupted: the run is over.  It holds
         nothing, so ending it is always safe; ``stopping`` keeps a CPU task that is runnable now
         (handed an event before the cancellation) from handing the baton to a cancelled one."""
@@ -236,6 +239,17 @@ def _in_trio() -> bool:
     return True
 
 
+class _Box(TypedDict, total=False):
+    """What the hosting thread hands back to :func:`run_sync`."""
+
+    token: trio.lowlevel.TrioToken
+    scope: trio.CancelScope
+    outcome: RunOutcome
+    # builtins.: a compiled TypedDict looks its annotations' names up in the module's globals, where
+    # a bare builtin class name is missing (KeyError at import).
+    error: builtins.BaseException
+
+
 def run_sync(engine: Engine, until_ns: int | None, max_events: int | None) -> RunOutcome:
     """``Engine.run`` for the trio executor: its own ``trio.run``.
 
@@ -245,7 +259,7 @@ def run_sync(engine: Engine, until_ns: int | None, max_events: int | None) -> Ru
     gets a thread of its own, and a KeyboardInterrupt while waiting for it cancels it."""
     if not _in_trio():
         return trio.run(run_cpus, engine, until_ns, max_events)
-    box: dict[str, Any] = {}
+    box: _Box = {}
     ready = threading.Event()
 
     async def hosted() -> None:

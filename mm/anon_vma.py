@@ -54,16 +54,19 @@ anon_vma.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from concurrency.mutex import Mutex
 from concurrency.rwsem import RwSemaphore
 from mm.cpu import spend
-from mm.rmap_design import RmapDesign, RmapWalkControl, Switch, WalkResult
+from mm.rmap_design import RmapDesign, RmapWalkControl, Switch, SwitchValue, WalkResult
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from mm.system import MmSystem
     from mm.types import Folio, MmStruct, Vma
+    from records.result import JsonObject
 
 __all__ = [
     "ANON_VMA_BYTES",
@@ -203,14 +206,14 @@ class AnonVmaDesign(RmapDesign):
                                   "process"),
     }
 
-    def __init__(self, system: MmSystem, switches: dict[str, Any] | None = None) -> None:
+    def __init__(self, system: MmSystem, switches: Mapping[str, SwitchValue] | None = None) -> None:
         super().__init__(system, switches)
         sw = self.switches
-        self.reuse: bool = sw["reuse"]
-        self.alloc_under_lock: bool = sw["clone_alloc_under_lock"]
-        self.lock_per_avc: bool = sw["lock_per_avc"]
+        self.reuse = self.switch_flag("reuse")
+        self.alloc_under_lock = self.switch_flag("clone_alloc_under_lock")
+        self.lock_per_avc = self.switch_flag("lock_per_avc")
         self.use_mutex: bool = sw["rmap_lock"] == "mutex"
-        self.single: bool = sw["single_anon_vma"]
+        self.single = self.switch_flag("single_anon_vma")
         # Live objects, in creation order (deterministic iteration for invariants).
         self.anon_vmas: dict[int, AnonVma] = {}
         self.avcs: dict[int, Avc] = {}
@@ -569,7 +572,7 @@ class AnonVmaDesign(RmapDesign):
         new.anon_vma = src.anon_vma  # vm_area_dup copied it
         await self._clone(new, src, fork=False)
 
-    async def vma_prepare(self, vmas: list[Vma]) -> Any:
+    async def vma_prepare(self, vmas: list[Vma]) -> object:
         """``vma_prepare`` / ``take_rmap_locks``: root W of the first VMA with an anon_vma.
 
         The interval-tree pre-update (remove) and post-update (reinsert) of every AVC of a VMA
@@ -583,7 +586,7 @@ class AnonVmaDesign(RmapDesign):
         await self._lock_write(av)
         return _PrepareToken(av, [(v, v.start, v.end, v.pgoff) for v in vmas if v.rmap])
 
-    async def vma_complete(self, token: Any, vmas: list[Vma]) -> None:
+    async def vma_complete(self, token: object, vmas: list[Vma]) -> None:
         """``vma_complete``: reinsert the moved VMAs' AVCs (``anon_vma_interval_tree_post_update_vma``)
         and unlock."""
         if token is None:
@@ -671,7 +674,7 @@ class AnonVmaDesign(RmapDesign):
     def stats(self) -> dict[str, int]:
         return dict(sorted(self.counts.items()))
 
-    def folio_get_anon_vma(self, folio: Folio) -> Any:
+    def folio_get_anon_vma(self, folio: Folio) -> object:
         """``folio_get_anon_vma``: under RCU, pin the anon_vma of a mapped folio
         (``atomic_inc_not_zero``); None if the folio is not mapped."""
         av = self._folio_anon_vma(folio)
@@ -681,7 +684,7 @@ class AnonVmaDesign(RmapDesign):
         av.pins += 1
         return av
 
-    async def put_anon_vma(self, token: Any) -> None:
+    async def put_anon_vma(self, token: object) -> None:
         """Drop a :meth:`folio_get_anon_vma` pin (``put_anon_vma``; a last put frees under the
         root lock dance)."""
         if token is None:
@@ -788,7 +791,7 @@ class AnonVmaDesign(RmapDesign):
             self._unlock_read(av)
         return result
 
-    async def rmap_write_lock(self, folio: Folio) -> Any:
+    async def rmap_write_lock(self, folio: Folio) -> object:
         """``anon_vma_lock_write(folio_anon_vma(folio))`` for a THP split (the caller pinned it)."""
         av = self._folio_anon_vma(folio)
         if av is None or av.freed:
@@ -796,7 +799,7 @@ class AnonVmaDesign(RmapDesign):
         await self._lock_write(av)
         return av
 
-    async def rmap_write_unlock(self, token: Any) -> None:
+    async def rmap_write_unlock(self, token: object) -> None:
         if token is None:
             return
         assert isinstance(token, AnonVma)
@@ -908,7 +911,7 @@ class AnonVmaDesign(RmapDesign):
                               f"process exited")
         return errors
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> JsonObject:
         out = super().describe()
         out["object_bytes"] = dict(OBJECT_SIZES)
         return out

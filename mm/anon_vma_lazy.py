@@ -111,13 +111,15 @@ Not modelled: KSM, mremap of a lazy VMA across mms, merges of two lazy VMAs with
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from mm.anon_vma import AnonVma, AnonVmaDesign, Avc, _PrepareToken
 from mm.cpu import spend
-from mm.rmap_design import RmapWalkControl, Switch, WalkResult, switch_values
+from mm.rmap_design import RmapWalkControl, Switch, SwitchValue, WalkResult, switch_values
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from concurrency.engine import SimTask
     from mm.system import MmSystem
     from mm.types import Folio, MmStruct, Vma
@@ -216,7 +218,7 @@ class AnonVmaLazyDesign(AnonVmaDesign):
                                "upgrade waits for the root's pins, new walkers wait for the upgrade"),
     }
 
-    def __init__(self, system: MmSystem, switches: dict[str, Any] | None = None) -> None:
+    def __init__(self, system: MmSystem, switches: Mapping[str, SwitchValue] | None = None) -> None:
         super().__init__(system, switches)
         # Mainline's code ran with its 2026 history switches (resolve_switches); the record
         # shows this design's own.
@@ -236,7 +238,7 @@ class AnonVmaLazyDesign(AnonVmaDesign):
         })
 
     @classmethod
-    def resolve_switches(cls, given: dict[str, Any]) -> dict[str, Any]:
+    def resolve_switches(cls, given: Mapping[str, SwitchValue]) -> dict[str, SwitchValue]:
         """This design's switches, plus mainline's history switches at their 2026 defaults for
         :class:`AnonVmaDesign`'s constructor (they are not settable here)."""
         own = switch_values(cls, given)
@@ -506,7 +508,7 @@ class AnonVmaLazyDesign(AnonVmaDesign):
         # A regular VMA that was lazy once keeps no tie to its old root: mainline from here.
         await super().clone_vma(new, src, op)
 
-    async def vma_prepare(self, vmas: list[Vma]) -> Any:
+    async def vma_prepare(self, vmas: list[Vma]) -> object:
         """``vma_prepare`` / ``take_rmap_locks``: the root write lock of the first VMA with AVCs
         (its own anon_vma or its TREE_PARENT tree); a lazy VMA has no rmap lock to take (INFER:
         [P10]'s mm/vma.c hunk, 9 lines, is not readable)."""
@@ -586,7 +588,7 @@ class AnonVmaLazyDesign(AnonVmaDesign):
         else:
             await super().folio_move_anon_rmap(folio, vma)
 
-    def folio_get_anon_vma(self, folio: Folio) -> Any:
+    def folio_get_anon_vma(self, folio: Folio) -> object:
         """``folio_get_anon_vma`` (migration, THP split): a lazy handle is pinned on its root VMA
         ([P08] ``__migrate_folio_record`` keeps the anon_rmap; the pin is INFER); while a drain
         upgrade runs it fails (the caller gives up, as on a dying anon_vma); otherwise mainline."""
@@ -598,7 +600,7 @@ class AnonVmaLazyDesign(AnonVmaDesign):
         self._pin(root)
         return root
 
-    async def put_anon_vma(self, token: Any) -> None:
+    async def put_anon_vma(self, token: object) -> None:
         if isinstance(token, LazyRoot):
             await spend(self.sys, self.sys.costs.atomic_ns)
             self._unpin(token)
@@ -673,7 +675,7 @@ class AnonVmaLazyDesign(AnonVmaDesign):
             self._unpin(root)
         return result
 
-    async def rmap_write_lock(self, folio: Folio) -> Any:
+    async def rmap_write_lock(self, folio: Folio) -> object:
         """``anon_vma_lock_write(folio_anon_vma(folio))`` for a THP split: a lazy folio has no
         anon_vma lock; the split relies on the folio lock and the ``folio_get_anon_vma`` pin
         ([L2g] quotes the series saying the folio lock alone is not enough; its remedy is not

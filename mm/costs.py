@@ -8,8 +8,8 @@ Calibration notes live next to each field.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from concurrency.lock import LockCosts
 
@@ -67,14 +67,16 @@ class CostModel:
     def lock_costs(self) -> LockCosts:
         return LockCosts(self.atomic_ns, self.bounce_ns, self.lock_handoff_ns)
 
-    def with_overrides(self, overrides: dict[str, Any]) -> CostModel:
+    def with_overrides(self, overrides: Mapping[str, object]) -> CostModel:
         names = {f.name for f in dataclasses.fields(self)}
+        checked: dict[str, int] = {}
         for key, value in overrides.items():
             if key not in names:
                 raise KeyError(f"unknown cost {key!r}; allowed: {', '.join(sorted(names))}")
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"cost {key!r} must be a non-negative integer (ns), got {value!r}")
-        return dataclasses.replace(self, **overrides)
+            checked[key] = value
+        return dataclasses.replace(self, **checked)
 
     @classmethod
     def free(cls) -> CostModel:

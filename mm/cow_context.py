@@ -104,14 +104,14 @@ Modelling notes
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from concurrency.atomic import ContendedAtomic
 from mm.cpu import spend
-from mm.rmap_design import RmapDesign, RmapWalkControl, Switch, WalkResult
+from mm.rmap_design import RmapDesign, RmapWalkControl, Switch, SwitchValue, WalkResult
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Mapping
 
     from concurrency.rwsem import RwSemaphore
     from concurrency.spinlock import QSpinlock
@@ -270,12 +270,12 @@ class CowContextDesign(RmapDesign):
             "(with fork_link=early a walk racing with fork then misses no copied PTE)"),
     }
 
-    def __init__(self, system: MmSystem, switches: dict[str, Any] | None = None) -> None:
+    def __init__(self, system: MmSystem, switches: Mapping[str, SwitchValue] | None = None) -> None:
         super().__init__(system, switches)
-        self.walk_safety: str = self.switches["walk_safety"]
-        self.exclusive_shortcut: str = self.switches["exclusive_shortcut"]
-        self.fork_link: str = self.switches["fork_link"]
-        self.traversal: str = self.switches["traversal"]
+        self.walk_safety = self.switch_choice("walk_safety")
+        self.exclusive_shortcut = self.switch_choice("exclusive_shortcut")
+        self.fork_link = self.switch_choice("fork_link")
+        self.traversal = self.switch_choice("traversal")
         self.use_rwsem = self.walk_safety == "ctx_rwsem"
         # Read by mm/mmap.py free_pgtables: free page tables after an RCU grace period.
         self.defer_pgtable_free = self.walk_safety == "tolerate_races"
@@ -508,7 +508,7 @@ class CowContextDesign(RmapDesign):
         if ctx.rwsem is not None:
             ctx.rwsem.up_write()
 
-    async def vma_prepare(self, vmas: list[Vma]) -> Any:
+    async def vma_prepare(self, vmas: list[Vma]) -> object:
         """vma_prepare: the PoC takes no rmap lock (the anon_vma lock is stubbed out);
         ctx_rwsem: the mm's context rwsem written, so no walker sees the boundary change."""
         if not vmas:
@@ -519,7 +519,7 @@ class CowContextDesign(RmapDesign):
         await ctx.rwsem.down_write()
         return ctx
 
-    async def vma_complete(self, token: Any, vmas: list[Vma]) -> None:
+    async def vma_complete(self, token: object, vmas: list[Vma]) -> None:
         """vma_complete: ``cow_context_vma_adjust`` for remapped VMAs (split/merge/expand change
         their pgoff range), then unlock (ctx_rwsem)."""
         for vma in vmas:
@@ -812,7 +812,7 @@ class CowContextDesign(RmapDesign):
                 return False
         return True
 
-    async def rmap_write_lock(self, folio: Folio) -> Any:
+    async def rmap_write_lock(self, folio: Folio) -> object:
         """THP split's ``anon_vma_lock_write``: nothing in the PoC (walks are lockless); ctx_rwsem:
         the folio's context rwsem written."""
         ctx = folio.mapping
@@ -822,7 +822,7 @@ class CowContextDesign(RmapDesign):
         await ctx.rwsem.down_write()
         return ctx
 
-    async def rmap_write_unlock(self, token: Any) -> None:
+    async def rmap_write_unlock(self, token: object) -> None:
         if isinstance(token, CowContext):
             assert token.rwsem is not None
             token.rwsem.up_write()

@@ -38,9 +38,9 @@ part of ``mm.system.MmSystem`` it may use, so this module does not import the sy
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol, TypeAlias
 
 if TYPE_CHECKING:
     from concurrency.engine import Engine
@@ -52,8 +52,12 @@ if TYPE_CHECKING:
     from mm.costs import CostModel
     from mm.instrument import MmHooks
     from mm.types import Folio, MmStruct, Vma
+    from records.result import JsonObject
 
-__all__ = ["DesignHost", "RmapDesign", "RmapWalkControl", "Switch", "WalkResult", "switch_values"]
+__all__ = ["DesignHost", "RmapDesign", "RmapWalkControl", "Switch", "SwitchValue", "WalkResult", "switch_values"]
+
+# A design switch is a flag or one of a few named choices (a scenario's [switches.<design>] value).
+SwitchValue: TypeAlias = bool | str
 
 
 class DesignHost(Protocol):
@@ -82,8 +86,8 @@ class DesignHost(Protocol):
 class Switch:
     """A behaviour switch of a design (a lock choice or a historical variant)."""
 
-    default: Any
-    allowed: tuple[Any, ...]
+    default: SwitchValue
+    allowed: tuple[SwitchValue, ...]
     help: str
 
 
@@ -141,13 +145,27 @@ class RmapDesign(ABC):
     # copy_vma's need_rmap_locks = false, mm/vma.c).
     MREMAP_FRESH_VMA_NEEDS_RMAP_LOCKS: ClassVar[bool] = True
 
-    def __init__(self, system: DesignHost, switches: dict[str, Any] | None = None) -> None:
+    def __init__(self, system: DesignHost, switches: Mapping[str, SwitchValue] | None = None) -> None:
         self.sys = system
         self.switches = self.resolve_switches(switches or {})
 
     @classmethod
-    def resolve_switches(cls, given: dict[str, Any]) -> dict[str, Any]:
+    def resolve_switches(cls, given: Mapping[str, SwitchValue]) -> dict[str, SwitchValue]:
         return switch_values(cls, given)
+
+    def switch_flag(self, name: str) -> bool:
+        """A true/false switch's value (the scenario checked its type against the default's)."""
+        value = self.switches[name]
+        if not isinstance(value, bool):
+            raise TypeError(f"switch {self.name}.{name}: {value!r} is not true or false")
+        return value
+
+    def switch_choice(self, name: str) -> str:
+        """A named-choice switch's value (the scenario checked its type against the default's)."""
+        value = self.switches[name]
+        if not isinstance(value, str):
+            raise TypeError(f"switch {self.name}.{name}: {value!r} is not one of its named choices")
+        return value
 
     # -- VMA and mm lifecycle ------------------------------------------------------------------
 
@@ -175,11 +193,12 @@ class RmapDesign(ABC):
         """``anon_vma_clone`` for op in {"split", "remap", "merge"}."""
 
     @abstractmethod
-    async def vma_prepare(self, vmas: list[Vma]) -> Any:
-        """Lock the rmap around a boundary change of ``vmas`` (returns a token for vma_complete)."""
+    async def vma_prepare(self, vmas: list[Vma]) -> object:
+        """Lock the rmap around a boundary change of ``vmas`` (returns a token for vma_complete: opaque
+        to the caller, the design narrows it)."""
 
     @abstractmethod
-    async def vma_complete(self, token: Any, vmas: list[Vma]) -> None:
+    async def vma_complete(self, token: object, vmas: list[Vma]) -> None:
         """Finish a boundary change (reinsert in rmap indexes, record remaps) and unlock."""
 
     @abstractmethod
@@ -229,19 +248,19 @@ class RmapDesign(ABC):
         """``rmap_walk_anon``: lock, enumerate candidate VMAs, call ``rwc.rmap_one``, unlock."""
 
     @abstractmethod
-    async def rmap_write_lock(self, folio: Folio) -> Any:
+    async def rmap_write_lock(self, folio: Folio) -> object:
         """``anon_vma_lock_write(folio_anon_vma)`` for THP split; returns a token for unlock."""
 
     @abstractmethod
-    async def rmap_write_unlock(self, token: Any) -> None: ...
+    async def rmap_write_unlock(self, token: object) -> None: ...
 
-    def folio_get_anon_vma(self, folio: Folio) -> Any:
+    def folio_get_anon_vma(self, folio: Folio) -> object:
         """Pin the folio's rmap anchor so it survives an unmap (migration); returns a token, or
         None when the anchor is already going away (the caller then gives up, as the kernel's
         callers do)."""
         return True
 
-    async def put_anon_vma(self, token: Any) -> None:
+    async def put_anon_vma(self, token: object) -> None:
         """Drop the pin (the last put may free the anchor, under its lock)."""
         return None
 
@@ -260,11 +279,11 @@ class RmapDesign(ABC):
         """Design-specific counters for the result record (dead contexts visited, ...)."""
         return {}
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> JsonObject:
         return {"name": self.name, "switches": dict(sorted(self.switches.items()))}
 
 
-def switch_values(design: type[RmapDesign], given: dict[str, Any]) -> dict[str, Any]:
+def switch_values(design: type[RmapDesign], given: Mapping[str, SwitchValue]) -> dict[str, SwitchValue]:
     """:meth:`RmapDesign.resolve_switches` of ``design``'s own ``SWITCHES``: a function, so that an
     override can build on it without ``super()`` in a classmethod (which mypyc miscompiles)."""
     out = {name: sw.default for name, sw in design.SWITCHES.items()}

@@ -17,7 +17,7 @@ Recording is passive: a run with a story gives the same result record as one wit
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict
 
 from concurrency.instrument import Instrument
 
@@ -25,9 +25,25 @@ if TYPE_CHECKING:
     from concurrency.engine import Engine, SimTask
     from concurrency.lock import SimLock
 
-__all__ = ["Story"]
+__all__ = ["Story", "StoryEvent"]
 
 _RMAP_LOCK_PREFIXES = ("anon_vma", "cow_context")
+
+
+
+class StoryEvent(TypedDict):
+    """One row of the story: when, on which CPU, which task in which operation, what happened, and
+    the folio, mm and page it was about (None where the event names none)."""
+
+    t_ns: int
+    cpu: int | None
+    task: str
+    op: str
+    kind: str
+    text: str
+    folio: int | None
+    mm: int | None
+    vpn: int | None
 
 
 class Story(Instrument):
@@ -38,7 +54,7 @@ class Story(Instrument):
         self.folios = set(folios)
         self.mms = set(mms)
         self.limit = limit
-        self.events: list[dict[str, Any]] = []
+        self.events: list[StoryEvent] = []
         self._folio_locks = {f"folio{f}" for f in self.folios}
 
     def bind(self, engine: Engine) -> None:
@@ -100,7 +116,7 @@ class Story(Instrument):
 
     # -- the part worth reading -----------------------------------------------------------------
 
-    def told(self, until_ns: int | None = None, max_rows: int = 160) -> list[dict[str, Any]]:
+    def told(self, until_ns: int | None = None, max_rows: int = 160) -> list[StoryEvent]:
         """What is worth reading: from the first event that touched a victim folio up to
         ``until_ns`` (the detection).  A lock event is kept when its task held (or waited for,
         then took) that lock around something it did to the victim, so the table shows the locks
@@ -130,7 +146,7 @@ class Story(Instrument):
         if len(chosen) <= max_rows:
             return chosen
         head = max_rows // 4
-        gap = {"t_ns": chosen[head]["t_ns"], "cpu": None, "task": "...", "op": "...", "kind": "gap",
+        gap: StoryEvent = {"t_ns": chosen[head]["t_ns"], "cpu": None, "task": "...", "op": "...", "kind": "gap",
                "text": f"{len(chosen) - max_rows} events left out", "folio": None, "mm": None, "vpn": None}
         return [*chosen[:head], gap, *chosen[len(chosen) - (max_rows - head):]]
 

@@ -8,9 +8,9 @@ mm/mmap.py, mm/vmscan.py, mm/migrate.py and mm/huge_memory.py act on it.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, TypedDict, TypeVar
 
 from concurrency.engine import Engine
 from concurrency.folio_lock import FolioLock, folio_lock_class
@@ -23,15 +23,82 @@ from concurrency.spinlock import QSpinlock
 from concurrency.vma_lock import VmaLock
 from mm.costs import CostModel
 from mm.instrument import MmHooks, MmInstrument
-from mm.rmap_design import RmapDesign
+from mm.rmap_design import RmapDesign, SwitchValue
 from mm.story import Story
 from mm.types import HPAGE_PMD_NR, PTRS_PER_PTE, Folio, MmStruct, Vma
 
-__all__ = ["PAGE_TABLE_BYTES", "ZERO_FOLIO", "InflightWalk", "MmSystem", "WalkStats"]
+if TYPE_CHECKING:
+    from records.result import JsonObject
+
+__all__ = ["PAGE_TABLE_BYTES", "ZERO_FOLIO", "InflightWalk", "MmSystem", "MutexOptions", "RwsemOptions", "WalkStats",
+           "mutex_options", "rwsem_options"]
 
 _I = TypeVar("_I", bound=Instrument)
 
 PAGE_TABLE_BYTES = 4096  # one PTE table page
+
+
+class RwsemOptions(TypedDict, total=False):
+    """The scenario's ``[rwsem]`` switches: :class:`RwSemaphore`'s keyword options, for every rwsem."""
+
+    spin: bool
+    reader_steal: bool
+    handoff: bool
+    hz: int
+    handoff_timeout_ns: int | None
+
+
+class MutexOptions(TypedDict, total=False):
+    """The scenario's ``[mutex]`` switches: :class:`Mutex`'s keyword options, for every mutex."""
+
+    spin: bool
+    handoff: bool
+
+
+def _flag(section: str, key: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{section}.{key}: {value!r} is not true or false")
+    return value
+
+
+def _whole(section: str, key: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{section}.{key}: {value!r} is not an integer")
+    return value
+
+
+def rwsem_options(given: Mapping[str, object]) -> RwsemOptions:
+    """The ``[rwsem]`` table (the scenario validated it) as :class:`RwsemOptions`."""
+    out: RwsemOptions = {}
+    for key, value in given.items():
+        if key == "spin":
+            out["spin"] = _flag("rwsem", key, value)
+        elif key == "reader_steal":
+            out["reader_steal"] = _flag("rwsem", key, value)
+        elif key == "handoff":
+            out["handoff"] = _flag("rwsem", key, value)
+        elif key == "hz":
+            out["hz"] = _whole("rwsem", key, value)
+        elif key == "handoff_timeout_ns":
+            out["handoff_timeout_ns"] = None if value is None else _whole("rwsem", key, value)
+        else:
+            raise TypeError(f"rwsem.{key}: not an rwsem option")
+    return out
+
+
+def mutex_options(given: Mapping[str, object]) -> MutexOptions:
+    """The ``[mutex]`` table (the scenario validated it) as :class:`MutexOptions`."""
+    out: MutexOptions = {}
+    for key, value in given.items():
+        if key == "spin":
+            out["spin"] = _flag("mutex", key, value)
+        elif key == "handoff":
+            out["handoff"] = _flag("mutex", key, value)
+        else:
+            raise TypeError(f"mutex.{key}: not a mutex option")
+    return out
+
+
 MAX_NOTED = 20  # misses and corruptions kept in detail (all are counted)
 
 # The shared zero page: read faults map it; it has no rmap and is never counted.
@@ -98,13 +165,13 @@ class MmSystem:
     ``sysctl_page_lock_unfairness`` (default 5)."""
 
     def __init__(self, engine: Engine, design: type[RmapDesign], *, costs: CostModel | None = None,
-                 switches: dict[str, Any] | None = None, rwsem_opts: dict[str, Any] | None = None,
-                 mutex_opts: dict[str, Any] | None = None,
+                 switches: Mapping[str, SwitchValue] | None = None, rwsem_opts: Mapping[str, object] | None = None,
+                 mutex_opts: Mapping[str, object] | None = None,
                  memory: MemoryConfig | None = None, folio_lock_unfairness: int | None = None) -> None:
         self.engine = engine
         self.costs = costs or CostModel()
-        self.rwsem_opts = dict(rwsem_opts or {})
-        self.mutex_opts = dict(mutex_opts or {})
+        self.rwsem_opts = rwsem_options(rwsem_opts or {})
+        self.mutex_opts = mutex_options(mutex_opts or {})
         # sysctl_page_lock_unfairness (mm/filemap.c, folio_wait_bit_common): mainline's 5 by default
         self._folio_lock_cls = folio_lock_class(5 if folio_lock_unfairness is None else folio_lock_unfairness)
         self.lock_costs = self.costs.lock_costs()
@@ -124,7 +191,7 @@ class MmSystem:
         self.ops = OpCounters()
         self.corruption: list[str] = []  # what the kernel would have corrupted (stale entries)
         self.corruption_events: list[dict[str, int]] = []  # the same, structured (first MAX_NOTED)
-        self.misses: list[dict[str, Any]] = []  # walks that missed mappings (first MAX_NOTED)
+        self.misses: list[JsonObject] = []  # walks that missed mappings (first MAX_NOTED)
         self.inflight_walks: dict[int, list[InflightWalk]] = {}  # by the id of the folio sought
         self.story: Story | None = None  # rmapsim explore's race story (mm/story.py), when told
         self.hooks = MmHooks()  # the designs' events for instruments (mm/instrument.py)

@@ -56,6 +56,10 @@ class Folio:
         self.mapcount = 0
         self.entire_mapcount = 0  # PMD mappings (of ``mapcount``)
         self.exclusive = True
+        # Any: each design keeps its own type here (AnonVma, CowContext, ...) and reads it straight
+        # back into that type on the fault and walk paths; a union would name every design in this
+        # module and need narrowing code at each read (the same holds for Vma.anon_vma/rmap and
+        # MmStruct.rmap).
         self.mapping: Any = None
         self.lock: FolioLock | None = None
         self.lru = False

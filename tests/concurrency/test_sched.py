@@ -105,7 +105,7 @@ def test_weights_and_nice() -> None:
     task = engine.spawn("t", idle)
     assert nice_of(task) == 0 and engine.sched is None
     set_user_nice(engine, task, 5)
-    assert nice_of(task) == 5 and task.se.weight == 335 and engine.sched is not None
+    assert nice_of(task) == 5 and task.se is not None and task.se.weight == 335 and engine.sched is not None
     with pytest.raises(ValueError, match="nice"):
         set_user_nice(engine, task, 20)
     engine.run()
