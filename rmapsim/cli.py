@@ -251,7 +251,7 @@ def cmd_lockdep(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     from concurrency.input_error import spell
     from mm.designs import DESIGNS
-    from workloads.actors import ACTORS
+    from workloads.actor_kinds import ACTORS
     from workloads.scenario import PARAMS, SWITCH_SECTIONS, ScenarioError, load_scenario, toml_literal
 
     scenarios = {}

@@ -41,7 +41,7 @@ from mm.mmap import mmap_region
 from mm.story import Story
 from mm.system import MemoryConfig, MmSystem
 from records.result import PHASES, Invariants, Outcome, Phase, RunRecord, ScenarioInfo, json_object
-from workloads.actors import start_actor
+from workloads.actor_kinds import start_actor
 from workloads.lockorder import expected_order_for
 from workloads.record import RESULTS_SCHEMA, latency_record, lock_records
 from workloads.scenario import Scenario

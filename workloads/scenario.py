@@ -27,7 +27,7 @@ from concurrency.input_error import spell
 from concurrency.perturb import PERTURB_KEYS, Perturbation
 from mm.costs import CostModel
 from mm.designs import DESIGNS
-from workloads.actors import ACTORS, NICE_PARAM, Param
+from workloads.actor_kinds import ACTORS, NICE_PARAM, Param
 from workloads.inputfile import ScenarioError, _Locator, read_text_file
 from workloads.lockorder import load_order_file
 
