@@ -145,6 +145,31 @@ def params_markdown() -> str:
     return "\n".join(rows) + "\n"
 
 
+def switch_help() -> dict[str, str]:
+    """``rmapsim list``'s switches: every design's (mm/designs' ``SWITCHES``) and the lock and
+    checker parameters of :data:`SWITCH_SECTIONS`, each key with its help, default (and the
+    designs' allowed values), from their tables."""
+    out = {f"switches.{name}.{key}": f"{sw.help} (default {spell(sw.default)}; allowed "
+                                     f"{', '.join(map(spell, sw.allowed))})"
+           for name, cls in sorted(DESIGNS.items()) for key, sw in cls.SWITCHES.items()}
+    out.update({key: f"{param.help} (default {toml_literal(param.default)})"
+                for key, (_, param) in PARAMS.items() if key.partition(".")[0] in SWITCH_SECTIONS})
+    return out
+
+
+def set_help() -> str:
+    """The command line's ``--set`` help: the tables it reaches, from :data:`PARAMS`."""
+    sections = ", ".join(f"{s}.*" for s in dict.fromkeys(key.partition(".")[0] for key in PARAMS))
+    example = PARAMS["run.duration_ns"][1].default // 2
+    return (f"override a scenario key ({sections}, costs.*, switches.DESIGN.*: `rmapsim list`, the README's "
+            f"parameter table), e.g. run.duration_ns={example} (repeatable)")
+
+
+def flag_help(key: str) -> str:
+    """The help of a flag that stands for ``--set KEY=VALUE`` (``--executor``): the table's."""
+    return f"{PARAMS[key][1].help}; same as --set {key}=NAME"
+
+
 @dataclass(frozen=True)
 class ProcessSpec:
     name: str
