@@ -8,6 +8,7 @@ import argparse
 import dataclasses
 
 from rmapsim.cli import build_parser
+from workloads.actor_kinds import as_list
 from workloads.scenario import PARAMS, SWITCH_SECTIONS, Scenario, flag_help, set_help, switch_help, toml_literal
 
 
@@ -18,7 +19,7 @@ def test_every_scenario_attribute_of_the_table_has_its_default() -> None:
             continue
         assert attr in fields, f"{key}: Scenario has no attribute {attr!r}"
         default = fields[attr].default
-        assert default == (tuple(param.default) if param.type is list else param.default), key
+        assert default == (tuple(as_list(param.default, key)) if param.type is list else param.default), key
 
 
 def test_list_shows_every_lock_and_checker_switch_with_the_table_help() -> None:
