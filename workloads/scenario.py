@@ -34,14 +34,13 @@ from workloads.actor_kinds import (
     NICE_PARAM,
     Param,
     Params,
-    ParamValue,
     as_int,
     as_list,
     param_bool,
     param_int,
     param_str,
 )
-from workloads.inputfile import ScenarioError, _Locator, read_text_file
+from workloads.inputfile import ScenarioError, _Checker, _Locator, read_text_file
 from workloads.lockorder import load_order_file
 
 __all__ = [
@@ -288,70 +287,6 @@ _REGION = {
 }
 _TOP = {"name", "description", "mirrors", "run", "memory", "costs", "rwsem", "mutex", "folio_lock", "reclaim",
         "lockdep", "switches", "process", "actor"}
-_TYPE_NAMES = {int: "an integer", bool: "true or false", str: "a string", list: "a list", float: "a number"}
-
-
-class _Checker:
-    def __init__(self, file: str, text: str) -> None:
-        self.file = file
-        self.locator = _Locator(text)
-
-    def fail(self, path: list[str | int], message: str) -> ScenarioError:
-        key = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in path).replace(".[", "[")
-        return ScenarioError(self.file, self.locator.line_of(path), key, message)
-
-    def unknown(self, path: list[str | int], key: str, allowed: list[str]) -> ScenarioError:
-        close = difflib.get_close_matches(key, allowed, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return self.fail([*path, key], f"unknown key{hint}; allowed: {', '.join(sorted(allowed))}")
-
-    def table(self, value: object, path: list[str | int], schema: dict[str, Param]) -> Params:
-        if not isinstance(value, dict):
-            raise self.fail(path, f"expected a table, got {spell(value)}")
-        out: Params = {}
-        for key in value:
-            if key not in schema:
-                raise self.unknown(path, key, list(schema))
-        for key, param in schema.items():
-            if key in value:
-                out[key] = self.value(value[key], [*path, key], param)
-            elif param.default is None:
-                raise self.fail([*path, key], f"missing; {param.help}")
-            else:
-                out[key] = param.default
-        return out
-
-    def value(self, value: object, path: list[str | int], param: Param) -> ParamValue:
-        checked = _typed(value, param.type)
-        if checked is None:
-            allowed = f"; allowed: {param.min}..{param.max}" if param.type is int and param.min is not None else ""
-            if param.choices is not None:
-                allowed = f"; allowed: {', '.join(map(spell, param.choices))}"
-            raise self.fail(path, f"{spell(value)} is not {_TYPE_NAMES.get(param.type, param.type.__name__)}"
-                                  f" ({param.help}){allowed}")
-        if param.choices is not None and checked not in param.choices:
-            raise self.fail(path, f"{spell(value)} not allowed; allowed: {', '.join(map(spell, param.choices))}")
-        if isinstance(checked, int) and not isinstance(checked, bool) and param.type is int:
-            out_of_range = (param.min is not None and checked < param.min) or (param.max is not None
-                                                                                and checked > param.max)
-            if out_of_range:
-                raise self.fail(path, f"{spell(value)} out of range; allowed: {param.min}..{param.max}")
-        return checked
-
-
-def _typed(value: object, kind: type) -> ParamValue:
-    """``value`` when it is of a Param's type (a boolean is not an integer), else None."""
-    if kind is bool:
-        return value if isinstance(value, bool) else None
-    if kind is int:
-        return value if isinstance(value, int) and not isinstance(value, bool) else None
-    if kind is str:
-        return value if isinstance(value, str) else None
-    if kind is list:
-        return value if isinstance(value, list) else None
-    raise TypeError(f"a Param of type {kind.__name__}: not a scenario parameter type")
-
-
 def _flags(data: Mapping[str, object], section: str, checked: Params) -> dict[str, int | bool]:
     """The keys of a lock table a scenario gave, in its order, checked (booleans and integers)."""
     given = data.get(section, {})
