@@ -20,6 +20,9 @@ def test_every_scenario_attribute_of_the_table_has_its_default() -> None:
         assert attr in fields, f"{key}: Scenario has no attribute {attr!r}"
         default = fields[attr].default
         assert default == (tuple(as_list(param.default, key)) if param.type is list else param.default), key
+        # the attribute's annotation (a string: the module has postponed annotations) is the table's type
+        declared = str(fields[attr].type).split(" | ")[0].split("[")[0]
+        assert declared == ("tuple" if param.type is list else param.type.__name__), f"{key}: {fields[attr].type}"
 
 
 def test_list_shows_every_lock_and_checker_switch_with_the_table_help() -> None:
