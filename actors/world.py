@@ -52,7 +52,7 @@ class World:
         self.latency: dict[str, LatencyHistogram] = {}
         self._next_pid = 0
         self._spawned = 0
-        # The nice of the tasks an actor starts (workloads/actors.py start_actor); None: inherited
+        # The nice of the tasks an actor starts (workloads/actor_kinds.py start_actor); None: inherited
         # from the spawning task (a forked child keeps its parent's nice: sched_fork), else 0.
         self.spawn_nice: int | None = None
 

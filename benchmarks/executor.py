@@ -50,7 +50,7 @@ def warm_task(_: int) -> int:
 
 
 def overhead(backend: Backend, tasks: int) -> dict[str, float]:
-    got: list[Outcome] = []
+    got: list[Outcome[dict[str, Any]]] = []
     start = time.perf_counter()
     with Executor(backend) as ex:
         up = time.perf_counter()

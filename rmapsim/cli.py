@@ -249,10 +249,9 @@ def cmd_lockdep(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from concurrency.input_error import spell
     from mm.designs import DESIGNS
-    from workloads.actors import ACTORS
-    from workloads.scenario import PARAMS, SWITCH_SECTIONS, ScenarioError, load_scenario, toml_literal
+    from workloads.actor_kinds import ACTORS
+    from workloads.scenario import ScenarioError, load_scenario, switch_help
 
     scenarios = {}
     for name, path in builtin_scenarios().items():
@@ -263,11 +262,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             scenarios[name] = f"(invalid: {exc})"
     designs = {name: cls.summary for name, cls in sorted(DESIGNS.items())}
     actors = {name: kind.help for name, kind in sorted(ACTORS.items())}
-    switches = {f"switches.{name}.{key}": f"{sw.help} (default {spell(sw.default)}; allowed "
-                f"{', '.join(map(spell, sw.allowed))})"
-                for name, cls in sorted(DESIGNS.items()) for key, sw in cls.SWITCHES.items()}
-    switches.update({key: f"{param.help} (default {toml_literal(param.default)})"
-                     for key, (_, param) in PARAMS.items() if key.partition(".")[0] in SWITCH_SECTIONS})
+    switches = switch_help()  # from the designs' and the scenario's parameter tables
     if args.json:
         print(json.dumps({"scenarios": scenarios, "designs": designs, "actors": actors,
                           "switches": switches}, sort_keys=True))
@@ -388,12 +383,14 @@ GLOBAL_FLAGS = {"quiet": "--quiet", "json": "--json", "out": "--out", "executor"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from workloads.scenario import flag_help, set_help  # help texts from the parameter table
+
     parser = _Parser(prog="rmapsim", description="Reverse-map lock simulator: anon_vma vs the COW context. "
                      "With no command: the headline comparison on the fork-heavy scenario.")
     parser.add_argument("--quiet", action="store_true", help="no progress or chatter")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("--out", help="output folder (default rmapsim-out/<scenario>-seed<N>)")
-    parser.add_argument("--executor", choices=EXECUTORS, help="stepper (default) or trio: who steps simulated tasks")
+    parser.add_argument("--executor", choices=EXECUTORS, help=flag_help("run.executor"))
     parser.add_argument("--log", metavar="FILE", help="write the runs' event log to FILE (JSON lines)")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
 
@@ -403,14 +400,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--design", action="append", help="run only this design (repeatable)")
         p.add_argument("--seed", type=int, help="override the scenario's seed")
         p.add_argument("--cpus", type=int, help="override the scenario's CPU count")
-        p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                       help="override a scenario key, e.g. run.duration_ns=5000000 (repeatable)")
+        p.add_argument("--set", action="append", metavar="KEY=VALUE", help=set_help())
         p.add_argument("--out", help="output folder")
         p.add_argument("--json", action="store_true", help="print JSON")
         p.add_argument("--quiet", action="store_true", help="no progress or chatter")
-        p.add_argument("--executor", choices=EXECUTORS,
-                       help="who steps the simulated tasks: stepper (default, fastest) or trio (each simulated "
-                            "CPU a trio task); results are byte-identical; same as --set run.executor=NAME")
+        p.add_argument("--executor", choices=EXECUTORS, help=flag_help("run.executor"))
         p.add_argument("--force", action="store_true", help="run even when estimated to take more than a few "
                                                             "minutes")
         return p

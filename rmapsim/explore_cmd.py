@@ -14,7 +14,10 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from workloads.explore import Verdict
 
 __all__ = ["add_parser", "cmd_explore"]
 
@@ -116,7 +119,7 @@ def _explore(args: argparse.Namespace) -> int:
 
     from rmapsim.progress import Progress
 
-    verdicts: dict[tuple[str, int], dict[str, Any]] = {}
+    verdicts: dict[tuple[str, int], Verdict] = {}
     rank = {v.label: i for i, v in enumerate(variants)}
 
     def run_order(key: tuple[str, int]) -> tuple[int, int]:
@@ -147,7 +150,7 @@ def _explore(args: argparse.Namespace) -> int:
 
     last_save = [time.monotonic()]
 
-    def on_result(job: Any, verdict: dict[str, Any]) -> None:
+    def on_result(job: Any, verdict: Verdict) -> None:
         verdicts[(job.variant.label, job.index)] = verdict
         progress.advance()
         if time.monotonic() - last_save[0] >= 1.0:  # finished runs survive a kill; at most once a second
@@ -173,7 +176,7 @@ def _explore(args: argparse.Namespace) -> int:
         # Shrink the first failure of each (variant, category), in run order.
         all_jobs = {(j.variant.label, j.index): j for j in plan(source, variants, args.runs, args.seed_base,
                                                                   spec, horizons)}
-        firsts: dict[tuple[str, str], tuple[Any, dict[str, Any]]] = {}
+        firsts: dict[tuple[str, str], tuple[Any, Verdict]] = {}
         for key in sorted(verdicts, key=run_order):
             verdict = verdicts[key]
             for cat in verdict["categories"]:
@@ -183,7 +186,7 @@ def _explore(args: argparse.Namespace) -> int:
         with Progress(f"shrinking {len(firsts)} failure(s)", enabled=not args.quiet and bool(firsts)):
             for (label, cat), (job, verdict) in firsts.items():
                 small, small_verdict, tried = shrink(job, verdict, cat, budget=args.shrink_budget)
-                shown = dict(small_verdict, category=cat, perturb_text=small.perturb.describe())
+                shown: Verdict = {**small_verdict, "category": cat, "perturb_text": small.perturb.describe()}
                 name, text = reproducer(small, shown)
                 atomic_write(out / name, text)
                 story = tell_story(small, shown, f"rmapsim run {name}  (from the explore folder)")
@@ -228,7 +231,7 @@ def _explore(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _summary(variants: list[Any], runs: list[dict[str, Any]], categories: tuple[str, ...]) -> dict[str, Any]:
+def _summary(variants: list[Any], runs: list[Verdict], categories: tuple[str, ...]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for variant in variants:
         mine = [r for r in runs if r["variant"] == variant.label]

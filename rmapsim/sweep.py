@@ -140,7 +140,7 @@ def _why_rerun(prev: dict[str, Any] | None, identity: dict[str, Any], out: Path)
     return None
 
 
-def _verdict(entry: dict[str, Any], outcome: Outcome, out: Path, rel: str) -> None:
+def _verdict(entry: dict[str, Any], outcome: Outcome[dict[str, Any]], out: Path, rel: str) -> None:
     """Fill a point's index entry from what came back (and write its result file first).  The entry
     changes in one step, so an interrupt never leaves it half-updated."""
     new: dict[str, Any] = {"status": "failed", "category": None, "categories": [], "error": None, "result": None,
@@ -251,7 +251,7 @@ def run_sweep(scenario_path: Path, grid_items: list[str], *, designs: list[str],
             write_index()
             last = [time.monotonic()]
 
-            def on_result(j: int, outcome: Outcome) -> None:
+            def on_result(j: int, outcome: Outcome[dict[str, Any]]) -> None:
                 name = points[todo[j]][0]
                 _verdict(entries[name], outcome, out, f"points/{name}")
                 progress.advance()

@@ -49,8 +49,8 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
-from typing import Any
+from types import FrameType, ModuleType, TracebackType
+from typing import Generic, Protocol, TypeVar
 
 __all__ = [
     "Backend",
@@ -131,12 +131,17 @@ class Backend:
         return f"Dask scheduler {self.address}"
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What came back for one task: its ``value``, or ``error`` (the task raised, or ``lost``: its
-    worker died under it)."""
+A = TypeVar("A")  # a task's argument
+R = TypeVar("R")  # what a task returns
+R_co = TypeVar("R_co", covariant=True)
 
-    value: Any = None
+
+@dataclass(frozen=True)
+class Outcome(Generic[R]):
+    """What came back for one task: its ``value``, or ``error`` (the task raised, or ``lost``: its
+    worker died under it).  ``value`` is None exactly when ``error`` is set."""
+
+    value: R | None = None
     error: str | None = None
     lost: bool = False
 
@@ -251,7 +256,7 @@ def _worker_main(conn: multiprocessing.connection.Connection, parent: int) -> No
             break
         fn, arg = msg
         try:
-            reply: tuple[bool, Any] = (True, fn(arg))
+            reply: tuple[bool, object] = (True, fn(arg))
         except BaseException as exc:  # the task broke: the parent records it, this worker goes on
             reply = (False, _describe(exc))
         try:
@@ -317,8 +322,8 @@ class Executor:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
         self._local: list[_LocalWorker] = []
-        self._client: Any = None
-        self._cluster: Any = None
+        self._client: _DaskClient | None = None
+        self._cluster: _DaskCluster | None = None
         self._quiet_loggers: dict[str, int] = {}
 
     # lifetime
@@ -333,7 +338,8 @@ class Executor:
     def __enter__(self) -> Executor:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         self.close(hard=exc_type is not None)
 
     def close(self, *, hard: bool = False) -> None:
@@ -357,7 +363,7 @@ class Executor:
 
     # running
 
-    def map(self, fn: Callable[[Any], Any], args: Sequence[Any], on_result: Callable[[int, Outcome], None],
+    def map(self, fn: Callable[[A], R], args: Sequence[A], on_result: Callable[[int, Outcome[R]], None],
             *, stop: Callable[[], bool] | None = None) -> None:
         if not args:
             return
@@ -370,14 +376,14 @@ class Executor:
                 self._map_dask(fn, args, on_result, stop)
 
     @staticmethod
-    def _map_inprocess(fn: Callable[[Any], Any], args: Sequence[Any], on_result: Callable[[int, Outcome], None],
+    def _map_inprocess(fn: Callable[[A], R], args: Sequence[A], on_result: Callable[[int, Outcome[R]], None],
                        stop: Callable[[], bool] | None) -> None:
         for i, arg in enumerate(args):
             _check_stop()
             if stop is not None and stop():
                 return
             try:
-                outcome = Outcome(value=fn(arg))
+                outcome: Outcome[R] = Outcome(value=fn(arg))
             except KeyboardInterrupt:
                 raise
             except Exception as exc:
@@ -387,7 +393,7 @@ class Executor:
             _check_stop()
             on_result(i, outcome)
 
-    def _map_local(self, fn: Callable[[Any], Any], args: Sequence[Any], on_result: Callable[[int, Outcome], None],
+    def _map_local(self, fn: Callable[[A], R], args: Sequence[A], on_result: Callable[[int, Outcome[R]], None],
                    stop: Callable[[], bool] | None) -> None:
         queue = deque(range(len(args)))
         want = min(self.backend.workers, len(args))
@@ -409,7 +415,7 @@ class Executor:
                     index = w.task
                     assert index is not None
                     if w.conn in ready or w.proc.sentinel in ready:
-                        outcome = self._collect(w)
+                        outcome: Outcome[R] | None = self._collect(w)
                         if outcome is None:
                             continue
                         w.task = None
@@ -425,13 +431,12 @@ class Executor:
             raise
 
     @staticmethod
-    def _collect(w: _LocalWorker) -> Outcome | None:
+    def _collect(w: _LocalWorker) -> Outcome[R] | None:
         """The finished task's outcome, a lost one when the worker died without answering, or None
         (nothing yet)."""
         try:
             if w.conn.poll():
-                ok, payload = w.conn.recv()
-                return Outcome(value=payload) if ok else Outcome(error=payload)
+                return _reply(w.conn.recv())
         except (EOFError, OSError):
             pass
         if w.proc.is_alive():
@@ -485,19 +490,22 @@ class Executor:
     def _slots(self) -> int:
         """Worker threads alive now: never more tasks in flight, so none waits on a worker behind
         another (where a dying worker would take it down too)."""
+        if self._client is None:
+            return 1
         try:
             return max(1, int(sum(self._client.nthreads().values())))
         except Exception:
             return 1
 
-    def _map_dask(self, fn: Callable[[Any], Any], args: Sequence[Any], on_result: Callable[[int, Outcome], None],
+    def _map_dask(self, fn: Callable[[A], R], args: Sequence[A], on_result: Callable[[int, Outcome[R]], None],
                   stop: Callable[[], bool] | None) -> None:
         if self._client is None:
             self._start_dask()
         client = self._client
+        assert client is not None  # _start_dask raises when it cannot connect
         queue = deque(range(len(args)))
-        futures: dict[Any, int] = {}
-        done = _dask()[1].as_completed()
+        futures: dict[_DaskFuture[R], int] = {}
+        done: _AsCompleted[R] = _dask()[1].as_completed()
 
         def top_up() -> None:
             slots = self._slots()
@@ -513,7 +521,7 @@ class Executor:
             while futures:
                 fut = next(done)
                 i = futures.pop(fut)
-                outcome = self._dask_outcome(fut)
+                outcome: Outcome[R] = self._dask_outcome(fut)
                 fut.release()
                 _check_stop()
                 on_result(i, outcome)
@@ -525,7 +533,7 @@ class Executor:
             raise
 
     @staticmethod
-    def _dask_outcome(fut: Any) -> Outcome:
+    def _dask_outcome(fut: _DaskFuture[R]) -> Outcome[R]:
         if fut.status == "finished":
             return Outcome(value=fut.result())
         if fut.status == "cancelled":
@@ -537,13 +545,55 @@ class Executor:
         return Outcome(error=_describe(exc))
 
 
+def _reply(message: object) -> Outcome[R]:
+    """A worker's ``(ok, payload)`` answer: the task's return value (it ran ``fn``, whose type says
+    what it returns), or the error text."""
+    ok, payload = message if isinstance(message, tuple) and len(message) == 2 else (False, repr(message))
+    if ok:
+        return Outcome(value=payload)
+    return Outcome(error=str(payload))
+
+
+class _DaskFuture(Protocol[R_co]):
+    """What is used of ``distributed.Future``."""
+
+    @property
+    def status(self) -> str: ...
+    def result(self) -> R_co: ...
+    def exception(self) -> BaseException: ...
+    def release(self) -> None: ...
+
+
+class _DaskClient(Protocol):
+    """What is used of ``distributed.Client``."""
+
+    def submit(self, fn: Callable[[A], R], arg: A, *, pure: bool) -> _DaskFuture[R]: ...
+    def nthreads(self) -> dict[str, int]: ...
+    def cancel(self, futures: list[_DaskFuture[object]], *, force: bool) -> None: ...
+    def close(self, timeout: float) -> None: ...
+
+
+class _DaskCluster(Protocol):
+    """What is used of ``distributed.LocalCluster``."""
+
+    def close(self, timeout: float) -> None: ...
+
+
+class _AsCompleted(Protocol[R]):
+    """What is used of ``distributed.as_completed``: futures added, then yielded as they finish."""
+
+    def add(self, future: _DaskFuture[R]) -> None: ...
+    def __next__(self) -> _DaskFuture[R]: ...
+
+
 class _LostTaskFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return "workers died while trying to run it" not in record.getMessage()
 
 
-def _dask() -> tuple[Any, Any]:
-    """``dask`` and ``distributed`` (the optional extra ``rmapsim[cluster]``), untyped."""
+def _dask() -> tuple[ModuleType, ModuleType]:
+    """``dask`` and ``distributed`` (the optional extra ``rmapsim[cluster]``): untyped modules, whose
+    objects this module uses through the protocols below."""
     try:
         return importlib.import_module("dask"), importlib.import_module("distributed")
     except ImportError:

@@ -31,17 +31,18 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import NotRequired, TypedDict
 
 from concurrency.engine import Deadlock, task_rng
 from concurrency.perturb import Perturbation, draw_preemptions
+from records.result import JsonObject, JsonValue, RecordError, RunRecord
 from records.schema import EXPLORE_SCHEMA
 from workloads.executor import Executor, Outcome
 from workloads.record import dump_json
-from workloads.scenario import Scenario, ScenarioError, load_scenario, scenario_from_data
+from workloads.scenario import Scenario, ScenarioError, SwitchValue, load_scenario, scenario_from_data
 
 __all__ = [
     "CATEGORIES",
@@ -50,6 +51,7 @@ __all__ = [
     "PerturbSpec",
     "ScenarioSource",
     "Variant",
+    "Verdict",
     "execute",
     "lost_verdict",
     "plan",
@@ -116,7 +118,7 @@ class PerturbSpec:
         preempt = draw_preemptions(rng, self.preemptions, horizon_ns) if self.preemptions else ()
         return Perturbation(self.shuffle, self.jitter, preempt)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, bool | float | int]:
         return {"shuffle": self.shuffle, "jitter": self.jitter, "preemptions": self.preemptions}
 
 
@@ -128,7 +130,17 @@ class Variant:
     """A design and switch settings on top of the scenario's (``--design NAME[:k=v,...]``)."""
 
     design: str
-    switches: tuple[tuple[str, Any], ...] = ()
+    switches: tuple[tuple[str, object], ...] = ()  # as parsed; resolve_variants checks them
+
+    @property
+    def switch_values(self) -> dict[str, SwitchValue]:
+        """The switches, checked (a design's switches are strings and booleans)."""
+        out: dict[str, SwitchValue] = {}
+        for key, value in self.switches:
+            if not isinstance(value, bool | str):
+                raise ValueError(f"--design {self.label}: switch {key}: {value!r} not allowed")
+            out[key] = value
+        return out
 
     @property
     def label(self) -> str:
@@ -179,7 +191,7 @@ def resolve_variants(texts: list[str] | None, scenario: Scenario) -> list[Varian
     return out
 
 
-def _fmt(value: Any) -> str:
+def _fmt(value: object) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
@@ -189,11 +201,11 @@ class ScenarioSource:
     applied), or a Python script and its overrides."""
 
     file: str
-    data: dict[str, Any] | None = None
-    overrides: dict[str, Any] = field(default_factory=dict)
+    data: Mapping[str, object] | None = None
+    overrides: Mapping[str, object] = field(default_factory=dict)
 
     @classmethod
-    def from_path(cls, path: Path, overrides: dict[str, Any]) -> ScenarioSource:
+    def from_path(cls, path: Path, overrides: Mapping[str, object]) -> ScenarioSource:
         """Validates at once (raises :class:`ScenarioError`)."""
         scenario = load_scenario(path, overrides)
         if path.suffix == ".py":
@@ -226,66 +238,105 @@ class Job:
         sc = self.source.load()
         design = self.variant.design
         switches = {k: dict(v) for k, v in sc.switches.items()}
-        switches.setdefault(design, {}).update(dict(self.variant.switches))
+        switches.setdefault(design, {}).update(self.variant.switch_values)
         return replace(sc, seed=self.seed, perturb=self.perturb, designs=(design,), switches=switches)
 
 
 # -- one run ----------------------------------------------------------------------------------------
 
 
-def record_digest(record: dict[str, Any]) -> str:
+class Verdict(TypedDict):
+    """One explored run's verdict (a row of explore.json's ``runs``)."""
+
+    index: int
+    variant: str
+    design: str
+    seed: int
+    perturb: JsonObject  # concurrency.perturb.Perturbation.to_dict()
+    categories: list[str]
+    category: str
+    detail: str
+    victim: JsonObject | None  # whom the race story follows: a corruption or a missed mapping
+    digest: str | None
+    end_ns: int | None
+    events: int | None
+    preemptions_injected: int
+    perturb_text: NotRequired[str]  # rmapsim explore adds it to a reproducer's verdict
+
+
+def record_digest(record: Mapping[str, object]) -> str:
     """sha256 of a run record as result.json writes it: equal digests, byte-identical records."""
     return hashlib.sha256(dump_json(record).encode()).hexdigest()
 
 
-def classify(record: dict[str, Any]) -> tuple[list[str], str, dict[str, Any] | None]:
+def _walk_counts(walks: JsonObject, key: str) -> dict[str, int]:
+    """Each walk kind's nonzero ``key`` count (a record's ``walks``)."""
+    out: dict[str, int] = {}
+    for name, walk in walks.items():
+        n = walk.get(key) if isinstance(walk, dict) else None
+        if not isinstance(n, int):
+            raise RecordError(f"record.walks.{name}.{key}: {n!r} is not a count")
+        if n:
+            out[name] = n
+    return out
+
+
+def _texts(value: JsonValue, path: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise RecordError(f"{path}: expected a list of strings, got {value!r}")
+    return [v for v in value if isinstance(v, str)]
+
+
+def classify(record: Mapping[str, object]) -> tuple[list[str], str, JsonObject | None]:
     """A run record's failure categories (in precedence order), a one-line detail, and the victim
     the race story follows (the first corrupted entry or missed mapping)."""
-    inv = record["invariants"]
+    rec = RunRecord.from_json(record)
+    inv = rec.invariants
     cats: list[str] = []
     detail = ""
-    victim: dict[str, Any] | None = None
-    if inv.get("corruption"):
+    victim: JsonObject | None = None
+    if inv.corruption:
         cats.append("corruption")
-        victim = {"kind": "corruption", **inv["corruption"][0]}
-        detail = next((v for v in inv["violations"] if "corrupted" in v), "corruption")
-    missed = {name: w["missed_mappings"] for name, w in record["walks"].items() if w["missed_mappings"]}
+        victim = {"kind": "corruption", **inv.corruption[0]}
+        detail = next((v for v in inv.violations if "corrupted" in v), "corruption")
+    missed = _walk_counts(rec.walks, "missed_mappings")
     if missed:
         cats.append("missed_mapping")
-        first = inv["misses"][0] if inv.get("misses") else None
+        first = inv.misses[0] if inv.misses else None
         if victim is None and first is not None:
             victim = {"kind": "missed_mapping", **first}
         detail = detail or ("missed mappings: " + ", ".join(f"{k} {v}" for k, v in sorted(missed.items())))
-    freed = {name: w["freed_vma_visits"] for name, w in record["walks"].items() if w["freed_vma_visits"]}
+    freed = _walk_counts(rec.walks, "freed_vma_visits")
     if freed:
         # rmap_one on a VMA already unlinked from its mm (munmap/exit ran under the walk): the
         # kernel's walk would touch a VMA nothing keeps alive.
         cats.append("use_after_free")
         detail = detail or ("walks visited unlinked VMAs: " + ", ".join(f"{k} {v}" for k, v in sorted(freed.items())))
-    sleeps = {name: w["would_sleep_in_rcu"] for name, w in record["walks"].items() if w["would_sleep_in_rcu"]}
+    sleeps = _walk_counts(rec.walks, "would_sleep_in_rcu")
     if sleeps:
         # An rmap_one that may sleep (mmu notifiers, TLB batching) ran inside the walk's RCU
         # read-side section: "BUG: sleeping function called from invalid context".
         cats.append("sleep_in_rcu")
         detail = detail or ("rmap_one that may sleep inside an RCU read-side section: "
                             + ", ".join(f"{k} {v}" for k, v in sorted(sleeps.items())))
-    lockdep = record["lockdep"]
-    if lockdep["findings"] or lockdep["order_violations"]:
+    findings = _texts(rec.lockdep.get("findings"), "record.lockdep.findings")
+    order_violations = _texts(rec.lockdep.get("order_violations"), "record.lockdep.order_violations")
+    if findings or order_violations:
         cats.append("lock_order")
-        text = (lockdep["findings"] or lockdep["order_violations"])[0]
+        text = (findings or order_violations)[0]
         detail = detail or text.strip().splitlines()[0]
-    others = [v for v in inv["violations"] if "corrupted mapping" not in v]
+    others = [v for v in inv.violations if "corrupted mapping" not in v]
     if others:
         cats.append("invariant")
         detail = detail or others[0]
     return cats, detail, victim
 
 
-def execute(job: Job) -> dict[str, Any]:
+def execute(job: Job) -> Verdict:
     """Run one job (in this process) and give its verdict."""
     from workloads.runner import RunFailed, run_one
 
-    verdict: dict[str, Any] = {
+    verdict: Verdict = {
         "index": job.index, "variant": job.variant.label, "design": job.variant.design, "seed": job.seed,
         "perturb": job.perturb.to_dict(), "categories": [], "category": "sound", "detail": "",
         "victim": None, "digest": None, "end_ns": None, "events": None, "preemptions_injected": 0,
@@ -294,20 +345,20 @@ def execute(job: Job) -> dict[str, Any]:
         scenario = job.scenario()
         record = run_one(scenario, job.variant.design)
     except ScenarioError as exc:  # a shrink step produced an invalid scenario: not a finding
-        verdict.update(category="invalid", detail=str(exc))
+        verdict.update({"category": "invalid", "detail": str(exc)})
         return verdict
     except RunFailed as exc:
         category = "deadlock" if isinstance(exc.__cause__, Deadlock) else "crash"
-        verdict.update(categories=[category], category=category, detail=str(exc).splitlines()[0])
+        verdict.update({"categories": [category], "category": category, "detail": str(exc).splitlines()[0]})
         return verdict
     except Exception as exc:  # the model itself broke outside a task (set-up, checks)
-        verdict.update(categories=["crash"], category="crash", detail=f"{type(exc).__name__}: {exc}")
+        verdict.update({"categories": ["crash"], "category": "crash", "detail": f"{type(exc).__name__}: {exc}"})
         return verdict
     cats, detail, victim = classify(record)
-    outcome = record["outcome"]
-    verdict.update(categories=cats, category=cats[0] if cats else "sound", detail=detail, victim=victim,
-                   digest=record_digest(record), end_ns=outcome["end_ns"], events=outcome["events"],
-                   preemptions_injected=len(outcome["preemptions_injected"]))
+    outcome = RunRecord.from_json(record).outcome
+    verdict.update({"categories": cats, "category": cats[0] if cats else "sound", "detail": detail,
+                    "victim": victim, "digest": record_digest(record), "end_ns": outcome.end_ns,
+                    "events": outcome.events, "preemptions_injected": len(outcome.preemptions_injected)})
     return verdict
 
 
@@ -330,7 +381,7 @@ def plan(source: ScenarioSource, variants: list[Variant], runs: int, seed_base: 
     return jobs
 
 
-def lost_verdict(job: Job, error: str, category: str = "worker_lost") -> dict[str, Any]:
+def lost_verdict(job: Job, error: str, category: str = "worker_lost") -> Verdict:
     """The verdict of a run that came back without one: its worker died under it (``worker_lost``)
     or the executor could not run it (``error``).  Never shrunk: it says nothing about the schedule."""
     return {
@@ -340,15 +391,15 @@ def lost_verdict(job: Job, error: str, category: str = "worker_lost") -> dict[st
     }
 
 
-def run_jobs(jobs: list[Job], executor: Executor, on_result: Callable[[Job, dict[str, Any]], None], *,
+def run_jobs(jobs: list[Job], executor: Executor, on_result: Callable[[Job, Verdict], None], *,
              stop: Callable[[], bool] | None = None) -> None:
     """Run ``jobs`` on ``executor`` (workloads/executor.py: in this process, local workers or Dask),
     calling ``on_result`` here as each finishes.  An interrupt cancels what runs and propagates;
     results already delivered stay delivered.  ``stop`` ends dispatching (running jobs still finish)."""
 
-    def deliver(i: int, outcome: Outcome) -> None:
+    def deliver(i: int, outcome: Outcome[Verdict]) -> None:
         job = jobs[i]
-        if outcome.ok:
+        if outcome.value is not None:
             on_result(job, outcome.value)
         else:
             on_result(job, lost_verdict(job, outcome.error or "", "worker_lost" if outcome.lost else "error"))
@@ -391,22 +442,35 @@ def _scenario_candidates(job: Job) -> Iterator[Job]:
     if not src.is_toml:
         return
     assert src.data is not None
-    actors = list(src.data.get("actor", []))
+    actors = _tables(src.data.get("actor", []))
     for i in range(len(actors)):
-        data = copy.deepcopy(src.data)
-        del data["actor"][i]
+        data = copy.deepcopy(dict(src.data))
+        del _tables(data["actor"])[i]
         yield replace(job, source=replace(src, data=data))
-    procs = list(src.data.get("process", []))
+    procs = _tables(src.data.get("process", []))
     if len(procs) > 1:
         for proc in procs:
             name = proc.get("name")
-            data = copy.deepcopy(src.data)
-            data["process"] = [q for q in data["process"] if q.get("name") != name]
-            data["actor"] = [a for a in data.get("actor", []) if a.get("process") != name]
+            data = copy.deepcopy(dict(src.data))
+            data["process"] = [q for q in _tables(data["process"]) if q.get("name") != name]
+            data["actor"] = [a for a in _tables(data.get("actor", [])) if a.get("process") != name]
             yield replace(job, source=replace(src, data=data))
 
 
-def _with(job: Job, overrides: dict[str, Any]) -> Job:
+def _tables(value: object) -> list[dict[str, object]]:
+    """A validated scenario's array of tables (``[[process]]``, ``[[actor]]``), as it is."""
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise TypeError(f"expected an array of tables, got {value!r}")
+    return value
+
+
+def _table(value: object) -> dict[str, object]:
+    if not isinstance(value, dict):
+        raise TypeError(f"expected a table, got {value!r}")
+    return value
+
+
+def _with(job: Job, overrides: Mapping[str, object]) -> Job:
     src = job.source
     if src.data is not None:
         from workloads.scenario import apply_overrides
@@ -415,8 +479,8 @@ def _with(job: Job, overrides: dict[str, Any]) -> Job:
     return replace(job, source=replace(src, overrides={**src.overrides, **overrides}))
 
 
-def shrink(job: Job, verdict: dict[str, Any], category: str, *, budget: int = 40,
-           runner: Callable[[Job], dict[str, Any]] = execute) -> tuple[Job, dict[str, Any], int]:
+def shrink(job: Job, verdict: Verdict, category: str, *, budget: int = 40,
+           runner: Callable[[Job], Verdict] = execute) -> tuple[Job, Verdict, int]:
     """Greedy shrink: take the first simpler job that still fails with ``category`` and start
     over from it, until no candidate does or ``budget`` runs are spent.  Returns the smallest
     job, its verdict and the number of runs tried."""
@@ -438,7 +502,7 @@ def shrink(job: Job, verdict: dict[str, Any], category: str, *, budget: int = 40
 # -- reproducers --------------------------------------------------------------------------------------
 
 
-def reproducer(job: Job, verdict: dict[str, Any]) -> tuple[str, str]:
+def reproducer(job: Job, verdict: Verdict) -> tuple[str, str]:
     """A stand-alone scenario that reruns ``job`` exactly: ``(file name, text)``.
 
     A TOML scenario becomes a TOML file holding everything (the shrunk scenario, its seed, its one
@@ -454,15 +518,15 @@ def reproducer(job: Job, verdict: dict[str, Any]) -> tuple[str, str]:
               f"seed {job.seed}, perturbation: {job.perturb.describe()}",
               f"record sha256 {verdict['digest']}"]
     if job.source.data is not None:
-        data = copy.deepcopy(job.source.data)
-        run = data.setdefault("run", {})
+        data = copy.deepcopy(dict(job.source.data))
+        run = _table(data.setdefault("run", {}))
         run["seed"] = job.seed
         run["designs"] = [design]
         run.pop("perturb", None)
         if job.perturb.active:
             run["perturb"] = job.perturb.to_dict()
         if job.variant.switches:
-            data.setdefault("switches", {}).setdefault(design, {}).update(dict(job.variant.switches))
+            _table(_table(data.setdefault("switches", {})).setdefault(design, {})).update(dict(job.variant.switches))
         comments = "".join(f"# {line}\n" for line in [*header, f"rerun: rmapsim run {stem}.toml"])
         return f"{stem}.toml", comments + tomli_w.dumps(data)
     lines = [
@@ -495,7 +559,7 @@ def _slug(label: str) -> str:
 # -- the race as a story -------------------------------------------------------------------------------
 
 
-def tell_story(job: Job, verdict: dict[str, Any], replay: str) -> dict[str, Any] | None:
+def tell_story(job: Job, verdict: Verdict, replay: str) -> dict[str, object] | None:
     """Rerun ``job`` with a :class:`~mm.story.Story` following the verdict's victim (the folio a
     walk missed, or whose migration entry went stale, and the mms involved).  None when the
     failure has no victim (a deadlock, a leak).  ``same_run`` says the rerun gave the identical
@@ -506,15 +570,17 @@ def tell_story(job: Job, verdict: dict[str, Any], replay: str) -> dict[str, Any]
     victim = verdict.get("victim")
     if not victim:
         return None
-    folio = victim["folio"]
+    folio = _count(victim, "folio")
+    t_ns = _count(victim, "t_ns")
     if victim["kind"] == "missed_mapping":
-        mms = {m for m, _ in victim["mappings"]}
-        where = ", ".join(f"mm{m} vpn {v}" for m, v in victim["mappings"])
-        text = (f"t={victim['t_ns']:,} ns: {victim['walk']} by {victim['task']} on folio {folio} ended without "
+        mappings = _pairs(victim.get("mappings"))
+        mms = {m for m, _ in mappings}
+        where = ", ".join(f"mm{m} vpn {v}" for m, v in mappings)
+        text = (f"t={t_ns:,} ns: {victim['walk']} by {victim['task']} on folio {folio} ended without "
                 f"reaching {where}, which mapped the folio when the walk started and still does")
     else:
-        mms = {victim["mm"]}
-        text = (f"t={victim['t_ns']:,} ns: mm{victim['mm']} vpn {victim['vpn']} still holds a migration entry "
+        mms = {_count(victim, "mm")}
+        text = (f"t={t_ns:,} ns: mm{victim['mm']} vpn {victim['vpn']} still holds a migration entry "
                 f"for folio {folio} after its migration ended: the restoring walk never reached it")
     story = Story(folios={folio}, mms=mms)
     record = run_one(job.scenario(), job.variant.design, story=story)
@@ -524,5 +590,26 @@ def tell_story(job: Job, verdict: dict[str, Any], replay: str) -> dict[str, Any]
         "victim_text": text,
         "replay": replay,
         "same_run": record_digest(record) == verdict["digest"],
-        "events": story.told(until_ns=victim["t_ns"]),
+        "events": story.told(until_ns=t_ns),
     }
+
+
+def _count(victim: JsonObject, key: str) -> int:
+    """A victim's integer field (its folio, mm, vpn, time: mm/system.py's corruption and miss events)."""
+    value = victim.get(key)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise RecordError(f"victim.{key}: {value!r} is not an integer")
+    return value
+
+
+def _pairs(value: JsonValue) -> list[tuple[int, int]]:
+    """A missed mapping's ``mappings``: ``[[mm, vpn], ...]``."""
+    if not isinstance(value, list):
+        raise RecordError(f"victim.mappings: {value!r} is not a list")
+    out: list[tuple[int, int]] = []
+    for pair in value:
+        mm, vpn = pair if isinstance(pair, list) and len(pair) == 2 else (None, None)
+        if not isinstance(mm, int) or not isinstance(vpn, int):
+            raise RecordError(f"victim.mappings: {pair!r} is not [mm, vpn]")
+        out.append((mm, vpn))
+    return out

@@ -1,16 +1,20 @@
 """What the loaders of TOML inputs (scenarios, lock-order files) share, below both.
 
-:class:`ScenarioError` is their bad-input error (``file:line: key: message``, exit status 2) and
-:class:`_Locator` finds a key path's line in a TOML text.  workloads/scenario.py and
-workloads/lockorder.py both import it; neither imports the other's internals.
+:class:`ScenarioError` is their bad-input error (``file:line: key: message``, exit status 2),
+:class:`_Locator` finds a key path's line in a TOML text and :class:`_Checker` checks a table
+against its :class:`~workloads.actor_kinds.Param` rows (unknown keys with the allowed ones, types,
+ranges, choices, missing keys).  workloads/scenario.py and workloads/lockorder.py both import it;
+neither imports the other's internals.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 from pathlib import Path
 
-from concurrency.input_error import InputError
+from concurrency.input_error import InputError, spell
+from workloads.actor_kinds import Param, Params, ParamValue
 
 __all__ = ["ScenarioError", "read_text_file"]
 
@@ -83,3 +87,74 @@ def read_text_file(path: Path, file: str, allowed: str = "a .toml or .py scenari
                                                                  f"allowed: {allowed} in UTF-8")
     return text
 
+
+_TYPE_NAMES = {int: "an integer", bool: "true or false", str: "a string", list: "a list", float: "a number"}
+
+
+class _Checker:
+    """Checks a parsed TOML document's tables against their Param rows; every error is a
+    :class:`ScenarioError` naming the file, the line (found in ``text``), the key path and what is
+    allowed."""
+
+    def __init__(self, file: str, text: str) -> None:
+        self.file = file
+        self.locator = _Locator(text)
+
+    @staticmethod
+    def key(path: list[str | int]) -> str:
+        """``["chain", 2, "levels"]`` -> ``chain[2].levels``."""
+        return ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in path).replace(".[", "[")
+
+    def fail(self, path: list[str | int], message: str) -> ScenarioError:
+        return ScenarioError(self.file, self.locator.line_of(path), self.key(path), message)
+
+    def unknown(self, path: list[str | int], key: str, allowed: list[str]) -> ScenarioError:
+        close = difflib.get_close_matches(key, allowed, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return self.fail([*path, key], f"unknown key{hint}; allowed: {', '.join(sorted(allowed))}")
+
+    def table(self, value: object, path: list[str | int], schema: dict[str, Param]) -> Params:
+        if not isinstance(value, dict):
+            raise self.fail(path, f"expected a table, got {spell(value)}")
+        out: Params = {}
+        for key in value:
+            if key not in schema:
+                raise self.unknown(path, key, list(schema))
+        for key, param in schema.items():
+            if key in value:
+                out[key] = self.value(value[key], [*path, key], param)
+            elif param.default is None:
+                raise self.fail([*path, key], f"missing; {param.help}")
+            else:
+                out[key] = param.default
+        return out
+
+    def value(self, value: object, path: list[str | int], param: Param) -> ParamValue:
+        checked = _typed(value, param.type)
+        if checked is None:
+            allowed = f"; allowed: {param.min}..{param.max}" if param.type is int and param.min is not None else ""
+            if param.choices is not None:
+                allowed = f"; allowed: {', '.join(map(spell, param.choices))}"
+            raise self.fail(path, f"{spell(value)} is not {_TYPE_NAMES.get(param.type, param.type.__name__)}"
+                                  f" ({param.help}){allowed}")
+        if param.choices is not None and checked not in param.choices:
+            raise self.fail(path, f"{spell(value)} not allowed; allowed: {', '.join(map(spell, param.choices))}")
+        if isinstance(checked, int) and not isinstance(checked, bool) and param.type is int:
+            out_of_range = (param.min is not None and checked < param.min) or (param.max is not None
+                                                                                and checked > param.max)
+            if out_of_range:
+                raise self.fail(path, f"{spell(value)} out of range; allowed: {param.min}..{param.max}")
+        return checked
+
+
+def _typed(value: object, kind: type) -> ParamValue:
+    """``value`` when it is of a Param's type (a boolean is not an integer), else None."""
+    if kind is bool:
+        return value if isinstance(value, bool) else None
+    if kind is int:
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+    if kind is str:
+        return value if isinstance(value, str) else None
+    if kind is list:
+        return value if isinstance(value, list) else None
+    raise TypeError(f"a Param of type {kind.__name__}: not a scenario parameter type")

@@ -4,8 +4,9 @@ An order file has the format of ``mm/rmap_lock_order.toml`` (documented at its t
 ``[[level]]`` tables (the main chain, outermost first) and ``[[chain]]`` tables (further
 orderings), checked against the edges a run took by :class:`concurrency.lockdep.ExpectedOrder`.
 
-* :func:`load_order_file` validates a file with the scenario loader's messages
-  (``file:line: key: message``, :class:`~workloads.scenario.ScenarioError`, exit status 2);
+* :func:`load_order_file` validates a file with the scenario loader's machinery and messages
+  (Param tables checked by workloads/inputfile.py's ``_Checker``: ``file:line: key: message`` with
+  the allowed keys or values, :class:`~workloads.inputfile.ScenarioError`, exit status 2);
   :func:`expected_order_for` gives the order a scenario's ``lockdep.expected_order`` names
   (``"rmap"``, ``"none"`` or a path, relative to the scenario file).
 * :func:`observed_steps` turns run records' dependencies into ordering steps, :func:`order_steps`
@@ -22,15 +23,19 @@ orderings), checked against the edges a run took by :class:`concurrency.lockdep.
 from __future__ import annotations
 
 import json
+import re
+import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
-from concurrency.lockdep import ExpectedOrder, OrderFileError, split_subclass
+from concurrency.input_error import spell
+from concurrency.lockdep import ExpectedOrder, _DeclError, split_subclass
 from mm.lock_order import RMAP_ORDER_FILE
 from mm.lock_order import rmap_order as _shipped_rmap_order
-from workloads.inputfile import ScenarioError, _Locator
+from workloads.actor_kinds import Param, as_list, param_str
+from workloads.inputfile import ScenarioError, _Checker, _Locator
 
 __all__ = [
     "Conflict",
@@ -60,9 +65,119 @@ def load_order_file(path: str | Path) -> ExpectedOrder:
 
     text = read_text_file(p, shown, f"an order file in {RMAP_ORDER_FILE}'s format")  # not text: bad input
     try:
-        return ExpectedOrder.from_text(text, origin=shown, line_of=_Locator(text).line_of)
-    except OrderFileError as exc:
-        raise ScenarioError(exc.file, exc.line, exc.key, exc.message) from None
+        data: dict[str, object] = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"line (\d+)", str(exc))
+        raise ScenarioError(shown, int(m.group(1)) if m else None, "", f"not valid TOML: {exc}") from None
+    return order_from_data(data, shown, text)
+
+
+# The order file's tables (mm/rmap_lock_order.toml documents the format at its top), checked as a
+# scenario's are.  ``taken`` is a table of operation = count, checked beside them.
+_ORDER_TOP = {
+    "source": Param(str, "", "what the order is called in reports (default: the file's path)"),
+    "level": Param(list, [], "the main chain: [[level]] tables, outermost first"),
+    "chain": Param(list, [], "further orderings: [[chain]] tables"),
+}
+_LEVEL = {
+    "classes": Param(list, None, "the lock classes of this level, unordered among themselves"),
+    "write_only": Param(list, [], "classes of this level that bind only when held or taken exclusively"),
+    "note": Param(str, "", "a comment"),
+}
+_CHAIN = {
+    "name": Param(str, "", "the chain's name in violations (default: its key path)"),
+    "levels": Param(list, None, "two or more levels (lists of classes), outermost first"),
+    "note": Param(str, "", "a comment"),
+    "write_only": Param(list, [], "classes of this chain that bind only when held or taken exclusively"),
+    "count": Param(int, 0, "how often the step was taken (an emitted order's annotation)", 0, 2**63 - 1),
+}
+_TAKEN_HELP = "a table of operation = count, e.g. {fork = 12, munmap = 3}"
+
+
+def order_from_data(data: Mapping[str, object], origin: str, text: str = "") -> ExpectedOrder:
+    """An order file's parsed TOML, validated (``text`` gives the errors' lines) and built."""
+    ck = _Checker(origin, text)
+
+    def loc(path: list[str | int]) -> str:
+        """Where a declaration is, as violations name it: ``file:line`` (else the key path)."""
+        line = ck.locator.line_of(path)
+        return f"{origin}:{line}" if line else f"{origin}: {ck.key(path)}"
+
+    def classes(value: object, path: list[str | int], what: str) -> list[str]:
+        names = as_list(ck.value(value, path, Param(list, None, what)), ".".join(map(str, path)))
+        out = [n for n in names if isinstance(n, str) and n]
+        if not names or len(out) != len(names):
+            raise ck.fail(path, f"expected a non-empty list of class names, got {spell(value)}; allowed: "
+                                "[\"class\", ...] (lock class names)")
+        return out
+
+    top = ck.table(data, [], _ORDER_TOP)
+    source = param_str(top, "source") if "source" in data else origin
+    raw_levels = as_list(top["level"], "level")
+    raw_chains = as_list(top["chain"], "chain")
+    if not (raw_levels or raw_chains):
+        raise ck.fail(["level"], "expected at least one [[level]] or [[chain]] table")
+    write_only: list[str] = []
+    main: list[list[str]] = []
+    main_where: list[str] = []
+    for i, raw in enumerate(raw_levels):
+        path: list[str | int] = ["level", i]
+        lvl = ck.table(raw, path, _LEVEL)
+        names = classes(lvl["classes"], [*path, "classes"], _LEVEL["classes"].help)
+        if isinstance(raw, dict) and "write_only" in raw:
+            wo = classes(lvl["write_only"], [*path, "write_only"], _LEVEL["write_only"].help)
+            if not set(wo) <= set(names):
+                raise ck.fail([*path, "write_only"], f"{spell(wo)} must name classes of this level; allowed: "
+                                                     f"{', '.join(map(spell, names))}")
+            write_only += wo
+        main.append(names)
+        main_where.append(loc([*path, "classes"]))
+    chains: list[tuple[str, Sequence[Sequence[str]]]] = []
+    where: list[list[str]] = []
+    info: list[dict[str, object]] = []
+    paths: list[list[str | int]] = []  # the key path of each chain, for errors
+    if main:
+        chains.append(("main", main))
+        where.append(main_where)
+        info.append({})
+        paths.append(["level"])
+    for i, raw in enumerate(raw_chains):
+        path = ["chain", i]
+        given = raw if isinstance(raw, dict) else {}
+        ch = ck.table({k: v for k, v in given.items() if k != "taken"} if isinstance(raw, dict) else raw, path, _CHAIN)
+        name = param_str(ch, "name") if "name" in given else ck.key(path)
+        levels = as_list(ch["levels"], "levels")
+        if len(levels) < 2:
+            raise ck.fail([*path, "levels"], f"expected a list of at least two levels, got {spell(levels)}")
+        lists = [classes(lv, [*path, "levels"], _CHAIN["levels"].help) for lv in levels]
+        notes: dict[str, object] = {}
+        if "write_only" in given:
+            wo = classes(ch["write_only"], [*path, "write_only"], _CHAIN["write_only"].help)
+            if not set(wo) <= {c for lv in lists for c in lv}:
+                raise ck.fail([*path, "write_only"], f"{spell(wo)} must name classes of this chain")
+            write_only += wo
+            notes["write_only"] = wo
+        if "count" in given:
+            notes["count"] = ch["count"]
+        if "taken" in given:
+            taken = given["taken"]
+            if not isinstance(taken, dict) or not all(
+                    isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in taken.values()):
+                raise ck.fail([*path, "taken"], f"expected {_TAKEN_HELP}, got {spell(taken)}")
+            notes["taken"] = dict(taken)
+        chains.append((name, lists))
+        where.append([loc([*path, "levels"])] * len(lists))
+        info.append(notes)
+        paths.append(path)
+    try:
+        return ExpectedOrder(chains, source=source, write_only=write_only, where=where, chain_info=info,
+                             origin=origin)
+    except _DeclError as decl:  # a class named twice in a chain, or a cycle: at its (chain, level)
+        c, j = decl.at
+        at: list[str | int] = ["level", j, "classes"] if paths[c] == ["level"] else [*paths[c], "levels"]
+        raise ck.fail(at, str(decl)) from None
+    except ValueError as exc:
+        raise ScenarioError(origin, None, "", str(exc)) from None
 
 
 def rmap_order() -> ExpectedOrder:
@@ -135,20 +250,46 @@ class Step:
 Steps = dict[tuple[str, str], Step]
 
 
-def observed_steps(runs: Iterable[Mapping[str, Any]], steps: Steps | None = None) -> Steps:
+def _int(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{what}: {value!r} is not an integer")
+    return value
+
+
+def _table(value: object, what: str) -> Mapping[str, object]:
+    if not isinstance(value, dict):
+        raise ValueError(f"{what}: {value!r} is not a table")
+    return value
+
+
+def _list(value: object, what: str) -> list[object]:
+    if not isinstance(value, list | tuple):
+        raise ValueError(f"{what}: {value!r} is not a list")
+    return list(value)
+
+
+def _op_counts(value: object, what: str) -> dict[str, int]:
+    """``{operation: count}`` (a dependency's ``ops``, a chain's ``taken``)."""
+    return {str(op): _int(n, f"{what}.{op}") for op, n in _table(value, what).items()}
+
+
+def observed_steps(runs: Iterable[Mapping[str, object]], steps: Steps | None = None) -> Steps:
     """The dependencies of run records (their ``lockdep.deps``) as steps between classes:
     subclasses stripped, nesting within a class left out."""
     out: Steps = {} if steps is None else steps
     for run in runs:
-        lockdep = run.get("lockdep") or {}
+        lockdep = _table(run.get("lockdep") or {}, "lockdep")
         label = f"{run.get('scenario', '?')} under {run.get('variant') or run.get('design', '?')}"
-        for dep in lockdep.get("deps", []):
+        for dep in _list(lockdep.get("deps", []), "lockdep.deps"):
+            dep = _table(dep, "lockdep.deps[]")
             a, _ = split_subclass(str(dep["from"]))
             b, _ = split_subclass(str(dep["to"]))
             if a != b:
                 step = out.setdefault((a, b), Step())
-                step.add(int(dep.get("count", 0)), dep.get("ops", {}), label)
-                step.modes.update((int(pr), int(nr)) for pr, nr in dep.get("modes", [[0, 0]]))
+                step.add(_int(dep.get("count", 0), "count"), _op_counts(dep.get("ops", {}), "ops"), label)
+                for mode in _list(dep.get("modes", [[0, 0]]), "modes"):
+                    pr, nr = _list(mode, "modes[]")
+                    step.modes.add((_int(pr, "mode"), _int(nr, "mode")))
     return out
 
 
@@ -156,14 +297,14 @@ def order_steps(order: ExpectedOrder, steps: Steps | None = None) -> Steps:
     """A loaded order's declared steps, each with where it is declared; an emitted chain's
     ``count`` and ``taken`` come along."""
     out: Steps = {} if steps is None else steps
-    single: dict[tuple[str, str], Mapping[str, Any]] = {}
+    single: dict[tuple[str, str], Mapping[str, object]] = {}
     for (_, levels), chain_info in zip(order.chains, order.chain_info, strict=True):
         if len(levels) == 2 and len(levels[0]) == 1 and len(levels[1]) == 1:
             single[(levels[0][0], levels[1][0])] = chain_info
     for pair, where in order.steps.items():
-        info: Mapping[str, Any] = single.get(pair, {})
+        info: Mapping[str, object] = single.get(pair, {})
         step = out.setdefault(pair, Step())
-        step.add(int(info.get("count", 0)), info.get("taken", {}), where)
+        step.add(_int(info.get("count", 0), "count"), _op_counts(info.get("taken", {}), "taken"), where)
         step.declared = True
     return out
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from records.files import atomic_write, dump_json
-from records.result import Latency
+from records.result import JsonObject, Latency
 from records.schema import RECORD_SCHEMA, RESULTS_SCHEMA
 
 if TYPE_CHECKING:
@@ -42,10 +42,10 @@ def latency_record(hist: LatencyHistogram) -> Latency:
 
 
 def histogram_record(hist: LatencyHistogram) -> dict[str, Any]:
-    """:func:`latency_record` as the record's JSON."""
+    """:func:`latency_record` as the record's JSON (read by index in tests/reports/tiny.py)."""
     return latency_record(hist).to_json()
 
 
-def lock_records(engine: Engine) -> list[dict[str, Any]]:
+def lock_records(engine: Engine) -> list[JsonObject]:
     """Per lock class (lock_stat's rows), sorted by class key."""
     return [engine.lock_classes[key].to_dict() for key in sorted(engine.lock_classes)]

@@ -22,7 +22,7 @@ import contextlib
 import functools
 import gc
 from array import array
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,14 +40,15 @@ from mm.designs import design_class
 from mm.mmap import mmap_region
 from mm.story import Story
 from mm.system import MemoryConfig, MmSystem
-from records.result import PHASES, Invariants, Outcome, Phase, RunRecord, ScenarioInfo, json_object
-from workloads.actors import start_actor
+from records.result import PHASES, Invariants, JsonObject, Outcome, Phase, RunRecord, ScenarioInfo, json_object
+from workloads.actor_kinds import start_actor
 from workloads.lockorder import expected_order_for
 from workloads.record import RESULTS_SCHEMA, latency_record, lock_records
 from workloads.scenario import Scenario
 
 if TYPE_CHECKING:
-    from concurrency.trace import EventLog
+    from concurrency.trace import ChromeTracer, EventLog
+    from workloads.executor import Outcome as TaskOutcome
 
 __all__ = ["SETUP_OPS", "RunFailed", "check_mapcounts", "run_design_task", "run_one", "run_one_async",
            "run_scenario", "run_scenario_async", "run_scenario_in_processes"]
@@ -61,7 +62,7 @@ class RunFailed(RuntimeError):
     A deadlock still has a record (``record``: what the run did up to it, its lock-order findings
     among them, ``outcome.reason`` ``deadlock``), which ``rmapsim lockdep`` reports; else None."""
 
-    record: dict[str, Any] | None = None
+    record: JsonObject | None = None
 
 
 def check_mapcounts(system: MmSystem) -> list[str]:
@@ -195,7 +196,7 @@ async def run_one_async(scenario: Scenario, design: str, *, seed: int | None = N
     return _finish(steps, outcome, log)
 
 
-_Steps = Generator[tuple[Engine, World], RunOutcome, dict[str, Any]]
+_Steps = Generator[tuple[Engine, World], RunOutcome, JsonObject]
 
 
 def _fail(steps: _Steps, exc: BaseException, log: EventLog | None) -> None:
@@ -209,11 +210,11 @@ def _fail(steps: _Steps, exc: BaseException, log: EventLog | None) -> None:
     raise RuntimeError("_run_steps went on after a failed run")  # pragma: no cover
 
 
-def _finish(steps: _Steps, outcome: RunOutcome, log: EventLog | None) -> dict[str, Any]:
+def _finish(steps: _Steps, outcome: RunOutcome, log: EventLog | None) -> JsonObject:
     try:
         steps.send(outcome)
     except StopIteration as stop:
-        record: dict[str, Any] = stop.value
+        record: JsonObject = stop.value
         if log is not None:
             log.run_end(record)
         return record
@@ -357,7 +358,7 @@ def _run_steps(scenario: Scenario, design: str, *, seed: int | None, cpus: int |
     # Throughput is the workload phase's: the set-up's faults have latencies but no rate.
     workload_ops = {op: rec for op, rec in operations.items() if op not in SETUP_OPS}
     throughput: dict[str, int | float] = {op: round(rec.count * 1e9 / duration, 3) for op, rec in workload_ops.items()}
-    lockdep: dict[str, Any] = {"findings": [], "edges": [], "order_violations": []}
+    lockdep: JsonObject = {"findings": [], "edges": [], "order_violations": []}
     if checker is not None:
         order_violations = checker.order_violations()
         lockdep = {
@@ -371,9 +372,9 @@ def _run_steps(scenario: Scenario, design: str, *, seed: int | None, cpus: int |
             lockdep["order"] = {"source": order.source, "file": order.origin,
                                 "violations": [v.to_dict() for v in order_violations],
                                 "declared_at": dict(sorted(order.declared_at.items())),
-                                "write_only": sorted(order.write_only)}
+                                "write_only": [c for c in sorted(order.write_only)]}
     params = scenario.params()
-    params.update({"cpus": ncpus, "seed": seed, "costs": costs.to_dict(), "tasks": len(engine.tasks)})
+    params.update({"cpus": ncpus, "seed": seed, "costs": json_object(costs.to_dict()), "tasks": len(engine.tasks)})
     if deadlock is not None:  # the finding comes first among the run's violations
         violations.insert(0, str(deadlock))
     record = RunRecord(
@@ -438,7 +439,7 @@ async def run_scenario_async(scenario: Scenario, *, designs: list[str] | None = 
     return _results(scenario, runs)
 
 
-def run_design_task(spec: tuple[str, dict[str, Any], str, str | None]) -> tuple[bool, Any]:
+def run_design_task(spec: tuple[str, Mapping[str, object], str, str | None]) -> tuple[bool, JsonObject | str]:
     """One design of a run, in a worker process (:func:`run_scenario_in_processes`): the scenario
     is loaded again from its source and overrides (sources travel, never live objects).  Returns
     ``(True, record)``, or ``(False, message)`` when the run failed (:class:`RunFailed`)."""
@@ -456,7 +457,7 @@ def run_design_task(spec: tuple[str, dict[str, Any], str, str | None]) -> tuple[
     return True, record
 
 
-async def run_scenario_in_processes(scenario: Scenario, source: Path, overrides: dict[str, Any], *,
+async def run_scenario_in_processes(scenario: Scenario, source: Path, overrides: Mapping[str, object], *,
                                     designs: list[str], jobs: int, trace_dir: Path | None = None,
                                     on_done: Callable[[str], None] | None = None) -> dict[str, Any]:
     """:func:`run_scenario` with each design in its own forked process (up to ``jobs`` at a time),
@@ -468,23 +469,23 @@ async def run_scenario_in_processes(scenario: Scenario, source: Path, overrides:
 
     specs = [(str(source), overrides, design, None if trace_dir is None else str(trace_dir)) for design in designs]
 
-    def done(i: int, outcome: Any) -> None:
+    def done(i: int, outcome: TaskOutcome[tuple[bool, JsonObject | str]]) -> None:
         if on_done is not None:
             on_done(designs[i])
 
     outcomes = await map_in_processes(run_design_task, specs, jobs=jobs, on_result=done)
-    runs = []
+    runs: list[JsonObject] = []
     for design, outcome in zip(designs, outcomes, strict=True):
-        if not outcome.ok:
+        if outcome.value is None:
             raise RuntimeError(f"{scenario.name} under {design}: {outcome.error}")
-        ok, value = outcome.value
-        if not ok:
+        _, value = outcome.value
+        if isinstance(value, str):  # (False, message): the run failed
             raise RunFailed(value)
         runs.append(value)
     return _results(scenario, runs)
 
 
-def _tracer(trace_dir: Path | None, log: EventLog | None) -> Any:
+def _tracer(trace_dir: Path | None, log: EventLog | None) -> ChromeTracer | None:
     if trace_dir is None:
         return None
     from concurrency.trace import ChromeTracer
@@ -492,10 +493,10 @@ def _tracer(trace_dir: Path | None, log: EventLog | None) -> Any:
     return ChromeTracer(event_log=log)
 
 
-def _results(scenario: Scenario, runs: list[dict[str, Any]]) -> dict[str, Any]:
+def _results(scenario: Scenario, runs: list[JsonObject]) -> JsonObject:
     return {
         "schema": RESULTS_SCHEMA,
         "scenario": ScenarioInfo(scenario.name, scenario.description, scenario.mirrors,
                                  Path(scenario.source).name).to_json(),
-        "runs": runs,
+        "runs": [*runs],
     }

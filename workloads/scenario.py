@@ -17,18 +17,30 @@ import difflib
 import importlib.util
 import re
 import tomllib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TypeAlias
 
 from actors.process import Region
+from actors.world import World
 from concurrency.input_error import spell
 from concurrency.perturb import PERTURB_KEYS, Perturbation
 from mm.costs import CostModel
 from mm.designs import DESIGNS
-from workloads.actors import ACTORS, NICE_PARAM, Param
-from workloads.inputfile import ScenarioError, _Locator, read_text_file
+from records.result import JsonObject
+from workloads.actor_kinds import (
+    ACTORS,
+    NICE_PARAM,
+    Param,
+    Params,
+    as_int,
+    as_list,
+    param_bool,
+    param_int,
+    param_str,
+)
+from workloads.inputfile import ScenarioError, _Checker, _Locator, read_text_file
 from workloads.lockorder import load_order_file
 
 __all__ = [
@@ -101,8 +113,31 @@ def _section(name: str) -> dict[str, Param]:
     return {key.partition(".")[2]: param for key, (_, param) in PARAMS.items() if key.partition(".")[0] == name}
 
 
-def _default(key: str) -> Any:
-    return PARAMS[key][1].default
+# The defaults, read at their types by the Scenario dataclass below.
+_DEFAULTS: Params = {key: param.default for key, (_, param) in PARAMS.items()}
+
+
+def _default_int(key: str) -> int:
+    return param_int(_DEFAULTS, key)
+
+
+def _default_bool(key: str) -> bool:
+    return param_bool(_DEFAULTS, key)
+
+
+def _default_str(key: str) -> str:
+    return param_str(_DEFAULTS, key)
+
+
+def _str_tuple(values: list[object], what: str) -> tuple[str, ...]:
+    out = tuple(v for v in values if isinstance(v, str))
+    if len(out) != len(values):
+        raise TypeError(f"{what} is {values!r}, not a list of strings")
+    return out
+
+
+# A design switch's value: mm/rmap_design.py's ``Switch.allowed`` are strings and booleans.
+SwitchValue: TypeAlias = "bool | str"
 
 
 _RUN = _section("run")
@@ -145,6 +180,31 @@ def params_markdown() -> str:
     return "\n".join(rows) + "\n"
 
 
+def switch_help() -> dict[str, str]:
+    """``rmapsim list``'s switches: every design's (mm/designs' ``SWITCHES``) and the lock and
+    checker parameters of :data:`SWITCH_SECTIONS`, each key with its help, default (and the
+    designs' allowed values), from their tables."""
+    out = {f"switches.{name}.{key}": f"{sw.help} (default {spell(sw.default)}; allowed "
+                                     f"{', '.join(map(spell, sw.allowed))})"
+           for name, cls in sorted(DESIGNS.items()) for key, sw in cls.SWITCHES.items()}
+    out.update({key: f"{param.help} (default {toml_literal(param.default)})"
+                for key, (_, param) in PARAMS.items() if key.partition(".")[0] in SWITCH_SECTIONS})
+    return out
+
+
+def set_help() -> str:
+    """The command line's ``--set`` help: the tables it reaches, from :data:`PARAMS`."""
+    sections = ", ".join(f"{s}.*" for s in dict.fromkeys(key.partition(".")[0] for key in PARAMS))
+    example = _default_int("run.duration_ns") // 2
+    return (f"override a scenario key ({sections}, costs.*, switches.DESIGN.*: `rmapsim list`, the README's "
+            f"parameter table), e.g. run.duration_ns={example} (repeatable)")
+
+
+def flag_help(key: str) -> str:
+    """The help of a flag that stands for ``--set KEY=VALUE`` (``--executor``): the table's."""
+    return f"{PARAMS[key][1].help}; same as --set {key}=NAME"
+
+
 @dataclass(frozen=True)
 class ProcessSpec:
     name: str
@@ -157,7 +217,7 @@ class ProcessSpec:
 class ActorSpec:
     kind: str
     process: str | None
-    params: dict[str, Any]
+    params: Params
 
 
 @dataclass
@@ -166,34 +226,36 @@ class Scenario:
     description: str = ""
     mirrors: str = ""
     source: str = "<python>"
-    cpus: int = _default("run.cpus")
-    duration_ns: int | None = _default("run.duration_ns")
-    max_events: int = _default("run.max_events")
-    seed: int = _default("run.seed")
-    designs: tuple[str, ...] = tuple(_default("run.designs"))
-    total_pages: int = _default("memory.total_pages")
-    wmark_min: int = _default("memory.wmark_min")
-    wmark_low: int = _default("memory.wmark_low")
-    wmark_high: int = _default("memory.wmark_high")
+    cpus: int = _default_int("run.cpus")
+    duration_ns: int | None = _default_int("run.duration_ns")
+    max_events: int = _default_int("run.max_events")
+    seed: int = _default_int("run.seed")
+    designs: tuple[str, ...] = _str_tuple(as_list(_DEFAULTS["run.designs"], "run.designs"), "run.designs")
+    total_pages: int = _default_int("memory.total_pages")
+    wmark_min: int = _default_int("memory.wmark_min")
+    wmark_low: int = _default_int("memory.wmark_low")
+    wmark_high: int = _default_int("memory.wmark_high")
     costs: dict[str, int] = field(default_factory=dict)
-    rwsem: dict[str, Any] = field(default_factory=dict)
-    mutex: dict[str, Any] = field(default_factory=dict)
-    folio_lock: dict[str, Any] = field(default_factory=dict)
-    reclaim_trylock: bool = _default("reclaim.trylock")
-    lockdep: bool = _default("lockdep.enabled")
-    lock_instance_stats: bool = _default("run.lock_instance_stats")
-    balance: bool = _default("run.balance")
-    expected_order: str | None = _default("lockdep.expected_order")  # "rmap", None ("none") or a file's path
+    # The lock tables' keys a scenario gave (their values are booleans and integers).
+    rwsem: dict[str, int | bool] = field(default_factory=dict)
+    mutex: dict[str, int | bool] = field(default_factory=dict)
+    folio_lock: dict[str, int | bool] = field(default_factory=dict)
+    reclaim_trylock: bool = _default_bool("reclaim.trylock")
+    lockdep: bool = _default_bool("lockdep.enabled")
+    lock_instance_stats: bool = _default_bool("run.lock_instance_stats")
+    balance: bool = _default_bool("run.balance")
+    expected_order: str | None = _default_str("lockdep.expected_order")  # "rmap", None ("none") or a file's path
     order_path: str | None = None  # that file, resolved (relative paths are the scenario file's)
-    switches: dict[str, dict[str, Any]] = field(default_factory=dict)
+    switches: dict[str, dict[str, SwitchValue]] = field(default_factory=dict)
     processes: tuple[ProcessSpec, ...] = ()
     actors: tuple[ActorSpec, ...] = ()
-    setup: Callable[[Any], Awaitable[None]] | None = None
+    setup: Callable[[World], Awaitable[None]] | None = None
     perturb: Perturbation = field(default_factory=Perturbation.none)
-    executor: str = _default("run.executor")  # concurrency/executors.py; not in params(): results do not depend on it
-    raw: dict[str, Any] = field(default_factory=dict)
+    # concurrency/executors.py; not in params(): results do not depend on it
+    executor: str = _default_str("run.executor")
+    raw: Mapping[str, object] = field(default_factory=dict)  # the TOML document, as parsed
 
-    def params(self) -> dict[str, Any]:
+    def params(self) -> JsonObject:
         """The parameters a result records (everything but the process/actor lists)."""
         return {
             "cpus": self.cpus, "duration_ns": self.duration_ns, "max_events": self.max_events,
@@ -225,63 +287,30 @@ _REGION = {
 }
 _TOP = {"name", "description", "mirrors", "run", "memory", "costs", "rwsem", "mutex", "folio_lock", "reclaim",
         "lockdep", "switches", "process", "actor"}
-_TYPE_NAMES = {int: "an integer", bool: "true or false", str: "a string", list: "a list", float: "a number"}
+def _flags(data: Mapping[str, object], section: str, checked: Params) -> dict[str, int | bool]:
+    """The keys of a lock table a scenario gave, in its order, checked (booleans and integers)."""
+    given = data.get(section, {})
+    assert isinstance(given, dict)  # _Checker.table checked it
+    out: dict[str, int | bool] = {}
+    for key in given:
+        value = checked[key]
+        if not isinstance(value, int):
+            raise TypeError(f"{section}.{key} is {value!r}: the lock tables hold booleans and integers")
+        out[key] = value
+    return out
 
 
-class _Checker:
-    def __init__(self, file: str, text: str) -> None:
-        self.file = file
-        self.locator = _Locator(text)
-
-    def fail(self, path: list[str | int], message: str) -> ScenarioError:
-        key = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in path).replace(".[", "[")
-        return ScenarioError(self.file, self.locator.line_of(path), key, message)
-
-    def unknown(self, path: list[str | int], key: str, allowed: list[str]) -> ScenarioError:
-        close = difflib.get_close_matches(key, allowed, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return self.fail([*path, key], f"unknown key{hint}; allowed: {', '.join(sorted(allowed))}")
-
-    def table(self, value: Any, path: list[str | int], schema: dict[str, Param]) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise self.fail(path, f"expected a table, got {spell(value)}")
-        out = {}
-        for key in value:
-            if key not in schema:
-                raise self.unknown(path, key, list(schema))
-        for key, param in schema.items():
-            if key in value:
-                out[key] = self.value(value[key], [*path, key], param)
-            elif param.default is None:
-                raise self.fail([*path, key], f"missing; {param.help}")
-            else:
-                out[key] = param.default
-        return out
-
-    def value(self, value: Any, path: list[str | int], param: Param) -> Any:
-        ok = isinstance(value, param.type) and not (param.type is int and isinstance(value, bool))
-        if not ok:
-            allowed = f"; allowed: {param.min}..{param.max}" if param.type is int and param.min is not None else ""
-            if param.choices is not None:
-                allowed = f"; allowed: {', '.join(map(spell, param.choices))}"
-            raise self.fail(path, f"{spell(value)} is not {_TYPE_NAMES.get(param.type, param.type.__name__)}"
-                                  f" ({param.help}){allowed}")
-        if param.choices is not None and value not in param.choices:
-            raise self.fail(path, f"{spell(value)} not allowed; allowed: {', '.join(map(spell, param.choices))}")
-        out_of_range = (param.min is not None and value < param.min) or (param.max is not None and value > param.max)
-        if param.type is int and out_of_range:
-            raise self.fail(path, f"{spell(value)} out of range; allowed: {param.min}..{param.max}")
-        return value
-
-
-def _from_dict(data: dict[str, Any], file: str, text: str) -> Scenario:
+def _from_dict(data: Mapping[str, object], file: str, text: str) -> Scenario:
     ck = _Checker(file, text)
     for key in data:
         if key not in _TOP:
             raise ck.unknown([], key, sorted(_TOP))
+    texts: dict[str, str] = {}
     for key in ("name", "description", "mirrors"):
-        if key in data and not isinstance(data[key], str):
-            raise ck.fail([key], f"{spell(data[key])} is not a string")
+        value = data.get(key, "")
+        if not isinstance(value, str):
+            raise ck.fail([key], f"{spell(value)} is not a string")
+        texts[key] = value
     if "name" not in data:
         raise ck.fail(["name"], "missing; every scenario has a name")
     run_raw = data.get("run", {})
@@ -290,7 +319,7 @@ def _from_dict(data: dict[str, Any], file: str, text: str) -> Scenario:
         run_raw = dict(run_raw)
         perturb = _perturb(ck, run_raw.pop("perturb"))
     run = ck.table(run_raw, ["run"], _RUN)
-    designs = run["designs"]
+    designs = as_list(run["designs"], "run.designs")
     if not designs:
         raise ck.fail(["run", "designs"], "empty; name at least one design")
     for i, name in enumerate(designs):
@@ -300,58 +329,71 @@ def _from_dict(data: dict[str, Any], file: str, text: str) -> Scenario:
             raise ck.fail(["run", "designs"], f"unknown design {spell(name)}{hint} at position {i}; "
                                               f"allowed: {', '.join(sorted(DESIGNS))}")
     memory = ck.table(data.get("memory", {}), ["memory"], _MEMORY)
-    if not memory["wmark_min"] <= memory["wmark_low"] <= memory["wmark_high"] <= memory["total_pages"]:
+    wmark_min, wmark_low, wmark_high, total_pages = (
+        param_int(memory, k) for k in ("wmark_min", "wmark_low", "wmark_high", "total_pages"))
+    if not wmark_min <= wmark_low <= wmark_high <= total_pages:
         raise ck.fail(["memory"], "watermarks must satisfy wmark_min <= wmark_low <= wmark_high <= total_pages; "
                                   f"got {memory}")
-    cost_schema = {f.name: Param(int, f.default, "cost (ns)", 0, 10**12) for f in dataclasses.fields(CostModel)}
-    costs = data.get("costs", {})
-    if not isinstance(costs, dict):
-        raise ck.fail(["costs"], f"expected a table, got {spell(costs)}")
-    for key, value in costs.items():
+    cost_schema = {f.name: Param(int, _cost_default(f), "cost (ns)", 0, 10**12) for f in dataclasses.fields(CostModel)}
+    costs_raw = data.get("costs", {})
+    if not isinstance(costs_raw, dict):
+        raise ck.fail(["costs"], f"expected a table, got {spell(costs_raw)}")
+    costs: dict[str, int] = {}
+    for key, value in costs_raw.items():
         if key not in cost_schema:
             raise ck.unknown(["costs"], key, list(cost_schema))
-        ck.value(value, ["costs", key], cost_schema[key])
+        costs[key] = as_int(ck.value(value, ["costs", key], cost_schema[key]), f"costs.{key}")
     rwsem = ck.table(data.get("rwsem", {}), ["rwsem"], _RWSEM)
-    rwsem_given = {k: rwsem[k] for k in data.get("rwsem", {})}
     mutex = ck.table(data.get("mutex", {}), ["mutex"], _MUTEX)
-    mutex_given = {k: mutex[k] for k in data.get("mutex", {})}
     folio_lock = ck.table(data.get("folio_lock", {}), ["folio_lock"], _FOLIO_LOCK)
-    folio_lock_given = {k: folio_lock[k] for k in data.get("folio_lock", {})}
     reclaim = ck.table(data.get("reclaim", {}), ["reclaim"], _RECLAIM)
     lockdep = ck.table(data.get("lockdep", {}), ["lockdep"], _LOCKDEP)
-    order_path = _order_path(ck, lockdep["expected_order"], file)
+    expected_order = param_str(lockdep, "expected_order")
+    order_path = _order_path(ck, expected_order, file)
     switches_raw = data.get("switches", {})
     if not isinstance(switches_raw, dict):
         raise ck.fail(["switches"], f"expected a table of designs, got {spell(switches_raw)}")
-    switches: dict[str, dict[str, Any]] = {}
+    switches: dict[str, dict[str, SwitchValue]] = {}
     for dname, given in switches_raw.items():
         cls = DESIGNS.get(dname)
         if cls is None:
             raise ck.unknown(["switches"], dname, list(DESIGNS))
         if not isinstance(given, dict):
             raise ck.fail(["switches", dname], f"expected a table, got {spell(given)}")
+        checked: dict[str, SwitchValue] = {}
         for key, value in given.items():
             sw = cls.SWITCHES.get(key)
             if sw is None:
                 raise ck.unknown(["switches", dname], key, list(cls.SWITCHES))
-            if value not in sw.allowed or type(value) is not type(sw.default):
+            if not isinstance(value, bool | str) or value not in sw.allowed or type(value) is not type(sw.default):
                 raise ck.fail(["switches", dname, key],
                               f"{spell(value)} not allowed; allowed: {', '.join(map(spell, sw.allowed))}")
-        switches[dname] = dict(given)
+            checked[key] = value
+        switches[dname] = checked
     processes = _processes(ck, data.get("process", []))
     actors = _actors(ck, data.get("actor", []), {p.name: p for p in processes})
     return Scenario(
-        name=data["name"], description=data.get("description", ""), mirrors=data.get("mirrors", ""),
-        source=file, cpus=run["cpus"], duration_ns=run["duration_ns"], max_events=run["max_events"],
-        seed=run["seed"], designs=tuple(designs), total_pages=memory["total_pages"],
-        wmark_min=memory["wmark_min"], wmark_low=memory["wmark_low"], wmark_high=memory["wmark_high"],
-        lock_instance_stats=run["lock_instance_stats"], balance=run["balance"], costs=dict(costs),
-        rwsem=rwsem_given, mutex=mutex_given, folio_lock=folio_lock_given,
-        reclaim_trylock=reclaim["trylock"], lockdep=lockdep["enabled"],
-        expected_order=None if lockdep["expected_order"] == "none" else lockdep["expected_order"],
+        name=texts["name"], description=texts["description"], mirrors=texts["mirrors"],
+        source=file, cpus=param_int(run, "cpus"), duration_ns=param_int(run, "duration_ns"),
+        max_events=param_int(run, "max_events"), seed=param_int(run, "seed"),
+        designs=_str_tuple(designs, "run.designs"), total_pages=total_pages,
+        wmark_min=wmark_min, wmark_low=wmark_low, wmark_high=wmark_high,
+        lock_instance_stats=param_bool(run, "lock_instance_stats"), balance=param_bool(run, "balance"), costs=costs,
+        rwsem=_flags(data, "rwsem", rwsem), mutex=_flags(data, "mutex", mutex),
+        folio_lock=_flags(data, "folio_lock", folio_lock),
+        reclaim_trylock=param_bool(reclaim, "trylock"), lockdep=param_bool(lockdep, "enabled"),
+        expected_order=None if expected_order == "none" else expected_order,
         order_path=order_path,
-        switches=switches, processes=processes, actors=actors, perturb=perturb, executor=run["executor"], raw=data,
+        switches=switches, processes=processes, actors=actors, perturb=perturb, executor=param_str(run, "executor"),
+        raw=data,
     )
+
+
+def _cost_default(f: dataclasses.Field[object]) -> int:
+    """A CostModel field's default (every cost is an integer of ns)."""
+    if not isinstance(f.default, int):
+        raise TypeError(f"CostModel.{f.name} has no integer default")
+    return f.default
 
 
 def _order_path(ck: _Checker, value: str, file: str) -> str | None:
@@ -370,7 +412,7 @@ def _order_path(ck: _Checker, value: str, file: str) -> str | None:
     return str(path)
 
 
-def _perturb(ck: _Checker, raw: Any) -> Perturbation:
+def _perturb(ck: _Checker, raw: object) -> Perturbation:
     """``[run.perturb]``: see concurrency/perturb.py."""
     path: list[str | int] = ["run", "perturb"]
     if not isinstance(raw, dict):
@@ -397,25 +439,26 @@ def _perturb(ck: _Checker, raw: Any) -> Perturbation:
     return Perturbation.from_dict({"shuffle": shuffle, "jitter": float(jitter), "preempt": preempt})
 
 
-def _processes(ck: _Checker, raw: Any) -> tuple[ProcessSpec, ...]:
+def _processes(ck: _Checker, raw: object) -> tuple[ProcessSpec, ...]:
     if not isinstance(raw, list):
         raise ck.fail(["process"], "expected [[process]] tables")
     out = []
     seen: set[str] = set()
     for i, item in enumerate(raw):
         p = ck.table(item, ["process", i], _PROCESS)
-        if p["name"] in seen:
-            raise ck.fail(["process", i, "name"], f"{spell(p['name'])} used twice; process names are unique")
-        seen.add(p["name"])
+        name = param_str(p, "name")
+        if name in seen:
+            raise ck.fail(["process", i, "name"], f"{spell(name)} used twice; process names are unique")
+        seen.add(name)
         regions = []
-        for j, region in enumerate(p["regions"]):
+        for j, region in enumerate(as_list(p["regions"], "regions")):
             r = ck.table(region, ["process", i, "regions", j], _REGION)
-            regions.append(Region(r["start"], r["pages"], r["thp"]))
-        out.append(ProcessSpec(p["name"], tuple(regions), p["populate"], p["populate_write"]))
+            regions.append(Region(param_int(r, "start"), param_int(r, "pages"), param_bool(r, "thp")))
+        out.append(ProcessSpec(name, tuple(regions), param_bool(p, "populate"), param_bool(p, "populate_write")))
     return tuple(out)
 
 
-def _actors(ck: _Checker, raw: Any, processes: dict[str, ProcessSpec]) -> tuple[ActorSpec, ...]:
+def _actors(ck: _Checker, raw: object, processes: dict[str, ProcessSpec]) -> tuple[ActorSpec, ...]:
     if not isinstance(raw, list):
         raise ck.fail(["actor"], "expected [[actor]] tables")
     out = []
@@ -437,33 +480,35 @@ def _actors(ck: _Checker, raw: Any, processes: dict[str, ProcessSpec]) -> tuple[
         params = ck.table({k: v for k, v in item.items() if k != "nice"}, ["actor", i], schema)
         if "nice" in item:
             params["nice"] = ck.value(item["nice"], ["actor", i, "nice"], NICE_PARAM)
-        proc = params.pop("process", None)
+        given_proc = params.pop("process", None)
         params.pop("kind")
+        proc = None if given_proc is None else param_str({"process": given_proc}, "process")
         if proc is not None and proc not in processes:
             raise ck.fail(["actor", i, "process"], f"no process named {spell(proc)}; defined: "
                                                    f"{', '.join(sorted(processes)) or 'none'}")
         if proc is not None:
             nregions = len(processes[proc].regions)
-            if "region" in params and params["region"] >= nregions:
+            if "region" in params and param_int(params, "region") >= nregions:
                 raise ck.fail(["actor", i, "region"], f"{params['region']} out of range; process {proc!r} "
                                                       f"has {nregions} region(s)")
         out.append(ActorSpec(kind_name, proc, params))
     return tuple(out)
 
 
-def parse_value(text: str) -> Any:
+def parse_value(text: str) -> object:
     """A ``--set``/``--grid`` value: TOML syntax (``8``, ``true``, ``"rcu"``) or a bare string."""
     try:
-        return tomllib.loads(f"v = {text}")["v"]
+        value: object = tomllib.loads(f"v = {text}")["v"]
+        return value
     except tomllib.TOMLDecodeError:
         return text
 
 
-def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+def apply_overrides(data: Mapping[str, object], overrides: Mapping[str, object]) -> dict[str, object]:
     """``--set run.cpus=8`` on the raw TOML data (a deep copy), before validation."""
     import copy
 
-    out = copy.deepcopy(data)
+    out = copy.deepcopy(dict(data))
     for dotted, value in overrides.items():
         parts = dotted.split(".")
         node = out
@@ -481,7 +526,7 @@ def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str
 _FIELD_KEYS = {key: (attr, param) for key, (attr, param) in PARAMS.items() if attr is not None}
 
 
-def _override_field(scenario: Scenario, file: str, key: str, value: Any) -> None:
+def _override_field(scenario: Scenario, file: str, key: str, value: object) -> None:
     entry = _FIELD_KEYS.get(key)
     if entry is None:
         close = difflib.get_close_matches(key, list(_FIELD_KEYS), n=1)
@@ -493,13 +538,13 @@ def _override_field(scenario: Scenario, file: str, key: str, value: Any) -> None
     setattr(scenario, name, value)
 
 
-def scenario_from_data(data: dict[str, Any], file: str = "<data>") -> Scenario:
+def scenario_from_data(data: Mapping[str, object], file: str = "<data>") -> Scenario:
     """Validate an already parsed TOML scenario (``rmapsim explore`` shrinks scenarios as data);
     error lines cannot be given, the key path and the allowed values are."""
     return _from_dict(data, file, "")
 
 
-def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None, *,
+def load_scenario(path: str | Path, overrides: Mapping[str, object] | None = None, *,
                   flags: dict[str, str] | None = None) -> Scenario:
     """Load and validate a TOML or Python scenario; raises :class:`ScenarioError`.
 
@@ -515,7 +560,7 @@ def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None, *,
         if path.suffix != ".toml":
             raise ScenarioError(file, None, "", "a scenario is a .toml or .py file")
         try:
-            data = tomllib.loads(text)
+            data: dict[str, object] = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             m = re.search(r"line (\d+)", str(exc))
             raise ScenarioError(file, int(m.group(1)) if m else None, "", f"not valid TOML: {exc}") from None
@@ -530,7 +575,7 @@ def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None, *,
         raise _blame_flag(exc, overrides or {}, flags or {}) from None
 
 
-def _blame_flag(exc: ScenarioError, overrides: dict[str, Any], flags: dict[str, str]) -> ScenarioError:
+def _blame_flag(exc: ScenarioError, overrides: Mapping[str, object], flags: dict[str, str]) -> ScenarioError:
     """An error in a key that an override set is the flag's, not the file's."""
     for key in overrides:
         if exc.key and (exc.key == key or exc.key.startswith(f"{key}.") or key.startswith(f"{exc.key}.")):
@@ -554,7 +599,7 @@ def _raised(file: str, exc: BaseException, where: str) -> ScenarioError:
                                          "whose scenario() returns a Scenario")
 
 
-def _load_python(path: Path, file: str, overrides: dict[str, Any] | None) -> Scenario:
+def _load_python(path: Path, file: str, overrides: Mapping[str, object] | None) -> Scenario:
     """A Python scenario: imported, called, then validated like a TOML one (the same tables and
     messages, on the TOML form of what ``scenario()`` returned: workloads/scenario_checks.py)."""
     import inspect
@@ -597,14 +642,14 @@ def _load_python(path: Path, file: str, overrides: dict[str, Any] | None) -> Sce
 # -- a Scenario in the TOML shape (how a Python scenario is validated like a TOML one) ------------
 
 
-def _region(region: Any) -> Any:
+def _region(region: object) -> object:
     if dataclasses.is_dataclass(region) and not isinstance(region, type):
         return {f.name: getattr(region, f.name) for f in dataclasses.fields(region)}
     return region  # not a Region: the table check says what it is
 
 
 
-def _process(proc: Any) -> Any:
+def _process(proc: object) -> object:
     if not isinstance(proc, ProcessSpec):
         return proc
     regions = [_region(r) for r in proc.regions] if isinstance(proc.regions, tuple | list) else proc.regions
@@ -612,10 +657,10 @@ def _process(proc: Any) -> Any:
 
 
 
-def _actor(actor: Any) -> Any:
+def _actor(actor: object) -> object:
     if not isinstance(actor, ActorSpec):
         return actor
-    out: dict[str, Any] = {"kind": actor.kind}
+    out: dict[str, object] = {"kind": actor.kind}
     if actor.process is not None:
         out["process"] = actor.process
     if isinstance(actor.params, dict):
@@ -624,14 +669,14 @@ def _actor(actor: Any) -> Any:
 
 
 
-def _listed(value: Any, convert: Callable[[Any], Any]) -> Any:
+def _listed(value: object, convert: Callable[[object], object]) -> object:
     return [convert(v) for v in value] if isinstance(value, tuple | list) else value
 
 
 
-def scenario_data(sc: Scenario) -> dict[str, Any]:
+def scenario_data(sc: Scenario) -> dict[str, object]:
     """``sc`` as the TOML document that says the same (what ``scenario_from_data`` validates)."""
-    run: dict[str, Any] = {"cpus": sc.cpus, "max_events": sc.max_events, "seed": sc.seed,
+    run: dict[str, object] = {"cpus": sc.cpus, "max_events": sc.max_events, "seed": sc.seed,
                            "designs": list(sc.designs) if isinstance(sc.designs, tuple | list) else sc.designs,
                            "lock_instance_stats": sc.lock_instance_stats, "balance": sc.balance,
                            "executor": sc.executor}
@@ -640,7 +685,7 @@ def scenario_data(sc: Scenario) -> dict[str, Any]:
     perturb = getattr(sc.perturb, "to_dict", None)
     if perturb is not None and getattr(sc.perturb, "active", False):
         run["perturb"] = perturb()
-    data: dict[str, Any] = {
+    data: dict[str, object] = {
         "name": sc.name, "description": sc.description, "mirrors": sc.mirrors, "run": run,
         "memory": {"total_pages": sc.total_pages, "wmark_min": sc.wmark_min, "wmark_low": sc.wmark_low,
                    "wmark_high": sc.wmark_high},

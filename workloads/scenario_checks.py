@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 from concurrency.input_error import spell
 from mm.types import HPAGE_PMD_NR
+from workloads.actor_kinds import as_int
 from workloads.inputfile import ScenarioError
 
 if TYPE_CHECKING:
@@ -73,11 +74,11 @@ def check_semantics(scenario: Scenario, file: str, locate: Locate | None = None)
             if actor.process != proc.name:
                 continue
             if actor.kind == "mremap":
-                index = int(actor.params.get("region", 0))
+                index = as_int(actor.params.get("region", 0), "region")
                 if not 0 <= index < len(proc.regions):
                     continue  # the table check names a region out of range
                 source = proc.regions[index]
-                target = int(actor.params.get("other_start", 1 << 29))
+                target = as_int(actor.params.get("other_start", 1 << 29), "other_start")
                 path = ["actor", a, "other_start"]
                 for _, what, start, end in ranges:
                     if target < end and start < target + source.pages:
@@ -90,8 +91,8 @@ def check_semantics(scenario: Scenario, file: str, locate: Locate | None = None)
                                      f"move by a multiple of {HPAGE_PMD_NR} pages (PMD alignment)")
                 ranges.append((path, f"the mremap target of actor[{a}]", target, target + source.pages))
             elif actor.kind == "mmap_churn":
-                start_at = int(actor.params.get("start", 1 << 28))
-                pages = int(actor.params.get("pages", 64))
+                start_at = as_int(actor.params.get("start", 1 << 28), "start")
+                pages = as_int(actor.params.get("pages", 64), "pages")
                 path = ["actor", a, "start"]
                 for _, what, start, end in ranges:
                     if start_at < end and start < start_at + pages:

@@ -16,22 +16,25 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TypeVar
 
 import trio
 
-from workloads.executor import Outcome, _LocalWorker
+from workloads.executor import Outcome, _LocalWorker, _reply
+
+A = TypeVar("A")  # a task's argument
+R = TypeVar("R")  # what a task returns
 
 __all__ = ["map_in_processes"]
 
 
-async def map_in_processes(fn: Callable[[Any], Any], args: Sequence[Any], *, jobs: int,
-                           on_result: Callable[[int, Outcome], None] | None = None) -> list[Outcome]:
+async def map_in_processes(fn: Callable[[A], R], args: Sequence[A], *, jobs: int,
+                           on_result: Callable[[int, Outcome[R]], None] | None = None) -> list[Outcome[R]]:
     """``fn(arg)`` for every arg in up to ``jobs`` forked processes; the outcomes in ``args`` order.
 
     A task that raised comes back with ``error`` set, one whose worker died as ``lost``; the
     others still run.  ``on_result(i, outcome)`` is called as each finishes (progress)."""
-    outcomes: list[Outcome | None] = [None] * len(args)
+    outcomes: list[Outcome[R] | None] = [None] * len(args)
     pending = list(range(len(args)))
     pending.reverse()  # pop() from the end: the first task first
     workers: list[_LocalWorker] = []
@@ -39,7 +42,7 @@ async def map_in_processes(fn: Callable[[Any], Any], args: Sequence[Any], *, job
     async def serve(worker: _LocalWorker) -> None:
         while pending:
             index = pending.pop()
-            outcome = await _one(worker, fn, args[index])
+            outcome: Outcome[R] = await _one(worker, fn, args[index])
             outcomes[index] = outcome
             if on_result is not None:
                 on_result(index, outcome)
@@ -58,20 +61,20 @@ async def map_in_processes(fn: Callable[[Any], Any], args: Sequence[Any], *, job
                 worker.proc.terminate()  # cancelled mid-task: all at once, then wait for each
         for worker in workers:
             worker.stop(hard=worker.task is not None)
-    lost = Outcome(error="worker lost (no worker left to run it)", lost=True)
+    lost: Outcome[R] = Outcome(error="worker lost (no worker left to run it)", lost=True)
     return [lost if o is None else o for o in outcomes]
 
 
-async def _one(worker: _LocalWorker, fn: Callable[[Any], Any], arg: Any) -> Outcome:
+async def _one(worker: _LocalWorker, fn: Callable[[A], R], arg: A) -> Outcome[R]:
     worker.task = 0
     with contextlib.suppress(OSError):  # died already: the pipe's end says so below
         worker.conn.send((fn, arg))
     try:
         await trio.lowlevel.wait_readable(worker.conn.fileno())
-        ok, payload = worker.conn.recv()
+        message: object = worker.conn.recv()
     except (EOFError, OSError):
         worker.proc.join(1.0)
         return Outcome(error=f"worker lost (pid {worker.proc.pid}, exit status {worker.proc.exitcode})",
                        lost=True)
     worker.task = None
-    return Outcome(value=payload) if ok else Outcome(error=payload)
+    return _reply(message)

@@ -203,18 +203,23 @@ def test_order_section_puts_the_verdict_beside_the_wait() -> None:
 
 @pytest.mark.parametrize(("text", "where"), [
     ('[[level]]\nclasses = ["A"]\n\n[[level]]\nclasses = ["B"]\nbogus = 1\n',
-     ":6: level[1]: unknown key(s) ['bogus']"),
-    ('[[level]]\nclasses = ["A"]\n[[level]]\nclasses = "B"\n', ":4: level[1].classes: expected a non-empty list"),
+     ":6: level[1].bogus: unknown key; allowed: classes, note, write_only"),
+    ('[[level]]\nclases = ["A"]\n', ":2: level[0].clases: unknown key (did you mean 'classes'?); allowed: classes, "),
+    ('[[level]]\nclasses = ["A"]\n[[level]]\nclasses = "B"\n', ':4: level[1].classes: "B" is not a list'),
+    ('[[level]]\nclasses = ["A", 3]\n', ":2: level[0].classes: expected a non-empty list of class names"),
+    ('[[chain]]\nlevels = [["A"], ["B"]]\ncount = -1\n', ":3: chain[0].count: -1 out of range; allowed: 0.."),
     ('[[level]]\nclasses = ["A"]\n[[level]]\nclasses = ["B"]\n[[chain]]\nname = "back"\nlevels = [["B"], ["A"]]\n',
      ":7: chain[0].levels: the declared order is cyclic: A > B > A"),
     ('[[level]]\nclasses = ["A", "B"]\n[[level]]\nclasses = ["A"]\n',
      ":4: level[1].classes: chain 'main' names 'A' twice"),
     ('source = "x"\n[[level]\nclasses = ["A"]\n', ":2: not valid TOML"),
-    ('colour = 1\n[[level]]\nclasses = ["A"]\n', ":1: top level: unknown key(s) ['colour']"),
+    ('colour = 1\n[[level]]\nclasses = ["A"]\n', ":1: colour: unknown key; allowed: chain, level, source"),
     ('[[chain]]\nlevels = [["A"], ["B"]]\ntaken = {fork = "x"}\n', ":3: chain[0].taken: expected a table"),
     ('source = "nothing"\n', "level: expected at least one [[level]] or [[chain]] table"),
 ])
 def test_bad_order_files_name_file_line_and_key(tmp_path: Path, text: str, where: str) -> None:
+    """Order files are checked by the scenario files' machinery (workloads/inputfile.py's
+    ``_Checker`` over Param tables): the same ``file:line: key: message; allowed: ...`` errors."""
     path = write(tmp_path, "bad.toml", text)
     with pytest.raises(ScenarioError) as info:
         load_order_file(path)
@@ -263,3 +268,20 @@ def test_a_run_records_the_graph_and_checks_a_user_order(tmp_path: Path) -> None
     assert "lock-classes:" in (tmp_path / "out" / "lockdep_stats.txt").read_text()
     assert (tmp_path / "out" / "lockgraph-anon_vma.dot").exists()
     assert (tmp_path / "out" / "lockgraph-anon_vma.svg").exists() == (find_dot() is not None)
+
+
+def test_the_shipped_order_loads_the_same_through_the_file_validator() -> None:
+    """workloads/lockorder.py validates user order files; mm loads its own file through
+    concurrency/lockdep.py.  Both give the same order (records name its declarations)."""
+    from mm.lock_order import RMAP_ORDER_FILE
+    from workloads.lockorder import rmap_order
+
+    root = Path(__file__).resolve().parent.parent.parent
+    mine = load_order_file(root / RMAP_ORDER_FILE)
+    shipped = rmap_order()
+    assert mine.chains == shipped.chains and mine.steps.keys() == shipped.steps.keys()
+    assert mine.write_only == shipped.write_only and mine.chain_info == shipped.chain_info
+    assert mine.source == shipped.source
+    # where each class is declared: the same lines (the origin is the path each was loaded by)
+    assert {k: v.rsplit(":", 1)[1] for k, v in mine.declared_at.items()} == \
+        {k: v.rsplit(":", 1)[1] for k, v in shipped.declared_at.items()}

@@ -34,10 +34,10 @@ def test_backend_from_jobs_and_cluster() -> None:
             Backend.from_args(jobs, cluster)
 
 
-def _collect(backend: Backend, args: list[int]) -> dict[int, Outcome]:
-    got: dict[int, Outcome] = {}
+def _collect(backend: Backend, args: list[int]) -> dict[int, Outcome[int]]:
+    got: dict[int, Outcome[int]] = {}
 
-    def on_result(i: int, outcome: Outcome) -> None:
+    def on_result(i: int, outcome: Outcome[int]) -> None:
         assert i not in got
         got[i] = outcome
 
@@ -65,7 +65,7 @@ def test_stop_ends_dispatching_and_running_tasks_still_finish() -> None:
     for backend in (Backend(), Backend("processes", 2)):
         got: list[int] = []
 
-        def deliver(i: int, outcome: Outcome, got: list[int] = got) -> None:
+        def deliver(i: int, outcome: Outcome[int], got: list[int] = got) -> None:
             got.append(i)
 
         def enough(got: list[int] = got) -> bool:

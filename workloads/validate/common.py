@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from actors.process import Region
+from records.result import JsonObject, JsonValue, RecordError, RunRecord
+from workloads.actor_kinds import ParamValue
 from workloads.runner import RunFailed, run_one
 from workloads.scenario import Scenario, load_scenario
 
@@ -90,15 +91,15 @@ class CheckResult:
     value_text: str
     expected: str
     passed: bool
-    details: dict[str, Any] = field(default_factory=dict)
+    details: Mapping[str, object] = field(default_factory=dict)  # what validate.json shows of the runs
     notes: list[str] = field(default_factory=list)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         """The ``--json`` shape: claim, source, value, expected, passed."""
         return {"claim": self.claim, "source": self.source, "value": self.value, "expected": self.expected,
                 "passed": self.passed}
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         """Everything, for validate.json."""
         return {**self.to_json(), "id": self.id, "published": self.published, "value_text": self.value_text,
                 "details": self.details, "notes": list(self.notes)}
@@ -116,8 +117,8 @@ class Check:
 # -- helpers ------------------------------------------------------------------------------------
 
 
-def _scenario(name: str, overrides: dict[str, Any] | None = None, *,
-              actors: dict[str, dict[str, Any]] | None = None,
+def _scenario(name: str, overrides: Mapping[str, object] | None = None, *,
+              actors: Mapping[str, Mapping[str, ParamValue]] | None = None,
               regions: dict[str, tuple[Region, ...]] | None = None) -> Scenario:
     """A validation scenario with ``--set``-style overrides, actor parameters by actor kind and
     process regions by process name (what a TOML override cannot reach)."""
@@ -137,20 +138,41 @@ def _scenario(name: str, overrides: dict[str, Any] | None = None, *,
     return scenario
 
 
-def _run(scenario: Scenario, design: str = "anon_vma") -> dict[str, Any]:
-    record = run_one(scenario, design)
-    if record["outcome"]["reason"] != "completed":
-        raise RunFailed(f"{scenario.name} under {design}: stopped by {record['outcome']['reason']}")
+def _run(scenario: Scenario, design: str = "anon_vma") -> RunRecord:
+    record = RunRecord.from_json(run_one(scenario, design))
+    if record.outcome.reason != "completed":
+        raise RunFailed(f"{scenario.name} under {design}: stopped by {record.outcome.reason}")
     return record
 
 
-def _lock(record: dict[str, Any], prefix: str = "anon_vma->") -> dict[str, Any]:
+def _lock(record: RunRecord, prefix: str = "anon_vma->") -> JsonObject:
     """The record of the family lock class (``anon_vma->rwsem`` or ``anon_vma->mutex``)."""
-    for lock in record["locks"]:
-        if lock["name"].startswith(prefix):
-            found: dict[str, Any] = lock
-            return found
+    for lock in record.locks:
+        name = lock.get("name")
+        if isinstance(name, str) and name.startswith(prefix):
+            return lock
     return {"name": prefix, "write": {}, "events": {}}
+
+
+def _at(value: JsonValue, *path: str) -> JsonValue:
+    """``value[path[0]][path[1]]...`` in a record's JSON section; None where a key is missing (a
+    lock_stat row leaves out the sides and contention points that never happened)."""
+    for key in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
+def _n(value: JsonValue, *path: str, default: int | None = 0) -> int | float:
+    """The number at ``path`` (:func:`_at`), as recorded; ``default`` where it is missing (None: it
+    must be there)."""
+    found = _at(value, *path)
+    if found is None and default is not None:
+        return default
+    if not isinstance(found, int | float) or isinstance(found, bool):
+        raise RecordError(f"{'.'.join(path)}: {found!r} is not a number")
+    return found
 
 
 # Migration's rmap walks, the contention points of its rmap lock waits: [H4]'s profile splits them
@@ -158,22 +180,22 @@ def _lock(record: dict[str, Any], prefix: str = "anon_vma->") -> dict[str, Any]:
 MIGRATION_WALKS = ("try_to_migrate", "remove_migration_ptes")
 
 
-def _point_wait(lock: dict[str, Any], *points: str) -> dict[str, int]:
+def _point_wait(lock: JsonObject, *points: str) -> dict[str, int | float]:
     """Waits at the given contention points (the waiting task's operation or rmap walk), both sides
     summed."""
-    out = {"contentions": 0, "waittime_total_ns": 0, "waittime_max_ns": 0}
+    out: dict[str, int | float] = {"contentions": 0, "waittime_total_ns": 0, "waittime_max_ns": 0}
     for side, point in ((s, p) for s in ("write", "read") for p in points):
-        rec = lock.get(side, {}).get("contention_point_wait", {}).get(point)
+        rec = _at(lock, side, "contention_point_wait", point)
         if rec:
-            out["contentions"] += rec["contentions"]
-            out["waittime_total_ns"] += rec["waittime_total_ns"]
-            out["waittime_max_ns"] = max(out["waittime_max_ns"], rec["waittime_max_ns"])
+            out["contentions"] += _n(rec, "contentions", default=None)
+            out["waittime_total_ns"] += _n(rec, "waittime_total_ns", default=None)
+            out["waittime_max_ns"] = max(out["waittime_max_ns"], _n(rec, "waittime_max_ns", default=None))
     return out
 
 
-def _walks_per_vma(record: dict[str, Any]) -> tuple[int, int]:
-    walks = sum(w["walks"] - w["contended"] for w in record["walks"].values())
-    visited = sum(w["vmas_visited"] for w in record["walks"].values())
+def _walks_per_vma(record: RunRecord) -> tuple[int, int]:
+    walks = sum(int(_n(w, "walks", default=None) - _n(w, "contended", default=None)) for w in record.walks.values())
+    visited = sum(int(_n(w, "vmas_visited", default=None)) for w in record.walks.values())
     return walks, visited
 
 
@@ -195,6 +217,6 @@ def _band_text(band: Band, fmt: Callable[[float], str]) -> str:
     return "any"
 
 def _result(check: Check, value: float, value_text: str, expected: str, passed: bool,
-            details: dict[str, Any], notes: list[str] | None = None) -> CheckResult:
+            details: Mapping[str, object], notes: list[str] | None = None) -> CheckResult:
     return CheckResult(check.id, check.claim, check.source, check.published, round(value, 6), value_text,
                        expected, passed, details, notes or [])

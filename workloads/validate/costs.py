@@ -4,7 +4,7 @@ reference says about each of the others (``rmapsim validate`` lists them)."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TypedDict
 
 from mm.costs import CostModel
 
@@ -44,13 +44,22 @@ CONSTANT_NOTES: dict[str, str] = {
 }
 
 
-def unsourced_constants() -> list[dict[str, Any]]:
+class UnsourcedConstant(TypedDict):
+    name: str
+    value: int
+    note: str
+
+
+def unsourced_constants() -> list[UnsourcedConstant]:
     """Every CostModel constant with no measurement behind it: name, value, what is known."""
     model = CostModel()
-    out = []
+    out: list[UnsourcedConstant] = []
     for f in dataclasses.fields(CostModel):
         if f.name in SOURCED_CONSTANTS:
             continue
-        out.append({"name": f.name, "value": getattr(model, f.name),
+        value = getattr(model, f.name)
+        if not isinstance(value, int):
+            raise TypeError(f"CostModel.{f.name} = {value!r}: every cost is an integer of ns")
+        out.append({"name": f.name, "value": value,
                     "note": CONSTANT_NOTES.get(f.name, "ASSUME: not in the reference")})
     return out

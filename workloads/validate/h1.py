@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from workloads.actor_kinds import ParamValue
 from workloads.validate.common import (
     BANDS,
     MIGRATION_WALKS,
@@ -25,15 +24,15 @@ def _h1(check: Check, full: bool) -> CheckResult:
     """Mean VMAs visited per rmap walk (migration's try_to_migrate + remove_migration_ptes) over
     the children's COW copies: one family anon_vma vs anon_vma chains."""
     children = 1000 if full else 16
-    actors: dict[str, dict[str, Any]] = {"fan_out": {"children": children}}
-    overrides: dict[str, Any] = {}
+    actors: dict[str, dict[str, ParamValue]] = {"fan_out": {"children": children}}
+    overrides: dict[str, object] = {}
     if full:
         # 1000 forks take ~10 ms of virtual time; the children sleep through the walks.
         actors["fan_out"]["child_sleep_ns"] = 30 * MS
         actors["migrate"] = {"interval_ns": 50_000}
         overrides["run.duration_ns"] = 30 * MS
     per_walk: dict[bool, float] = {}
-    details: dict[str, Any] = {"children": children}
+    details: dict[str, object] = {"children": children}
     for single in (True, False):
         sc = _scenario("h1-single-anon-vma", {**overrides, "switches.anon_vma.single_anon_vma": single},
                        actors=actors)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from workloads.validate.common import (
     BANDS,
     MS,
@@ -12,6 +10,7 @@ from workloads.validate.common import (
     _band_text,
     _change,
     _lock,
+    _n,
     _pct,
     _result,
     _run,
@@ -24,19 +23,20 @@ __all__ = ["CHECK"]
 def _h3(check: Check, full: bool) -> CheckResult:
     """Fork throughput and mean fork latency, root mutex locked per AVC vs once per clone."""
     cpus = 16 if full else 8
-    overrides: dict[str, Any] = {"run.cpus": cpus, "run.duration_ns": 10 * MS} if full else {}
+    overrides: dict[str, object] = {"run.cpus": cpus, "run.duration_ns": 10 * MS} if full else {}
     actors = {"fork_exit": {"prefork": cpus}} if full else {}
-    out: dict[bool, dict[str, Any]] = {}
+    out: dict[bool, dict[str, int | float]] = {}
     for per_avc in (False, True):
         rec = _run(_scenario("h3-clone-lock-per-avc", {**overrides, "switches.anon_vma.lock_per_avc": per_avc},
                              actors=actors))
         lock = _lock(rec)
-        out[per_avc] = {"fork_per_s": rec["throughput"]["fork"], "fork_mean_ns": rec["operations"]["fork"]["mean_ns"],
-                        "fork_p99_ns": rec["operations"]["fork"]["p99_ns"],
-                        "root_acquisitions": lock["write"].get("acquisitions", 0),
-                        "root_contentions": lock["write"].get("contentions", 0),
-                        "root_wait_ns": lock["write"].get("waittime_total_ns", 0),
-                        "mutex_handoffs": lock.get("events", {}).get("mutex_handoff_set", 0)}
+        fork = rec.operations["fork"]
+        out[per_avc] = {"fork_per_s": rec.throughput["fork"], "fork_mean_ns": fork.mean_ns,
+                        "fork_p99_ns": fork.p99_ns,
+                        "root_acquisitions": _n(lock, "write", "acquisitions"),
+                        "root_contentions": _n(lock, "write", "contentions"),
+                        "root_wait_ns": _n(lock, "write", "waittime_total_ns"),
+                        "mutex_handoffs": _n(lock, "events", "mutex_handoff_set")}
     thr = _change(out[True]["fork_per_s"], out[False]["fork_per_s"])
     lat = _change(out[True]["fork_mean_ns"], out[False]["fork_mean_ns"])
     passed = thr in BANDS["H3_throughput"] and lat in BANDS["H3_latency"]

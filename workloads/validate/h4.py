@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from workloads.validate.common import (
     BANDS,
     MIGRATION_WALKS,
@@ -25,7 +23,7 @@ def _h4(check: Check, full: bool) -> CheckResult:
     cpus = 32 if full else 16
     duration = (5 if full else 1) * MS
     share: dict[str, float] = {}
-    details: dict[str, Any] = {"cpus": cpus, "threads": cpus}
+    details: dict[str, object] = {"cpus": cpus, "threads": cpus}
     # 2012: the mutex spun (MUTEX_SPIN_ON_OWNER); the 3.8 rwsem did not spin (the scenario's [mutex]
     # and [rwsem] tables).
     for lock_kind in ("mutex", "rwsem"):
@@ -35,10 +33,10 @@ def _h4(check: Check, full: bool) -> CheckResult:
         rec = _run(sc)
         wait = _point_wait(_lock(rec), *MIGRATION_WALKS)
         share[lock_kind] = wait["waittime_total_ns"] / (cpus * duration)
-        cpu = rec["cpu_time"]
+        cpu = rec.cpu_time
         total = sum(cpu.values()) or 1
         details[lock_kind] = {"wait_share": round(share[lock_kind], 4),
-                              "migrations_per_s": rec["throughput"].get("migrate", 0),
+                              "migrations_per_s": rec.throughput.get("migrate", 0),
                               "cpu_time_share": {k: round(v / total, 4) for k, v in sorted(cpu.items())}}
     flat = share["rwsem"] / share["mutex"] if share["mutex"] else 1.0
     passed = share["mutex"] in BANDS["H4_mutex_wait"] and flat in BANDS["H4_rwsem_vs_mutex"]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TypedDict
 
+from records.result import JsonValue
 from workloads.validate.common import (
     BANDS,
     MS,
@@ -12,6 +13,7 @@ from workloads.validate.common import (
     _band_text,
     _change,
     _lock,
+    _n,
     _pct,
     _result,
     _run,
@@ -21,11 +23,23 @@ from workloads.validate.common import (
 __all__ = ["CHECK_H5A", "CHECK_H5B"]
 
 
-def _h5_runs(full: bool) -> dict[str, dict[str, Any]]:
+class _H5Run(TypedDict):
+    """What H5a and H5b read (and show) of one exim run."""
+
+    fork_per_s: int | float
+    fork_mean_ns: int | float
+    forks: int
+    context_switches: int
+    root_contentions: int | float
+    root_wait_ns: int | float
+    lock_events: JsonValue
+
+
+def _h5_runs(full: bool) -> dict[str, _H5Run]:
     # --full: a 4-socket Westmere-EX, 40 cores, one exim server per core.
-    overrides: dict[str, Any] = {"run.cpus": 40, "run.duration_ns": 10 * MS} if full else {}
+    overrides: dict[str, object] = {"run.cpus": 40, "run.duration_ns": 10 * MS} if full else {}
     actors = {"fork_exit": {"prefork": 40}} if full else {}
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, _H5Run] = {}
     # 2013 (the scenario's [mutex] and [rwsem] tables): the mutex spun (MUTEX_SPIN_ON_OWNER) with no
     # hand-off; the rwsem neither spun nor stole as a reader nor handed off.  Tim Chen's writer
     # spinning patch is rwsem.spin = true.
@@ -34,18 +48,18 @@ def _h5_runs(full: bool) -> dict[str, dict[str, Any]]:
         rec = _run(_scenario("h5-exim", {**overrides, "rwsem.spin": spin, "switches.anon_vma.rmap_lock": lock_kind},
                              actors=actors))
         lock = _lock(rec)
-        out[name] = {"fork_per_s": rec["throughput"]["fork"], "fork_mean_ns": rec["operations"]["fork"]["mean_ns"],
-                     "forks": rec["operations"]["fork"]["count"], "context_switches": rec["context_switches"],
-                     "root_contentions": lock["write"].get("contentions", 0),
-                     "root_wait_ns": lock["write"].get("waittime_total_ns", 0),
+        out[name] = {"fork_per_s": rec.throughput["fork"], "fork_mean_ns": rec.operations["fork"].mean_ns,
+                     "forks": rec.operations["fork"].count, "context_switches": rec.context_switches,
+                     "root_contentions": _n(lock, "write", "contentions"),
+                     "root_wait_ns": _n(lock, "write", "waittime_total_ns"),
                      "lock_events": lock.get("events", {})}
     return out
 
 
-_H5_CACHE: dict[bool, dict[str, dict[str, Any]]] = {}
+_H5_CACHE: dict[bool, dict[str, _H5Run]] = {}
 
 
-def _h5(full: bool) -> dict[str, dict[str, Any]]:
+def _h5(full: bool) -> dict[str, _H5Run]:
     """H5a and H5b share their runs."""
     if full not in _H5_CACHE:
         _H5_CACHE[full] = _h5_runs(full)
@@ -63,7 +77,7 @@ def _h5a(check: Check, full: bool) -> CheckResult:
              f"rwsem {rwsem['context_switches'] / max(rwsem['forks'], 1):.2f}: the rwsem's writers sleep where "
              "the mutex's spin, and each hand-off to a sleeping writer costs a wake-up (ctx_switch_ns, an "
              "ASSUME) while the lock is saturated"]
-    details: dict[str, Any] = {"mutex": runs["mutex"], "rwsem": runs["rwsem"]}
+    details: dict[str, object] = {"mutex": runs["mutex"], "rwsem": runs["rwsem"]}
     if full:
         # The regime matters: how far the rwsem falls behind grows with the lock's saturation.
         curve = {cpus: _h5_pair(cpus) for cpus in (8, 16, 24)}
@@ -91,7 +105,7 @@ def _h5_pair(cpus: int) -> float:
     for lock_kind in ("mutex", "rwsem"):
         rec = _run(_scenario("h5-exim", {"run.cpus": cpus, "switches.anon_vma.rmap_lock": lock_kind},
                              actors={"fork_exit": {"prefork": cpus}}))
-        fork_per_s[lock_kind] = rec["throughput"]["fork"]
+        fork_per_s[lock_kind] = rec.throughput["fork"]
     return _change(fork_per_s["rwsem"], fork_per_s["mutex"])
 
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from actors.world import World
 from mm.instrument import MmInstrument
 from workloads.validate.common import (
     BANDS,
     Check,
     CheckResult,
+    _n,
     _result,
     _run,
     _scenario,
@@ -41,7 +40,7 @@ class _PerVmaProbe(MmInstrument):
 def _h6(check: Check, full: bool) -> CheckResult:
     """Peak anon_vmas per VMA in a constantly forking chain: with and without the reuse rule."""
     depth = 300 if full else 40
-    details: dict[str, Any] = {"depth": depth}
+    details: dict[str, object] = {"depth": depth}
     per_vma: dict[str, float] = {}
     nvmas = 0
     for label, reuse, d in (("no_reuse", False, depth), ("no_reuse_half_depth", False, depth // 2),
@@ -52,11 +51,12 @@ def _h6(check: Check, full: bool) -> CheckResult:
         sc.setup = probe
         rec = _run(sc)
         per_vma[label] = probe.max_per_vma
-        memory = rec["memory"]
-        details[label] = {"depth": d, "forks": rec["operations"]["fork"]["count"],
-                          "peak_anon_vmas": memory["peak_anon_vma_count"], "peak_avcs": memory["peak_avc_count"],
+        memory = rec.memory
+        details[label] = {"depth": d, "forks": rec.operations["fork"].count,
+                          "peak_anon_vmas": _n(memory, "peak_anon_vma_count", default=None),
+                          "peak_avcs": _n(memory, "peak_avc_count", default=None),
                           "max_anon_vmas_per_vma": round(probe.max_per_vma, 3),
-                          "peak_total_bytes": memory["peak_total_bytes"]}
+                          "peak_total_bytes": _n(memory, "peak_total_bytes", default=None)}
     details["vmas_per_process"] = nvmas
     growth = per_vma["no_reuse"] / per_vma["no_reuse_half_depth"] if per_vma["no_reuse_half_depth"] else 0.0
     passed = growth in BANDS["H6_growth"] and per_vma["reuse"] in BANDS["H6_reuse"]

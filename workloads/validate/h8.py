@@ -21,14 +21,15 @@ comparison: preempted at a tick it is back within a slice of the nice-0 tasks, a
 
 from __future__ import annotations
 
-from typing import Any
-
+from records.result import RunRecord
 from workloads.validate.common import (
     BANDS,
     MS,
     Check,
     CheckResult,
+    _at,
     _lock,
+    _n,
     _result,
     _run,
     _scenario,
@@ -37,30 +38,31 @@ from workloads.validate.common import (
 __all__ = ["CHECK"]
 
 
-def _reclaim_waits(rec: dict[str, Any]) -> dict[str, Any]:
+def _reclaim_waits(rec: RunRecord) -> dict[str, int | float]:
     """folio_referenced's read waits on the family rwsem (kswapd and direct reclaim), and
     try_to_unmap's blocking read beside them."""
     lock = _lock(rec, "anon_vma->rwsem")
     # folio_referenced's waits: the 2022 trylock is there; try_to_unmap still blocks on the read lock.
-    wait = lock.get("read", {}).get("contention_point_wait", {}).get("folio_referenced", {})
-    unmap = lock.get("read", {}).get("contention_point_wait", {}).get("try_to_unmap", {})
-    return {"read_waits": wait.get("contentions", 0),
-            "read_wait_total_ns": wait.get("waittime_total_ns", 0),
-            "read_wait_max_ns": wait.get("waittime_max_ns", 0),
-            "keep_contended": rec["counters"].get("reclaim_keep_contended", 0),
-            "direct_reclaims": rec["counters"].get("direct_reclaim", 0),
-            "kswapd_batch_max_ns": rec["operations"].get("kswapd_batch", {}).get("max_ns", 0),
-            "folio_referenced_walks": rec["walks"].get("folio_referenced", {}).get("walks", 0),
-            "try_to_unmap_read_wait_total_ns": unmap.get("waittime_total_ns", 0),
+    wait = _at(lock, "read", "contention_point_wait", "folio_referenced")
+    unmap = _at(lock, "read", "contention_point_wait", "try_to_unmap")
+    kswapd_batch = rec.operations.get("kswapd_batch")
+    return {"read_waits": _n(wait, "contentions"),
+            "read_wait_total_ns": _n(wait, "waittime_total_ns"),
+            "read_wait_max_ns": _n(wait, "waittime_max_ns"),
+            "keep_contended": _n(rec.counters, "reclaim_keep_contended"),
+            "direct_reclaims": _n(rec.counters, "direct_reclaim"),
+            "kswapd_batch_max_ns": 0 if kswapd_batch is None else kswapd_batch.max_ns,
+            "folio_referenced_walks": _n(rec.walks, "folio_referenced", "walks"),
+            "try_to_unmap_read_wait_total_ns": _n(unmap, "waittime_total_ns"),
             # how long a reader kept the lock (the low-priority holder off its CPU shows here)
-            "read_hold_max_ns": lock.get("read", {}).get("holdtime_max_ns", 0)}
+            "read_hold_max_ns": _n(lock, "read", "holdtime_max_ns")}
 
 
 def _h8(check: Check, full: bool) -> CheckResult:
     """Reclaim's read-side waits on the family rwsem in folio_referenced, blocking read vs
     trylock; at ``--full`` also with the rmap-lock holder at nice 19 vs nice 0."""
     name = "h8-low-priority-holder" if full else "h8-reclaim-stall"
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, dict[str, int | float]] = {}
     for key, trylock, nice in (("blocking", False, 19), ("trylock", True, 19), ("fair", False, 0)):
         if key == "fair" and not full:
             break

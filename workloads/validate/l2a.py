@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 from actors.process import Region
 from mm.anon_vma import ANON_VMA_BYTES, AVC_BYTES
+from records.result import JsonObject
 from workloads.scenario import ProcessSpec, Scenario
 from workloads.validate.common import (
     BANDS,
@@ -15,6 +15,7 @@ from workloads.validate.common import (
     Check,
     CheckResult,
     _band_text,
+    _n,
     _pct,
     _result,
     _run,
@@ -32,7 +33,7 @@ L2A_LAUNCHED = 24  # apps launched after boot
 L2A_FORKING = round(L2A_LAUNCHED * 82 / 200)  # [N5]: 82 of the top 200 apps call fork() at runtime
 L2A_DESIGNS = ("anon_vma", "cow_context", "anon_vma_lazy")
 L2A_PHASES = ("boot", "apps")
-_L2A_CACHE: dict[bool, dict[str, dict[str, dict[str, Any]]]] = {}
+_L2A_CACHE: dict[bool, dict[str, dict[str, JsonObject]]] = {}
 
 
 def _l2a_scenario(full: bool, phase: str) -> Scenario:
@@ -63,23 +64,23 @@ def _l2a_scenario(full: bool, phase: str) -> Scenario:
     return sc
 
 
-def _l2a_runs(full: bool) -> dict[str, dict[str, dict[str, Any]]]:
+def _l2a_runs(full: bool) -> dict[str, dict[str, JsonObject]]:
     """L2a and LAZY share their runs: ``{phase: {design: memory at the peak}}``."""
     if full not in _L2A_CACHE:
-        out: dict[str, dict[str, dict[str, Any]]] = {}
+        out: dict[str, dict[str, JsonObject]] = {}
         for phase in L2A_PHASES:
             out[phase] = {}
             for design in L2A_DESIGNS:
                 rec = _run(_l2a_scenario(full, phase), design)
-                out[phase][design] = dict(rec["memory"])
+                out[phase][design] = dict(rec.memory)
         _L2A_CACHE[full] = out
     return _L2A_CACHE[full]
 
 
-def _l2a_bytes(memory: dict[str, Any]) -> tuple[int, int]:
+def _l2a_bytes(memory: JsonObject) -> tuple[int, int]:
     """anon_vma and AVC bytes when the total peaked (0 and 0 for the COW context)."""
-    return (int(memory.get("anon_vma_count_at_peak", 0)) * ANON_VMA_BYTES,
-            int(memory.get("avc_count_at_peak", 0)) * AVC_BYTES)
+    return (int(_n(memory, "anon_vma_count_at_peak")) * ANON_VMA_BYTES,
+            int(_n(memory, "avc_count_at_peak")) * AVC_BYTES)
 
 
 def _l2a(check: Check, full: bool) -> CheckResult:
@@ -88,8 +89,8 @@ def _l2a(check: Check, full: bool) -> CheckResult:
     runs = _l2a_runs(full)
     boot = runs["boot"]
     anon_av, anon_avc = _l2a_bytes(boot["anon_vma"])
-    anon_bytes = int(boot["anon_vma"]["peak_total_bytes"])
-    cow_bytes = int(boot["cow_context"]["peak_total_bytes"])
+    anon_bytes = int(_n(boot["anon_vma"], "peak_total_bytes", default=None))
+    cow_bytes = int(_n(boot["cow_context"], "peak_total_bytes", default=None))
     fraction = cow_bytes / anon_bytes if anon_bytes else 1.0
     mb = anon_bytes / 1e6
     passed = fraction in BANDS["L2a_cow_fraction"]
@@ -102,32 +103,33 @@ def _l2a(check: Check, full: bool) -> CheckResult:
     else:
         expected += " (small mode: direction only)"
     sizes = L2A_FULL if full else L2A_SMALL
-    details: dict[str, Any] = {"sizes": {**sizes, "launched": L2A_LAUNCHED, "forking": L2A_FORKING}}
+    details: dict[str, object] = {"sizes": {**sizes, "launched": L2A_LAUNCHED, "forking": L2A_FORKING}}
+    rows: dict[str, dict[str, JsonObject]] = {}
     for phase in L2A_PHASES:
-        details[phase] = {}
+        details[phase] = rows[phase] = {}
         for design in L2A_DESIGNS:
             memory = runs[phase][design]
             av_b, avc_b = _l2a_bytes(memory)
-            row: dict[str, Any] = {"peak_total_bytes": int(memory["peak_total_bytes"])}
+            row: JsonObject = {"peak_total_bytes": int(_n(memory, "peak_total_bytes", default=None))}
             if design != "cow_context":
-                row.update({"anon_vmas_at_peak": int(memory["anon_vma_count_at_peak"]),
-                            "avcs_at_peak": int(memory["avc_count_at_peak"]),
+                row.update({"anon_vmas_at_peak": int(_n(memory, "anon_vma_count_at_peak", default=None)),
+                            "avcs_at_peak": int(_n(memory, "avc_count_at_peak", default=None)),
                             "anon_vma_bytes": av_b, "avc_bytes": avc_b})
             else:
                 row.update({k: v for k, v in memory.items() if k.endswith("count")})
-            details[phase][design] = row
+            rows[phase][design] = row
     text = (f"anon_vma {anon_av / 1e6:.3f} MB + AVC {anon_avc / 1e6:.3f} MB = {mb:.3f} MB; "
             f"cow_context {cow_bytes / 1e3:.1f} kB ({100 * fraction:.2f}%)")
     notes = []
     for phase, label in (("boot", "after boot"), ("apps", f"after {L2A_LAUNCHED} apps")):
         parts = []
         for design in L2A_DESIGNS:
-            row = details[phase][design]
+            row = rows[phase][design]
             if design == "cow_context":
-                parts.append(f"cow_context: {row['peak_total_bytes'] / 1e3:,.1f} kB")
+                parts.append(f"cow_context: {_n(row, 'peak_total_bytes') / 1e3:,.1f} kB")
             else:
-                parts.append(f"{design}: anon_vma {row['anon_vma_bytes'] / 1e3:,.1f} kB + AVC "
-                             f"{row['avc_bytes'] / 1e3:,.1f} kB")
+                parts.append(f"{design}: anon_vma {_n(row, 'anon_vma_bytes') / 1e3:,.1f} kB + AVC "
+                             f"{_n(row, 'avc_bytes') / 1e3:,.1f} kB")
         notes.append(f"{label}: " + "; ".join(parts))
     return _result(check, mb, text, expected, passed, details, notes)
 
@@ -137,7 +139,7 @@ def _lazy(check: Check, full: bool) -> CheckResult:
     apps, against the cover letter's measurements (the L2a runs)."""
     runs = _l2a_runs(full)
     ratios: dict[str, float] = {}
-    details: dict[str, Any] = {}
+    details: dict[str, object] = {}
     for phase in L2A_PHASES:
         main_av, main_avc = _l2a_bytes(runs[phase]["anon_vma"])
         lazy_av, lazy_avc = _l2a_bytes(runs[phase]["anon_vma_lazy"])

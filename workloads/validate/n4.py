@@ -19,11 +19,11 @@ __all__ = ["CHECK"]
 def _n4(check: Check, full: bool) -> CheckResult:
     """The model's minor read fault (zero page) end to end, against the measured median."""
     rec = _run(_scenario("n4-read-fault"))
-    fault = rec["operations"]["fault"]
-    p50_us = fault["p50_ns"] / 1000
+    fault = rec.operations["fault"]
+    p50_us = fault.p50_ns / 1000
     band = BANDS["N4_fault_us"]
     costs = CostModel()
-    proposal = costs.fault_entry_ns + (1000 - fault["p50_ns"])
+    proposal = costs.fault_entry_ns + (1000 - fault.p50_ns)
     if proposal == costs.fault_entry_ns:
         notes = [f"calibrated: fault_entry_ns = {costs.fault_entry_ns} puts the median at the published 1.0 us "
                  "(the model has no spread: min = median = p99, where [N4] has min ~0.6 us and p95 ~4 us)"]
@@ -31,9 +31,10 @@ def _n4(check: Check, full: bool) -> CheckResult:
         notes = [f"calibration: fault_entry_ns {costs.fault_entry_ns} -> {proposal} would put the median at the "
                  "published 1.0 us (the model has no spread: min = median = p99)"]
     expected = f"{_band_text(band, lambda x: f'{x:.2f}')} us (published median ~1.0 us, min ~0.6 us, p95 ~4 us)"
-    return _result(check, p50_us, f"p50 {p50_us:.2f} us (min {fault['min_ns'] / 1000:.2f}, "
-                   f"max {fault['max_ns'] / 1000:.2f})", expected, p50_us in band,
-                   {k: fault[k] for k in ("count", "min_ns", "p50_ns", "p99_ns", "max_ns")}, notes)
+    return _result(check, p50_us, f"p50 {p50_us:.2f} us (min {fault.min_ns / 1000:.2f}, "
+                   f"max {fault.max_ns / 1000:.2f})", expected, p50_us in band,
+                   {"count": fault.count, "min_ns": fault.min_ns, "p50_ns": fault.p50_ns, "p99_ns": fault.p99_ns,
+                    "max_ns": fault.max_ns}, notes)
 
 CHECK = Check("N4", "calibration: a minor anonymous read fault takes about a microsecond end to end",
               "[N4] page fault latency blog (Linux 6.6)", "median ~1.0 us", _n4)

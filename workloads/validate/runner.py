@@ -21,7 +21,8 @@ CHECKS: list[Check] = [h1.CHECK, h3.CHECK, h4.CHECK, h5.CHECK_H5A, h5.CHECK_H5B,
 
 def run_validation(*, full: bool = False, only: list[str] | None = None,
                    on_done: Callable[[CheckResult], None] | None = None) -> dict[str, Any]:
-    """Run the checks (all, or the ids in ``only``); returns the validate.json document.
+    """Run the checks (all, or the ids in ``only``); returns the validate.json document (JSON, read
+    by index in rmapsim/validate_cmd.py and the tests, hence ``Any``).
 
     A check whose simulation fails (a deadlock, a task exception) is reported as failed with the
     error, and the others still run.

@@ -7,25 +7,70 @@ and parameters; :func:`start_actor` turns it into simulated tasks.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeAlias
 
 from actors import daemons, process
 from actors.process import ChildSpec, Region
 from actors.world import Process, World
+from concurrency.waitqueue import WaitQueue
 
-__all__ = ["ACTORS", "NICE_PARAM", "ActorKind", "Param", "start_actor"]
+__all__ = ["ACTORS", "NICE_PARAM", "ActorKind", "Param", "ParamValue", "Params", "as_int", "as_list", "param_bool",
+           "param_int", "param_str", "start_actor"]
+
+# A parameter's value once checked against its Param (``type`` is one of int, bool, str, list);
+# None: a default that means "required" (or, for ``nice``, "unset").  A list's items are checked
+# by whoever reads it (``run.designs``, ``[[process]].regions``).
+ParamValue: TypeAlias = "bool | int | str | list[object] | None"
+Params: TypeAlias = "dict[str, ParamValue]"
 
 
 @dataclass(frozen=True)
 class Param:
-    type: type
-    default: Any
+    type: type[int] | type[bool] | type[str] | type[list[object]]
+    default: ParamValue
     help: str
     min: int | None = None
     max: int | None = None
-    choices: tuple[Any, ...] | None = None
+    choices: tuple[str, ...] | None = None
+
+
+def as_int(value: ParamValue, what: str) -> int:
+    """A checked integer (a table validated it: anything else is a bug here, not bad input)."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{what} is {value!r}, not an integer")
+    return value
+
+
+def as_list(value: ParamValue, what: str) -> list[object]:
+    if not isinstance(value, list):
+        raise TypeError(f"{what} is {value!r}, not a list")
+    return value
+
+
+def param_int(params: Mapping[str, ParamValue], key: str) -> int:
+    """A checked integer parameter."""
+    return as_int(params[key], f"parameter {key!r}")
+
+
+def param_bool(params: Mapping[str, ParamValue], key: str) -> bool:
+    value = params[key]
+    if not isinstance(value, bool):
+        raise TypeError(f"parameter {key!r} is {value!r}, not true or false")
+    return value
+
+
+def param_str(params: Mapping[str, ParamValue], key: str) -> str:
+    value = params[key]
+    if not isinstance(value, str):
+        raise TypeError(f"parameter {key!r} is {value!r}, not a string")
+    return value
+
+
+# How a kind starts: (world, its process or None, its checked parameters, the process's regions,
+# kswapd's wait queue when the scenario reclaims).
+Start: TypeAlias = Callable[[World, "Process | None", Params, list[Region], "WaitQueue | None"], None]
 
 
 @dataclass(frozen=True)
@@ -34,12 +79,12 @@ class ActorKind:
     help: str
     needs_process: bool
     params: dict[str, Param]
-    start: Callable[[World, Process | None, dict[str, Any], list[Region], Any], None]
+    start: Start
 
 
-def _child(p: dict[str, Any]) -> ChildSpec:
-    return ChildSpec(cow_writes=p["child_cow_writes"], new_pages=p["child_new_pages"],
-                     lifetime_ns=p["child_lifetime_ns"], sleep_ns=p["child_sleep_ns"])
+def _child(p: Params) -> ChildSpec:
+    return ChildSpec(cow_writes=param_int(p, "child_cow_writes"), new_pages=param_int(p, "child_new_pages"),
+                     lifetime_ns=param_int(p, "child_lifetime_ns"), sleep_ns=param_int(p, "child_sleep_ns"))
 
 
 _CHILD_PARAMS = {
@@ -50,83 +95,85 @@ _CHILD_PARAMS = {
 }
 
 
-def _start_fault_loop(world: World, proc: Process | None, p: dict[str, Any], regions: list[Region],
-                      kswapd_queue: Any) -> None:
+def _start_fault_loop(world: World, proc: Process | None, p: Params, regions: list[Region],
+                      kswapd_queue: WaitQueue | None) -> None:
     assert proc is not None
-    region = regions[p["region"]]
-    threads = p["threads"]
+    region = regions[param_int(p, "region")]
+    threads = param_int(p, "threads")
     # Thread mode: the threads share the mm and split the region between them.
     share = max(1, region.pages // threads)
     for i in range(threads):
         sub = Region(region.start + i * share, share if i < threads - 1 else region.pages - i * share,
                      region.thp)
-        world.spawn(proc, f"fault{i}", process.fault_loop, world, proc, sub, pattern=p["pattern"],
-                    write=p["write"], think_ns=p["think_ns"], unmap_each_pass=p["unmap_each_pass"])
+        world.spawn(proc, f"fault{i}", process.fault_loop, world, proc, sub, pattern=param_str(p, "pattern"),
+                    write=param_bool(p, "write"), think_ns=param_int(p, "think_ns"),
+                    unmap_each_pass=param_bool(p, "unmap_each_pass"))
 
 
-def _start_fork_exit(world: World, proc: Process | None, p: dict[str, Any], regions: list[Region],
-                     kswapd_queue: Any) -> None:
+def _start_fork_exit(world: World, proc: Process | None, p: Params, regions: list[Region],
+                     kswapd_queue: WaitQueue | None) -> None:
     assert proc is not None
-    if p["prefork"]:
-        world.spawn(proc, "prefork", process.prefork_servers, world, proc, servers=p["prefork"],
-                    interval_ns=p["interval_ns"], child=_child(p), regions=regions)
+    if param_int(p, "prefork"):
+        world.spawn(proc, "prefork", process.prefork_servers, world, proc, servers=param_int(p, "prefork"),
+                    interval_ns=param_int(p, "interval_ns"), child=_child(p), regions=regions)
         return
-    for i in range(p["threads"]):
-        world.spawn(proc, f"forker{i}", process.fork_exit_loop, world, proc, interval_ns=p["interval_ns"],
-                    child=_child(p), regions=regions, max_children=p["max_children"] or None)
+    for i in range(param_int(p, "threads")):
+        world.spawn(proc, f"forker{i}", process.fork_exit_loop, world, proc, interval_ns=param_int(p, "interval_ns"),
+                    child=_child(p), regions=regions, max_children=param_int(p, "max_children") or None)
 
 
-def _start_fork_chain(world: World, proc: Process | None, p: dict[str, Any], regions: list[Region],
-                      kswapd_queue: Any) -> None:
+def _start_fork_chain(world: World, proc: Process | None, p: Params, regions: list[Region],
+                      kswapd_queue: WaitQueue | None) -> None:
     assert proc is not None
-    world.spawn(proc, "chain", process.fork_chain, world, proc, depth=p["depth"], regions=regions,
-                cow_writes=p["cow_writes"], think_ns=p["think_ns"])
+    world.spawn(proc, "chain", process.fork_chain, world, proc, depth=param_int(p, "depth"), regions=regions,
+                cow_writes=param_int(p, "cow_writes"), think_ns=param_int(p, "think_ns"))
 
 
-def _start_fan_out(world: World, proc: Process | None, p: dict[str, Any], regions: list[Region],
-                   kswapd_queue: Any) -> None:
+def _start_fan_out(world: World, proc: Process | None, p: Params, regions: list[Region],
+                   kswapd_queue: WaitQueue | None) -> None:
     assert proc is not None
-    world.spawn(proc, "zygote", process.fan_out, world, proc, children=p["children"], child=_child(p),
-                regions=regions, stay_ns=p["stay_ns"])
+    world.spawn(proc, "zygote", process.fan_out, world, proc, children=param_int(p, "children"), child=_child(p),
+                regions=regions, stay_ns=param_int(p, "stay_ns"))
 
 
-def _start_mmap_churn(world: World, proc: Process | None, p: dict[str, Any], regions: list[Region],
-                      kswapd_queue: Any) -> None:
+def _start_mmap_churn(world: World, proc: Process | None, p: Params, regions: list[Region],
+                      kswapd_queue: WaitQueue | None) -> None:
     assert proc is not None
-    world.spawn(proc, "churn", process.mmap_churn, world, proc, start=p["start"], pages=p["pages"],
-                touch=p["touch"], think_ns=p["think_ns"])
+    world.spawn(proc, "churn", process.mmap_churn, world, proc, start=param_int(p, "start"),
+                pages=param_int(p, "pages"), touch=param_int(p, "touch"), think_ns=param_int(p, "think_ns"))
 
 
-def _start_mremap(world: World, proc: Process | None, p: dict[str, Any], regions: list[Region],
-                  kswapd_queue: Any) -> None:
+def _start_mremap(world: World, proc: Process | None, p: Params, regions: list[Region],
+                  kswapd_queue: WaitQueue | None) -> None:
     assert proc is not None
-    world.spawn(proc, "mremap", process.mremap_loop, world, proc, regions[p["region"]],
-                other_start=p["other_start"], think_ns=p["think_ns"])
+    world.spawn(proc, "mremap", process.mremap_loop, world, proc, regions[param_int(p, "region")],
+                other_start=param_int(p, "other_start"), think_ns=param_int(p, "think_ns"))
 
 
-def _start_kswapd(world: World, proc: Process | None, p: dict[str, Any], regions: list[Region],
-                  kswapd_queue: Any) -> None:
+def _start_kswapd(world: World, proc: Process | None, p: Params, regions: list[Region],
+                  kswapd_queue: WaitQueue | None) -> None:
+    assert kswapd_queue is not None  # the runner installs reclaim when a scenario has a kswapd actor
     world.spawn_kthread("kswapd0", daemons.kswapd, world, kswapd_queue)
 
 
-def _start_migrate(world: World, proc: Process | None, p: dict[str, Any], regions: list[Region],
-                   kswapd_queue: Any) -> None:
-    for i in range(p["threads"]):
-        world.spawn_kthread(f"kmigrate{i}", daemons.migrate_daemon, world, interval_ns=p["interval_ns"],
-                            batch=p["batch"])
+def _start_migrate(world: World, proc: Process | None, p: Params, regions: list[Region],
+                   kswapd_queue: WaitQueue | None) -> None:
+    for i in range(param_int(p, "threads")):
+        world.spawn_kthread(f"kmigrate{i}", daemons.migrate_daemon, world, interval_ns=param_int(p, "interval_ns"),
+                            batch=param_int(p, "batch"))
 
 
-def _start_cpu_hog(world: World, proc: Process | None, p: dict[str, Any], regions: list[Region],
-                   kswapd_queue: Any) -> None:
-    for i in range(p["threads"]):
-        world.spawn_kthread(f"hog{i}", daemons.cpu_hog, world, chunk_ns=p["chunk_ns"],
+def _start_cpu_hog(world: World, proc: Process | None, p: Params, regions: list[Region],
+                   kswapd_queue: WaitQueue | None) -> None:
+    for i in range(param_int(p, "threads")):
+        world.spawn_kthread(f"hog{i}", daemons.cpu_hog, world, chunk_ns=param_int(p, "chunk_ns"),
                             cpu=i % len(world.engine.cpus))
 
 
-def _start_thp_split(world: World, proc: Process | None, p: dict[str, Any], regions: list[Region],
-                     kswapd_queue: Any) -> None:
-    for i in range(p["threads"]):
-        world.spawn_kthread(f"ksplit{i}", daemons.thp_split_daemon, world, interval_ns=p["interval_ns"])
+def _start_thp_split(world: World, proc: Process | None, p: Params, regions: list[Region],
+                     kswapd_queue: WaitQueue | None) -> None:
+    for i in range(param_int(p, "threads")):
+        world.spawn_kthread(f"ksplit{i}", daemons.thp_split_daemon, world, interval_ns=param_int(p, "interval_ns"))
 
 
 ACTORS: dict[str, ActorKind] = {
@@ -198,9 +245,9 @@ NICE_PARAM = Param(int, None, "nice of the actor's tasks, -20..19 (unset: 0, and
                               "concurrency/sched.py stays off unless some actor sets one)", -20, 19)
 
 
-def start_actor(world: World, kind: str, proc: Process | None, params: dict[str, Any],
-                regions: list[Region], kswapd_queue: Any) -> None:
-    world.spawn_nice = params.get("nice")
+def start_actor(world: World, kind: str, proc: Process | None, params: Params,
+                regions: list[Region], kswapd_queue: WaitQueue | None) -> None:
+    world.spawn_nice = param_int(params, "nice") if params.get("nice") is not None else None
     try:
         ACTORS[kind].start(world, proc, params, regions, kswapd_queue)
     finally:
