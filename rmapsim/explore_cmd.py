@@ -14,12 +14,19 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+from records.result import JsonObject, JsonValue
+
+if TYPE_CHECKING:
+    from rmapsim.runs import Subcommands
+    from workloads.explore import Job, Variant
+    from workloads.scenario import Scenario
 
 __all__ = ["add_parser", "cmd_explore"]
 
 
-def add_parser(sub: Any) -> None:
+def add_parser(sub: Subcommands) -> None:
     p = sub.add_parser("explore", help="run a scenario under many perturbed schedules; shrink and explain "
                                        "every kind of failure found")
     p.add_argument("scenario", help="a .toml/.py file or a built-in scenario name (see `rmapsim list`)")
@@ -52,7 +59,7 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=cmd_explore)
 
 
-def _variants(args: argparse.Namespace, scenario: Any) -> list[Any]:
+def _variants(args: argparse.Namespace, scenario: Scenario) -> list[Variant]:
     from rmapsim.runs import BadInput
     from workloads.explore import resolve_variants
 
@@ -71,7 +78,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
 
 def _explore(args: argparse.Namespace) -> int:
     from reports.explore import explore_html, explore_text, story_text
-    from rmapsim.runs import BadInput, _overrides, _resolve, check_out, check_size
+    from rmapsim.runs import BadInput, _overrides, _resolve, check_out, check_size, json_list
     from workloads.executor import Backend, BackendError, Executor
     from workloads.explore import (
         CATEGORIES,
@@ -116,28 +123,33 @@ def _explore(args: argparse.Namespace) -> int:
 
     from rmapsim.progress import Progress
 
-    verdicts: dict[tuple[str, int], dict[str, Any]] = {}
+    verdicts: dict[tuple[str, int], JsonObject] = {}
     rank = {v.label: i for i, v in enumerate(variants)}
 
     def run_order(key: tuple[str, int]) -> tuple[int, int]:
         return rank[key[0]], key[1]  # variant by variant, run by run, whatever finished first
 
-    reproducers: list[dict[str, Any]] = []
+    reproducers: list[JsonObject] = []
     state = {"stop": False, "interrupted": False}
     total = args.runs * len(variants)
     start = time.monotonic()
 
-    def document() -> dict[str, Any]:
+    def categories(verdict: JsonObject) -> list[JsonValue]:
+        return json_list(verdict["categories"], "verdict.categories")
+
+    def document() -> JsonObject:
         runs = [verdicts[k] for k in sorted(verdicts, key=run_order)]
+        overrides: JsonObject = {k: _json(v) for k, v in (
+            sorted(source.overrides.items()) if not source.is_toml else _overrides(args.set or []).items())}
         return {
             "schema": EXPLORE_SCHEMA,
             "scenario": {"name": scenario.name, "source": path.name},
-            "overrides": dict(sorted(source.overrides.items())) if not source.is_toml else _overrides(args.set or []),
+            "overrides": overrides,
             "runs_per_variant": args.runs, "seed_base": args.seed_base, "perturb": spec.to_dict(),
             "complete": len(runs) == total and not state["interrupted"],
             "summary": _summary(variants, runs, (*CATEGORIES, "worker_lost", "error")),
-            "runs": runs,
-            "reproducers": reproducers,
+            "runs": [*runs],
+            "reproducers": [*reproducers],
         }
 
     def save() -> None:
@@ -147,13 +159,13 @@ def _explore(args: argparse.Namespace) -> int:
 
     last_save = [time.monotonic()]
 
-    def on_result(job: Any, verdict: dict[str, Any]) -> None:
+    def on_result(job: Job, verdict: JsonObject) -> None:
         verdicts[(job.variant.label, job.index)] = verdict
         progress.advance()
         if time.monotonic() - last_save[0] >= 1.0:  # finished runs survive a kill; at most once a second
             save()
             last_save[0] = time.monotonic()
-        if verdict["categories"] and args.stop_at_first:
+        if categories(verdict) and args.stop_at_first:
             state["stop"] = True
 
     try:
@@ -163,7 +175,7 @@ def _explore(args: argparse.Namespace) -> int:
             first = plan(source, variants, 1, args.seed_base, spec, {})
             run_jobs(first, executor, on_result)
             save()
-            horizons = {v.label: (verdicts[(v.label, 0)]["end_ns"] or scenario.duration_ns or 10_000_000)
+            horizons = {v.label: (_end_ns(verdicts[(v.label, 0)]) or scenario.duration_ns or 10_000_000)
                         for v in variants}
             rest = [j for j in plan(source, variants, args.runs, args.seed_base, spec, horizons) if j.index]
             if not state["stop"]:
@@ -173,10 +185,10 @@ def _explore(args: argparse.Namespace) -> int:
         # Shrink the first failure of each (variant, category), in run order.
         all_jobs = {(j.variant.label, j.index): j for j in plan(source, variants, args.runs, args.seed_base,
                                                                   spec, horizons)}
-        firsts: dict[tuple[str, str], tuple[Any, dict[str, Any]]] = {}
+        firsts: dict[tuple[str, str], tuple[Job, JsonObject]] = {}
         for key in sorted(verdicts, key=run_order):
             verdict = verdicts[key]
-            for cat in verdict["categories"]:
+            for cat in map(str, categories(verdict)):
                 if cat in ("worker_lost", "error"):  # not the schedule's doing: nothing to shrink
                     continue
                 firsts.setdefault((key[0], cat), (all_jobs[key], verdict))
@@ -187,7 +199,7 @@ def _explore(args: argparse.Namespace) -> int:
                 name, text = reproducer(small, shown)
                 atomic_write(out / name, text)
                 story = tell_story(small, shown, f"rmapsim run {name}  (from the explore folder)")
-                entry = {"variant": label, "category": cat, "file": name, "from_run": job.index,
+                entry: JsonObject = {"variant": label, "category": cat, "file": name, "from_run": job.index,
                          "shrink_runs": tried, "verdict": shown, "story": story}
                 if story is not None:
                     story_name = name.rsplit(".", 1)[0] + ".story.txt"
@@ -202,6 +214,7 @@ def _explore(args: argparse.Namespace) -> int:
               file=sys.stderr)
         raise SystemExit(130) from None
     doc = document()
+    runs = [verdicts[k] for k in sorted(verdicts, key=run_order)]
     text = explore_text(doc)
 
     def write() -> None:  # the three together: Ctrl-C now waits for them
@@ -212,27 +225,45 @@ def _explore(args: argparse.Namespace) -> int:
     from rmapsim.outputs import uninterrupted
 
     uninterrupted(write)
-    failed = sum(1 for r in doc["runs"] if r["categories"])
+    failed = sum(1 for r in runs if categories(r))
     if args.json:
-        print(json.dumps({**doc["summary"], "wall_s": round(wall, 2),
+        print(json.dumps({**_summary(variants, runs, (*CATEGORIES, "worker_lost", "error")), "wall_s": round(wall, 2),
                           "runs_per_wall_minute": round(len(verdicts) * 60 / wall, 1) if wall else None,
                           "reproducers": [r["file"] for r in reproducers], "out": str(out)}, sort_keys=True))
     elif not args.quiet:
         print(text, end="")
         for rep in reproducers:  # the race as a story, one table per reproducer
-            if rep["story"] is not None:
+            told = rep["story"]
+            if isinstance(told, dict):  # None: no race story for this kind of failure
                 print()
-                print(story_text(rep["story"]), end="")
+                print(story_text(told), end="")
         print(f"{len(verdicts)} runs in {wall:.1f} s ({len(verdicts) * 60 / wall:.0f} runs per wall minute); "
               f"{out / 'explore.json'}")
     return 1 if failed else 0
 
 
-def _summary(variants: list[Any], runs: list[dict[str, Any]], categories: tuple[str, ...]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+def _summary(variants: list[Variant], runs: list[JsonObject], categories: tuple[str, ...]) -> JsonObject:
+    from rmapsim.runs import json_list
+
+    out: JsonObject = {}
     for variant in variants:
-        mine = [r for r in runs if r["variant"] == variant.label]
-        by_cat = {c: sum(1 for r in mine if c in r["categories"]) for c in categories}
-        out[variant.label] = {"runs": len(mine), "failed": sum(1 for r in mine if r["categories"]),
+        mine = [json_list(r["categories"], "verdict.categories") for r in runs if r["variant"] == variant.label]
+        by_cat = {c: sum(1 for cats in mine if c in cats) for c in categories}
+        out[variant.label] = {"runs": len(mine), "failed": sum(1 for cats in mine if cats),
                               "by_category": {c: n for c, n in by_cat.items() if n}}
     return out
+
+
+def _end_ns(verdict: JsonObject) -> int | None:
+    """When a verdict's run ended (None: it came back without a record)."""
+    end = verdict["end_ns"]
+    if end is not None and not isinstance(end, int):
+        raise TypeError(f"verdict.end_ns: expected an integer or null, got {end!r}")
+    return end
+
+
+def _json(value: object) -> JsonValue:
+    """An override's value as explore.json records it (TOML values are JSON values here)."""
+    from records.result import json_object
+
+    return json_object({"v": value})["v"]

@@ -8,13 +8,31 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn, ParamSpec, Protocol, TypeVar
 
+from records.result import JsonObject, JsonValue
 from rmapsim import diag
 
-__all__ = ["BadInput", "builtin_scenarios", "check_out", "check_size", "count"]
+if TYPE_CHECKING:
+    from concurrency.trace import EventLog
+    from rmapsim.progress import Progress
+    from workloads.scenario import Scenario
+
+P = ParamSpec("P")
+T = TypeVar("T")
+# A ``--set``/``--grid`` value as parsed (TOML syntax: any TOML value, or a bare string): passed on
+# to the scenario loader, which checks it against the key's parameter.
+Overrides = dict[str, object]
+
+__all__ = ["BadInput", "Subcommands", "builtin_scenarios", "check_out", "check_size", "count"]
+
+
+class Subcommands(Protocol):
+    """What a command module needs of ``ArgumentParser.add_subparsers()``: to add its own parser."""
+
+    def add_parser(self, name: str, *, help: str) -> argparse.ArgumentParser: ...
 
 
 class BadInput(Exception):
@@ -49,10 +67,10 @@ def _resolve(name: str) -> Path:
     raise BadInput(f"{name}: no such file or built-in scenario{hint}; built-in: {', '.join(builtin)}")
 
 
-def _overrides(items: list[str]) -> dict[str, Any]:
+def _overrides(items: list[str]) -> Overrides:
     from workloads.scenario import parse_value
 
-    out: dict[str, Any] = {}
+    out: Overrides = {}
     for item in items:
         key, sep, value = item.partition("=")
         parts = key.strip().split(".")
@@ -74,7 +92,7 @@ def _flags(args: argparse.Namespace) -> dict[str, str]:
     return flags
 
 
-def _source(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> tuple[Path, dict[str, Any]]:
+def _source(args: argparse.Namespace, extra: Overrides | None = None) -> tuple[Path, Overrides]:
     """The scenario's file and the overrides the command line gives it (what worker processes load)."""
     overrides = _overrides(getattr(args, "set", None) or [])
     if extra:
@@ -86,7 +104,7 @@ def _source(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> tu
     return _resolve(args.scenario), overrides
 
 
-def _load(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Any:
+def _load(args: argparse.Namespace, extra: Overrides | None = None) -> Scenario:
     from workloads.scenario import ScenarioError, load_scenario
 
     path, overrides = _source(args, extra)
@@ -96,7 +114,7 @@ def _load(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Any:
         raise BadInput(str(exc)) from None
 
 
-def check_size(args: argparse.Namespace, scenario: Any, designs: int) -> None:
+def check_size(args: argparse.Namespace, scenario: Scenario, designs: int) -> None:
     """A run estimated longer than a few minutes is refused unless ``--force``
     (workloads/scenario_checks.py says how the estimate is made and calibrated)."""
     from workloads.scenario_checks import LIMIT_S, estimate
@@ -124,13 +142,13 @@ def check_out(args: argparse.Namespace, default: Path | None = None) -> Path | N
     return checked
 
 
-def _progress(label: str, quiet: bool) -> Any:
+def _progress(label: str, quiet: bool) -> Progress:
     from rmapsim.progress import Progress
 
     return Progress(label, enabled=not quiet)
 
 
-def _uninterrupted(fn: Any, *args: Any, **kwargs: Any) -> Any:
+def _uninterrupted(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """``fn(*args, **kwargs)`` with Ctrl-C deferred until it returns (rmapsim/outputs.py): the
     results of finished runs are written whole, then the interrupt is delivered."""
     from rmapsim.outputs import uninterrupted
@@ -138,7 +156,7 @@ def _uninterrupted(fn: Any, *args: Any, **kwargs: Any) -> Any:
     return uninterrupted(fn, *args, **kwargs)
 
 
-def _write_results(results: dict[str, Any], out: Path, *, reports: bool = True) -> None:
+def _write_results(results: JsonObject, out: Path, *, reports: bool = True) -> None:
     from workloads.record import atomic_write, dump_json
 
     atomic_write(out / "result.json", dump_json(results))
@@ -153,7 +171,7 @@ def _write_results(results: dict[str, Any], out: Path, *, reports: bool = True) 
 
 
 @contextlib.contextmanager
-def _event_log(args: argparse.Namespace) -> Iterator[Any]:
+def _event_log(args: argparse.Namespace) -> Iterator[EventLog | None]:
     """``--log FILE``: the run's event log (written whole, or not at all when interrupted)."""
     path = getattr(args, "log", None)
     if not path:
@@ -175,8 +193,8 @@ def _run_failed(exc: Exception) -> NoReturn:
     raise SystemExit(1) from None
 
 
-def _run_designs(args: argparse.Namespace, scenario: Any, designs: list[str],
-                 deadlocks: list[str] | None = None) -> dict[str, Any]:
+def _run_designs(args: argparse.Namespace, scenario: Scenario, designs: list[str],
+                 deadlocks: list[str] | None = None) -> JsonObject:
     """Synchronously (for callers that do not await, e.g. lockdep): progress is a thread.  With
     ``deadlocks``, a run that deadlocked (one design) gives its record as far as it went and its
     message is appended there, instead of ending the command."""
@@ -195,11 +213,25 @@ def _run_designs(args: argparse.Namespace, scenario: Any, designs: list[str],
             return _results(scenario, [exc.record])
 
 
-def _default_out(scenario: Any) -> Path:
+def json_list(value: JsonValue, what: str) -> list[JsonValue]:
+    """``value`` of a result document, which its schema says is a list (a clear error if not)."""
+    if not isinstance(value, list):
+        raise TypeError(f"{what}: expected a list, got {value!r}")
+    return value
+
+
+def json_obj(value: JsonValue, what: str) -> JsonObject:
+    """``value`` of a result document, which its schema says is an object (a clear error if not)."""
+    if not isinstance(value, dict):
+        raise TypeError(f"{what}: expected an object, got {value!r}")
+    return value
+
+
+def _default_out(scenario: Scenario) -> Path:
     return Path(f"rmapsim-out/{scenario.name}-seed{scenario.seed}")
 
 
-def count(minimum: int) -> Any:
+def count(minimum: int) -> Callable[[str], int]:
     """An argparse type: an integer of at least ``minimum`` (``--jobs -3`` is bad input)."""
 
     def parse(text: str) -> int:

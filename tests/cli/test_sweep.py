@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from rmapsim.cli import builtin_scenarios
-from rmapsim.sweep import run_sweep
+from rmapsim.sweep import SweepSummary, run_sweep
 from tests.cli.test_cli import rmapsim
 
 # Every test here starts rmapsim processes: CI runs them (the README's command), the everyday
@@ -100,7 +100,7 @@ def test_resume_reruns_exactly_the_points_whose_inputs_changed(tmp_path: Path, m
     scenario.write_text(builtin_scenarios()["fork-exit-threads"].read_text())
     out = tmp_path / "sw"
 
-    def sweep(sets: dict[str, Any], designs: tuple[str, ...] = ("anon_vma", "cow_context")) -> dict[str, Any]:
+    def sweep(sets: dict[str, Any], designs: tuple[str, ...] = ("anon_vma", "cow_context")) -> SweepSummary:
         return run_sweep(scenario, ["run.seed=1,2"], designs=list(designs), out=out, quiet=True,
                          base_overrides={"run.duration_ns": 300_000, **sets})
 
