@@ -35,6 +35,7 @@ from rmapsim import diag, timings
 from rmapsim.runs import (
     BadInput,
     Overrides,
+    RunArgs,
     _default_out,
     _event_log,
     _load,
@@ -125,9 +126,10 @@ async def _run_designs_async(args: argparse.Namespace, scenario: Scenario, desig
     from rmapsim.progress import Progress
     from workloads.runner import RunFailed, run_scenario_async
 
-    out = Path(args.out) if args.out else None
-    trace_dir = out if getattr(args, "trace", False) and out is not None else None
-    progress = Progress(scenario.name, enabled=not args.quiet)
+    opts = RunArgs.of(args)
+    out = Path(opts.out) if opts.out else None
+    trace_dir = out if opts.trace and out is not None else None
+    progress = Progress(scenario.name, enabled=not opts.quiet)
     current: list[tuple[int, Engine, World]] = []  # the design running: its index, engine, world
     duration = scenario.duration_ns
 
@@ -180,8 +182,9 @@ def _jobs(args: argparse.Namespace, scenario: Scenario, designs: list[str]) -> i
     """How many processes run the designs: ``--jobs`` (default: one per design).  One means this
     process, as trio code, and so do a single design, ``--log`` (one event log, in design order)
     and the trio executor (a forked worker cannot start trio inside the parent's ``trio.run``)."""
-    jobs = getattr(args, "jobs", None)
-    if len(designs) < 2 or getattr(args, "log", None) or scenario.executor != "stepper":
+    opts = RunArgs.of(args)
+    jobs = opts.jobs
+    if len(designs) < 2 or opts.log or scenario.executor != "stepper":
         return 1
     return len(designs) if jobs is None else min(jobs, len(designs))
 
@@ -193,13 +196,14 @@ async def _run_designs_in_processes(args: argparse.Namespace, scenario: Scenario
     from rmapsim.progress import Progress
     from workloads.runner import RunFailed, run_scenario_in_processes
 
-    out = Path(args.out) if args.out else None
-    trace_dir = out if getattr(args, "trace", False) and out is not None else None
+    opts = RunArgs.of(args)
+    out = Path(opts.out) if opts.out else None
+    trace_dir = out if opts.trace and out is not None else None
     if trace_dir is not None:
         trace_dir.mkdir(parents=True, exist_ok=True)
     source, overrides = _source(args)
     progress = Progress(f"{scenario.name}: {', '.join(designs)} in {jobs} processes", total=len(designs),
-                        enabled=not args.quiet)
+                        enabled=not opts.quiet)
     run = functools.partial(run_scenario_in_processes, scenario, source, overrides, designs=designs, jobs=jobs,
                             trace_dir=trace_dir, on_done=lambda _design: progress.advance())
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, ParamSpec, Protocol, TypeVar
 
@@ -26,7 +27,8 @@ T = TypeVar("T")
 # to the scenario loader, which checks it against the key's parameter.
 Overrides = dict[str, object]
 
-__all__ = ["BadInput", "Subcommands", "builtin_scenarios", "check_out", "check_size", "count"]
+__all__ = ["BadInput", "Overrides", "RunArgs", "Subcommands", "builtin_scenarios", "check_out", "check_size", "count",
+           "json_list", "json_obj"]
 
 
 class Subcommands(Protocol):
@@ -37,6 +39,41 @@ class Subcommands(Protocol):
 
 class BadInput(Exception):
     """Reported as ``rmapsim: error: ...`` with exit status 2."""
+
+
+def _opt(args: argparse.Namespace, name: str, kind: type[T]) -> T | None:
+    """``args.name`` checked to be a ``kind`` (None when not given, or when the command has no
+    such option)."""
+    value = getattr(args, name, None)
+    if value is not None and not isinstance(value, kind):
+        raise TypeError(f"{name}: expected {kind.__name__}, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class RunArgs:
+    """The options of the parsed command line that loading, checking and running a scenario read,
+    typed and checked in one place (:meth:`of`).  A command without one of them (``validate`` has
+    no ``--seed``, ``sweep`` no ``--log``) gets its default."""
+
+    sets: tuple[str, ...] = ()  # --set KEY=VALUE, in order
+    seed: int | None = None
+    cpus: int | None = None
+    executor: str | None = None
+    out: str | None = None
+    log: str | None = None
+    trace: bool = False
+    force: bool = False
+    quiet: bool = False
+    jobs: int | None = None  # --jobs: processes that run the designs (None: one per design)
+
+    @classmethod
+    def of(cls, args: argparse.Namespace) -> RunArgs:
+        sets = _opt(args, "set", list) or []
+        return cls(sets=tuple(str(item) for item in sets), seed=_opt(args, "seed", int), cpus=_opt(args, "cpus", int),
+                   executor=_opt(args, "executor", str), out=_opt(args, "out", str), log=_opt(args, "log", str),
+                   trace=bool(getattr(args, "trace", False)), force=bool(getattr(args, "force", False)),
+                   quiet=bool(getattr(args, "quiet", False)), jobs=_opt(args, "jobs", int))
 
 
 def _scenarios_dir() -> Path:
@@ -82,26 +119,31 @@ def _overrides(items: list[str]) -> Overrides:
 
 def _flags(args: argparse.Namespace) -> dict[str, str]:
     """The flag each override came from, for error messages (``--set`` unless named here)."""
+    opts = RunArgs.of(args)
     flags = {}
-    if getattr(args, "seed", None) is not None:
+    if opts.seed is not None:
         flags["run.seed"] = "--seed"
-    if getattr(args, "cpus", None) is not None:
+    if opts.cpus is not None:
         flags["run.cpus"] = "--cpus"
-    if getattr(args, "executor", None) is not None:
+    if opts.executor is not None:
         flags["run.executor"] = "--executor"
     return flags
 
 
 def _source(args: argparse.Namespace, extra: Overrides | None = None) -> tuple[Path, Overrides]:
     """The scenario's file and the overrides the command line gives it (what worker processes load)."""
-    overrides = _overrides(getattr(args, "set", None) or [])
+    opts = RunArgs.of(args)
+    overrides = _overrides(list(opts.sets))
     if extra:
         overrides.update(extra)
-    if getattr(args, "seed", None) is not None:
-        overrides["run.seed"] = args.seed
-    if getattr(args, "cpus", None) is not None:
-        overrides["run.cpus"] = args.cpus
-    return _resolve(args.scenario), overrides
+    if opts.seed is not None:
+        overrides["run.seed"] = opts.seed
+    if opts.cpus is not None:
+        overrides["run.cpus"] = opts.cpus
+    scenario = args.scenario
+    if not isinstance(scenario, str):
+        raise TypeError(f"scenario: expected str, got {scenario!r}")
+    return _resolve(scenario), overrides
 
 
 def _load(args: argparse.Namespace, extra: Overrides | None = None) -> Scenario:
@@ -119,7 +161,7 @@ def check_size(args: argparse.Namespace, scenario: Scenario, designs: int) -> No
     (workloads/scenario_checks.py says how the estimate is made and calibrated)."""
     from workloads.scenario_checks import LIMIT_S, estimate
 
-    if getattr(args, "force", False):
+    if RunArgs.of(args).force:
         return
     est = estimate(scenario, designs)
     if est.seconds > LIMIT_S:
@@ -131,12 +173,12 @@ def check_out(args: argparse.Namespace, default: Path | None = None) -> Path | N
     """``--out`` (or the default folder) and ``--log`` can be written: checked before any run."""
     from rmapsim.outputs import OutputError, check_out_dir, check_out_file
 
+    opts = RunArgs.of(args)
     try:
-        out = getattr(args, "out", None)
-        checked = check_out_dir(out) if out else (check_out_dir(default, "the output folder")
-                                                   if default is not None else None)
-        if getattr(args, "log", None):
-            check_out_file(args.log, "--log")
+        checked = check_out_dir(opts.out) if opts.out else (check_out_dir(default, "the output folder")
+                                                             if default is not None else None)
+        if opts.log:
+            check_out_file(opts.log, "--log")
     except OutputError as exc:
         raise BadInput(str(exc)) from None
     return checked
@@ -173,7 +215,7 @@ def _write_results(results: JsonObject, out: Path, *, reports: bool = True) -> N
 @contextlib.contextmanager
 def _event_log(args: argparse.Namespace) -> Iterator[EventLog | None]:
     """``--log FILE``: the run's event log (written whole, or not at all when interrupted)."""
-    path = getattr(args, "log", None)
+    path = RunArgs.of(args).log
     if not path:
         yield None
         return
@@ -200,9 +242,10 @@ def _run_designs(args: argparse.Namespace, scenario: Scenario, designs: list[str
     message is appended there, instead of ending the command."""
     from workloads.runner import RunFailed, _results, run_scenario
 
-    out = Path(args.out) if args.out else None
-    trace_dir = out if getattr(args, "trace", False) and out is not None else None
-    with _progress(f"{scenario.name}: {', '.join(designs)}", args.quiet):
+    opts = RunArgs.of(args)
+    out = Path(opts.out) if opts.out else None
+    trace_dir = out if opts.trace and out is not None else None
+    with _progress(f"{scenario.name}: {', '.join(designs)}", opts.quiet):
         try:
             with _event_log(args) as log:
                 return run_scenario(scenario, designs=designs, trace_dir=trace_dir, log=log)
