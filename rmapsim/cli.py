@@ -110,9 +110,9 @@ def _findings(results: JsonObject) -> bool:
                   if (miss := json_obj(w, f"walks.{name}")["missed_mappings"])}
         if missed:
             first = run.invariants.misses[0]
-            where = ", ".join(f"mm{m} vpn {v}" for m, v in (json_list(pair, "misses[0].mappings[]")
-                                                            for pair in json_list(first["mappings"],
-                                                                                  "misses[0].mappings")))
+            pairs = [json_list(pair, "misses[0].mappings[]") for pair in json_list(first["mappings"],
+                                                                                  "misses[0].mappings")]
+            where = ", ".join(f"mm{m} vpn {v}" for m, v in pairs)
             diag.warning("walks_missed", f"rmapsim: {run.design}: rmap walks missed mappings ("
                          f"{', '.join(f'{k} {missed[k]}' for k in sorted(missed))}); first: t={first['t_ns']} ns "
                          f"{first['walk']} on folio {first['folio']} missed {where}", design=run.design)

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from records.result import JsonObject, JsonValue
+from records.result import JsonObject, JsonValue, json_object
 
 if TYPE_CHECKING:
     from rmapsim.runs import Subcommands
@@ -78,7 +78,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
 
 def _explore(args: argparse.Namespace) -> int:
     from reports.explore import explore_html, explore_text, story_text
-    from rmapsim.runs import BadInput, _overrides, _resolve, check_out, check_size, json_list
+    from rmapsim.runs import BadInput, _overrides, _resolve, check_out, check_size, json_list, json_obj
     from workloads.executor import Backend, BackendError, Executor
     from workloads.explore import (
         CATEGORIES,
@@ -139,8 +139,8 @@ def _explore(args: argparse.Namespace) -> int:
 
     def document() -> JsonObject:
         runs = [verdicts[k] for k in sorted(verdicts, key=run_order)]
-        overrides: JsonObject = {k: _json(v) for k, v in (
-            sorted(source.overrides.items()) if not source.is_toml else _overrides(args.set or []).items())}
+        given = dict(sorted(source.overrides.items())) if not source.is_toml else _overrides(args.set or [])
+        overrides = json_object(given, "overrides")  # TOML values, checked to be JSON ones
         return {
             "schema": EXPLORE_SCHEMA,
             "scenario": {"name": scenario.name, "source": path.name},
@@ -200,7 +200,7 @@ def _explore(args: argparse.Namespace) -> int:
                 atomic_write(out / name, text)
                 story = tell_story(small, shown, f"rmapsim run {name}  (from the explore folder)")
                 entry: JsonObject = {"variant": label, "category": cat, "file": name, "from_run": job.index,
-                         "shrink_runs": tried, "verdict": shown, "story": story}
+                                     "shrink_runs": tried, "verdict": shown, "story": story}
                 if story is not None:
                     story_name = name.rsplit(".", 1)[0] + ".story.txt"
                     atomic_write(out / story_name, story_text(story))
@@ -227,7 +227,7 @@ def _explore(args: argparse.Namespace) -> int:
     uninterrupted(write)
     failed = sum(1 for r in runs if categories(r))
     if args.json:
-        print(json.dumps({**_summary(variants, runs, (*CATEGORIES, "worker_lost", "error")), "wall_s": round(wall, 2),
+        print(json.dumps({**json_obj(doc["summary"], "summary"), "wall_s": round(wall, 2),
                           "runs_per_wall_minute": round(len(verdicts) * 60 / wall, 1) if wall else None,
                           "reproducers": [r["file"] for r in reproducers], "out": str(out)}, sort_keys=True))
     elif not args.quiet:
@@ -260,10 +260,3 @@ def _end_ns(verdict: JsonObject) -> int | None:
     if end is not None and not isinstance(end, int):
         raise TypeError(f"verdict.end_ns: expected an integer or null, got {end!r}")
     return end
-
-
-def _json(value: object) -> JsonValue:
-    """An override's value as explore.json records it (TOML values are JSON values here)."""
-    from records.result import json_object
-
-    return json_object({"v": value})["v"]
