@@ -13,6 +13,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -59,12 +60,42 @@ def add_parser(sub: Subcommands) -> None:
     p.set_defaults(func=cmd_explore)
 
 
-def _variants(args: argparse.Namespace, scenario: Scenario) -> list[Variant]:
+@dataclass(frozen=True)
+class ExploreArgs:
+    """``rmapsim explore``'s options, typed: read from the parsed command line in one place (:meth:`of`)."""
+
+    scenario: str
+    designs: list[str] | None  # --design NAME[:SWITCH=VALUE,...]; None: the scenario's designs
+    sets: list[str]
+    runs: int
+    jobs: int
+    cluster: str | None
+    seed_base: int
+    perturb: str
+    shrink_budget: int
+    stop_at_first: bool
+    out: str | None
+    json: bool
+    quiet: bool
+
+    @classmethod
+    def of(cls, args: argparse.Namespace) -> ExploreArgs:
+        from rmapsim.runs import arg, arg_list, opt_arg
+
+        return cls(scenario=arg(args, "scenario", str), designs=arg_list(args, "design") or None,
+                   sets=arg_list(args, "set"), runs=arg(args, "runs", int), jobs=arg(args, "jobs", int),
+                   cluster=opt_arg(args, "cluster", str), seed_base=arg(args, "seed_base", int),
+                   perturb=arg(args, "perturb", str), shrink_budget=arg(args, "shrink_budget", int),
+                   stop_at_first=bool(args.stop_at_first), out=opt_arg(args, "out", str),
+                   json=bool(getattr(args, "json", False)), quiet=bool(getattr(args, "quiet", False)))
+
+
+def _variants(opts: ExploreArgs, scenario: Scenario) -> list[Variant]:
     from rmapsim.runs import BadInput
     from workloads.explore import resolve_variants
 
     try:
-        return resolve_variants(args.design, scenario)
+        return resolve_variants(opts.designs, scenario)
     except ValueError as exc:
         raise BadInput(str(exc)) from None
 
@@ -94,27 +125,28 @@ def _explore(args: argparse.Namespace) -> int:
     from workloads.record import atomic_write, dump_json
     from workloads.scenario import ScenarioError
 
-    if args.runs < 1:
-        raise BadInput(f"--runs {args.runs}: allowed: 1 or more")
+    opts = ExploreArgs.of(args)
+    if opts.runs < 1:
+        raise BadInput(f"--runs {opts.runs}: allowed: 1 or more")
     try:
-        backend = Backend.from_args(args.jobs, args.cluster)
+        backend = Backend.from_args(opts.jobs, opts.cluster)
     except BackendError as exc:
         raise BadInput(str(exc)) from None
-    if args.shrink_budget < 0:
-        raise BadInput(f"--shrink-budget {args.shrink_budget}: allowed: 0 or more")
+    if opts.shrink_budget < 0:
+        raise BadInput(f"--shrink-budget {opts.shrink_budget}: allowed: 0 or more")
     try:
-        spec = PerturbSpec.parse(args.perturb)
+        spec = PerturbSpec.parse(opts.perturb)
     except ValueError as exc:
         raise BadInput(str(exc)) from None
-    path = _resolve(args.scenario)
+    path = _resolve(opts.scenario)
     try:
-        source = ScenarioSource.from_path(path, _overrides(args.set or []))
+        source = ScenarioSource.from_path(path, _overrides(opts.sets))
         scenario = source.load()
     except ScenarioError as exc:
         raise BadInput(str(exc)) from None
-    variants = _variants(args, scenario)
+    variants = _variants(opts, scenario)
     check_size(args, scenario, 1)  # each explored run is one design's
-    out = Path(args.out) if args.out else Path(f"rmapsim-out/{scenario.name}-explore")
+    out = Path(opts.out) if opts.out else Path(f"rmapsim-out/{scenario.name}-explore")
     check_out(args, out)  # find out now, not after the runs, that the results cannot be written
     try:  # a cluster that cannot be reached is bad input, found before any run
         executor = Executor(backend).start()
@@ -131,7 +163,7 @@ def _explore(args: argparse.Namespace) -> int:
 
     reproducers: list[JsonObject] = []
     state = {"stop": False, "interrupted": False}
-    total = args.runs * len(variants)
+    total = opts.runs * len(variants)
     start = time.monotonic()
 
     def categories(verdict: JsonObject) -> list[JsonValue]:
@@ -139,13 +171,13 @@ def _explore(args: argparse.Namespace) -> int:
 
     def document() -> JsonObject:
         runs = [verdicts[k] for k in sorted(verdicts, key=run_order)]
-        given = dict(sorted(source.overrides.items())) if not source.is_toml else _overrides(args.set or [])
+        given = dict(sorted(source.overrides.items())) if not source.is_toml else _overrides(opts.sets)
         overrides = json_object(given, "overrides")  # TOML values, checked to be JSON ones
         return {
             "schema": EXPLORE_SCHEMA,
             "scenario": {"name": scenario.name, "source": path.name},
             "overrides": overrides,
-            "runs_per_variant": args.runs, "seed_base": args.seed_base, "perturb": spec.to_dict(),
+            "runs_per_variant": opts.runs, "seed_base": opts.seed_base, "perturb": spec.to_dict(),
             "complete": len(runs) == total and not state["interrupted"],
             "summary": _summary(variants, runs, (*CATEGORIES, "worker_lost", "error")),
             "runs": [*runs],
@@ -155,7 +187,7 @@ def _explore(args: argparse.Namespace) -> int:
     def save() -> None:
         atomic_write(out / "explore.json", dump_json(document()))
 
-    progress = Progress(f"explore {scenario.name}", total=total, enabled=not args.quiet)
+    progress = Progress(f"explore {scenario.name}", total=total, enabled=not opts.quiet)
 
     last_save = [time.monotonic()]
 
@@ -165,25 +197,25 @@ def _explore(args: argparse.Namespace) -> int:
         if time.monotonic() - last_save[0] >= 1.0:  # finished runs survive a kill; at most once a second
             save()
             last_save[0] = time.monotonic()
-        if categories(verdict) and args.stop_at_first:
+        if categories(verdict) and opts.stop_at_first:
             state["stop"] = True
 
     try:
         with progress, executor:
             # Run 0 of each variant is the plain schedule; its end time is the horizon of the
             # injected preemptions of the others.
-            first = plan(source, variants, 1, args.seed_base, spec, {})
+            first = plan(source, variants, 1, opts.seed_base, spec, {})
             run_jobs(first, executor, on_result)
             save()
             horizons = {v.label: (_end_ns(verdicts[(v.label, 0)]) or scenario.duration_ns or 10_000_000)
                         for v in variants}
-            rest = [j for j in plan(source, variants, args.runs, args.seed_base, spec, horizons) if j.index]
+            rest = [j for j in plan(source, variants, opts.runs, opts.seed_base, spec, horizons) if j.index]
             if not state["stop"]:
-                run_jobs(rest, executor, on_result, stop=(lambda: bool(state["stop"])) if args.stop_at_first else None)
+                run_jobs(rest, executor, on_result, stop=(lambda: bool(state["stop"])) if opts.stop_at_first else None)
             save()
         wall = time.monotonic() - start
         # Shrink the first failure of each (variant, category), in run order.
-        all_jobs = {(j.variant.label, j.index): j for j in plan(source, variants, args.runs, args.seed_base,
+        all_jobs = {(j.variant.label, j.index): j for j in plan(source, variants, opts.runs, opts.seed_base,
                                                                   spec, horizons)}
         firsts: dict[tuple[str, str], tuple[Job, JsonObject]] = {}
         for key in sorted(verdicts, key=run_order):
@@ -192,9 +224,9 @@ def _explore(args: argparse.Namespace) -> int:
                 if cat in ("worker_lost", "error"):  # not the schedule's doing: nothing to shrink
                     continue
                 firsts.setdefault((key[0], cat), (all_jobs[key], verdict))
-        with Progress(f"shrinking {len(firsts)} failure(s)", enabled=not args.quiet and bool(firsts)):
+        with Progress(f"shrinking {len(firsts)} failure(s)", enabled=not opts.quiet and bool(firsts)):
             for (label, cat), (job, verdict) in firsts.items():
-                small, small_verdict, tried = shrink(job, verdict, cat, budget=args.shrink_budget)
+                small, small_verdict, tried = shrink(job, verdict, cat, budget=opts.shrink_budget)
                 shown = dict(small_verdict, category=cat, perturb_text=small.perturb.describe())
                 name, text = reproducer(small, shown)
                 atomic_write(out / name, text)
@@ -226,11 +258,11 @@ def _explore(args: argparse.Namespace) -> int:
 
     uninterrupted(write)
     failed = sum(1 for r in runs if categories(r))
-    if args.json:
+    if opts.json:
         print(json.dumps({**json_obj(doc["summary"], "summary"), "wall_s": round(wall, 2),
                           "runs_per_wall_minute": round(len(verdicts) * 60 / wall, 1) if wall else None,
                           "reproducers": [r["file"] for r in reproducers], "out": str(out)}, sort_keys=True))
-    elif not args.quiet:
+    elif not opts.quiet:
         print(text, end="")
         for rep in reproducers:  # the race as a story, one table per reproducer
             told = rep["story"]

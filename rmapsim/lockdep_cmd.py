@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
@@ -66,6 +67,30 @@ def add_parser(sub: Subcommands) -> None:
     p.set_defaults(func=cmd_lockdep)
 
 
+@dataclass(frozen=True)
+class LockdepArgs:
+    """``rmapsim lockdep``'s own options, typed: read from the parsed command line in one place
+    (:meth:`of`).  The run options (``--set``, ``--seed``, ...) are read by rmapsim/runs.py's
+    :class:`~rmapsim.runs.RunArgs`."""
+
+    scenarios: list[str]
+    designs: list[str] | None  # --design NAME[:SWITCH=VALUE,...]; None: the scenario's designs
+    order: str | None  # --order FILE|rmap|none
+    emit_order: str | None
+    merge: list[str]
+    out: str | None
+    json: bool
+
+    @classmethod
+    def of(cls, args: argparse.Namespace) -> LockdepArgs:
+        from rmapsim.runs import arg_list, opt_arg
+
+        return cls(scenarios=arg_list(args, "scenario"), designs=arg_list(args, "design") or None,
+                   order=opt_arg(args, "order", str), emit_order=opt_arg(args, "emit_order", str),
+                   merge=arg_list(args, "merge"), out=opt_arg(args, "out", str),
+                   json=bool(getattr(args, "json", False)))
+
+
 def _bad(message: str) -> Exception:
     from rmapsim.runs import BadInput
 
@@ -95,14 +120,15 @@ def _prepare(args: argparse.Namespace, name: str, out: Path | None) -> _Prepared
     """Load one scenario, its variants and its output folder, all checked before anything runs."""
     from rmapsim.runs import _default_out, _load, check_out, check_size
 
+    opts = LockdepArgs.of(args)
     ns = argparse.Namespace(**vars(args))
     ns.scenario = name
     scenario = _load(ns, {"lockdep.enabled": True})
-    if args.order is not None:
-        scenario.expected_order = None if args.order == "none" else args.order
-        scenario.order_path = None if args.order in ("rmap", "none") else args.order
+    if opts.order is not None:
+        scenario.expected_order = None if opts.order == "none" else opts.order
+        scenario.order_path = None if opts.order in ("rmap", "none") else opts.order
     ns.out = str(out if out is not None else _default_out(scenario))
-    variants = _variants(args.design, scenario)
+    variants = _variants(opts.designs, scenario)
     check_size(args, scenario, len(variants))
     ns.log = None
     check_out(ns)
@@ -184,25 +210,26 @@ def cmd_lockdep(args: argparse.Namespace) -> int:
     from workloads.lockorder import emit_order, merge_steps, observed_steps, order_steps
     from workloads.record import atomic_write
 
-    if not args.scenario and not args.merge:
+    opts = LockdepArgs.of(args)
+    if not opts.scenarios and not opts.merge:
         raise _bad("lockdep: name a scenario (or several), or give --merge FILE...")
-    order = _load_order(args.order) if args.order is not None else None
-    loaded = [_load_order(f) for f in args.merge]
+    order = _load_order(opts.order) if opts.order is not None else None
+    loaded = [_load_order(f) for f in opts.merge]
     merged = [m for m in loaded if m is not None]
     if len(merged) != len(loaded):
         raise _bad("--merge takes order files, not 'rmap' or 'none'")
-    several = len(args.scenario) > 1
-    if args.emit_order:
+    several = len(opts.scenarios) > 1
+    if opts.emit_order:
         from rmapsim.outputs import OutputError, check_out_file
         from rmapsim.runs import BadInput
 
         try:
-            check_out_file(args.emit_order, "--emit-order")
+            check_out_file(opts.emit_order, "--emit-order")
         except OutputError as exc:
             raise BadInput(str(exc)) from None
     prepared = []  # every scenario loaded and every output checked before the first run
-    for name in args.scenario:
-        out = Path(args.out) / Path(name).stem if several and args.out else (Path(args.out) if args.out else None)
+    for name in opts.scenarios:
+        out = Path(opts.out) / Path(name).stem if several and opts.out else (Path(opts.out) if opts.out else None)
         prepared.append(_prepare(args, name, out))
     all_runs: list[JsonObject] = []
     report: JsonObject = {}
@@ -255,7 +282,7 @@ def cmd_lockdep(args: argparse.Namespace) -> int:
         lines.append("Order verdict beside the cost (lock wait = share of CPU time)")
         lines.append(format_table(headers, rows, align="llrrrrrl", indent="  ").rstrip("\n"))
     emitted_info: JsonObject | None = None
-    if args.emit_order or args.merge:
+    if opts.emit_order or opts.merge:
         sources = []
         labels = []
         if all_runs:
@@ -276,18 +303,18 @@ def cmd_lockdep(args: argparse.Namespace) -> int:
         emitted = emit_order(merge_steps(sources), source=source, header=header, write_only=write_only)
         if emitted.conflicts:
             found = True
-        emitted_info = {"file": args.emit_order, "levels": [[*level] for level in emitted.levels],
+        emitted_info = {"file": opts.emit_order, "levels": [[*level] for level in emitted.levels],
                         "orders": len(emitted.kept), "implied": len(emitted.implied),
                         "conflicts": [c.render() for c in emitted.conflicts]}
-        if args.emit_order:
-            atomic_write(Path(args.emit_order), emitted.text)
-            lines.append(f"wrote {args.emit_order}: {sum(map(len, emitted.levels))} classes in "
+        if opts.emit_order:
+            atomic_write(Path(opts.emit_order), emitted.text)
+            lines.append(f"wrote {opts.emit_order}: {sum(map(len, emitted.levels))} classes in "
                          f"{len(emitted.levels)} level(s), {len(emitted.kept)} order(s) ({len(emitted.implied)} "
                          "implied by others left out)")
-        elif not args.json:
+        elif not opts.json:
             lines.append(emitted.text.rstrip("\n"))
         lines += [c.render() for c in emitted.conflicts]
-    if args.json:
+    if opts.json:
         if emitted_info is not None:
             report["emitted_order"] = emitted_info
         if deadlocks:

@@ -27,8 +27,8 @@ T = TypeVar("T")
 # to the scenario loader, which checks it against the key's parameter.
 Overrides = dict[str, object]
 
-__all__ = ["BadInput", "Overrides", "RunArgs", "Subcommands", "builtin_scenarios", "check_out", "check_size", "count",
-           "json_list", "json_obj"]
+__all__ = ["BadInput", "Overrides", "RunArgs", "Subcommands", "arg", "arg_list", "builtin_scenarios", "check_out",
+           "check_size", "count", "json_list", "json_obj", "opt_arg"]
 
 
 class Subcommands(Protocol):
@@ -41,13 +41,26 @@ class BadInput(Exception):
     """Reported as ``rmapsim: error: ...`` with exit status 2."""
 
 
-def _opt(args: argparse.Namespace, name: str, kind: type[T]) -> T | None:
+def opt_arg(args: argparse.Namespace, name: str, kind: type[T]) -> T | None:
     """``args.name`` checked to be a ``kind`` (None when not given, or when the command has no
     such option)."""
     value = getattr(args, name, None)
     if value is not None and not isinstance(value, kind):
         raise TypeError(f"{name}: expected {kind.__name__}, got {value!r}")
     return value
+
+
+def arg(args: argparse.Namespace, name: str, kind: type[T]) -> T:
+    """``args.name``, which the command's parser always sets, checked to be a ``kind``."""
+    value = opt_arg(args, name, kind)
+    if value is None:
+        raise TypeError(f"{name}: not set by the parser")
+    return value
+
+
+def arg_list(args: argparse.Namespace, name: str) -> list[str]:
+    """A repeatable option's values (``--set``, ``--design``, ...), in order; [] when none."""
+    return [str(item) for item in opt_arg(args, name, list) or []]
 
 
 @dataclass(frozen=True)
@@ -69,11 +82,11 @@ class RunArgs:
 
     @classmethod
     def of(cls, args: argparse.Namespace) -> RunArgs:
-        sets = _opt(args, "set", list) or []
-        return cls(sets=tuple(str(item) for item in sets), seed=_opt(args, "seed", int), cpus=_opt(args, "cpus", int),
-                   executor=_opt(args, "executor", str), out=_opt(args, "out", str), log=_opt(args, "log", str),
+        return cls(sets=tuple(arg_list(args, "set")), seed=opt_arg(args, "seed", int),
+                   cpus=opt_arg(args, "cpus", int), executor=opt_arg(args, "executor", str),
+                   out=opt_arg(args, "out", str), log=opt_arg(args, "log", str),
                    trace=bool(getattr(args, "trace", False)), force=bool(getattr(args, "force", False)),
-                   quiet=bool(getattr(args, "quiet", False)), jobs=_opt(args, "jobs", int))
+                   quiet=bool(getattr(args, "quiet", False)), jobs=opt_arg(args, "jobs", int))
 
 
 def _scenarios_dir() -> Path:
