@@ -46,12 +46,15 @@ from rmapsim.runs import (
     _source,
     _uninterrupted,
     _write_results,
+    arg,
+    arg_list,
     builtin_scenarios,
     check_out,
     check_size,
     count,
     json_list,
     json_obj,
+    opt_arg,
 )
 
 if TYPE_CHECKING:
@@ -329,17 +332,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from rmapsim.sweep import GridError, run_sweep
     from workloads.executor import Backend, BackendError
 
+    opts = RunArgs.of(args)
     scenario = _load(args)
     designs = _designs(args, scenario)
-    out = Path(args.out) if args.out else Path(f"rmapsim-out/{scenario.name}-sweep")
+    out = Path(opts.out) if opts.out else Path(f"rmapsim-out/{scenario.name}-sweep")
     check_out(args, out)
     try:
-        backend = Backend.from_args(args.jobs, args.cluster)
-        base = _overrides(args.set or [])
-        if args.cpus is not None:
-            base["run.cpus"] = args.cpus
-        summary = run_sweep(_resolve(args.scenario), args.grid, designs=designs, out=out, backend=backend,
-                            base_overrides=base, seed=args.seed, quiet=args.quiet,
+        backend = Backend.from_args(arg(args, "jobs", int), opt_arg(args, "cluster", str))
+        base = _overrides(list(opts.sets))
+        if opts.cpus is not None:
+            base["run.cpus"] = opts.cpus
+        summary = run_sweep(_resolve(arg(args, "scenario", str)), arg_list(args, "grid"), designs=designs, out=out,
+                            backend=backend, base_overrides=base, seed=opts.seed, quiet=opts.quiet,
                             check=lambda point: check_size(args, point, len(designs)))
     except (GridError, BackendError) as exc:
         raise BadInput(str(exc)) from None
@@ -353,7 +357,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(f"rmapsim: sweep point {params}: {failure['category']}: {failure['error']}", file=sys.stderr)
     if args.json:
         print(json.dumps(summary, sort_keys=True))
-    elif not args.quiet:
+    elif not opts.quiet:
         cats = ", ".join(f"{c} {n}" for c, n in summary["categories"].items())
         why = ", ".join(f"{r} {n}" for r, n in summary["reasons"].items())
         print(f"sweep of {summary['points']} point(s) on {summary['backend']}: {summary['ok']} ok, "

@@ -160,12 +160,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     """Run the checks, print, write OUT/validate.json and OUT/validate.html; 1 if a check failed."""
     from rmapsim.outputs import uninterrupted
     from rmapsim.progress import Progress
-    from rmapsim.runs import check_out
+    from rmapsim.runs import arg_list, check_out, opt_arg
     from workloads.record import atomic_write, dump_json
     from workloads.validate import CHECKS, run_validation
 
     known = [c.id for c in CHECKS]
-    only: list[str] | None = getattr(args, "check", None)
+    only = arg_list(args, "check") or None  # --check ID...
     if only:
         unknown = [c for c in only if c not in known]
         if unknown:
@@ -180,7 +180,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     with Progress("validate", total=wanted, enabled=not quiet) as progress:
         doc = run_validation(full=bool(getattr(args, "full", False)), only=only or None,
                              on_done=lambda _result: progress.advance())
-    out = Path(args.out) if getattr(args, "out", None) else DEFAULT_OUT
+    given = opt_arg(args, "out", str)
+    out = Path(given) if given else DEFAULT_OUT
 
     def write() -> None:  # both files or, interrupted before, neither
         atomic_write(out / "validate.json", dump_json(doc))
