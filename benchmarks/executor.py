@@ -22,15 +22,18 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict
 
 from workloads.executor import Backend, Executor, Outcome
+
+if TYPE_CHECKING:
+    from rmapsim.sweep import PointReply
 
 BACKENDS = {"--jobs 1": Backend(), "--jobs 2": Backend("processes", 2), "--cluster local:2": Backend("dask", 2)}
 
 
 @functools.cache
-def _reply() -> dict[str, Any]:
+def _reply() -> PointReply:
     """A real point's reply, built once per process (what a task ships back)."""
     from rmapsim.cli import builtin_scenarios
     from workloads.runner import run_scenario
@@ -40,7 +43,7 @@ def _reply() -> dict[str, Any]:
     return {"results": run_scenario(scenario), "verdicts": {}, "code": ""}
 
 
-def reply_task(_: int) -> dict[str, Any]:
+def reply_task(_: int) -> PointReply:
     return _reply()
 
 
@@ -50,7 +53,7 @@ def warm_task(_: int) -> int:
 
 
 def overhead(backend: Backend, tasks: int) -> dict[str, float]:
-    got: list[Outcome[dict[str, Any]]] = []
+    got: list[Outcome[PointReply]] = []
     start = time.perf_counter()
     with Executor(backend) as ex:
         up = time.perf_counter()
@@ -78,41 +81,46 @@ def sweep(backend: Backend, points: int, out: Path) -> tuple[float, int]:
     return wall, summary["ok"] + sum(1 for f in summary["failures"] if f["category"] not in ("error", "worker_lost"))
 
 
+class SweepFigures(TypedDict):
+    wall_s: float  # the best of the repeats
+    points_run: int
+    speedup: float  # against --jobs 1
+
+
 def main(argv: list[str]) -> int:
     points = int(argv[argv.index("--points") + 1]) if "--points" in argv else 32
     tasks = int(argv[argv.index("--tasks") + 1]) if "--tasks" in argv else 200
     repeats = int(argv[argv.index("--repeats") + 1]) if "--repeats" in argv else 1
     reply_kb = len(json.dumps(_reply())) / 1024
-    figures: dict[str, Any] = {"reply_kb": round(reply_kb, 1), "overhead": {}, "sweep": {},
-                               "cpus": os.cpu_count(), "loadavg_before": os.getloadavg()[0]}
-    for name, backend in BACKENDS.items():
-        figures["overhead"][name] = overhead(backend, tasks)
+    loadavg_before = os.getloadavg()[0]
+    overheads = {name: overhead(backend, tasks) for name, backend in BACKENDS.items()}
+    walls: dict[str, tuple[float, int]] = {}  # per backend: best wall seconds, points computed
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(repeats):  # the backends take turns; each keeps its best wall time
             for name, backend in BACKENDS.items():
                 folder = Path(tmp) / f"{name.replace(' ', '')}-{r}"
                 wall, ran = sweep(backend, points, folder)
-                best = figures["sweep"].get(name, {}).get("wall_s", float("inf"))
-                figures["sweep"][name] = {"wall_s": round(min(wall, best), 2), "points_run": ran}
-        base = figures["sweep"]["--jobs 1"]["wall_s"]
-        for entry in figures["sweep"].values():
-            entry["speedup"] = round(base / entry["wall_s"], 2)
-        indexes = {p.read_bytes() for p in Path(tmp).glob("*/sweep.json")}
-        figures["sweep_json_identical"] = len(indexes) == 1
-    figures["loadavg_after"] = os.getloadavg()[0]
+                best = walls[name][0] if name in walls else float("inf")
+                walls[name] = (round(min(wall, best), 2), ran)
+        base = walls["--jobs 1"][0]
+        sweeps: dict[str, SweepFigures] = {name: {"wall_s": w, "points_run": ran, "speedup": round(base / w, 2)}
+                                           for name, (w, ran) in walls.items()}
+        identical = len({p.read_bytes() for p in Path(tmp).glob("*/sweep.json")}) == 1
+    loadavg_after = os.getloadavg()[0]
     if "--json" in argv:
-        print(json.dumps(figures, sort_keys=True))
+        print(json.dumps({"reply_kb": round(reply_kb, 1), "overhead": overheads, "sweep": sweeps,
+                          "cpus": os.cpu_count(), "loadavg_before": loadavg_before,
+                          "sweep_json_identical": identical, "loadavg_after": loadavg_after}, sort_keys=True))
         return 0
     print(f"overhead per task (a {reply_kb:.0f} KB reply, {tasks} tasks):")
-    for name, o in figures["overhead"].items():
+    for name, o in overheads.items():
         print(f"  {name:<18} {o['per_task_ms']:8.2f} ms per task; start {o['start_s']:.2f} s, "
               f"stop {o['close_s']:.2f} s")
     print(f"sweep of {points} points (fork-heavy, 2 ms virtual, anon_vma + cow_context):")
-    for name, s in figures["sweep"].items():
+    for name, s in sweeps.items():
         print(f"  {name:<18} {s['wall_s']:8.2f} s  speedup {s['speedup']:.2f}x  ({s['points_run']} points computed)")
-    print(f"  sweep.json identical across backends: {figures['sweep_json_identical']}")
-    print(f"{figures['cpus']} CPUs; 1-minute load average {figures['loadavg_before']:.1f} before, "
-          f"{figures['loadavg_after']:.1f} after")
+    print(f"  sweep.json identical across backends: {identical}")
+    print(f"{os.cpu_count()} CPUs; 1-minute load average {loadavg_before:.1f} before, {loadavg_after:.1f} after")
     return 0
 
 

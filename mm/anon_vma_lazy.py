@@ -238,7 +238,7 @@ class AnonVmaLazyDesign(AnonVmaDesign):
         })
 
     @classmethod
-    def resolve_switches(cls, given: Mapping[str, SwitchValue]) -> dict[str, SwitchValue]:
+    def resolve_switches(cls, given: Mapping[str, object]) -> dict[str, SwitchValue]:
         """This design's switches, plus mainline's history switches at their 2026 defaults for
         :class:`AnonVmaDesign`'s constructor (they are not settable here)."""
         own = switch_values(cls, given)

@@ -150,7 +150,7 @@ class RmapDesign(ABC):
         self.switches = self.resolve_switches(switches or {})
 
     @classmethod
-    def resolve_switches(cls, given: Mapping[str, SwitchValue]) -> dict[str, SwitchValue]:
+    def resolve_switches(cls, given: Mapping[str, object]) -> dict[str, SwitchValue]:
         return switch_values(cls, given)
 
     def switch_flag(self, name: str) -> bool:
@@ -283,16 +283,18 @@ class RmapDesign(ABC):
         return {"name": self.name, "switches": dict(sorted(self.switches.items()))}
 
 
-def switch_values(design: type[RmapDesign], given: Mapping[str, SwitchValue]) -> dict[str, SwitchValue]:
+def switch_values(design: type[RmapDesign], given: Mapping[str, object]) -> dict[str, SwitchValue]:
     """:meth:`RmapDesign.resolve_switches` of ``design``'s own ``SWITCHES``: a function, so that an
-    override can build on it without ``super()`` in a classmethod (which mypyc miscompiles)."""
+    override can build on it without ``super()`` in a classmethod (which mypyc miscompiles).
+    ``given`` is what a scenario or ``--design NAME:k=v`` said, checked here against each switch's
+    allowed values (``1`` is not ``True``: a switch is a string or a boolean)."""
     out = {name: sw.default for name, sw in design.SWITCHES.items()}
     for key, value in given.items():
         sw = design.SWITCHES.get(key)
         if sw is None:
             allowed = ", ".join(sorted(design.SWITCHES)) or "none"
             raise KeyError(f"design {design.name!r} has no switch {key!r}; allowed: {allowed}")
-        if value not in sw.allowed:
+        if not isinstance(value, bool | str) or value not in sw.allowed:
             raise ValueError(f"switch {design.name}.{key}: {value!r} not allowed; "
                              f"allowed: {', '.join(map(repr, sw.allowed))}")
         out[key] = value

@@ -20,10 +20,13 @@ import time
 from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict
 
 from concurrency.executors import engine_class
 from concurrency.mutex import Mutex
+
+if TYPE_CHECKING:
+    from simpy.events import Event
 
 __all__ = ["RUN_CASES", "EngineBench", "MemoryBench", "compiled_build_installed", "draws", "format_run_bench",
            "format_scale_bench", "run_engine", "run_engine_bench", "run_memory_bench", "run_run_bench",
@@ -82,7 +85,7 @@ def run_simpy(inputs: list[list[tuple[int, int]]]) -> tuple[int, float, int]:
     acquisitions = 0
     end_ns = 0
 
-    def worker(seq: list[tuple[int, int]]) -> Generator[Any, Any, None]:
+    def worker(seq: list[tuple[int, int]]) -> Generator[Event, object, None]:
         nonlocal total_wait, acquisitions, end_ns
         for think, hold in seq:
             yield env.timeout(think)
@@ -127,7 +130,7 @@ class EngineBench:
         return (self.end_ns == self.simpy_end_ns == self.trio_end_ns
                 and self.mean_wait_ns == self.simpy_mean_wait_ns == self.trio_mean_wait_ns)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, int | float | bool]:
         return {"engine_acq_per_s": round(self.engine_acq_per_s), "simpy_acq_per_s": round(self.simpy_acq_per_s),
                 "ratio": round(self.ratio, 3), "end_ns": self.end_ns, "mean_wait_ns": self.mean_wait_ns,
                 "trio_acq_per_s": round(self.trio_acq_per_s), "trio_ratio": round(self.trio_ratio, 3),
@@ -184,7 +187,7 @@ class MemoryBench:
     peak_rss_mb: float
     faults_per_s: float
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, str | int | float]:
         return {"design": self.design, "folios": self.folios, "bytes_per_folio": round(self.bytes_per_folio, 1),
                 "peak_rss_mb": round(self.peak_rss_mb, 1), "faults_per_s": round(self.faults_per_s)}
 
@@ -225,7 +228,17 @@ def format_memory_bench(b: MemoryBench) -> str:
 # -- tracing: what a Chrome trace costs, and what it costs when off ------------------------------------
 
 
-def run_trace_bench(repeats: int = 3, duration_ns: int = 2_000_000) -> dict[str, Any]:
+class TraceBench(TypedDict):
+    """``rmapsim bench trace``: best wall seconds with tracing off and on, and what tracing adds."""
+
+    off_s: float
+    on_s: float
+    overhead_pct: float
+    trace_events: int
+    sim_events: int
+
+
+def run_trace_bench(repeats: int = 3, duration_ns: int = 2_000_000) -> TraceBench:
     """fork-heavy under anon_vma with tracing off (no tracer attached) and on (ChromeTracer).
 
     Off, every lock operation pays one ``engine.hooks.on_... is not None`` test; on, every acquisition,
@@ -251,7 +264,7 @@ def run_trace_bench(repeats: int = 3, duration_ns: int = 2_000_000) -> dict[str,
         assert off["outcome"] == on["outcome"], "tracing must not change the simulation"
     return {"off_s": round(best_off, 3), "on_s": round(best_on, 3),
             "overhead_pct": round(100 * (best_on / best_off - 1), 1), "trace_events": events,
-            "sim_events": off["outcome"]["events"]}
+            "sim_events": int(off["outcome"]["events"])}
 
 
 # -- run: what a user waits for, command by command ------------------------------------------------------
@@ -305,8 +318,33 @@ def _run_once(argv: tuple[str, ...], build: str, workdir: Path) -> dict[str, flo
             "events": sum(r["outcome"]["events"] for r in runs)}
 
 
+class RunBenchRow(TypedDict):
+    """One case under one build: wall min and median, the medians of the CPU split (seconds)."""
+
+    case: str
+    build: str
+    repeats: int
+    wall_min_s: float
+    wall_median_s: float
+    import_cpu_s: float
+    simulation_cpu_s: float
+    simulation_wall_s: float
+    reports_cpu_s: float
+    reports_wall_s: float
+    events: int
+    events_per_sim_cpu_s: int
+
+
+class RunBench(TypedDict):
+    """``rmapsim bench run``: the builds measured, the build of this process, a row per case and build."""
+
+    builds: list[str]
+    this_process: str
+    cases: list[RunBenchRow]
+
+
 def run_run_bench(repeats: int = 3, builds: tuple[str, ...] | None = None,
-                  cases: tuple[tuple[str, tuple[str, ...]], ...] = RUN_CASES) -> dict[str, Any]:
+                  cases: tuple[tuple[str, tuple[str, ...]], ...] = RUN_CASES) -> RunBench:
     """Each case (default :data:`RUN_CASES`) ``repeats`` times per build, the builds interleaved so machine
     noise hits both: min and median wall, the medians of the CPU split, events per simulation CPU
     second.  ``builds``: "compiled" and "pure" when the compiled build is installed, else "pure"."""
@@ -323,7 +361,7 @@ def run_run_bench(repeats: int = 3, builds: tuple[str, ...] | None = None,
             for label, argv in cases:
                 for build in builds:
                     samples.setdefault((label, build), []).append(_run_once(argv, build, Path(tmp)))
-    rows: list[dict[str, Any]] = []
+    rows: list[RunBenchRow] = []
     for (label, build), runs in samples.items():
         def med(key: str, runs: list[dict[str, float]] = runs) -> float:
             return statistics.median(r[key] for r in runs)
@@ -343,7 +381,7 @@ def run_run_bench(repeats: int = 3, builds: tuple[str, ...] | None = None,
             "cases": rows}
 
 
-def format_run_bench(doc: dict[str, Any]) -> str:
+def format_run_bench(doc: RunBench) -> str:
     lines = [f"builds: {', '.join(doc['builds'])} (fresh interpreter per run; wall min / median of "
              f"{doc['cases'][0]['repeats'] if doc['cases'] else 0}; CPU medians, worker processes included)",
              f"{'case':<30} {'build':<8} {'wall min':>8} {'median':>7} {'import':>7} {'sim CPU':>8} "
@@ -358,8 +396,25 @@ def format_run_bench(doc: dict[str, Any]) -> str:
 # -- scale: per-event cost as a run gets longer ---------------------------------------------------------
 
 
+class ScaleRow(TypedDict):
+    multiple: int  # of the scenario's default duration
+    events: int
+    ns_per_event: int  # CPU ns per simulated event, best of the repeats
+    ratio: float  # to the first multiple's
+
+
+class ScaleBench(TypedDict):
+    """``rmapsim bench scale``: CPU per event at each multiple of the duration; the worst ratio."""
+
+    scenario: str
+    design: str
+    repeats: int
+    rows: list[ScaleRow]
+    max_ratio: float
+
+
 def run_scale_bench(multiples: tuple[int, ...] = (1, 2, 4, 8), repeats: int = 2, scenario: str = "fork-heavy",
-                    design: str = "anon_vma") -> dict[str, Any]:
+                    design: str = "anon_vma") -> ScaleBench:
     """``scenario`` under ``design`` at each multiple of its default duration: CPU ns per simulated
     event (best of ``repeats``, the multiples interleaved) and its ratio to the 1x run.  Wall time is
     linear in events when the ratios stay near 1 (the target: within 10% up to 8x)."""
@@ -381,16 +436,16 @@ def run_scale_bench(multiples: tuple[int, ...] = (1, 2, 4, 8), repeats: int = 2,
             t0 = time.process_time()
             record = run_one(sc, design)
             cpu = time.process_time() - t0
-            events[m] = record["outcome"]["events"]
+            events[m] = int(record["outcome"]["events"])
             best[m] = min(best.get(m, float("inf")), cpu * 1e9 / events[m])
     first = best[multiples[0]]
-    rows = [{"multiple": m, "events": events[m], "ns_per_event": round(best[m]),
+    rows: list[ScaleRow] = [{"multiple": m, "events": events[m], "ns_per_event": round(best[m]),
              "ratio": round(best[m] / first, 3)} for m in multiples]
     return {"scenario": scenario, "design": design, "repeats": repeats, "rows": rows,
             "max_ratio": max(r["ratio"] for r in rows)}
 
 
-def format_scale_bench(doc: dict[str, Any]) -> str:
+def format_scale_bench(doc: ScaleBench) -> str:
     lines = [f"{doc['scenario']} under {doc['design']}: CPU ns per simulated event by run length "
              f"(best of {doc['repeats']})"]
     lines += [f"  {r['multiple']:>2}x duration: {r['events']:>10,} events  {r['ns_per_event']:>6,} ns/event  "

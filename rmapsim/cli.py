@@ -24,15 +24,18 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import trio
 
 from concurrency.executors import EXECUTORS
 from concurrency.input_error import InputError
+from records.result import JsonObject, ResultsFile
 from rmapsim import diag, timings
 from rmapsim.runs import (
     BadInput,
+    Overrides,
+    RunArgs,
     _default_out,
     _event_log,
     _load,
@@ -43,11 +46,21 @@ from rmapsim.runs import (
     _source,
     _uninterrupted,
     _write_results,
+    arg,
+    arg_list,
     builtin_scenarios,
     check_out,
     check_size,
     count,
+    json_list,
+    json_obj,
+    opt_arg,
 )
+
+if TYPE_CHECKING:
+    from actors.world import World
+    from concurrency.engine import Engine
+    from workloads.scenario import Scenario
 
 __all__ = ["BadInput", "builtin_scenarios", "main"]
 
@@ -61,7 +74,7 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def _designs(args: argparse.Namespace, scenario: Any) -> list[str]:
+def _designs(args: argparse.Namespace, scenario: Scenario) -> list[str]:
     """``--design`` (each checked here) or the scenario's ``run.designs`` (checked by its loader)."""
     from mm.designs import DESIGNS
 
@@ -77,56 +90,60 @@ def _designs(args: argparse.Namespace, scenario: Any) -> list[str]:
     return list(args.design)
 
 
-def _summary(results: dict[str, Any]) -> str:
+def _summary(results: JsonObject) -> str:
     from reports import summary_text
 
     text: str = summary_text(results)
     return text
 
 
-def _findings(results: dict[str, Any]) -> bool:
+def _findings(results: JsonObject) -> bool:
     """True when a run found something (exit status 1): an invariant violated, a lockdep
     inversion, an rmap walk that missed a mapping it owed.  Says what on stderr."""
     found = False
-    for run in results["runs"]:
-        for violation in run["invariants"]["violations"]:
-            diag.warning("invariant_violated", f"rmapsim: {run['design']}: invariant violated: {violation}",
-                         design=run["design"])
+    for run in ResultsFile.from_json(results).runs:
+        for violation in run.invariants.violations:
+            diag.warning("invariant_violated", f"rmapsim: {run.design}: invariant violated: {violation}",
+                         design=run.design)
             found = True
-        for finding in run["lockdep"]["findings"]:
-            diag.warning("lockdep_finding", f"rmapsim: {run['design']}: lockdep:\n{finding}", design=run["design"])
+        for finding in json_list(run.lockdep["findings"], "lockdep.findings"):
+            diag.warning("lockdep_finding", f"rmapsim: {run.design}: lockdep:\n{finding}", design=run.design)
             found = True
-        missed = {name: w["missed_mappings"] for name, w in run["walks"].items() if w["missed_mappings"]}
+        missed = {name: miss for name, w in run.walks.items()
+                  if (miss := json_obj(w, f"walks.{name}")["missed_mappings"])}
         if missed:
-            first = run["invariants"]["misses"][0]
-            where = ", ".join(f"mm{m} vpn {v}" for m, v in first["mappings"])
-            diag.warning("walks_missed", f"rmapsim: {run['design']}: rmap walks missed mappings ("
-                         f"{', '.join(f'{k} {v}' for k, v in sorted(missed.items()))}); first: t={first['t_ns']} ns "
-                         f"{first['walk']} on folio {first['folio']} missed {where}", design=run["design"])
+            first = run.invariants.misses[0]
+            pairs = [json_list(pair, "misses[0].mappings[]") for pair in json_list(first["mappings"],
+                                                                                  "misses[0].mappings")]
+            where = ", ".join(f"mm{m} vpn {v}" for m, v in pairs)
+            diag.warning("walks_missed", f"rmapsim: {run.design}: rmap walks missed mappings ("
+                         f"{', '.join(f'{k} {missed[k]}' for k in sorted(missed))}); first: t={first['t_ns']} ns "
+                         f"{first['walk']} on folio {first['folio']} missed {where}", design=run.design)
             found = True
     return found
 
 
-async def _run_designs_async(args: argparse.Namespace, scenario: Any, designs: list[str]) -> dict[str, Any]:
+async def _run_designs_async(args: argparse.Namespace, scenario: Scenario, designs: list[str]) -> JsonObject:
     """Inside trio: the runs checkpoint into trio, the progress task shares their nursery and
     shows virtual time done / total (the workload phases of every design) and an ETA."""
     from rmapsim.progress import Progress
     from workloads.runner import RunFailed, run_scenario_async
 
-    out = Path(args.out) if args.out else None
-    trace_dir = out if getattr(args, "trace", False) and out is not None else None
-    progress = Progress(scenario.name, enabled=not args.quiet)
-    current: list[Any] = [0, None, None]  # design index, engine, world
+    opts = RunArgs.of(args)
+    out = Path(opts.out) if opts.out else None
+    trace_dir = out if opts.trace and out is not None else None
+    progress = Progress(scenario.name, enabled=not opts.quiet)
+    current: list[tuple[int, Engine, World]] = []  # the design running: its index, engine, world
     duration = scenario.duration_ns
 
-    def watch(i: int, engine: Any, world: Any) -> None:
-        current[:] = [i, engine, world]
+    def watch(i: int, engine: Engine, world: World) -> None:
+        current[:] = [(i, engine, world)]
         progress.label = f"{scenario.name}: {designs[i]}"
 
     def probe() -> tuple[int, int | None]:
-        i, engine, world = current
-        if engine is None:
+        if not current:
             return 0, None
+        i, engine, world = current[0]
         if duration is None:  # runs until every task is done: no total to show
             return engine.now, None
         done = 0 if world.deadline_ns is None else min(duration, max(0, engine.now - world.workload_start_ns))
@@ -137,13 +154,13 @@ async def _run_designs_async(args: argparse.Namespace, scenario: Any, designs: l
         with _event_log(args) as log:
             run = functools.partial(run_scenario_async, scenario, designs=designs, trace_dir=trace_dir, log=log,
                                     watch=watch)
-            results: dict[str, Any] = await progress.run_beside(run)
+            results: JsonObject = await progress.run_beside(run)
             return results
     except RunFailed as exc:
         _run_failed(exc)
 
 
-def _prepare(args: argparse.Namespace, extra: dict[str, Any] | None) -> tuple[Any, list[str]]:
+def _prepare(args: argparse.Namespace, extra: Overrides | None) -> tuple[Scenario, list[str]]:
     """The scenario and its chosen designs, with the run's size and its output folder (``args.out``,
     set to the default when not given) checked before anything runs."""
     scenario = _load(args, extra)
@@ -155,7 +172,7 @@ def _prepare(args: argparse.Namespace, extra: dict[str, Any] | None) -> tuple[An
     return scenario, designs
 
 
-def _run_and_save(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def _run_and_save(args: argparse.Namespace, extra: Overrides | None = None) -> JsonObject:
     """Load, run every chosen design, write result.json and the reports: the shared part of
     run, compare and lockdep (synchronous; :func:`_run_and_save_async` is the trio one)."""
     scenario, designs = _prepare(args, extra)
@@ -164,40 +181,42 @@ def _run_and_save(args: argparse.Namespace, extra: dict[str, Any] | None = None)
     return results
 
 
-def _jobs(args: argparse.Namespace, scenario: Any, designs: list[str]) -> int:
+def _jobs(args: argparse.Namespace, scenario: Scenario, designs: list[str]) -> int:
     """How many processes run the designs: ``--jobs`` (default: one per design).  One means this
     process, as trio code, and so do a single design, ``--log`` (one event log, in design order)
     and the trio executor (a forked worker cannot start trio inside the parent's ``trio.run``)."""
-    jobs = getattr(args, "jobs", None)
-    if len(designs) < 2 or getattr(args, "log", None) or scenario.executor != "stepper":
+    opts = RunArgs.of(args)
+    jobs = opts.jobs
+    if len(designs) < 2 or opts.log or scenario.executor != "stepper":
         return 1
     return len(designs) if jobs is None else min(jobs, len(designs))
 
 
-async def _run_designs_in_processes(args: argparse.Namespace, scenario: Any, designs: list[str],
-                                    jobs: int) -> dict[str, Any]:
+async def _run_designs_in_processes(args: argparse.Namespace, scenario: Scenario, designs: list[str],
+                                    jobs: int) -> JsonObject:
     """Each design in its own worker process (workloads/trio_pool.py), awaited as trio code; the
     progress line counts finished designs.  Results are byte-identical to the serial path."""
     from rmapsim.progress import Progress
     from workloads.runner import RunFailed, run_scenario_in_processes
 
-    out = Path(args.out) if args.out else None
-    trace_dir = out if getattr(args, "trace", False) and out is not None else None
+    opts = RunArgs.of(args)
+    out = Path(opts.out) if opts.out else None
+    trace_dir = out if opts.trace and out is not None else None
     if trace_dir is not None:
         trace_dir.mkdir(parents=True, exist_ok=True)
     source, overrides = _source(args)
     progress = Progress(f"{scenario.name}: {', '.join(designs)} in {jobs} processes", total=len(designs),
-                        enabled=not args.quiet)
+                        enabled=not opts.quiet)
     run = functools.partial(run_scenario_in_processes, scenario, source, overrides, designs=designs, jobs=jobs,
                             trace_dir=trace_dir, on_done=lambda _design: progress.advance())
     try:
-        results: dict[str, Any] = await progress.run_beside(run)
+        results: JsonObject = await progress.run_beside(run)
         return results
     except RunFailed as exc:
         _run_failed(exc)
 
 
-async def _run_and_save_async(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+async def _run_and_save_async(args: argparse.Namespace, extra: Overrides | None = None) -> JsonObject:
     """:func:`_run_and_save` inside trio; the designs in parallel processes unless ``--jobs 1``."""
     scenario, designs = _prepare(args, extra)
     jobs = _jobs(args, scenario, designs)
@@ -308,17 +327,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from rmapsim.sweep import GridError, run_sweep
     from workloads.executor import Backend, BackendError
 
+    opts = RunArgs.of(args)
     scenario = _load(args)
     designs = _designs(args, scenario)
-    out = Path(args.out) if args.out else Path(f"rmapsim-out/{scenario.name}-sweep")
+    out = Path(opts.out) if opts.out else Path(f"rmapsim-out/{scenario.name}-sweep")
     check_out(args, out)
     try:
-        backend = Backend.from_args(args.jobs, args.cluster)
-        base = _overrides(args.set or [])
-        if args.cpus is not None:
-            base["run.cpus"] = args.cpus
-        summary = run_sweep(_resolve(args.scenario), args.grid, designs=designs, out=out, backend=backend,
-                            base_overrides=base, seed=args.seed, quiet=args.quiet,
+        backend = Backend.from_args(arg(args, "jobs", int), opt_arg(args, "cluster", str))
+        base = _overrides(list(opts.sets))
+        if opts.cpus is not None:
+            base["run.cpus"] = opts.cpus
+        summary = run_sweep(_resolve(arg(args, "scenario", str)), arg_list(args, "grid"), designs=designs, out=out,
+                            backend=backend, base_overrides=base, seed=opts.seed, quiet=opts.quiet,
                             check=lambda point: check_size(args, point, len(designs)))
     except (GridError, BackendError) as exc:
         raise BadInput(str(exc)) from None
@@ -332,7 +352,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(f"rmapsim: sweep point {params}: {failure['category']}: {failure['error']}", file=sys.stderr)
     if args.json:
         print(json.dumps(summary, sort_keys=True))
-    elif not args.quiet:
+    elif not opts.quiet:
         cats = ", ".join(f"{c} {n}" for c, n in summary["categories"].items())
         why = ", ".join(f"{r} {n}" for r, n in summary["reasons"].items())
         print(f"sweep of {summary['points']} point(s) on {summary['backend']}: {summary['ok']} ok, "

@@ -20,9 +20,10 @@ import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, TextIO
+from typing import TextIO
 
 import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
 
 __all__ = ["configure", "diagnostics", "error", "info", "warning"]
 
@@ -36,7 +37,7 @@ class _Human:
     def __init__(self, colour: bool) -> None:
         self.colour = colour
 
-    def __call__(self, _logger: Any, method: str, event_dict: dict[str, Any]) -> str:
+    def __call__(self, _logger: WrappedLogger, method: str, event_dict: EventDict) -> str:
         text = str(event_dict.get("message", event_dict.get("event", "")))
         start = _COLOURS.get(method, "") if self.colour else ""
         return f"{start}{text}{_RESET}" if start else text
@@ -47,20 +48,21 @@ class _State:
     json = False
 
 
-def _log() -> Any:
+def _log() -> structlog.BoundLogger:
     """A logger per diagnostic (they are rare): it writes to the current ``sys.stderr``."""
     stream = sys.stderr if _State.stream is None else _State.stream
-    renderer: Any
+    renderer: Processor
     if _State.json:
         renderer = structlog.processors.JSONRenderer(sort_keys=True)
     else:
         isatty = getattr(stream, "isatty", None)
         renderer = _Human(colour=bool(isatty is not None and isatty()))
-    return structlog.wrap_logger(
+    logger: structlog.BoundLogger = structlog.wrap_logger(  # wrap_logger is typed Any: wrapper_class says what
         structlog.PrintLogger(stream),
         processors=[structlog.processors.add_log_level, renderer],
         wrapper_class=structlog.BoundLogger,
     )
+    return logger
 
 
 def configure(*, json: bool = False, stream: TextIO | None = None) -> None:
@@ -69,15 +71,15 @@ def configure(*, json: bool = False, stream: TextIO | None = None) -> None:
     _State.json = json
 
 
-def error(event: str, message: str, **fields: Any) -> None:
+def error(event: str, message: str, **fields: str | int) -> None:
     _log().error(event, message=message, **fields)
 
 
-def warning(event: str, message: str, **fields: Any) -> None:
+def warning(event: str, message: str, **fields: str | int) -> None:
     _log().warning(event, message=message, **fields)
 
 
-def info(event: str, message: str, **fields: Any) -> None:
+def info(event: str, message: str, **fields: str | int) -> None:
     _log().info(event, message=message, **fields)
 
 

@@ -20,13 +20,25 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypeAlias
+
+from records.result import JsonObject, JsonValue
+
+if TYPE_CHECKING:
+    from concurrency.lockdep import ExpectedOrder
+    from rmapsim.runs import Subcommands
+    from workloads.explore import Variant
+    from workloads.scenario import Scenario
 
 __all__ = ["add_parser", "cmd_lockdep"]
 
+# One scenario, loaded and checked: the namespace its runs see, the scenario, its design variants.
+_Prepared: TypeAlias = "tuple[argparse.Namespace, Scenario, list[Variant]]"
 
-def add_parser(sub: Any) -> None:
+
+def add_parser(sub: Subcommands) -> None:
     p = sub.add_parser("lockdep", help="run with the order checker: check a lock-order hypothesis, emit the "
                                        "order runs imply, merge orders; exit 1 on an inversion")
     p.add_argument("scenario", nargs="*", help=".toml/.py files or built-in scenario names (see `rmapsim list`)")
@@ -55,13 +67,37 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=cmd_lockdep)
 
 
+@dataclass(frozen=True)
+class LockdepArgs:
+    """``rmapsim lockdep``'s own options, typed: read from the parsed command line in one place
+    (:meth:`of`).  The run options (``--set``, ``--seed``, ...) are read by rmapsim/runs.py's
+    :class:`~rmapsim.runs.RunArgs`."""
+
+    scenarios: list[str]
+    designs: list[str] | None  # --design NAME[:SWITCH=VALUE,...]; None: the scenario's designs
+    order: str | None  # --order FILE|rmap|none
+    emit_order: str | None
+    merge: list[str]
+    out: str | None
+    json: bool
+
+    @classmethod
+    def of(cls, args: argparse.Namespace) -> LockdepArgs:
+        from rmapsim.runs import arg_list, opt_arg
+
+        return cls(scenarios=arg_list(args, "scenario"), designs=arg_list(args, "design") or None,
+                   order=opt_arg(args, "order", str), emit_order=opt_arg(args, "emit_order", str),
+                   merge=arg_list(args, "merge"), out=opt_arg(args, "out", str),
+                   json=bool(getattr(args, "json", False)))
+
+
 def _bad(message: str) -> Exception:
     from rmapsim.runs import BadInput
 
     return BadInput(message)
 
 
-def _variants(texts: list[str] | None, scenario: Any) -> list[Any]:
+def _variants(texts: list[str] | None, scenario: Scenario) -> list[Variant]:
     from workloads.explore import resolve_variants
 
     try:
@@ -70,7 +106,7 @@ def _variants(texts: list[str] | None, scenario: Any) -> list[Any]:
         raise _bad(str(exc)) from None
 
 
-def _load_order(spec: str) -> Any:
+def _load_order(spec: str) -> ExpectedOrder | None:
     from workloads.lockorder import ORDER_KEYWORDS, load_order_spec
     from workloads.scenario import ScenarioError
 
@@ -80,59 +116,84 @@ def _load_order(spec: str) -> Any:
         raise _bad(str(exc)) from None
 
 
-def _prepare(args: argparse.Namespace, name: str, out: Path | None) -> tuple[argparse.Namespace, Any, list[Any]]:
+def _prepare(args: argparse.Namespace, name: str, out: Path | None) -> _Prepared:
     """Load one scenario, its variants and its output folder, all checked before anything runs."""
     from rmapsim.runs import _default_out, _load, check_out, check_size
 
+    opts = LockdepArgs.of(args)
     ns = argparse.Namespace(**vars(args))
     ns.scenario = name
     scenario = _load(ns, {"lockdep.enabled": True})
-    if args.order is not None:
-        scenario.expected_order = None if args.order == "none" else args.order
-        scenario.order_path = None if args.order in ("rmap", "none") else args.order
+    if opts.order is not None:
+        scenario.expected_order = None if opts.order == "none" else opts.order
+        scenario.order_path = None if opts.order in ("rmap", "none") else opts.order
     ns.out = str(out if out is not None else _default_out(scenario))
-    variants = _variants(args.design, scenario)
+    variants = _variants(opts.designs, scenario)
     check_size(args, scenario, len(variants))
     ns.log = None
     check_out(ns)
     return ns, scenario, variants
 
 
-def _run_scenario(prepared: tuple[argparse.Namespace, Any, list[Any]], deadlocks: list[str]) -> dict[str, Any]:
+def _run_scenario(prepared: _Prepared, deadlocks: list[str]) -> tuple[list[JsonObject], Path]:
     """Every variant of one scenario with the order checker on; results written to its folder (a
-    run that deadlocked among them, as far as it went: its lockdep report is the point)."""
+    run that deadlocked among them, as far as it went: its lockdep report is the point).  Returns
+    the run records and that folder."""
     import dataclasses
 
-    from rmapsim.runs import _run_designs, _write_results
+    from rmapsim.runs import _run_designs, _write_results, json_list, json_obj
 
     ns, scenario, variants = prepared
-    runs: list[dict[str, Any]] = []
-    results: dict[str, Any] = {}
+    runs: list[JsonObject] = []
+    results: JsonObject = {}
     for variant in variants:
         sc = scenario
         if variant.switches:
             switches = {d: dict(s) for d, s in scenario.switches.items()}
-            switches.setdefault(variant.design, {}).update(dict(variant.switches))
+            switches.setdefault(variant.design, {}).update(variant.switch_values)
             sc = dataclasses.replace(scenario, switches=switches)
         results = _run_designs(ns, sc, [variant.design], deadlocks=deadlocks)
-        for run in results["runs"]:
+        for i, run in enumerate(json_list(results["runs"], "runs")):
+            record = json_obj(run, f"runs[{i}]")
             if variant.switches:
-                run["variant"] = variant.label
-            runs.append(run)
-    results = {**results, "runs": runs}
+                record["variant"] = variant.label
+            runs.append(record)
+    results = {**results, "runs": [*runs]}
     _write_results(results, Path(ns.out))
-    results["_out"] = ns.out
-    return results
+    return runs, Path(ns.out)
 
 
-def _unused_notes(order: Any, runs: list[dict[str, Any]]) -> list[str]:
+def _lockdep(run: JsonObject) -> JsonObject:
+    """A run record's ``lockdep`` section (``{}`` when the run had none)."""
+    from rmapsim.runs import json_obj
+
+    section = run.get("lockdep")
+    return json_obj(section, "lockdep") if section else {}
+
+
+def _lockdep_order(run: JsonObject) -> JsonObject:
+    """The ``order`` part of a run's lockdep section: the order the run was checked against."""
+    from rmapsim.runs import json_obj
+
+    return json_obj(_lockdep(run).get("order", {}), "lockdep.order")
+
+
+def _strings(value: JsonValue, what: str) -> list[str]:
+    """A list of strings in a run record (findings, violations, class names)."""
+    from rmapsim.runs import json_list
+
+    return [str(item) for item in json_list(value, what)]
+
+
+def _unused_notes(order: ExpectedOrder | None, runs: list[JsonObject]) -> list[str]:
     """Classes a user's order declares that no run acquired (a typo is the usual reason)."""
     if order is None or not order.origin or order.origin.endswith("rmap_lock_order.toml"):
         return []
     from concurrency.lockdep import split_subclass
+    from rmapsim.runs import json_list, json_obj
 
-    seen = sorted({split_subclass(str(c["name"]))[0]
-                   for run in runs for c in (run.get("lockdep") or {}).get("classes", [])})
+    seen = sorted({split_subclass(str(json_obj(c, "lockdep.classes[]")["name"]))[0]
+                   for run in runs for c in json_list(_lockdep(run).get("classes", []), "lockdep.classes")})
     notes = []
     for cls in sorted(order.classes - set(seen)):
         close = difflib.get_close_matches(cls, seen, n=1)
@@ -145,50 +206,54 @@ def _unused_notes(order: Any, runs: list[dict[str, Any]]) -> list[str]:
 def cmd_lockdep(args: argparse.Namespace) -> int:
     from reports.common import format_table, safe_name
     from reports.lockgraph import order_rows, order_verdict, run_label
+    from rmapsim.runs import json_list, json_obj
     from workloads.lockorder import emit_order, merge_steps, observed_steps, order_steps
     from workloads.record import atomic_write
 
-    if not args.scenario and not args.merge:
+    opts = LockdepArgs.of(args)
+    if not opts.scenarios and not opts.merge:
         raise _bad("lockdep: name a scenario (or several), or give --merge FILE...")
-    order = _load_order(args.order) if args.order is not None else None
-    merged = [_load_order(f) for f in args.merge]
-    if any(m is None for m in merged):
+    order = _load_order(opts.order) if opts.order is not None else None
+    loaded = [_load_order(f) for f in opts.merge]
+    merged = [m for m in loaded if m is not None]
+    if len(merged) != len(loaded):
         raise _bad("--merge takes order files, not 'rmap' or 'none'")
-    several = len(args.scenario) > 1
-    if args.emit_order:
+    several = len(opts.scenarios) > 1
+    if opts.emit_order:
         from rmapsim.outputs import OutputError, check_out_file
         from rmapsim.runs import BadInput
 
         try:
-            check_out_file(args.emit_order, "--emit-order")
+            check_out_file(opts.emit_order, "--emit-order")
         except OutputError as exc:
             raise BadInput(str(exc)) from None
     prepared = []  # every scenario loaded and every output checked before the first run
-    for name in args.scenario:
-        out = Path(args.out) / Path(name).stem if several and args.out else (Path(args.out) if args.out else None)
+    for name in opts.scenarios:
+        out = Path(opts.out) / Path(name).stem if several and opts.out else (Path(opts.out) if opts.out else None)
         prepared.append(_prepare(args, name, out))
-    all_runs: list[dict[str, Any]] = []
-    report: dict[str, Any] = {}
+    all_runs: list[JsonObject] = []
+    report: JsonObject = {}
     deadlocks: list[str] = []
     found = False
     lines: list[str] = []
     for one in prepared:
-        results = _run_scenario(one, deadlocks)
-        scen = results["scenario"].get("name", name)
-        for run in results["runs"]:
+        runs, out_dir = _run_scenario(one, deadlocks)
+        scen = one[1].name
+        for run in runs:
             label = run_label(run)
-            lockdep = run["lockdep"]
+            lockdep = _lockdep(run)
             key = f"{scen}:{label}" if several else label
             report[key] = lockdep
             all_runs.append(run)
-            found = found or bool(lockdep["findings"] or lockdep["order_violations"])
-            lines.append(f"== {key}: {len(lockdep['edges'])} lock dependencies, {len(lockdep['findings'])} "
-                         f"finding(s), {len(lockdep['order_violations'])} order violation(s)")
+            findings = _strings(lockdep["findings"], "lockdep.findings")
+            violations = _strings(lockdep["order_violations"], "lockdep.order_violations")
+            found = found or bool(findings or violations)
+            lines.append(f"== {key}: {len(json_list(lockdep['edges'], 'lockdep.edges'))} lock dependencies, "
+                         f"{len(findings)} finding(s), {len(violations)} order violation(s)")
             lines.append(f"   order verdict: {order_verdict(run)}")
-            lines += list(lockdep["findings"])
-            lines += list(lockdep["order_violations"])
-        out_dir = Path(results["_out"])
-        for run in results["runs"]:
+            lines += findings
+            lines += violations
+        for run in runs:
             svg = out_dir / f"lockgraph-{safe_name(run_label(run))}.svg"
             lines.append(f"graph: {svg}" if svg.exists() else
                          f"graph: not drawn (install Graphviz's dot); DOT source {svg.with_suffix('.dot')}")
@@ -196,7 +261,7 @@ def cmd_lockdep(args: argparse.Namespace) -> int:
                      f"{out_dir / 'report.html'}")
     user_order = order  # the order to look for unused declarations in: --order's, or the scenarios' own file
     if user_order is None and all_runs:
-        orders = {(run.get("lockdep") or {}).get("order", {}).get("file") for run in all_runs}
+        orders = {_lockdep_order(run).get("file") for run in all_runs}
         orders.discard(None)
         if len(orders) == 1:
             from workloads.lockorder import load_order_spec
@@ -216,8 +281,8 @@ def cmd_lockdep(args: argparse.Namespace) -> int:
         lines.append("")
         lines.append("Order verdict beside the cost (lock wait = share of CPU time)")
         lines.append(format_table(headers, rows, align="llrrrrrl", indent="  ").rstrip("\n"))
-    emitted_info: dict[str, Any] | None = None
-    if args.emit_order or args.merge:
+    emitted_info: JsonObject | None = None
+    if opts.emit_order or opts.merge:
         sources = []
         labels = []
         if all_runs:
@@ -227,9 +292,9 @@ def cmd_lockdep(args: argparse.Namespace) -> int:
             sources.append(order_steps(m))
             labels.append(m.origin)
         # write_only marks: the merged files', and those of the orders the runs were checked against
-        write_only = set().union(*(m.write_only for m in merged), *(
-            (r.get("lockdep") or {}).get("order", {}).get("write_only", []) for r in all_runs))
-        seeds = sorted({str(r.get("params", {}).get("seed", "?")) for r in all_runs})
+        write_only = set[str]().union(*(m.write_only for m in merged), *(
+            _strings(_lockdep_order(r).get("write_only", []), "lockdep.order.write_only") for r in all_runs))
+        seeds = sorted({str(json_obj(r.get("params", {}), "params").get("seed", "?")) for r in all_runs})
         source = ("observed order: " if all_runs and not merged else "merged order: ") + "; ".join(labels)
         if all_runs:
             source += f" (seed {', '.join(seeds)})"
@@ -238,21 +303,22 @@ def cmd_lockdep(args: argparse.Namespace) -> int:
         emitted = emit_order(merge_steps(sources), source=source, header=header, write_only=write_only)
         if emitted.conflicts:
             found = True
-        emitted_info = {"file": args.emit_order, "levels": emitted.levels, "orders": len(emitted.kept),
-                        "implied": len(emitted.implied), "conflicts": [c.render() for c in emitted.conflicts]}
-        if args.emit_order:
-            atomic_write(Path(args.emit_order), emitted.text)
-            lines.append(f"wrote {args.emit_order}: {sum(map(len, emitted.levels))} classes in "
+        emitted_info = {"file": opts.emit_order, "levels": [[*level] for level in emitted.levels],
+                        "orders": len(emitted.kept), "implied": len(emitted.implied),
+                        "conflicts": [c.render() for c in emitted.conflicts]}
+        if opts.emit_order:
+            atomic_write(Path(opts.emit_order), emitted.text)
+            lines.append(f"wrote {opts.emit_order}: {sum(map(len, emitted.levels))} classes in "
                          f"{len(emitted.levels)} level(s), {len(emitted.kept)} order(s) ({len(emitted.implied)} "
                          "implied by others left out)")
-        elif not args.json:
+        elif not opts.json:
             lines.append(emitted.text.rstrip("\n"))
         lines += [c.render() for c in emitted.conflicts]
-    if args.json:
+    if opts.json:
         if emitted_info is not None:
             report["emitted_order"] = emitted_info
         if deadlocks:
-            report["deadlocks"] = deadlocks
+            report["deadlocks"] = [*deadlocks]
         print(json.dumps(report, sort_keys=True))
     else:
         print("\n".join(lines))

@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TextIO, TypeVar
+from typing import TYPE_CHECKING, TextIO, TypeVar, TypeVarTuple
 
 if TYPE_CHECKING:
     import trio
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["Progress", "format_ns"]
 
 T = TypeVar("T")
+Args = TypeVarTuple("Args")
 Probe = Callable[[], tuple[int, int | None]]  # (virtual ns done, virtual ns in all, if known)
 
 
@@ -133,7 +134,7 @@ class Progress:
         finally:
             self._clear()
 
-    async def run_beside(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    async def run_beside(self, fn: Callable[[*Args], Awaitable[T]], *args: *Args) -> T:
         """``await fn(*args)`` with this progress task beside it in one nursery; returns its result.
         What ``fn`` raises comes out as itself, not wrapped in an exception group."""
         import trio

@@ -8,17 +8,85 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn, ParamSpec, Protocol, TypeVar
 
+from records.result import JsonObject, JsonValue
 from rmapsim import diag
 
-__all__ = ["BadInput", "builtin_scenarios", "check_out", "check_size", "count"]
+if TYPE_CHECKING:
+    from concurrency.trace import EventLog
+    from rmapsim.progress import Progress
+    from workloads.scenario import Scenario
+
+P = ParamSpec("P")
+T = TypeVar("T")
+# A ``--set``/``--grid`` value as parsed (TOML syntax: any TOML value, or a bare string): passed on
+# to the scenario loader, which checks it against the key's parameter.
+Overrides = dict[str, object]
+
+__all__ = ["BadInput", "Overrides", "RunArgs", "Subcommands", "arg", "arg_list", "builtin_scenarios", "check_out",
+           "check_size", "count", "json_list", "json_obj", "opt_arg"]
+
+
+class Subcommands(Protocol):
+    """What a command module needs of ``ArgumentParser.add_subparsers()``: to add its own parser."""
+
+    def add_parser(self, name: str, *, help: str) -> argparse.ArgumentParser: ...
 
 
 class BadInput(Exception):
     """Reported as ``rmapsim: error: ...`` with exit status 2."""
+
+
+def opt_arg(args: argparse.Namespace, name: str, kind: type[T]) -> T | None:
+    """``args.name`` checked to be a ``kind`` (None when not given, or when the command has no
+    such option)."""
+    value = getattr(args, name, None)
+    if value is not None and not isinstance(value, kind):
+        raise TypeError(f"{name}: expected {kind.__name__}, got {value!r}")
+    return value
+
+
+def arg(args: argparse.Namespace, name: str, kind: type[T]) -> T:
+    """``args.name``, which the command's parser always sets, checked to be a ``kind``."""
+    value = opt_arg(args, name, kind)
+    if value is None:
+        raise TypeError(f"{name}: not set by the parser")
+    return value
+
+
+def arg_list(args: argparse.Namespace, name: str) -> list[str]:
+    """A repeatable option's values (``--set``, ``--design``, ...), in order; [] when none."""
+    return [str(item) for item in opt_arg(args, name, list) or []]
+
+
+@dataclass(frozen=True)
+class RunArgs:
+    """The options of the parsed command line that loading, checking and running a scenario read,
+    typed and checked in one place (:meth:`of`).  A command without one of them (``validate`` has
+    no ``--seed``, ``sweep`` no ``--log``) gets its default."""
+
+    sets: tuple[str, ...] = ()  # --set KEY=VALUE, in order
+    seed: int | None = None
+    cpus: int | None = None
+    executor: str | None = None
+    out: str | None = None
+    log: str | None = None
+    trace: bool = False
+    force: bool = False
+    quiet: bool = False
+    jobs: int | None = None  # --jobs: processes that run the designs (None: one per design)
+
+    @classmethod
+    def of(cls, args: argparse.Namespace) -> RunArgs:
+        return cls(sets=tuple(arg_list(args, "set")), seed=opt_arg(args, "seed", int),
+                   cpus=opt_arg(args, "cpus", int), executor=opt_arg(args, "executor", str),
+                   out=opt_arg(args, "out", str), log=opt_arg(args, "log", str),
+                   trace=bool(getattr(args, "trace", False)), force=bool(getattr(args, "force", False)),
+                   quiet=bool(getattr(args, "quiet", False)), jobs=opt_arg(args, "jobs", int))
 
 
 def _scenarios_dir() -> Path:
@@ -49,10 +117,10 @@ def _resolve(name: str) -> Path:
     raise BadInput(f"{name}: no such file or built-in scenario{hint}; built-in: {', '.join(builtin)}")
 
 
-def _overrides(items: list[str]) -> dict[str, Any]:
+def _overrides(items: list[str]) -> Overrides:
     from workloads.scenario import parse_value
 
-    out: dict[str, Any] = {}
+    out: Overrides = {}
     for item in items:
         key, sep, value = item.partition("=")
         parts = key.strip().split(".")
@@ -64,29 +132,34 @@ def _overrides(items: list[str]) -> dict[str, Any]:
 
 def _flags(args: argparse.Namespace) -> dict[str, str]:
     """The flag each override came from, for error messages (``--set`` unless named here)."""
+    opts = RunArgs.of(args)
     flags = {}
-    if getattr(args, "seed", None) is not None:
+    if opts.seed is not None:
         flags["run.seed"] = "--seed"
-    if getattr(args, "cpus", None) is not None:
+    if opts.cpus is not None:
         flags["run.cpus"] = "--cpus"
-    if getattr(args, "executor", None) is not None:
+    if opts.executor is not None:
         flags["run.executor"] = "--executor"
     return flags
 
 
-def _source(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> tuple[Path, dict[str, Any]]:
+def _source(args: argparse.Namespace, extra: Overrides | None = None) -> tuple[Path, Overrides]:
     """The scenario's file and the overrides the command line gives it (what worker processes load)."""
-    overrides = _overrides(getattr(args, "set", None) or [])
+    opts = RunArgs.of(args)
+    overrides = _overrides(list(opts.sets))
     if extra:
         overrides.update(extra)
-    if getattr(args, "seed", None) is not None:
-        overrides["run.seed"] = args.seed
-    if getattr(args, "cpus", None) is not None:
-        overrides["run.cpus"] = args.cpus
-    return _resolve(args.scenario), overrides
+    if opts.seed is not None:
+        overrides["run.seed"] = opts.seed
+    if opts.cpus is not None:
+        overrides["run.cpus"] = opts.cpus
+    scenario = args.scenario
+    if not isinstance(scenario, str):
+        raise TypeError(f"scenario: expected str, got {scenario!r}")
+    return _resolve(scenario), overrides
 
 
-def _load(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Any:
+def _load(args: argparse.Namespace, extra: Overrides | None = None) -> Scenario:
     from workloads.scenario import ScenarioError, load_scenario
 
     path, overrides = _source(args, extra)
@@ -96,12 +169,12 @@ def _load(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Any:
         raise BadInput(str(exc)) from None
 
 
-def check_size(args: argparse.Namespace, scenario: Any, designs: int) -> None:
+def check_size(args: argparse.Namespace, scenario: Scenario, designs: int) -> None:
     """A run estimated longer than a few minutes is refused unless ``--force``
     (workloads/scenario_checks.py says how the estimate is made and calibrated)."""
     from workloads.scenario_checks import LIMIT_S, estimate
 
-    if getattr(args, "force", False):
+    if RunArgs.of(args).force:
         return
     est = estimate(scenario, designs)
     if est.seconds > LIMIT_S:
@@ -113,24 +186,24 @@ def check_out(args: argparse.Namespace, default: Path | None = None) -> Path | N
     """``--out`` (or the default folder) and ``--log`` can be written: checked before any run."""
     from rmapsim.outputs import OutputError, check_out_dir, check_out_file
 
+    opts = RunArgs.of(args)
     try:
-        out = getattr(args, "out", None)
-        checked = check_out_dir(out) if out else (check_out_dir(default, "the output folder")
-                                                   if default is not None else None)
-        if getattr(args, "log", None):
-            check_out_file(args.log, "--log")
+        checked = check_out_dir(opts.out) if opts.out else (check_out_dir(default, "the output folder")
+                                                             if default is not None else None)
+        if opts.log:
+            check_out_file(opts.log, "--log")
     except OutputError as exc:
         raise BadInput(str(exc)) from None
     return checked
 
 
-def _progress(label: str, quiet: bool) -> Any:
+def _progress(label: str, quiet: bool) -> Progress:
     from rmapsim.progress import Progress
 
     return Progress(label, enabled=not quiet)
 
 
-def _uninterrupted(fn: Any, *args: Any, **kwargs: Any) -> Any:
+def _uninterrupted(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """``fn(*args, **kwargs)`` with Ctrl-C deferred until it returns (rmapsim/outputs.py): the
     results of finished runs are written whole, then the interrupt is delivered."""
     from rmapsim.outputs import uninterrupted
@@ -138,7 +211,7 @@ def _uninterrupted(fn: Any, *args: Any, **kwargs: Any) -> Any:
     return uninterrupted(fn, *args, **kwargs)
 
 
-def _write_results(results: dict[str, Any], out: Path, *, reports: bool = True) -> None:
+def _write_results(results: JsonObject, out: Path, *, reports: bool = True) -> None:
     from workloads.record import atomic_write, dump_json
 
     atomic_write(out / "result.json", dump_json(results))
@@ -153,9 +226,9 @@ def _write_results(results: dict[str, Any], out: Path, *, reports: bool = True) 
 
 
 @contextlib.contextmanager
-def _event_log(args: argparse.Namespace) -> Iterator[Any]:
+def _event_log(args: argparse.Namespace) -> Iterator[EventLog | None]:
     """``--log FILE``: the run's event log (written whole, or not at all when interrupted)."""
-    path = getattr(args, "log", None)
+    path = RunArgs.of(args).log
     if not path:
         yield None
         return
@@ -175,16 +248,17 @@ def _run_failed(exc: Exception) -> NoReturn:
     raise SystemExit(1) from None
 
 
-def _run_designs(args: argparse.Namespace, scenario: Any, designs: list[str],
-                 deadlocks: list[str] | None = None) -> dict[str, Any]:
+def _run_designs(args: argparse.Namespace, scenario: Scenario, designs: list[str],
+                 deadlocks: list[str] | None = None) -> JsonObject:
     """Synchronously (for callers that do not await, e.g. lockdep): progress is a thread.  With
     ``deadlocks``, a run that deadlocked (one design) gives its record as far as it went and its
     message is appended there, instead of ending the command."""
     from workloads.runner import RunFailed, _results, run_scenario
 
-    out = Path(args.out) if args.out else None
-    trace_dir = out if getattr(args, "trace", False) and out is not None else None
-    with _progress(f"{scenario.name}: {', '.join(designs)}", args.quiet):
+    opts = RunArgs.of(args)
+    out = Path(opts.out) if opts.out else None
+    trace_dir = out if opts.trace and out is not None else None
+    with _progress(f"{scenario.name}: {', '.join(designs)}", opts.quiet):
         try:
             with _event_log(args) as log:
                 return run_scenario(scenario, designs=designs, trace_dir=trace_dir, log=log)
@@ -195,11 +269,25 @@ def _run_designs(args: argparse.Namespace, scenario: Any, designs: list[str],
             return _results(scenario, [exc.record])
 
 
-def _default_out(scenario: Any) -> Path:
+def json_list(value: JsonValue, what: str) -> list[JsonValue]:
+    """``value`` of a result document, which its schema says is a list (a clear error if not)."""
+    if not isinstance(value, list):
+        raise TypeError(f"{what}: expected a list, got {value!r}")
+    return value
+
+
+def json_obj(value: JsonValue, what: str) -> JsonObject:
+    """``value`` of a result document, which its schema says is an object (a clear error if not)."""
+    if not isinstance(value, dict):
+        raise TypeError(f"{what}: expected an object, got {value!r}")
+    return value
+
+
+def _default_out(scenario: Scenario) -> Path:
     return Path(f"rmapsim-out/{scenario.name}-seed{scenario.seed}")
 
 
-def count(minimum: int) -> Any:
+def count(minimum: int) -> Callable[[str], int]:
     """An argparse type: an integer of at least ``minimum`` (``--jobs -3`` is bad input)."""
 
     def parse(text: str) -> int:

@@ -29,11 +29,12 @@ import hashlib
 import itertools
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
+from records.result import JsonObject, json_object
 from records.schema import SWEEP_SCHEMA
 from rmapsim.progress import Progress
 from workloads.executor import Backend, Executor, Outcome, code_version, interrupts
@@ -54,8 +55,60 @@ class GridError(ValueError):
     pass
 
 
-def parse_grid(items: list[str]) -> dict[str, list[Any]]:
-    grid: dict[str, list[Any]] = {}
+class DesignVerdict(TypedDict):
+    """One design's verdict at a point: its failure categories (none: sound) and a one-line detail."""
+
+    categories: list[str]
+    detail: str
+
+
+class PointReply(TypedDict):
+    """What :func:`run_point` sends back from its worker."""
+
+    results: JsonObject | None  # the point's result.json (None when no design produced a record)
+    verdicts: dict[str, DesignVerdict]
+    code: str  # the code version that ran it
+
+
+class PointEntry(TypedDict):
+    """One point of sweep.json's ``points``."""
+
+    params: dict[str, object]  # the grid's values at this point
+    key: str  # sha256 of its identity
+    identity: dict[str, object]  # everything that determines its result
+    status: str  # pending, ok or failed
+    category: str | None  # the first of ``categories``, when failed
+    categories: list[str]
+    error: str | None
+    result: str | None  # its result.json, relative to the sweep folder
+    designs: dict[str, DesignVerdict]
+
+
+class Failure(TypedDict):
+    params: dict[str, object]
+    category: str | None
+    error: str | None
+
+
+class SweepSummary(TypedDict):
+    """What :func:`run_sweep` returns (and ``rmapsim sweep --json`` prints)."""
+
+    points: int
+    ok: int
+    failed: int
+    pending: int
+    resumed: int
+    ran: int
+    reasons: dict[str, int]  # why points ran again, and how many
+    categories: dict[str, int]  # failed points per category
+    failures: list[Failure]
+    interrupted: bool
+    backend: str
+    out: str
+
+
+def parse_grid(items: list[str]) -> dict[str, list[object]]:
+    grid: dict[str, list[object]] = {}
     for item in items:
         key, sep, values = item.partition("=")
         if not sep or not key or not values:
@@ -66,11 +119,11 @@ def parse_grid(items: list[str]) -> dict[str, list[Any]]:
     return grid
 
 
-def point_dir(params: dict[str, Any]) -> str:
+def point_dir(params: Mapping[str, object]) -> str:
     return ",".join(f"{k}={v}" for k, v in params.items()).replace("/", "_")
 
 
-def point_key(identity: dict[str, Any]) -> str:
+def point_key(identity: Mapping[str, object]) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
@@ -86,14 +139,16 @@ class PointTask:
     designs: tuple[str, ...]
 
 
-def run_point(task: PointTask) -> dict[str, Any]:
+def run_point(task: PointTask) -> PointReply:
     """Run every design of one point and judge each run; returns the result document (None when no
     design produced a record), each design's verdict, and the code version that ran it."""
     from concurrency.engine import Deadlock
+    from rmapsim.runs import json_list, json_obj
     from workloads.runner import RunFailed, run_scenario
 
-    doc: dict[str, Any] | None = None
-    verdicts: dict[str, dict[str, Any]] = {}
+    doc: JsonObject | None = None
+    runs: list[JsonObject] = []
+    verdicts: dict[str, DesignVerdict] = {}
     try:
         scenario = task.source.load()
     except ScenarioError as exc:
@@ -109,19 +164,20 @@ def run_point(task: PointTask) -> dict[str, Any]:
         except Exception as exc:  # the model broke outside a task (set-up, end-of-run checks)
             verdicts[design] = {"categories": ["crash"], "detail": f"{type(exc).__name__}: {exc}"}
             continue
-        record = part["runs"][0]
+        record = json_obj(json_list(part["runs"], "runs")[0], "runs[0]")
         categories, detail, _ = classify(record)
         verdicts[design] = {"categories": categories, "detail": detail}
         if doc is None:
             doc = {**part, "runs": []}
-        doc["runs"].append(record)
+        runs.append(record)
+        doc["runs"] = [*runs]
     return {"results": doc, "verdicts": verdicts, "code": code_version()}
 
 
 # -- the sweep ------------------------------------------------------------------------------------------
 
 
-def _why_rerun(prev: dict[str, Any] | None, identity: dict[str, Any], out: Path) -> str | None:
+def _why_rerun(prev: Mapping[str, object] | None, identity: dict[str, object], out: Path) -> str | None:
     """Why a point runs again (None: its previous result stands)."""
     if prev is None:
         return "new point"
@@ -140,23 +196,57 @@ def _why_rerun(prev: dict[str, Any] | None, identity: dict[str, Any], out: Path)
     return None
 
 
-def _verdict(entry: dict[str, Any], outcome: Outcome[dict[str, Any]], out: Path, rel: str) -> None:
+def _mapping(value: object) -> Mapping[str, object]:
+    """A JSON object of a previous sweep.json (anything else: that file is unreadable)."""
+    if not isinstance(value, Mapping):
+        raise TypeError(f"expected an object, got {value!r}")
+    return value
+
+
+def _opt_str(value: object) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"expected a string or null, got {value!r}")
+    return value
+
+
+def _strs(value: object) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise TypeError(f"expected a list of strings, got {value!r}")
+    return [str(v) for v in value]
+
+
+def _resumed(prev: Mapping[str, object], params: dict[str, object], identity: dict[str, object]) -> PointEntry | None:
+    """A finished point of a previous sweep.json, kept as it was (None: it does not read as one,
+    and runs again)."""
+    try:
+        designs: dict[str, DesignVerdict] = {}
+        for design, verdict in _mapping(prev.get("designs", {})).items():
+            v = _mapping(verdict)
+            designs[design] = {"categories": _strs(v["categories"]), "detail": str(v["detail"])}
+        return {"params": params, "key": point_key(identity), "identity": identity, "status": str(prev["status"]),
+                "category": _opt_str(prev.get("category")), "categories": _strs(prev.get("categories", [])),
+                "error": _opt_str(prev.get("error")), "result": _opt_str(prev.get("result")), "designs": designs}
+    except (KeyError, TypeError):
+        return None
+
+
+def _verdict(entry: PointEntry, outcome: Outcome[PointReply], out: Path, rel: str) -> None:
     """Fill a point's index entry from what came back (and write its result file first).  The entry
     changes in one step, so an interrupt never leaves it half-updated."""
-    new: dict[str, Any] = {"status": "failed", "category": None, "categories": [], "error": None, "result": None,
-                           "designs": {}}
-    reply = outcome.value if outcome.ok else None
+    new: PointEntry = {**entry, "status": "failed", "category": None, "categories": [], "error": None,
+                       "result": None, "designs": {}}
+    reply: PointReply | None = outcome.value if outcome.ok else None  # run_point's, from its worker
     if reply is None:
         category = "worker_lost" if outcome.lost else "error"
-        new.update(category=category, categories=[category], error=outcome.error)
+        new.update({"category": category, "categories": [category], "error": outcome.error})
     elif reply.get("code") != code_version():
-        new.update(category="error", categories=["error"],
-                   error=f"the worker runs rmapsim {reply.get('code')}, this sweep {code_version()}: "
-                         "install the same code on every worker")
+        new.update({"category": "error", "categories": ["error"],
+                    "error": f"the worker runs rmapsim {reply.get('code')}, this sweep {code_version()}: "
+                             "install the same code on every worker"})
     else:
         if reply["results"] is not None:
             results = dict(reply["results"])
-            results["point"] = entry["identity"]["overrides"]
+            results["point"] = json_object(entry["identity"]["overrides"], "identity.overrides")
             atomic_write(out / rel / "result.json", dump_json(results))
             new["result"] = f"{rel}/result.json"
         verdicts = reply["verdicts"]
@@ -165,16 +255,16 @@ def _verdict(entry: dict[str, Any], outcome: Outcome[dict[str, Any]], out: Path,
         cats = [c for c in POINT_CATEGORIES if c in found]
         if cats:
             first = next(d for d, v in verdicts.items() if cats[0] in v["categories"])
-            new.update(category=cats[0], categories=cats, error=f"{first}: {verdicts[first]['detail']}")
+            new.update({"category": cats[0], "categories": cats, "error": f"{first}: {verdicts[first]['detail']}"})
         else:
             new["status"] = "ok"
     entry.update(new)
 
 
 def run_sweep(scenario_path: Path, grid_items: list[str], *, designs: list[str], out: Path,
-              backend: Backend | None = None, base_overrides: dict[str, Any] | None = None,
+              backend: Backend | None = None, base_overrides: Mapping[str, object] | None = None,
               seed: int | None = None, quiet: bool = False,
-              check: Callable[[Scenario], None] | None = None) -> dict[str, Any]:
+              check: Callable[[Scenario], None] | None = None) -> SweepSummary:
     """Run (or resume) a sweep; returns its summary (``interrupted`` True when a signal stopped it:
     the finished points are in sweep.json, the report is not rendered).  Raises :class:`GridError`
     for a bad grid or point, and :class:`~workloads.executor.BackendError` for an unusable backend,
@@ -188,7 +278,7 @@ def run_sweep(scenario_path: Path, grid_items: list[str], *, designs: list[str],
     combos = [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*grid.values())]
     content = hashlib.sha256(scenario_path.read_bytes()).hexdigest()
     # Validate every point up front: bad input fails before any work starts.
-    points: list[tuple[str, dict[str, Any], PointTask, dict[str, Any]]] = []
+    points: list[tuple[str, dict[str, object], PointTask, dict[str, object]]] = []
     scenario_name, description = scenario_path.stem, ""
     for params in combos:
         overrides = {**base, **params}
@@ -203,29 +293,31 @@ def run_sweep(scenario_path: Path, grid_items: list[str], *, designs: list[str],
             check(scenario)
         if not points:
             scenario_name, description = scenario.name, scenario.description
-        identity = {"scenario": {"file": scenario_path.name, "sha256": content},
+        identity: dict[str, object] = {"scenario": {"file": scenario_path.name, "sha256": content},
                     "overrides": dict(sorted(overrides.items())), "designs": list(designs),
                     "seed": scenario.seed, "perturb": scenario.perturb.to_dict(), "code": code_version()}
         points.append((point_dir(params), params, PointTask(source, tuple(designs)), identity))
 
     index_path = out / "sweep.json"
-    previous: dict[str, dict[str, Any]] = {}
+    previous: dict[str, Mapping[str, object]] = {}
     if index_path.exists():
         try:
             for entry in json.loads(index_path.read_text()).get("points", []):
-                previous[point_dir(entry["params"])] = entry
+                previous[point_dir(entry["params"])] = _mapping(entry)
         except (ValueError, KeyError, TypeError, AttributeError):
             previous = {}  # unreadable: every point runs again ("new point")
-    entries: dict[str, dict[str, Any]] = {}
+    entries: dict[str, PointEntry] = {}
     todo: list[int] = []
     reasons: dict[str, int] = {}
     for i, (name, params, _, identity) in enumerate(points):
         prev = previous.get(name)
         why = _why_rerun(prev, identity, out)
-        if why is None and prev is not None:
-            entries[name] = {**prev, "params": params, "identity": identity, "key": point_key(identity)}
+        kept = _resumed(prev, params, identity) if why is None and prev is not None else None
+        if kept is not None:
+            entries[name] = kept
             continue
-        reasons[why or "new point"] = reasons.get(why or "new point", 0) + 1
+        why = why or "unreadable entry"
+        reasons[why] = reasons.get(why, 0) + 1
         entries[name] = {"params": params, "key": point_key(identity), "identity": identity, "status": "pending",
                          "category": None, "categories": [], "error": None, "result": None, "designs": {}}
         todo.append(i)
@@ -251,7 +343,7 @@ def run_sweep(scenario_path: Path, grid_items: list[str], *, designs: list[str],
             write_index()
             last = [time.monotonic()]
 
-            def on_result(j: int, outcome: Outcome[dict[str, Any]]) -> None:
+            def on_result(j: int, outcome: Outcome[PointReply]) -> None:
                 name = points[todo[j]][0]
                 _verdict(entries[name], outcome, out, f"points/{name}")
                 progress.advance()
@@ -277,7 +369,8 @@ def run_sweep(scenario_path: Path, grid_items: list[str], *, designs: list[str],
     failed = [e for e in statuses if e["status"] == "failed"]
     by_category: dict[str, int] = {}
     for e in failed:
-        by_category[e["category"]] = by_category.get(e["category"], 0) + 1
+        category = str(e["category"])  # a failed point has one
+        by_category[category] = by_category.get(category, 0) + 1
     return {
         "points": len(points),
         "ok": sum(1 for e in statuses if e["status"] == "ok"),

@@ -16,16 +16,20 @@ import argparse
 import json
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from html import escape
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rmapsim.runs import Subcommands
 
 __all__ = ["DEFAULT_OUT", "add_parser", "cmd_validate", "validate_html", "validate_text"]
 
 DEFAULT_OUT = Path("rmapsim-out/validate")
 
 
-def add_parser(sub: argparse._SubParsersAction[Any]) -> argparse.ArgumentParser:
+def add_parser(sub: Subcommands) -> argparse.ArgumentParser:
     """Register ``validate`` on the ``rmapsim`` subcommands."""
     p: argparse.ArgumentParser = sub.add_parser(
         "validate", help="reproduce the published kernel results (reference §4); exit 1 if one fails")
@@ -39,63 +43,116 @@ def add_parser(sub: argparse._SubParsersAction[Any]) -> argparse.ArgumentParser:
     return p
 
 
-def _verdict(check: Mapping[str, Any]) -> str:
-    return "pass" if check["passed"] else "FAIL"
+def _mapping(value: object, what: str) -> Mapping[str, object]:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"validate.json {what}: expected an object, got {value!r}")
+    return value
 
 
-def validate_text(doc: Mapping[str, Any], wall_s: float | None = None) -> str:
+def _list(value: object, what: str) -> list[object]:
+    if not isinstance(value, list):
+        raise TypeError(f"validate.json {what}: expected a list, got {value!r}")
+    return value
+
+
+def _text(data: Mapping[str, object], key: str, what: str) -> str:
+    value = data[key]
+    if not isinstance(value, str):
+        raise TypeError(f"validate.json {what}.{key}: expected a string, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class _Check:
+    """One entry of a validate.json document's ``checks``, as the reports show it."""
+
+    id: str
+    claim: str
+    source: str
+    published: str
+    value_text: str
+    expected: str
+    passed: bool
+    notes: tuple[str, ...]
+    details: object  # the check's own figures, shown as JSON
+
+    @classmethod
+    def of(cls, value: object, what: str) -> _Check:
+        c = _mapping(value, what)
+        return cls(id=_text(c, "id", what), claim=_text(c, "claim", what), source=_text(c, "source", what),
+                   published=_text(c, "published", what), value_text=_text(c, "value_text", what),
+                   expected=_text(c, "expected", what), passed=bool(c["passed"]),
+                   notes=tuple(str(n) for n in _list(c["notes"], f"{what}.notes")), details=c["details"])
+
+
+def _checks(doc: Mapping[str, object]) -> list[_Check]:
+    return [_Check.of(c, f"checks[{i}]") for i, c in enumerate(_list(doc["checks"], "checks"))]
+
+
+def _constants(doc: Mapping[str, object]) -> list[list[str]]:
+    """The unsourced constants as rows: name, value, what the sources say."""
+    rows = []
+    for i, value in enumerate(_list(doc.get("unsourced_constants", []), "unsourced_constants")):
+        k = _mapping(value, f"unsourced_constants[{i}]")
+        rows.append([str(k["name"]), str(k["value"]), str(k["note"])])
+    return rows
+
+
+def _verdict(check: _Check) -> str:
+    return "pass" if check.passed else "FAIL"
+
+
+def validate_text(doc: Mapping[str, object], wall_s: float | None = None) -> str:
     """The console report of a validate.json document."""
     from reports.common import format_table
 
-    checks = doc["checks"]
-    rows = [[c["id"], _verdict(c), c["value_text"], c["published"], c["source"]] for c in checks]
+    checks = _checks(doc)
+    rows = [[c.id, _verdict(c), c.value_text, c.published, c.source] for c in checks]
     out = [f"Published kernel results, reproduced ({doc['mode']} sizes)\n\n",
            format_table(["check", "result", "simulated", "published", "source"], rows, align="lllll")]
     out.append("\nClaims and expected direction/range\n")
     for c in checks:
-        out.append(f"  {c['id']:<4} {c['claim']}\n       expected: {c['expected'] or '-'}\n")
-    notes = [(c["id"], n) for c in checks for n in c["notes"]]
+        out.append(f"  {c.id:<4} {c.claim}\n       expected: {c.expected or '-'}\n")
+    notes = [(c.id, n) for c in checks for n in c.notes]
     if notes:
         out.append("\nNotes\n")
         out += [f"  {cid:<4} {note}\n" for cid, note in notes]
-    consts = doc.get("unsourced_constants", [])
-    if consts:
-        out.append(f"\nCost model constants without a source ({len(consts)}; mm/costs.py)\n")
-        crows = [[k["name"], str(k["value"]), k["note"]] for k in consts]
+    crows = _constants(doc)
+    if crows:
+        out.append(f"\nCost model constants without a source ({len(crows)}; mm/costs.py)\n")
         out.append(format_table(["constant", "value", "what the sources say"], crows, align="lrl", indent="  "))
-    passed = sum(1 for c in checks if c["passed"])
+    passed = sum(1 for c in checks if c.passed)
     took = f", {wall_s:.1f} s" if wall_s is not None else ""
     out.append(f"\n{passed} of {len(checks)} checks passed ({doc['mode']} sizes{took})\n")
     return "".join(out)
 
 
-def validate_html(doc: Mapping[str, Any]) -> str:
+def validate_html(doc: Mapping[str, object]) -> str:
     """A self-contained page (inline style, no external resource) for a validate.json document."""
     from reports.html import html_page, html_table
 
-    checks = doc["checks"]
-    passed = sum(1 for c in checks if c["passed"])
+    checks = _checks(doc)
+    passed = sum(1 for c in checks if c.passed)
     body = ["<h1>rmapsim validate</h1>\n",
             f"<p>Published kernel results (reference §4) reproduced at the <b>{escape(str(doc['mode']))}</b> sizes: "
             f'<span class="{"ok" if passed == len(checks) else "bad"}">{passed} of {len(checks)} checks passed'
             f"</span>.</p>\n", "<h2>Checks</h2>\n"]
-    rows = [[c["id"], _verdict(c), c["claim"], c["source"], c["value_text"], c["expected"] or "-"] for c in checks]
+    rows = [[c.id, _verdict(c), c.claim, c.source, c.value_text, c.expected or "-"] for c in checks]
     body.append(html_table(["check", "result", "claim", "source", "simulated", "expected (published)"], rows, left=6))
-    notes = [(c["id"], n) for c in checks for n in c["notes"]]
+    notes = [(c.id, n) for c in checks for n in c.notes]
     if notes:
         body.append("<h2>Notes</h2>\n<ul>\n")
         body += [f"<li><b>{escape(cid)}</b> {escape(note)}</li>\n" for cid, note in notes]
         body.append("</ul>\n")
     body.append("<h2>Details</h2>\n")
     for c in checks:
-        detail = json.dumps(c["details"], sort_keys=True, indent=1)
-        body.append(f"<details><summary>{escape(c['id'])}: {escape(c['value_text'])}</summary>\n"
+        detail = json.dumps(c.details, sort_keys=True, indent=1)
+        body.append(f"<details><summary>{escape(c.id)}: {escape(c.value_text)}</summary>\n"
                     f"<pre>{escape(detail)}</pre></details>\n")
-    consts = doc.get("unsourced_constants", [])
-    if consts:
-        body.append(f"<h2>Cost model constants without a source ({len(consts)})</h2>\n")
-        body.append(html_table(["constant", "value", "what the sources say"],
-                           [[k["name"], str(k["value"]), k["note"]] for k in consts]))
+    crows = _constants(doc)
+    if crows:
+        body.append(f"<h2>Cost model constants without a source ({len(crows)})</h2>\n")
+        body.append(html_table(["constant", "value", "what the sources say"], crows))
     return html_page("rmapsim validate", "".join(body))
 
 
@@ -103,12 +160,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     """Run the checks, print, write OUT/validate.json and OUT/validate.html; 1 if a check failed."""
     from rmapsim.outputs import uninterrupted
     from rmapsim.progress import Progress
-    from rmapsim.runs import check_out
+    from rmapsim.runs import arg_list, check_out, opt_arg
     from workloads.record import atomic_write, dump_json
     from workloads.validate import CHECKS, run_validation
 
     known = [c.id for c in CHECKS]
-    only: list[str] | None = getattr(args, "check", None)
+    only = arg_list(args, "check") or None  # --check ID...
     if only:
         unknown = [c for c in only if c not in known]
         if unknown:
@@ -123,7 +180,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     with Progress("validate", total=wanted, enabled=not quiet) as progress:
         doc = run_validation(full=bool(getattr(args, "full", False)), only=only or None,
                              on_done=lambda _result: progress.advance())
-    out = Path(args.out) if getattr(args, "out", None) else DEFAULT_OUT
+    given = opt_arg(args, "out", str)
+    out = Path(given) if given else DEFAULT_OUT
 
     def write() -> None:  # both files or, interrupted before, neither
         atomic_write(out / "validate.json", dump_json(doc))

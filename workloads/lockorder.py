@@ -31,10 +31,10 @@ from pathlib import Path
 from typing import Protocol
 
 from concurrency.input_error import spell
-from concurrency.lockdep import ExpectedOrder, _DeclError, split_subclass
+from concurrency.lockdep import ChainInfo, ExpectedOrder, _DeclError, split_subclass
 from mm.lock_order import RMAP_ORDER_FILE
 from mm.lock_order import rmap_order as _shipped_rmap_order
-from workloads.actor_kinds import Param, as_list, param_str
+from workloads.actor_kinds import Param, as_list, param_int, param_str
 from workloads.inputfile import ScenarioError, _Checker, _Locator
 
 __all__ = [
@@ -134,7 +134,7 @@ def order_from_data(data: Mapping[str, object], origin: str, text: str = "") -> 
         main_where.append(loc([*path, "classes"]))
     chains: list[tuple[str, Sequence[Sequence[str]]]] = []
     where: list[list[str]] = []
-    info: list[dict[str, object]] = []
+    info: list[ChainInfo] = []
     paths: list[list[str | int]] = []  # the key path of each chain, for errors
     if main:
         chains.append(("main", main))
@@ -150,7 +150,7 @@ def order_from_data(data: Mapping[str, object], origin: str, text: str = "") -> 
         if len(levels) < 2:
             raise ck.fail([*path, "levels"], f"expected a list of at least two levels, got {spell(levels)}")
         lists = [classes(lv, [*path, "levels"], _CHAIN["levels"].help) for lv in levels]
-        notes: dict[str, object] = {}
+        notes: ChainInfo = {}
         if "write_only" in given:
             wo = classes(ch["write_only"], [*path, "write_only"], _CHAIN["write_only"].help)
             if not set(wo) <= {c for lv in lists for c in lv}:
@@ -158,7 +158,7 @@ def order_from_data(data: Mapping[str, object], origin: str, text: str = "") -> 
             write_only += wo
             notes["write_only"] = wo
         if "count" in given:
-            notes["count"] = ch["count"]
+            notes["count"] = param_int(ch, "count")
         if "taken" in given:
             taken = given["taken"]
             if not isinstance(taken, dict) or not all(

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from rmapsim.cli import builtin_scenarios
-from rmapsim.sweep import run_sweep
+from rmapsim.sweep import SweepSummary, run_sweep
 from tests.cli.test_cli import rmapsim
 
 # Every test here starts rmapsim processes: CI runs them (the README's command), the everyday
@@ -100,7 +100,7 @@ def test_resume_reruns_exactly_the_points_whose_inputs_changed(tmp_path: Path, m
     scenario.write_text(builtin_scenarios()["fork-exit-threads"].read_text())
     out = tmp_path / "sw"
 
-    def sweep(sets: dict[str, Any], designs: tuple[str, ...] = ("anon_vma", "cow_context")) -> dict[str, Any]:
+    def sweep(sets: dict[str, Any], designs: tuple[str, ...] = ("anon_vma", "cow_context")) -> SweepSummary:
         return run_sweep(scenario, ["run.seed=1,2"], designs=list(designs), out=out, quiet=True,
                          base_overrides={"run.duration_ns": 300_000, **sets})
 
@@ -262,3 +262,24 @@ def test_bad_backends_are_bad_input(tmp_path: Path) -> None:
                        cwd=tmp_path, check_status=2)
         assert needle in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
         assert not (tmp_path / "x" / "sweep.json").exists()
+
+
+def test_a_finished_point_that_does_not_read_as_one_runs_again(tmp_path: Path) -> None:
+    """A resumed point is kept as its sweep.json entry says; an entry whose fields have the wrong
+    types (a hand-edited file) is not trusted: that point runs again, and the summary says why."""
+    out = tmp_path / "sw"
+
+    def sweep() -> SweepSummary:
+        return run_sweep(builtin_scenarios()["deep-chain"], ["run.seed=1,2"], designs=["anon_vma"], out=out,
+                         quiet=True, base_overrides={"run.duration_ns": 200_000})
+
+    assert sweep()["ran"] == 2
+    before = (out / "sweep.json").read_text()
+    assert sweep()["resumed"] == 2
+    assert (out / "sweep.json").read_text() == before  # kept whole, byte for byte
+    index = _index(out)
+    index["points"][1]["categories"] = "crash"  # a string where the schema has a list
+    (out / "sweep.json").write_text(json.dumps(index))
+    summary = sweep()
+    assert (summary["resumed"], summary["ran"], summary["reasons"]) == (1, 1, {"unreadable entry": 1})
+    assert (out / "sweep.json").read_text() == before
