@@ -50,28 +50,25 @@ a mutex shows ``{+.+.}``, an rwsem used both ways ``{++++}``.
 
 :class:`ExpectedOrder` is a declared lock order (the ``mm/rmap.c`` header order ships as
 ``mm/rmap_lock_order.toml``; a user's file has the same format) checked against the edges a run
-actually took.  Each declaration keeps where it was made (``file:line``) and each edge remembers,
+actually took (workloads/lockorder.py loads and checks order files, with a scenario file's
+errors).  Each declaration keeps where it was made (``file:line``) and each edge remembers,
 per (held, acquired) read mode, the first task, operation and held-lock stack that took it, so a
 violation names both declarations and who broke them.  :meth:`OrderChecker.graph_record` is what
 ``/proc/lockdep`` and ``/proc/lockdep_stats`` show (reports/lockgraph.py prints and draws it):
 classes with usage bits and acquisitions, every dependency with its types, modes, count and the
-operations that took it, the cycles found, and totals.  A bad order file raises
-:class:`OrderFileError` (``file:line: key: message``, as a bad scenario does).
+operations that took it, the cycles found, and totals.
 """
 
 from __future__ import annotations
 
 import itertools
-import tomllib
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Final, NamedTuple, TypedDict
 
 from mypy_extensions import mypyc_attr
 
-from concurrency.input_error import InputError
 from concurrency.instrument import Instrument
 
 if TYPE_CHECKING:
@@ -87,7 +84,7 @@ __all__ = [
     "ExpectedOrder",
     "Finding",
     "OrderChecker",
-    "OrderFileError",
+    "OrderDeclError",
     "OrderViolation",
     "dep_names",
     "split_subclass",
@@ -601,12 +598,7 @@ class OrderChecker(Instrument):
 
 
 @mypyc_attr(native_class=False, allow_interpreted_subclasses=True)  # an exception: a plain class
-class OrderFileError(InputError):
-    """A bad order file: ``file:line: key: message``, the shape of a scenario error."""
-
-
-@mypyc_attr(native_class=False, allow_interpreted_subclasses=True)  # an exception: a plain class
-class _DeclError(ValueError):
+class OrderDeclError(ValueError):
     """A declaration problem found while building an order, with the (chain, level) it is about."""
 
     def __init__(self, message: str, at: tuple[int, int]) -> None:
@@ -656,25 +648,13 @@ class OrderViolation:
                 "stack": list(self.stack)}
 
 
-_TOP_KEYS: Final = frozenset({"source", "level", "chain"})
-_LEVEL_KEYS: Final = frozenset({"classes", "write_only", "note"})
-_CHAIN_KEYS: Final = frozenset({"name", "levels", "note", "write_only", "count", "taken"})
-
-
 class ChainInfo(TypedDict, total=False):
-    """A ``[[chain]]`` table's annotations, as :meth:`ExpectedOrder.from_dict` checked them."""
+    """A ``[[chain]]`` table's annotations, as the order file's loader checked them
+    (``workloads/lockorder.py``)."""
 
     write_only: list[str]
     count: int  # how often the emitted edge was taken
     taken: dict[str, int]  # operation -> how often it took the edge
-
-
-LineOf = Callable[[list[str | int]], int | None]
-
-
-def _key_text(path: Sequence[str | int]) -> str:
-    """``["chain", 2, "levels"]`` -> ``chain[2].levels`` (a scenario error's key path)."""
-    return ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in path).replace(".[", "[")
 
 
 class ExpectedOrder:
@@ -711,7 +691,7 @@ class ExpectedOrder:
                 loc = where[c][j] if where is not None else f"{source}: chain {name!r} level {j}"
                 for cls in level:
                     if cls in seen:
-                        raise _DeclError(f"chain {name!r} names {cls!r} twice", (c, j))
+                        raise OrderDeclError(f"chain {name!r} names {cls!r} twice", (c, j))
                     seen.add(cls)
                     inner.setdefault(cls, [])
                     self.declared_at.setdefault(cls, loc)
@@ -730,7 +710,7 @@ class ExpectedOrder:
         for cls in inner:
             loop = self.path(cls, cls)
             if loop is not None:
-                raise _DeclError(f"the declared order is cyclic: {' > '.join(loop)}",
+                raise OrderDeclError(f"the declared order is cyclic: {' > '.join(loop)}",
                                  self._step_at[(loop[-2], loop[-1])])
 
     @property
@@ -789,138 +769,3 @@ class ExpectedOrder:
                     held_at=self.declared_at.get(held, ""), acquired_at=self.declared_at.get(acquired, ""),
                     edge=(edge[0], edge[1]), mode=relevant[0])
         return [found[k] for k in sorted(found)]
-
-    # -- loading ----------------------------------------------------------------------------------
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, object], *, origin: str, line_of: LineOf | None = None) -> ExpectedOrder:
-        """Build from parsed TOML.  Errors are :class:`OrderFileError` naming ``origin``, the line
-        (when ``line_of`` maps a key path to its line in the text) and the key path."""
-        def line(path: list[str | int]) -> int | None:
-            return line_of(path) if line_of is not None else None
-
-        def fail(path: list[str | int], msg: str, key: str | None = None) -> OrderFileError:
-            return OrderFileError(origin, line(path), _key_text(path) if key is None else key, msg)
-
-        def loc(path: list[str | int]) -> str:
-            n = line(path)
-            return f"{origin}:{n}" if n else f"{origin}: {_key_text(path)}"
-
-        def unknown(path: list[str | int], extra: set[str], allowed: frozenset[str]) -> OrderFileError:
-            import difflib
-
-            bad = sorted(extra)[0]
-            close = difflib.get_close_matches(bad, sorted(allowed), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            return fail([*path, bad], f"unknown key(s) {sorted(extra)}{hint}; allowed: {sorted(allowed)}",
-                        key=_key_text(path) if path else "top level")
-
-        def class_list(value: object, path: list[str | int]) -> list[str]:
-            if (not isinstance(value, list) or not value
-                    or not all(isinstance(v, str) and v for v in value)):
-                raise fail(path, f"expected a non-empty list of class names, got {value!r}")
-            return list(value)
-
-        def text(value: object, path: list[str | int]) -> str:
-            if not isinstance(value, str):
-                raise fail(path, f"expected a string, got {value!r}")
-            return value
-
-        extra = set(data) - _TOP_KEYS
-        if extra:
-            raise unknown([], extra, _TOP_KEYS)
-        source = text(data.get("source", origin), ["source"])
-        raw_levels = data.get("level", [])
-        raw_chains = data.get("chain", [])
-        if not isinstance(raw_levels, list) or not isinstance(raw_chains, list) or not (raw_levels or raw_chains):
-            raise fail(["level"], "expected at least one [[level]] or [[chain]] table")
-        write_only: list[str] = []
-        main: list[list[str]] = []
-        main_where: list[str] = []
-        for i, lvl in enumerate(raw_levels):
-            path: list[str | int] = ["level", i]
-            if not isinstance(lvl, dict):
-                raise fail(path, "expected a table")
-            extra = set(lvl) - _LEVEL_KEYS
-            if extra:
-                raise unknown(path, extra, _LEVEL_KEYS)
-            classes = class_list(lvl.get("classes"), [*path, "classes"])
-            if "write_only" in lvl:
-                wo = class_list(lvl["write_only"], [*path, "write_only"])
-                if not set(wo) <= set(classes):
-                    raise fail([*path, "write_only"], f"{wo!r} must name classes of this level")
-                write_only += wo
-            text(lvl.get("note", ""), [*path, "note"])
-            main.append(classes)
-            main_where.append(loc([*path, "classes"]))
-        chains: list[tuple[str, Sequence[Sequence[str]]]] = []
-        where: list[list[str]] = []
-        info: list[ChainInfo] = []
-        paths: list[list[str | int]] = []  # the key path of each chain, for errors
-        if main:
-            chains.append(("main", main))
-            where.append(main_where)
-            info.append({})
-            paths.append(["level"])
-        for i, ch in enumerate(raw_chains):
-            path = ["chain", i]
-            if not isinstance(ch, dict):
-                raise fail(path, "expected a table")
-            extra = set(ch) - _CHAIN_KEYS
-            if extra:
-                raise unknown(path, extra, _CHAIN_KEYS)
-            name = ch.get("name", _key_text(path))
-            text(name, [*path, "name"])
-            text(ch.get("note", ""), [*path, "note"])
-            levels = ch.get("levels")
-            if not isinstance(levels, list) or len(levels) < 2:
-                raise fail([*path, "levels"], "expected a list of at least two levels")
-            lists = [class_list(lv, [*path, "levels"]) for lv in levels]
-            notes: ChainInfo = {}
-            if "write_only" in ch:
-                wo = class_list(ch["write_only"], [*path, "write_only"])
-                if not set(wo) <= {c for lv in lists for c in lv}:
-                    raise fail([*path, "write_only"], f"{wo!r} must name classes of this chain")
-                write_only += wo
-                notes["write_only"] = wo
-            if "count" in ch:
-                count = ch["count"]
-                if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-                    raise fail([*path, "count"], f"expected a count (an integer >= 0), got {count!r}")
-                notes["count"] = count
-            if "taken" in ch:
-                taken = ch["taken"]
-                if (not isinstance(taken, dict) or not all(
-                        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in taken.values())):
-                    raise fail([*path, "taken"], "expected a table of operation = count, "
-                                                 f"e.g. {{fork = 12, munmap = 3}}, got {taken!r}")
-                notes["taken"] = dict(taken)
-            chains.append((name, lists))
-            where.append([loc([*path, "levels"])] * len(lists))
-            info.append(notes)
-            paths.append(path)
-        try:
-            return cls(chains, source=source, write_only=write_only, where=where, chain_info=info, origin=origin)
-        except _DeclError as decl:  # not ``exc``: mypyc types a name by its first clause
-            c, j = decl.at
-            path = ["level", j, "classes"] if paths[c] == ["level"] else [*paths[c], "levels"]
-            raise fail(path, str(decl)) from None
-        except ValueError as exc:
-            raise OrderFileError(origin, None, "", str(exc)) from None
-
-    @classmethod
-    def from_text(cls, text: str, *, origin: str, line_of: LineOf | None = None) -> ExpectedOrder:
-        """Parse and validate an order file's text (see :meth:`from_dict`)."""
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            import re
-
-            m = re.search(r"line (\d+)", str(exc))
-            raise OrderFileError(origin, int(m.group(1)) if m else None, "", f"not valid TOML: {exc}") from None
-        return cls.from_dict(data, origin=origin, line_of=line_of)
-
-    @classmethod
-    def from_toml(cls, path: str | Path, *, line_of: LineOf | None = None) -> ExpectedOrder:
-        path = Path(path)
-        return cls.from_text(path.read_text(encoding="utf-8"), origin=str(path), line_of=line_of)

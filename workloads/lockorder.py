@@ -31,11 +31,10 @@ from pathlib import Path
 from typing import Protocol
 
 from concurrency.input_error import spell
-from concurrency.lockdep import ChainInfo, ExpectedOrder, _DeclError, split_subclass
-from mm.lock_order import RMAP_ORDER_FILE
-from mm.lock_order import rmap_order as _shipped_rmap_order
+from concurrency.lockdep import ChainInfo, ExpectedOrder, OrderDeclError, split_subclass
+from mm.lock_order import RMAP_ORDER_FILE, rmap_order_text
 from workloads.actor_kinds import Param, as_list, param_int, param_str
-from workloads.inputfile import ScenarioError, _Checker, _Locator
+from workloads.inputfile import ScenarioError, _Checker
 
 __all__ = [
     "Conflict",
@@ -172,7 +171,7 @@ def order_from_data(data: Mapping[str, object], origin: str, text: str = "") -> 
     try:
         return ExpectedOrder(chains, source=source, write_only=write_only, where=where, chain_info=info,
                              origin=origin)
-    except _DeclError as decl:  # a class named twice in a chain, or a cycle: at its (chain, level)
+    except OrderDeclError as decl:  # a class named twice in a chain, or a cycle: at its (chain, level)
         c, j = decl.at
         at: list[str | int] = ["level", j, "classes"] if paths[c] == ["level"] else [*paths[c], "levels"]
         raise ck.fail(at, str(decl)) from None
@@ -181,8 +180,9 @@ def order_from_data(data: Mapping[str, object], origin: str, text: str = "") -> 
 
 
 def rmap_order() -> ExpectedOrder:
-    """The shipped mm/rmap.c order, its declarations with line numbers."""
-    return _shipped_rmap_order(line_of=lambda text: _Locator(text).line_of)
+    """The shipped mm/rmap.c order (``mm/rmap_lock_order.toml``), its declarations with line numbers."""
+    text = rmap_order_text()
+    return order_from_data(tomllib.loads(text), RMAP_ORDER_FILE, text)
 
 
 def load_order_spec(spec: str | None, base: str | Path | None = None) -> ExpectedOrder | None:

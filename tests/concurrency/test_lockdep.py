@@ -14,7 +14,9 @@ from concurrency.engine import Engine
 from concurrency.lockdep import DepEdge, ExpectedOrder, OrderChecker, split_subclass
 from concurrency.mutex import Mutex
 from concurrency.rwsem import RwSemaphore
-from mm.lock_order import rmap_order as shipped_rmap_order
+from workloads.inputfile import ScenarioError
+from workloads.lockorder import load_order_file
+from workloads.lockorder import rmap_order as shipped_rmap_order
 
 W, R, RR = 0, 1, 2  # exclusive, non-recursive read (down_read), recursive read (rcu_read_lock)
 
@@ -432,8 +434,8 @@ def _write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_from_toml_same_level_and_chain(tmp_path: Path) -> None:
-    order = ExpectedOrder.from_toml(_write(tmp_path, """
+def test_an_order_file_orders_a_level_and_a_chain(tmp_path: Path) -> None:
+    order = load_order_file(_write(tmp_path, """
 [[level]]
 classes = ["A"]
 [[level]]
@@ -448,16 +450,16 @@ levels = [["C"], ["D"]]
 @pytest.mark.parametrize(("text", "message"), [
     ('[[level]]\nclasses = ["A"]\n[[level]]\nclasses = ["B"]\n[[chain]]\nlevels = [["B"], ["A"]]\n',
      "cyclic: A > B > A"),
-    ('[[level]]\nclasses = ["A"]\nbogus = 1\n', r"level\[0\]: unknown key"),
+    ('[[level]]\nclasses = ["A"]\nbogus = 1\n', r"level\[0\]\.bogus: unknown key"),
     ('[[level]]\nclasses = []\n', r"level\[0\].classes: expected a non-empty list"),
     ('[[level]]\nclasses = ["A"]\nwrite_only = ["B"]\n', "must name classes of this level"),
-    ("colour = 1\n", "top level: unknown key"),
+    ("colour = 1\n", "colour: unknown key"),
     ('[[level]]\nclasses = ["A"]\n[[level]]\nclasses = ["A"]\n', "names 'A' twice"),
 ])
-def test_from_toml_errors_name_file_and_key(tmp_path: Path, text: str, message: str) -> None:
+def test_order_file_errors_name_file_and_key(tmp_path: Path, text: str, message: str) -> None:
     path = _write(tmp_path, text)
-    with pytest.raises(ValueError, match=message) as info:
-        ExpectedOrder.from_toml(path)
+    with pytest.raises(ScenarioError, match=message) as info:
+        load_order_file(path)
     assert str(path) in str(info.value)
 
 

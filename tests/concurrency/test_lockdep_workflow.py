@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from concurrency.lockdep import OrderChecker
-from mm.lock_order import rmap_order
 from reports.lockgraph import (
     find_dot,
     lockdep_listing,
@@ -21,7 +20,7 @@ from reports.lockgraph import (
     write_lockdep_reports,
 )
 from tests.reports.tiny import whole_run_phases
-from workloads.lockorder import emit_order, load_order_file, merge_steps, observed_steps, order_steps
+from workloads.lockorder import emit_order, load_order_file, merge_steps, observed_steps, order_steps, rmap_order
 from workloads.record import RECORD_SCHEMA, RESULTS_SCHEMA
 from workloads.scenario import ScenarioError, load_scenario
 
@@ -271,8 +270,8 @@ def test_a_run_records_the_graph_and_checks_a_user_order(tmp_path: Path) -> None
 
 
 def test_the_shipped_order_loads_the_same_through_the_file_validator() -> None:
-    """workloads/lockorder.py validates user order files; mm loads its own file through
-    concurrency/lockdep.py.  Both give the same order (records name its declarations)."""
+    """The shipped order, loaded from its path as a user's order file and from the installed
+    package (what a run checks against), is the same order (records name its declarations)."""
     from mm.lock_order import RMAP_ORDER_FILE
     from workloads.lockorder import rmap_order
 

@@ -26,11 +26,11 @@ from concurrency.rwsem import RwSemaphore
 from mm.anon_vma import ANON_VMA_BYTES, AVC_BYTES, AnonVma, AnonVmaDesign, lock_of
 from mm.costs import CostModel
 from mm.designs import DESIGNS, design_class
-from mm.lock_order import rmap_order
 from mm.rmap_design import RmapWalkControl, WalkResult
 from mm.system import MmSystem
 from mm.types import Folio, MmStruct, Vma
 from tests.builds import patches_compiled_methods
+from workloads.lockorder import rmap_order
 
 RW = "anon_vma->rwsem"
 PTL = "mm->page_table_lock"

@@ -29,7 +29,6 @@ from mm.costs import CostModel
 from mm.designs import DESIGNS, design_class
 from mm.fork import dup_mmap
 from mm.huge_memory import split_huge_folio
-from mm.lock_order import rmap_order
 from mm.memory import handle_mm_fault
 from mm.migrate import migrate_folio
 from mm.mmap import exit_mmap, mmap_region, mremap_move, munmap
@@ -39,6 +38,7 @@ from mm.system import MmSystem
 from mm.types import MmStruct, Vma
 from mm.vmscan import folio_referenced, try_to_unmap
 from tests.mm.test_operations import _random_ops
+from workloads.lockorder import rmap_order
 from workloads.record import dump_json
 from workloads.runner import check_mapcounts, run_one
 from workloads.scenario import load_scenario

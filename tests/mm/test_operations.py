@@ -14,7 +14,6 @@ from mm.costs import CostModel
 from mm.designs import design_class
 from mm.fork import dup_mmap
 from mm.huge_memory import split_huge_folio
-from mm.lock_order import rmap_order
 from mm.memory import handle_mm_fault
 from mm.migrate import migrate_folio
 from mm.mmap import exit_mmap, mmap_region, mremap_move, munmap
@@ -22,6 +21,7 @@ from mm.rmap import oracle_mappings
 from mm.system import MmSystem
 from mm.types import MmStruct
 from mm.vmscan import folio_referenced, try_to_unmap
+from workloads.lockorder import rmap_order
 from workloads.runner import check_mapcounts
 
 Seq = list[tuple[str, str]]
