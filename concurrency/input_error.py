@@ -1,9 +1,8 @@
 """Bad input from a file the user wrote: the one error shape every loader raises.
 
 ``file:line: key: message`` (the line when one is known, the key path when one applies); the
-command line turns it into exit status 2 without a traceback.  Scenario files
-(``workloads.scenario.ScenarioError``) and lock-order files (``concurrency.lockdep.OrderFileError``)
-are its subclasses.
+command line turns it into exit status 2 without a traceback.  Scenario and lock-order files
+raise its subclass ``workloads.inputfile.ScenarioError``; unwritable outputs ``rmapsim.outputs.OutputError``.
 """
 
 from __future__ import annotations
