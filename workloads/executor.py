@@ -153,6 +153,11 @@ class Outcome(Generic[R]):
 # -- interrupts --------------------------------------------------------------------------------------
 
 _stop = threading.Event()
+# Inside a call into distributed's synchronous API (``Client.nthreads``, ``Future.result``...) a
+# signal only marks the stop, and the caller raises right after the call: a KeyboardInterrupt
+# raised inside distributed's ``sync()`` makes its clean-up callback fail in the event-loop thread
+# (it can run before the call's future exists), which prints a NameError traceback after Ctrl-C.
+_deferring = [0]
 
 
 def stop_requested() -> bool:
@@ -164,7 +169,19 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
     if _stop.is_set():
         return  # already stopping: let the clean-up finish (a second Ctrl-C must not orphan workers)
     _stop.set()
-    raise Interrupted(signum)
+    if not _deferring[0]:
+        raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def _deferred_interrupts() -> Iterator[None]:
+    """A signal inside only sets the stop (see ``_deferring``); it is raised on the way out."""
+    _deferring[0] += 1
+    try:
+        yield
+    finally:
+        _deferring[0] -= 1
+    _check_stop()
 
 
 @contextlib.contextmanager
@@ -517,15 +534,17 @@ class Executor:
 
         try:
             _check_stop()
-            top_up()
-            while futures:
-                fut = next(done)
-                i = futures.pop(fut)
-                outcome: Outcome[R] = self._dask_outcome(fut)
-                fut.release()
-                _check_stop()
-                on_result(i, outcome)
+            with _deferred_interrupts():
                 top_up()
+            while futures:
+                fut = next(done)  # a signal may raise here: as_completed waits on a plain condition
+                i = futures.pop(fut)
+                with _deferred_interrupts():
+                    outcome: Outcome[R] = self._dask_outcome(fut)
+                    fut.release()
+                on_result(i, outcome)
+                with _deferred_interrupts():
+                    top_up()
         except BaseException:
             with contextlib.suppress(Exception):
                 client.cancel(list(futures), force=True)
