@@ -13,6 +13,7 @@ of how a result was produced.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -76,13 +77,21 @@ def render_run(results: dict[str, Any], outdir: Path) -> list[Path]:
     results = check_results(results)
     outdir = Path(outdir)
     written: list[Path] = []
-    for name, text in TEXT_REPORTS.items():
-        _write(outdir / name, text(results), written)
-    from reports.plots import run_figures
+    from reports.figure_jobs import FigureJobs
+    from reports.plots import RUN_FIGURES  # matplotlib is imported only when a picture is drawn
 
+    runs = results["runs"]
+    # The pictures are drawn in forked processes (the first ones) while this one writes the text
+    # reports and draws the rest: the same bytes, off the critical path (reports/figure_jobs.py).
+    with FigureJobs({name: functools.partial(make, runs) for name, make in RUN_FIGURES.items()}) as jobs:
+        for name, text in TEXT_REPORTS.items():
+            _write(outdir / name, text(results), written)
+        drawn = jobs.results()
     svgs: dict[str, bytes] = {}
-    for name, fig in run_figures(results["runs"]).items():
-        svgs[name] = _save(fig, outdir, name, written)
+    for name, (png, svg) in drawn.items():
+        _write(outdir / f"{name}.png", png, written)
+        _write(outdir / f"{name}.svg", svg, written)
+        svgs[name] = svg
     lockgraphs = write_lockdep_reports(results, outdir, written)  # lockdep.txt, lockdep_stats.txt, lockgraph-*
     _write(outdir / "report.html", run_html(results, svgs, lockgraphs=lockgraphs), written)
     written += write_hlogs(results, outdir)

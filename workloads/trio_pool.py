@@ -26,11 +26,14 @@ __all__ = ["map_in_processes"]
 
 
 async def map_in_processes(fn: Callable[[Any], Any], args: Sequence[Any], *, jobs: int,
-                           on_result: Callable[[int, Outcome], None] | None = None) -> list[Outcome]:
+                           on_result: Callable[[int, Outcome], None] | None = None,
+                           on_start: Callable[[], None] | None = None) -> list[Outcome]:
     """``fn(arg)`` for every arg in up to ``jobs`` forked processes; the outcomes in ``args`` order.
 
     A task that raised comes back with ``error`` set, one whose worker died as ``lost``; the
-    others still run.  ``on_result(i, outcome)`` is called as each finishes (progress)."""
+    others still run.  ``on_result(i, outcome)`` is called as each finishes (progress);
+    ``on_start()`` once every worker is forked (this process is then free, and no fork of this
+    call can copy a thread that ``on_start`` starts half-way through something)."""
     outcomes: list[Outcome | None] = [None] * len(args)
     pending = list(range(len(args)))
     pending.reverse()  # pop() from the end: the first task first
@@ -52,6 +55,8 @@ async def map_in_processes(fn: Callable[[Any], Any], args: Sequence[Any], *, job
                 worker = _LocalWorker()
                 workers.append(worker)
                 nursery.start_soon(serve, worker)
+            if on_start is not None:
+                on_start()
     finally:
         for worker in workers:
             if worker.proc.is_alive() and worker.task is not None:
