@@ -27,7 +27,7 @@ from reports.compare import compare_text, verdict
 from reports.hlog import write_hlogs
 from reports.html import run_html, sweep_html
 from reports.latency import latency_text
-from reports.lockgraph import order_section, write_lockdep_reports
+from reports.lockgraph import close_lockgraphs, order_section, start_lockgraphs, write_lockdep_reports
 from reports.lockstat import lockstat_text
 from reports.perf_lock import perf_lock_text
 
@@ -83,16 +83,23 @@ def render_run(results: dict[str, Any], outdir: Path) -> list[Path]:
     runs = results["runs"]
     # The pictures are drawn in forked processes (the first ones) while this one writes the text
     # reports and draws the rest: the same bytes, off the critical path (reports/figure_jobs.py).
-    with FigureJobs({name: functools.partial(make, runs) for name, make in RUN_FIGURES.items()}) as jobs:
-        for name, text in TEXT_REPORTS.items():
-            _write(outdir / name, text(results), written)
-        drawn = jobs.results()
+    # Graphviz lays the lock graphs out beside them too.
+    graph_jobs = start_lockgraphs(results)
+    try:
+        with FigureJobs({name: functools.partial(make, runs) for name, make in RUN_FIGURES.items()}) as jobs:
+            for name, text in TEXT_REPORTS.items():
+                _write(outdir / name, text(results), written)
+            drawn = jobs.results()
+    except BaseException:
+        close_lockgraphs(graph_jobs)
+        raise
     svgs: dict[str, bytes] = {}
     for name, (png, svg) in drawn.items():
         _write(outdir / f"{name}.png", png, written)
         _write(outdir / f"{name}.svg", svg, written)
         svgs[name] = svg
-    lockgraphs = write_lockdep_reports(results, outdir, written)  # lockdep.txt, lockdep_stats.txt, lockgraph-*
+    # lockdep.txt, lockdep_stats.txt, lockgraph-* (and it stops the dot runs if anything above failed)
+    lockgraphs = write_lockdep_reports(results, outdir, written, started=graph_jobs)
     _write(outdir / "report.html", run_html(results, svgs, lockgraphs=lockgraphs), written)
     written += write_hlogs(results, outdir)
     return written
