@@ -35,8 +35,7 @@ async def reclaim_batch(world: World, nr: int) -> int:
     for _ in range(nr):
         if not system.lru:
             break
-        fid = next(iter(system.lru))
-        folio = system.lru.pop(fid)
+        folio = system.lru.pop(next(iter(system.lru)))
         folio.lru = False
         folio.pins += 1  # isolate_lru_folios takes a reference
         await engine.delay(isolate_ns)

@@ -76,7 +76,7 @@ class ContendedAtomic:
             side.contentions += 1
             if bounced:
                 side.con_bounces += 1
-            side.contention_points[task.op] += 1
+            side.contention_points[task.op] = side.contention_points.get(task.op, 0) + 1
             side.wait.record(start - now)
             self.free_at = start + cost
             await engine.block(self, spin=True, timeout_ns=start - now)

@@ -36,13 +36,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import heapq
 import random
 import types
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass, field
 from enum import Enum, IntEnum
+from heapq import heappop, heappush
 from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
 import trio
@@ -457,7 +457,7 @@ class Engine:
             self.events += 1
             self.now = t  # nothing else happens first: continue without a switch
             return
-        heapq.heappush(heap, (t, self._tiebreak(), task, task._token))
+        heappush(heap, (t, self._tiebreak(), task, task._token))
         await _park()
 
     async def sleep(self, ns: int) -> None:
@@ -467,7 +467,7 @@ class Engine:
         assert task is not None
         if self._perturbed:
             ns = self._jittered(ns)
-        heapq.heappush(self._heap, (self.now + ns, self._tiebreak(),
+        heappush(self._heap, (self.now + ns, self._tiebreak(),
                                     _Callback(self._timer_wake, (task, task._token + 1)), _CALLBACK_TOKEN))
         await self.block(_TIMER)
 
@@ -484,7 +484,7 @@ class Engine:
             _, off = pending.pop()
             self.injected.append((self.now + ns, task.name, off, task.op))
             task._wake_value = _OffCpu(off)  # runs its work, then leaves the CPU for ``off``
-            heapq.heappush(self._heap, (self.now + ns, self._tiebreak(), task, task._token))
+            heappush(self._heap, (self.now + ns, self._tiebreak(), task, task._token))
             return True
         return False
 
@@ -524,7 +524,7 @@ class Engine:
             task.state = TaskState.SPINNING
             cpu._enter(CpuState.SPINNING, self.now)
             if timeout_ns is not None:
-                heapq.heappush(self._heap, (self.now + timeout_ns, self._tiebreak(), task, task._token))
+                heappush(self._heap, (self.now + timeout_ns, self._tiebreak(), task, task._token))
                 task._wake_value = TIMEOUT
         else:
             if timeout_ns is not None:
@@ -560,7 +560,7 @@ class Engine:
             task.spin_ns += elapsed
             task.state = TaskState.RUNNING
             task.cpu._enter(CpuState.RUNNING, self.now)
-            heapq.heappush(self._heap, (self.now, self._tiebreak(), task, task._token))
+            heappush(self._heap, (self.now, self._tiebreak(), task, task._token))
         elif state is TaskState.SLEEPING:
             task.sleep_ns += elapsed
             self._make_runnable(task, self.ctx_switch_ns)
@@ -582,7 +582,7 @@ class Engine:
         """Run a plain callback at virtual time ``t_ns`` (RCU grace-period ends, timers)."""
         if t_ns < self.now:
             raise ValueError(f"call_at({t_ns}) is in the past (now {self.now})")
-        heapq.heappush(self._heap, (t_ns, self._tiebreak(), _Callback(fn, args), _CALLBACK_TOKEN))
+        heappush(self._heap, (t_ns, self._tiebreak(), _Callback(fn, args), _CALLBACK_TOKEN))
 
     # -- CPU bookkeeping ----------------------------------------------------------------------
 
@@ -642,7 +642,7 @@ class Engine:
         cpu.state = CpuState.RUNNING
         cpu._since = now
         task.run_ns += cost_ns
-        heapq.heappush(self._heap, (now + cost_ns, self._tiebreak(), task, task._token))
+        heappush(self._heap, (now + cost_ns, self._tiebreak(), task, task._token))
 
     def _preempt(self, task: SimTask) -> None:
         """The slice is used up and others wait: to the back of the CPU's run queue."""
@@ -718,9 +718,9 @@ class Engine:
         self.max_events = max_events
         limit = (1 << 62) if max_events is None else max_events
         heap = self._heap
-        pop = heapq.heappop
+        pop = heappop
         if until_ns is not None:
-            heapq.heappush(heap, (until_ns, self._tiebreak(), None, _STOP_TOKEN))
+            heappush(heap, (until_ns, self._tiebreak(), None, _STOP_TOKEN))
         reason = "completed"
         next_checkpoint = self.events + self.checkpoint_every
         self._fast_limit = min(limit, next_checkpoint)
@@ -735,36 +735,39 @@ class Engine:
                     break
                 t, _, target, token = pop(heap)
                 if token >= 0:  # a task resumes
-                    if token != target._token:
+                    # Typed, so that the compiled build reads the task's fields directly instead
+                    # of looking each one up by name on an Any.
+                    task: SimTask = target
+                    if token != task._token:
                         continue  # a spin timeout made stale by an earlier wake
                     self.now = t
                     self.events += 1
-                    self.current = target
-                    value = target._wake_value
+                    self.current = task
+                    value = task._wake_value
                     if value is not None:
-                        target._wake_value = None
+                        task._wake_value = None
                         if value is _PREEMPT:
-                            self._preempt(target)
+                            self._preempt(task)
                             continue
                         if value.__class__ is _OffCpu:
-                            self._off_cpu(target, value.ns)
+                            self._off_cpu(task, value.ns)
                             continue
                         if value is TIMEOUT:
-                            target.spin_ns += t - target.since_ns
-                            target.state = TaskState.RUNNING
-                            target.cpu._enter(CpuState.RUNNING, t)
-                            target.waiting_for = None
+                            task.spin_ns += t - task.since_ns
+                            task.state = TaskState.RUNNING
+                            task.cpu._enter(CpuState.RUNNING, t)
+                            task.waiting_for = None
                     try:
-                        target.coro.send(value)
+                        task.coro.send(value)
                     except StopIteration:
                         try:
-                            self._finish(target)
+                            self._finish(task)
                         except LockMisuse as misuse:  # not ``exc``: mypyc types a name by its first clause
-                            raise _caused(SimulationError(target, self.now, misuse), misuse) from misuse
+                            raise _caused(SimulationError(task, self.now, misuse), misuse) from misuse
                     except _PASS_THROUGH:
                         raise
                     except BaseException as exc:
-                        raise _caused(SimulationError(target, self.now, exc), exc) from exc
+                        raise _caused(SimulationError(task, self.now, exc), exc) from exc
                     if self.events >= next_checkpoint:
                         next_checkpoint = self.events + self.checkpoint_every
                         self._fast_limit = min(limit, next_checkpoint)
@@ -773,7 +776,8 @@ class Engine:
                     self.now = t
                     self.events += 1
                     self.current = None  # a callback runs in no task's context
-                    target.fn(*target.args)
+                    callback: _Callback = target
+                    callback.fn(*callback.args)
                 else:
                     self.now = t
                     reason = "time_limit"

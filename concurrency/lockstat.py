@@ -15,7 +15,7 @@ spinning on its CPU, which burns it; ``wait_sleep_ns``: asleep, its CPU free for
 rest: woken and waiting to run again, the context switch back, the lock's pick-up), because wait
 time as a share of CPU time is CPU burned only for the spinning part.
 
-Wait and hold times also go into :class:`LatencyHistogram` in integer ns.  The kernel's lock event
+Wait and hold times also go into :class:`LockTimeHistogram` in integer ns.  The kernel's lock event
 counters (CONFIG_LOCK_EVENT_COUNTS, kernel/locking/lock_events_list.h) live in ``events``.
 """
 
@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from concurrency.histogram import LatencyHistogram
+from concurrency.histogram import LockTimeHistogram
 
 if TYPE_CHECKING:
     from records.result import JsonObject
@@ -47,12 +47,14 @@ class LockSideStats:
         self.con_bounces = 0
         self.acq_bounces = 0
         self.acquisitions = 0
-        self.wait = LatencyHistogram()
+        self.wait = LockTimeHistogram()
         self.wait_spin_ns = 0  # the part of the recorded waits spent spinning (CPU burned)
         self.wait_sleep_ns = 0  # the part spent asleep (CPU given up)
-        self.hold = LatencyHistogram()
-        self.contention_points: Counter[str] = Counter()
-        self.contending_points: Counter[str] = Counter()
+        self.hold = LockTimeHistogram()
+        # Plain dicts, not Counters: a Counter's ``+=`` goes through Python-level __setitem__ dispatch
+        # (it defines __delitem__), a third of a contention's bookkeeping on the compiled build.
+        self.contention_points: dict[str, int] = {}
+        self.contending_points: dict[str, int] = {}
 
     # -- recording: what lock_contended / lock_acquired / release note ------------------------
 
@@ -60,9 +62,11 @@ class LockSideStats:
         self.contentions += 1
         if bounce:
             self.con_bounces += 1
-        self.contention_points[op] += 1
+        points = self.contention_points
+        points[op] = points.get(op, 0) + 1
+        points = self.contending_points
         for holder_op in holder_ops:
-            self.contending_points[holder_op] += 1
+            points[holder_op] = points.get(holder_op, 0) + 1
 
     def note_acquired(self, op: str, bounce: bool, waited: int | None, spun: int = 0, slept: int = 0) -> None:
         """``lock_acquired``; ``spun`` and ``slept``: the parts of ``waited`` spent spinning and asleep."""

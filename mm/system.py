@@ -186,7 +186,9 @@ class MmSystem:
         self.folios: dict[int, Folio] = {}  # live folios by id (insertion order = allocation order)
         # ds_queue->split_queue: partially mapped THPs waiting for deferred_split_scan (FIFO)
         self.deferred_split: dict[int, Folio] = {}
-        self.lru: dict[int, Folio] = {}  # inactive-anon LRU: oldest first
+        # inactive-anon LRU, oldest first: keyed by the folio itself, not its id (on the compiled build
+        # an id used as a key is a new int object, 32 bytes of every resident folio)
+        self.lru: dict[Folio, Folio] = {}
         self.walks: dict[str, WalkStats] = {}
         self.ops = OpCounters()
         self.corruption: list[str] = []  # what the kernel would have corrupted (stale entries)
@@ -298,7 +300,7 @@ class MmSystem:
         if folio.freed:
             raise RuntimeError(f"double free of {folio!r}")
         folio.freed = True
-        self.lru.pop(folio.fid, None)
+        self.lru.pop(folio, None)
         folio.lru = False
         del self.folios[folio.fid]
         self.deferred_split.pop(folio.fid, None)  # folio_unqueue_deferred_split
@@ -334,7 +336,7 @@ class MmSystem:
         head.tails = tails  # migration entries naming the head's pages now name the tails
         self.deferred_split.pop(head.fid, None)
         head.freed = True
-        self.lru.pop(head.fid, None)
+        self.lru.pop(head, None)
         head.lru = False
         del self.folios[head.fid]
         return tails
@@ -361,7 +363,7 @@ class MmSystem:
     def lru_add(self, folio: Folio) -> None:
         """``folio_add_lru_vma``: new anon folios go to the tail (youngest) of the LRU."""
         folio.lru = True
-        self.lru[folio.fid] = folio
+        self.lru[folio] = folio
 
     def walk_stats(self, name: str) -> WalkStats:
         stats = self.walks.get(name)

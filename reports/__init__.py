@@ -13,6 +13,7 @@ of how a result was produced.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ from reports.compare import compare_text, verdict
 from reports.hlog import write_hlogs
 from reports.html import run_html, sweep_html
 from reports.latency import latency_text
-from reports.lockgraph import order_section, write_lockdep_reports
+from reports.lockgraph import close_lockgraphs, order_section, start_lockgraphs, write_lockdep_reports
 from reports.lockstat import lockstat_text
 from reports.perf_lock import perf_lock_text
 
@@ -93,14 +94,29 @@ def render_run(results: Results, outdir: Path) -> list[Path]:
     doc = check_results(results)
     outdir = Path(outdir)
     written: list[Path] = []
-    for name, text in TEXT_REPORTS.items():
-        _write(outdir / name, text(doc), written)
-    from reports.plots import run_figures
+    from reports.figure_jobs import FigureJobs
+    from reports.plots import RUN_FIGURES  # matplotlib is imported only when a picture is drawn
 
+    runs = doc.runs
+    # The pictures are drawn in forked processes (the first ones) while this one writes the text
+    # reports and draws the rest: the same bytes, off the critical path (reports/figure_jobs.py).
+    # Graphviz lays the lock graphs out beside them too.
+    graph_jobs = start_lockgraphs(doc)
+    try:
+        with FigureJobs({name: functools.partial(make, runs) for name, make in RUN_FIGURES.items()}) as jobs:
+            for name, text in TEXT_REPORTS.items():
+                _write(outdir / name, text(doc), written)
+            drawn = jobs.results()
+    except BaseException:
+        close_lockgraphs(graph_jobs)
+        raise
     svgs: dict[str, bytes] = {}
-    for name, fig in run_figures(doc.runs).items():
-        svgs[name] = _save(fig, outdir, name, written)
-    lockgraphs = write_lockdep_reports(doc, outdir, written)  # lockdep.txt, lockdep_stats.txt, lockgraph-*
+    for name, (png, svg) in drawn.items():
+        _write(outdir / f"{name}.png", png, written)
+        _write(outdir / f"{name}.svg", svg, written)
+        svgs[name] = svg
+    # lockdep.txt, lockdep_stats.txt, lockgraph-* (and it stops the dot runs if anything above failed)
+    lockgraphs = write_lockdep_reports(doc, outdir, written, started=graph_jobs)
     _write(outdir / "report.html", run_html(doc, svgs, lockgraphs=lockgraphs), written)
     written += write_hlogs(doc, outdir)
     return written

@@ -50,6 +50,7 @@ from reports.common import (
 )
 
 __all__ = [
+    "close_lockgraphs",
     "find_dot",
     "lockdep_listing",
     "lockdep_stats_text",
@@ -59,6 +60,7 @@ __all__ = [
     "order_verdict",
     "render_svg",
     "run_label",
+    "start_lockgraphs",
     "write_lockdep_reports",
 ]
 
@@ -359,52 +361,115 @@ DOT_MISSING = ("the dependency graph is not drawn: Graphviz's dot was not found 
 
 def render_svg(dot_text: str, dot: str | None = None) -> tuple[bytes | None, str]:
     """Lay out and draw DOT text as SVG with ``dot``: (svg, "") or (None, why not)."""
-    binary = dot if dot is not None else find_dot()
-    if binary is None:
-        return None, DOT_MISSING
+    return _SvgJob(dot_text, dot).result()
+
+
+class _SvgJob:
+    """One ``dot -Tsvg`` started at once and collected later, so that the graphs of several
+    designs are laid out side by side (and beside the rest of the reports) instead of in turn."""
+
+    def __init__(self, dot_text: str, dot: str | None = None) -> None:
+        self.binary = dot if dot is not None else find_dot()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.why = ""
+        self.data = dot_text.encode()
+        if self.binary is None:
+            self.why = DOT_MISSING
+            return
+        try:
+            self.proc = subprocess.Popen([self.binary, "-Tsvg"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE)
+        except OSError as exc:
+            self.why = f"the dependency graph is not drawn: running {self.binary} failed ({exc})"
+
+    def result(self) -> tuple[bytes | None, str]:
+        proc = self.proc
+        if proc is None:
+            return None, self.why
+        try:
+            out, err_bytes = proc.communicate(self.data, timeout=120)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            proc.kill()
+            proc.communicate()
+            return None, f"the dependency graph is not drawn: running {self.binary} failed ({exc})"
+        if proc.returncode != 0 or not out:
+            err = err_bytes.decode(errors="replace").strip().splitlines()
+            return None, f"the dependency graph is not drawn: {self.binary} exited {proc.returncode}" + (
+                f" ({err[-1]})" if err else "")
+        return out, ""
+
+    def close(self) -> None:
+        """Stop it when its result will not be asked for (the rendering failed in between)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
+
+
+# A design's lockgraph to write: (design, file stem, DOT text, its dot run or None when it has no graph).
+LockgraphJob = tuple[str, str, str, "_SvgJob | None"]
+
+
+def start_lockgraphs(results: Results, dot: str | None = None) -> list[LockgraphJob]:
+    """Every design's ``dot`` started at once (they run beside whatever comes next); hand the list
+    to :func:`write_lockdep_reports`, which collects them (and stops them if it fails first)."""
+    doc = check_results(results)
+    scenario = doc.scenario.name
+    jobs: list[LockgraphJob] = []
     try:
-        proc = subprocess.run([binary, "-Tsvg"], input=dot_text.encode(), capture_output=True, timeout=120,
-                              check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return None, f"the dependency graph is not drawn: running {binary} failed ({exc})"
-    if proc.returncode != 0 or not proc.stdout:
-        err = proc.stderr.decode(errors="replace").strip().splitlines()
-        return None, f"the dependency graph is not drawn: {binary} exited {proc.returncode}" + (
-            f" ({err[-1]})" if err else "")
-    return proc.stdout, ""
+        for run in doc.runs:
+            design = run_label(run)
+            stem = f"lockgraph-{safe_name(design)}"
+            if run.lockdep_section().deps is None:
+                jobs.append((design, stem, "", None))
+                continue
+            dot_text = lockgraph_dot(run, scenario)
+            jobs.append((design, stem, dot_text, _SvgJob(dot_text, dot)))
+    except BaseException:
+        close_lockgraphs(jobs)
+        raise
+    return jobs
+
+
+def close_lockgraphs(jobs: list[LockgraphJob]) -> None:
+    """Stop the dot runs of :func:`start_lockgraphs` that nobody will collect."""
+    for *_, job in jobs:
+        if job is not None:
+            job.close()
 
 
 def write_lockdep_reports(results: Results, outdir: Path, written: list[Path],
-                          dot: str | None = None) -> dict[str, tuple[bytes | None, str]]:
+                          dot: str | None = None, started: list[LockgraphJob] | None = None,
+                          ) -> dict[str, tuple[bytes | None, str]]:
     """lockdep.txt, lockdep_stats.txt and each design's lockgraph (.dot, and .svg when dot
-    runs) into ``outdir``; returns design -> (svg or None, why there is none)."""
+    runs) into ``outdir``; returns design -> (svg or None, why there is none).  ``started``: the
+    :func:`start_lockgraphs` of these results, when the caller started them earlier."""
     doc = check_results(results)
     outdir = Path(outdir)
-    for name, text in (("lockdep.txt", lockdep_listing(doc)), ("lockdep_stats.txt", lockdep_stats_text(doc))):
-        atomic_write(outdir / name, text)
-        written.append(outdir / name)
-    scenario = doc.scenario.name
-    graphs: dict[str, tuple[bytes | None, str]] = {}
-    for run in doc.runs:
-        design = run_label(run)
-        stem = f"lockgraph-{safe_name(design)}"
-        svg_path = outdir / f"{stem}.svg"
-        if run.lockdep_section().deps is None:
-            svg_path.unlink(missing_ok=True)
-            graphs[design] = (None, "no dependency graph: the order checker did not run (lockdep.enabled = false) "
-                                    "or the record predates the graph")
-            continue
-        dot_text = lockgraph_dot(run, scenario)
-        atomic_write(outdir / f"{stem}.dot", dot_text)
-        written.append(outdir / f"{stem}.dot")
-        svg, why = render_svg(dot_text, dot)
-        if svg is None:
-            svg_path.unlink(missing_ok=True)  # no stale picture of an earlier render
-            graphs[design] = (None, why.format(dot_file=f"{stem}.dot"))
-            continue
-        atomic_write(svg_path, svg)
-        written.append(svg_path)
-        graphs[design] = (svg, "")
+    jobs = started if started is not None else start_lockgraphs(doc, dot)
+    try:
+        for name, text in (("lockdep.txt", lockdep_listing(doc)), ("lockdep_stats.txt", lockdep_stats_text(doc))):
+            atomic_write(outdir / name, text)
+            written.append(outdir / name)
+        graphs: dict[str, tuple[bytes | None, str]] = {}
+        for design, stem, dot_text, job in jobs:
+            svg_path = outdir / f"{stem}.svg"
+            if job is None:
+                svg_path.unlink(missing_ok=True)
+                graphs[design] = (None, "no dependency graph: the order checker did not run (lockdep.enabled = "
+                                        "false) or the record predates the graph")
+                continue
+            atomic_write(outdir / f"{stem}.dot", dot_text)
+            written.append(outdir / f"{stem}.dot")
+            svg, why = job.result()
+            if svg is None:
+                svg_path.unlink(missing_ok=True)  # no stale picture of an earlier render
+                graphs[design] = (None, why.format(dot_file=f"{stem}.dot"))
+                continue
+            atomic_write(svg_path, svg)
+            written.append(svg_path)
+            graphs[design] = (svg, "")
+    finally:
+        close_lockgraphs(jobs)
     return graphs
 
 

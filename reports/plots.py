@@ -19,7 +19,7 @@ import io
 import json
 import math
 import warnings
-from collections.abc import Iterator, Mapping, Sequence, Set
+from collections.abc import Callable, Iterator, Mapping, Sequence, Set
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeGuard
@@ -39,6 +39,7 @@ from reports.common import RunInput, as_run, decode_hdr, fmt_time, op_names, tot
 from reports.compare import CPU_STATES
 
 __all__ = [
+    "RUN_FIGURES",
     "cpu_time_figure",
     "figure_bytes",
     "is_seed_key",
@@ -278,14 +279,19 @@ def cpu_time_figure(runs: Sequence[RunRecord]) -> Figure:
     return fig
 
 
+# Every picture of one run, by file stem, in file order (the dearest to draw first: reports/figure_jobs.py
+# hands the first ones to other processes).
+RUN_FIGURES: dict[str, Callable[[Sequence[RunRecord]], Figure]] = {
+    "latency": latency_figure,
+    "throughput": throughput_figure,
+    "lock_wait": lock_wait_figure,
+    "cpu_time": cpu_time_figure,
+}
+
+
 def run_figures(runs: Sequence[RunRecord]) -> dict[str, Figure]:
     """Every picture of one run (one or more designs), by file stem."""
-    return {
-        "latency": latency_figure(runs),
-        "throughput": throughput_figure(runs),
-        "lock_wait": lock_wait_figure(runs),
-        "cpu_time": cpu_time_figure(runs),
-    }
+    return {name: make(runs) for name, make in RUN_FIGURES.items()}
 
 
 # -- sweeps ----------------------------------------------------------------------------------------

@@ -22,7 +22,9 @@ import inspect
 import json
 import os
 import sys
+import threading
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -192,10 +194,37 @@ def _jobs(args: argparse.Namespace, scenario: Scenario, designs: list[str]) -> i
     return len(designs) if jobs is None else min(jobs, len(designs))
 
 
+class _PlotsImport:
+    """matplotlib's import (``reports.plots``: a fifth to a third of a comparison's report time) in a
+    thread while the designs simulate in worker processes and this process only waits for them.
+    Started once the workers are forked (a fork must not copy a half-done import) and joined
+    before the reports are written (which fork processes to draw: reports/figure_jobs.py)."""
+
+    def __init__(self) -> None:
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=_import_plots, name="rmapsim-import-plots", daemon=True)
+        self.thread.start()
+
+    def join(self) -> None:
+        if self.thread is not None:
+            self.thread.join()
+            self.thread = None
+
+
+def _import_plots() -> None:
+    import importlib
+
+    with contextlib.suppress(Exception):  # the reports import it again, and say what failed
+        importlib.import_module("reports.plots")
+
+
 async def _run_designs_in_processes(args: argparse.Namespace, scenario: Scenario, designs: list[str],
-                                    jobs: int) -> JsonObject:
+                                    jobs: int, on_start: Callable[[], None] | None = None) -> JsonObject:
     """Each design in its own worker process (workloads/trio_pool.py), awaited as trio code; the
-    progress line counts finished designs.  Results are byte-identical to the serial path."""
+    progress line counts finished designs.  Results are byte-identical to the serial path.
+    ``on_start()`` is called once the workers are forked."""
     from rmapsim.progress import Progress
     from workloads.runner import RunFailed, run_scenario_in_processes
 
@@ -208,7 +237,7 @@ async def _run_designs_in_processes(args: argparse.Namespace, scenario: Scenario
     progress = Progress(f"{scenario.name}: {', '.join(designs)} in {jobs} processes", total=len(designs),
                         enabled=not opts.quiet)
     run = functools.partial(run_scenario_in_processes, scenario, source, overrides, designs=designs, jobs=jobs,
-                            trace_dir=trace_dir, on_done=lambda _design: progress.advance())
+                            trace_dir=trace_dir, on_done=lambda _design: progress.advance(), on_start=on_start)
     try:
         results: JsonObject = await progress.run_beside(run)
         return results
@@ -220,11 +249,15 @@ async def _run_and_save_async(args: argparse.Namespace, extra: Overrides | None 
     """:func:`_run_and_save` inside trio; the designs in parallel processes unless ``--jobs 1``."""
     scenario, designs = _prepare(args, extra)
     jobs = _jobs(args, scenario, designs)
-    with timings.phase("simulation"):
-        if jobs > 1:
-            results = await _run_designs_in_processes(args, scenario, designs, jobs)
-        else:
-            results = await _run_designs_async(args, scenario, designs)
+    plots = _PlotsImport()
+    try:
+        with timings.phase("simulation"):
+            if jobs > 1:
+                results = await _run_designs_in_processes(args, scenario, designs, jobs, on_start=plots.start)
+            else:
+                results = await _run_designs_async(args, scenario, designs)
+    finally:
+        plots.join()
     with timings.phase("reports"):
         _uninterrupted(_write_results, results, Path(args.out))
     return results

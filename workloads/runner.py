@@ -459,12 +459,14 @@ def run_design_task(spec: tuple[str, Mapping[str, object], str, str | None]) -> 
 
 async def run_scenario_in_processes(scenario: Scenario, source: Path, overrides: Mapping[str, object], *,
                                     designs: list[str], jobs: int, trace_dir: Path | None = None,
-                                    on_done: Callable[[str], None] | None = None) -> dict[str, Any]:
+                                    on_done: Callable[[str], None] | None = None,
+                                    on_start: Callable[[], None] | None = None) -> dict[str, Any]:
     """:func:`run_scenario` with each design in its own forked process (up to ``jobs`` at a time),
     awaited as trio code (workloads/trio_pool.py).  Each run is the same deterministic function of
     (scenario, design, seed) as in one process, so the document is byte-identical to the serial
     one.  A failed run raises :class:`RunFailed` as the serial path would: the first failing design
-    in ``designs`` order.  ``on_done(design)`` is called as each design finishes (progress)."""
+    in ``designs`` order.  ``on_done(design)`` is called as each design finishes (progress),
+    ``on_start()`` once the worker processes are forked."""
     from workloads.trio_pool import map_in_processes
 
     specs = [(str(source), overrides, design, None if trace_dir is None else str(trace_dir)) for design in designs]
@@ -473,7 +475,7 @@ async def run_scenario_in_processes(scenario: Scenario, source: Path, overrides:
         if on_done is not None:
             on_done(designs[i])
 
-    outcomes = await map_in_processes(run_design_task, specs, jobs=jobs, on_result=done)
+    outcomes = await map_in_processes(run_design_task, specs, jobs=jobs, on_result=done, on_start=on_start)
     runs: list[JsonObject] = []
     for design, outcome in zip(designs, outcomes, strict=True):
         if outcome.value is None:

@@ -29,11 +29,14 @@ __all__ = ["map_in_processes"]
 
 
 async def map_in_processes(fn: Callable[[A], R], args: Sequence[A], *, jobs: int,
-                           on_result: Callable[[int, Outcome[R]], None] | None = None) -> list[Outcome[R]]:
+                           on_result: Callable[[int, Outcome[R]], None] | None = None,
+                           on_start: Callable[[], None] | None = None) -> list[Outcome[R]]:
     """``fn(arg)`` for every arg in up to ``jobs`` forked processes; the outcomes in ``args`` order.
 
     A task that raised comes back with ``error`` set, one whose worker died as ``lost``; the
-    others still run.  ``on_result(i, outcome)`` is called as each finishes (progress)."""
+    others still run.  ``on_result(i, outcome)`` is called as each finishes (progress);
+    ``on_start()`` once every worker is forked (this process is then free, and no fork of this
+    call can copy a thread that ``on_start`` starts half-way through something)."""
     outcomes: list[Outcome[R] | None] = [None] * len(args)
     pending = list(range(len(args)))
     pending.reverse()  # pop() from the end: the first task first
@@ -55,6 +58,8 @@ async def map_in_processes(fn: Callable[[A], R], args: Sequence[A], *, jobs: int
                 worker = _LocalWorker()
                 workers.append(worker)
                 nursery.start_soon(serve, worker)
+            if on_start is not None:
+                on_start()
     finally:
         for worker in workers:
             if worker.proc.is_alive() and worker.task is not None:
