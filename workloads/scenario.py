@@ -62,6 +62,9 @@ PARAMS: dict[str, tuple[str | None, Param]] = {
                                                                           "(per mm, per family)")),
     "run.balance": ("balance", Param(bool, True, "load balancing: a woken task runs on an idle CPU, an idle CPU "
                                                  "pulls a waiting task (false: every task stays on its CPU)")),
+    "run.cost_variability": ("cost_variability", Param(bool, True, "seeded per-operation spread of the cost "
+                                                                   "model's constants (mm/cost_spread.py; false: "
+                                                                   "every cost its constant)")),
     # Not a parameter of the model: both executors give byte-identical results, so it is not recorded.
     "run.executor": ("executor", Param(str, "stepper", "who steps the simulated tasks: 'stepper' (default, "
                                                        "fastest) or 'trio' (each simulated CPU a trio task; same "
@@ -183,6 +186,7 @@ class Scenario:
     lockdep: bool = _default("lockdep.enabled")
     lock_instance_stats: bool = _default("run.lock_instance_stats")
     balance: bool = _default("run.balance")
+    cost_variability: bool = _default("run.cost_variability")
     expected_order: str | None = _default("lockdep.expected_order")  # "rmap", None ("none") or a file's path
     order_path: str | None = None  # that file, resolved (relative paths are the scenario file's)
     switches: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -204,7 +208,7 @@ class Scenario:
                        "wmark_low": self.wmark_low, "wmark_high": self.wmark_high},
             "lockdep": self.lockdep, "expected_order": self.expected_order,
             "lock_instance_stats": self.lock_instance_stats, "balance": self.balance,
-            "perturb": self.perturb.to_dict(),
+            "cost_variability": self.cost_variability, "perturb": self.perturb.to_dict(),
             # only when a scenario sets it: records of runs that do not stay as they were
             **({"folio_lock": dict(sorted(self.folio_lock.items()))} if self.folio_lock else {}),
         }
@@ -345,7 +349,8 @@ def _from_dict(data: dict[str, Any], file: str, text: str) -> Scenario:
         source=file, cpus=run["cpus"], duration_ns=run["duration_ns"], max_events=run["max_events"],
         seed=run["seed"], designs=tuple(designs), total_pages=memory["total_pages"],
         wmark_min=memory["wmark_min"], wmark_low=memory["wmark_low"], wmark_high=memory["wmark_high"],
-        lock_instance_stats=run["lock_instance_stats"], balance=run["balance"], costs=dict(costs),
+        lock_instance_stats=run["lock_instance_stats"], balance=run["balance"],
+        cost_variability=run["cost_variability"], costs=dict(costs),
         rwsem=rwsem_given, mutex=mutex_given, folio_lock=folio_lock_given,
         reclaim_trylock=reclaim["trylock"], lockdep=lockdep["enabled"],
         expected_order=None if lockdep["expected_order"] == "none" else lockdep["expected_order"],
@@ -634,7 +639,7 @@ def scenario_data(sc: Scenario) -> dict[str, Any]:
     run: dict[str, Any] = {"cpus": sc.cpus, "max_events": sc.max_events, "seed": sc.seed,
                            "designs": list(sc.designs) if isinstance(sc.designs, tuple | list) else sc.designs,
                            "lock_instance_stats": sc.lock_instance_stats, "balance": sc.balance,
-                           "executor": sc.executor}
+                           "cost_variability": sc.cost_variability, "executor": sc.executor}
     if sc.duration_ns is not None:  # a Python scenario may run until every task is done
         run["duration_ns"] = sc.duration_ns
     perturb = getattr(sc.perturb, "to_dict", None)
