@@ -30,7 +30,6 @@ async def reclaim_batch(world: World, nr: int) -> int:
     next, so a batch that frees nothing still takes time."""
     system = world.sys
     engine = world.engine
-    isolate_ns = system.costs.list_op_ns
     freed = 0
     for _ in range(nr):
         if not system.lru:
@@ -38,7 +37,7 @@ async def reclaim_batch(world: World, nr: int) -> int:
         folio = system.lru.pop(next(iter(system.lru)))
         folio.lru = False
         folio.pins += 1  # isolate_lru_folios takes a reference
-        await engine.delay(isolate_ns)
+        await engine.delay(system.cost("list_op_ns"))
         outcome = await world.timed("shrink_folio", shrink_folio, system, folio)
         system.ops.inc(f"reclaim_{outcome.value}")
         if folio.mapcount == 0 and folio.pins == 1 and not folio.freed:

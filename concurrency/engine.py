@@ -158,6 +158,7 @@ class SimTask:
         "_wake_value",
         "atomic_depth",
         "coro",
+        "cost_rng",
         "cpu",
         "ctx",
         "done",
@@ -187,6 +188,9 @@ class SimTask:
         self.cpu = cpu
         self.coro = coro
         self.rng = rng
+        # mm/cost_spread.py's own stream (made at the first draw): the spread of the costs never
+        # moves the task's own choices, which come from ``rng``
+        self.cost_rng: random.Random | None = None
         self.state = TaskState.RUNNABLE
         self.op = "-"  # the simulated operation in progress: lock_stat's "contention point"
         self.waiting_for: Waitable | None = None

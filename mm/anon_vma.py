@@ -235,8 +235,9 @@ class AnonVmaDesign(RmapDesign):
 
     def _tree_op_ns(self, av: AnonVma) -> int:
         """Insert/remove in the interval tree (or, pre-2010, a list_add/list_del)."""
-        costs = self.sys.costs
-        return costs.list_op_ns if self.single else costs.itree_op(len(av.tree))
+        if self.single:
+            return self.sys.cost("list_op_ns")
+        return self.sys.vary("itree_base_ns", self.sys.costs.itree_op(len(av.tree)))
 
     def _new_anon_vma(self) -> AnonVma:
         """``anon_vma_alloc`` (the slab cost is charged by the caller where the kernel spends it)."""
@@ -283,7 +284,7 @@ class AnonVmaDesign(RmapDesign):
     @property
     def _avc_slab_ns(self) -> int:
         # Pre-2010 the list node was embedded in the VMA: nothing to allocate.
-        return 0 if self.single else self.sys.costs.slab_ns
+        return 0 if self.single else self.sys.cost("slab_ns")
 
     def _total_bytes(self) -> int:
         return len(self.anon_vmas) * ANON_VMA_BYTES + len(self.avcs) * AVC_BYTES
@@ -353,7 +354,7 @@ class AnonVmaDesign(RmapDesign):
             self.counts["free_lock_dance"] += 1
             await self._lock_write(av)
             self._unlock_write(av)
-        await spend(self.sys, self.sys.costs.slab_ns)
+        await spend(self.sys, self.sys.cost("slab_ns"))
         self._retire(av)
 
     def _retire(self, av: AnonVma) -> None:
@@ -425,13 +426,13 @@ class AnonVmaDesign(RmapDesign):
         mm = vma.mm
         avc_spare_ns = self._avc_slab_ns
         await spend(self.sys, avc_spare_ns)  # anon_vma_chain_alloc(GFP_KERNEL)
-        await spend(self.sys, costs.mt_lookup(len(mm.vmas)))  # vma_next / vma_prev
+        await spend(self.sys, self.sys.vary("mt_lookup_base_ns", costs.mt_lookup(len(mm.vmas))))  # vma_next / vma_prev
         av = self._find_mergeable_anon_vma(vma)
         allocated: AnonVma | None = None
         if av is None:
             av = self._new_anon_vma()
             self._make_root(av)
-            await spend(self.sys, costs.slab_ns)
+            await spend(self.sys, self.sys.cost("slab_ns"))
             av.num_children += 1  # self-parent link for a new root
             allocated = av
         else:
@@ -538,14 +539,14 @@ class AnonVmaDesign(RmapDesign):
             return
         preallocate = not self.alloc_under_lock
         if preallocate:
-            await spend(self.sys, 2 * costs.slab_ns)  # anon_vma_alloc + anon_vma_chain_alloc
+            await spend(self.sys, 2 * self.sys.cost("slab_ns"))  # anon_vma_alloc + anon_vma_chain_alloc
         await self._clone(child, parent, fork=True)
         if child.anon_vma is not None:
             if preallocate:
-                await spend(self.sys, 2 * costs.slab_ns)  # put_anon_vma(spare) + anon_vma_chain_free
+                await spend(self.sys, 2 * self.sys.cost("slab_ns"))  # put_anon_vma(spare) + anon_vma_chain_free
             return
         if not preallocate:
-            await spend(self.sys, 2 * costs.slab_ns)
+            await spend(self.sys, 2 * self.sys.cost("slab_ns"))
         av = self._new_anon_vma()
         av.num_active_vmas = 1
         av.root = pav.root
@@ -778,9 +779,9 @@ class AnonVmaDesign(RmapDesign):
         last = first + folio.nr_pages - 1
         if self.single:
             # Pre-2010: a plain list of every VMA of the family, each checked by vma_address.
-            await spend(self.sys, costs.list_op_ns * len(av.tree))
+            await spend(self.sys, self.sys.cost("list_op_ns") * len(av.tree))
         else:
-            await spend(self.sys, costs.itree_query(len(av.tree)))
+            await spend(self.sys, self.sys.vary("itree_query_base_ns", costs.itree_query(len(av.tree))))
         hits = [avc.vma for avc in av.tree.values()
                 if avc.vma.pgoff <= last and avc.vma.pgoff + avc.vma.pages - 1 >= first]
         hits.sort(key=lambda v: (v.pgoff, v.vid))

@@ -362,11 +362,10 @@ class AnonVmaLazyDesign(AnonVmaDesign):
         anon_vma is published (lazy handles resolve through it from here); unlock.  With
         ``upgrade_sync=drain`` the pins are drained first and new walkers wait.
         """
-        costs = self.sys.costs
         if self.drain:
             await self._start_drain(root)
         vmas = list(root.vmas)
-        await spend(self.sys, costs.slab_ns * (1 + len(vmas)))  # anon_vma_alloc + anon_vma_chain_alloc
+        await spend(self.sys, self.sys.cost("slab_ns") * (1 + len(vmas)))  # anon_vma_alloc + anon_vma_chain_alloc
         av = self._new_anon_vma()
         self._make_root(av)
         av.num_children += 1  # self-parent link of a new root
@@ -404,7 +403,7 @@ class AnonVmaLazyDesign(AnonVmaDesign):
             await self._start_drain(own)
         vmas = list(own.vmas)
         chain: list[Avc] = list(vma.rmap or [])
-        await spend(self.sys, costs.slab_ns * (1 + len(vmas)))  # anon_vma_alloc + anon_vma_chain_alloc
+        await spend(self.sys, self.sys.cost("slab_ns") * (1 + len(vmas)))  # anon_vma_alloc + anon_vma_chain_alloc
         family = chain[-1].anon_vma
         await self._lock_write(family)
         reusable = next((avc.anon_vma for avc in reversed(chain)
@@ -416,7 +415,7 @@ class AnonVmaLazyDesign(AnonVmaDesign):
             own.upgraded = reusable
             self.upgraded_to.setdefault(reusable.avid, []).append(own)
             self._unlock_write(family)
-            await spend(self.sys, costs.slab_ns * (1 + len(vmas)))  # put_anon_vma + anon_vma_chain_free
+            await spend(self.sys, self.sys.cost("slab_ns") * (1 + len(vmas)))  # put_anon_vma + anon_vma_chain_free
             self.counts["fork_reuse"] += 1
             av = reusable
         else:
@@ -661,7 +660,7 @@ class AnonVmaLazyDesign(AnonVmaDesign):
         self.counts["lazy_walk"] += 1
         first = folio.index
         last = first + folio.nr_pages - 1
-        await spend(self.sys, costs.list_op_ns * len(root.vmas))
+        await spend(self.sys, self.sys.cost("list_op_ns") * len(root.vmas))
         i = 0
         while i < len(root.vmas):
             vma = root.vmas[i]

@@ -328,7 +328,7 @@ class CowContextDesign(RmapDesign):
         entry = (vma.pgoff, vma.pgoff + vma.pages, vma.offset)
         if ctx.remaps.get(vma.vid) == entry:
             return
-        await spend(self.sys, self.sys.costs.mt_store_ns)
+        await spend(self.sys, self.sys.cost("mt_store_ns"))
         before = len(ctx.remaps)
         ctx.remaps[vma.vid] = entry
         self._set_remaps_bytes(ctx, before)
@@ -346,7 +346,7 @@ class CowContextDesign(RmapDesign):
         await ctx.unmap_lock.lock()
         ctx.unmap_lock.unlock()
         rcu.rcu_read_unlock()
-        await spend(self.sys, self.sys.costs.mt_store_ns)  # store the shrunk/empty entry
+        await spend(self.sys, self.sys.cost("mt_store_ns"))  # store the shrunk/empty entry
         before = len(ctx.remaps)
         del ctx.remaps[vma.vid]
         self._set_remaps_bytes(ctx, before)
@@ -370,7 +370,7 @@ class CowContextDesign(RmapDesign):
                 raise RuntimeError(f"freeing {curr!r} with children or an mm")
             parent = await self._delete_child_from_parent(curr)
             if curr.remaps:  # delete_remaps: mtree_destroy under RCU
-                await spend(self.sys, self.sys.costs.mt_store_ns)
+                await spend(self.sys, self.sys.cost("mt_store_ns"))
                 before = len(curr.remaps)
                 curr.remaps.clear()
                 self._set_remaps_bytes(curr, before)
@@ -385,7 +385,7 @@ class CowContextDesign(RmapDesign):
             return None
         await parent.list_lock.lock()
         await self.sys.pull_locked_lines(parent.list_lock)  # the children list's lines
-        await spend(self.sys, self.sys.costs.list_op_ns)
+        await spend(self.sys, self.sys.cost("list_op_ns"))
         prev, nxt = ctx.prev_sib, ctx.next_sib
         if prev is None:
             parent.first_child = nxt
@@ -417,7 +417,7 @@ class CowContextDesign(RmapDesign):
     async def mm_init(self, mm: MmStruct) -> None:
         """``mm_init_cow_context``: kzalloc, refcnt = 1 (the mm's), empty lists and remap tree."""
         system = self.sys
-        await spend(system, system.costs.slab_ns)
+        await spend(system, system.cost("slab_ns"))
         name = f"mm{mm.mid}->cow_context"
         refcnt = ContendedAtomic(system.engine, "cow_context->refcnt", value=1, instance=f"{name}->refcnt",
                                  costs=system.lock_costs)
@@ -447,7 +447,7 @@ class CowContextDesign(RmapDesign):
             await pctx.rwsem.down_write()
         await pctx.list_lock.lock()
         await self.sys.pull_locked_lines(pctx.list_lock)  # the children list's lines
-        await spend(self.sys, self.sys.costs.list_op_ns)
+        await spend(self.sys, self.sys.cost("list_op_ns"))
         head = pctx.first_child
         ctx.next_sib = head
         ctx.prev_sib = None
@@ -784,7 +784,7 @@ class CowContextDesign(RmapDesign):
             self.counters["exclusive_shortcuts"] += 1
             return False  # normal completion: the walk found everything there is
         if ctx.remaps:
-            await spend(system, system.costs.mt_lookup(len(ctx.remaps)))
+            await spend(system, system.vary("mt_lookup_base_ns", system.costs.mt_lookup(len(ctx.remaps))))
             first, last = folio.index, folio.index + folio.nr_pages
             offsets = sorted({off for lo, hi, off in ctx.remaps.values() if lo < last and hi > first})
             for off in offsets:
@@ -803,7 +803,7 @@ class CowContextDesign(RmapDesign):
         folio = walk.folio
         rwc = walk.rwc
         res = walk.result
-        await spend(system, system.costs.mt_lookup(len(mm.vmas)))
+        await spend(system, system.vary("mt_lookup_base_ns", system.costs.mt_lookup(len(mm.vmas))))
         start = folio.index + offset
         for vma in mm.vmas_in(start, start + folio.nr_pages):
             if vma.offset != offset:

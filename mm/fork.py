@@ -28,17 +28,16 @@ async def dup_mmap(system: MmSystem, oldmm: MmStruct) -> MmStruct:
     try:
         mm = await system.new_mm(parent=oldmm)
         design = system.design
-        costs = system.costs
         story = system.story
         if story is not None:
             story.note("fork", f"dup_mmap: mm{oldmm.mid} forks mm{mm.mid}", mm=oldmm.mid, mm2=mm.mid)
         await mmap_write_lock(oldmm)
         await mmap_write_lock(mm, SINGLE_DEPTH_NESTING)
-        await spend(system, costs.mt_dup_per_vma_ns * len(oldmm.vmas))  # __mt_dup
+        await spend(system, system.cost("mt_dup_per_vma_ns") * len(oldmm.vmas))  # __mt_dup
         for mpnt in list(oldmm.vmas):
             await vma_start_write(mpnt)
             tmp = system.new_vma(mm, mpnt.start, mpnt.end, mpnt.pgoff, thp=mpnt.thp)
-            await spend(system, costs.vma_dup_ns)  # vm_area_dup
+            await spend(system, system.cost("vma_dup_ns"))  # vm_area_dup
             mm.insert_vma(tmp)
             if mpnt.anon_vma is not None:
                 await design.fork_vma(tmp, mpnt)
@@ -51,7 +50,7 @@ async def dup_mmap(system: MmSystem, oldmm: MmStruct) -> MmStruct:
             story.note("fork", f"end of dup_mmap: mm{mm.mid} complete (design's fork_mm done)",
                        mm=oldmm.mid, mm2=mm.mid)
         mmap_write_unlock(mm)
-        await spend(system, costs.tlb_ipi_ns)  # flush_tlb_mm(oldmm): write-protected PTEs
+        await spend(system, system.cost("tlb_ipi_ns"))  # flush_tlb_mm(oldmm): write-protected PTEs
         mmap_write_unlock(oldmm)
         system.ops.inc("fork")
         return mm
@@ -73,7 +72,6 @@ async def copy_page_range(system: MmSystem, dst_vma: Vma, src_vma: Vma) -> None:
     every 32 entries.
     """
     src_mm, dst_mm = src_vma.mm, dst_vma.mm
-    costs = system.costs
     if src_vma.thp:
         for idx in range(src_vma.start // HPAGE_PMD_NR, (src_vma.end - 1) // HPAGE_PMD_NR + 1):
             if idx not in src_mm.pmds:
@@ -94,7 +92,7 @@ async def copy_page_range(system: MmSystem, dst_vma: Vma, src_vma: Vma) -> None:
                 if system.inflight_walks:
                     vpn = idx * HPAGE_PMD_NR
                     system.entry_copied(pmd.folio, (src_mm.mid, vpn), (dst_mm.mid, vpn))
-                await spend(system, costs.pte_copy_ns)
+                await spend(system, system.cost("pte_copy_ns"))
             src_lock.unlock()
             dst_lock.unlock()
     first = src_vma.start // PTRS_PER_PTE
@@ -137,7 +135,7 @@ async def copy_page_range(system: MmSystem, dst_vma: Vma, src_vma: Vma) -> None:
             copied += 1
             if walks:
                 system.entry_copied(folio, (src_mm.mid, vpn), (dst_mm.mid, vpn))
-        await spend(system, costs.pte_copy_ns * copied)
+        await spend(system, system.cost("pte_copy_ns") * copied)
         src_ptl.unlock()
         dst_ptl.unlock()
 

@@ -57,7 +57,7 @@ async def _folio_split(system: MmSystem, folio: Folio) -> tuple[bool, list[Folio
         await design.put_anon_vma(pin)
         system.ops.inc("thp_split_fail")
         return False, [folio]
-    await spend(system, system.costs.split_ns)
+    await spend(system, system.cost("split_ns"))
     tails = system.split_folio(folio)
     for small in tails:
         # Each new folio starts with the split's own reference (folio_ref_unfreeze): it is
@@ -102,7 +102,7 @@ async def split_huge_pmd(system: MmSystem, vma: Vma, base: int, pmd: Pte) -> boo
     if system.story is not None:
         system.story.note("entry", f"__split_huge_pmd: mm{mm.mid} vpn {base}: the PMD of folio {folio.fid} becomes "
                           f"{folio.nr_pages} PTEs", folio=folio.fid, mm=mm.mid, vpn=base)
-    await spend(system, system.costs.pte_ns * folio.nr_pages)
+    await spend(system, system.cost("pte_ns") * folio.nr_pages)
     lock.unlock()
     system.ops.inc("thp_split_pmd")
     return True

@@ -31,7 +31,7 @@ async def handle_mm_fault(system: MmSystem, mm: MmStruct, vpn: int, write: bool)
     assert task is not None
     saved, task.op = task.op, "fault"
     try:
-        await spend(system, system.costs.fault_entry_ns)
+        await spend(system, system.cost("fault_entry_ns"))
         while True:
             vma = lock_vma_under_rcu(system, mm, vpn)
             if vma is not None:
@@ -163,7 +163,7 @@ async def do_read_zero_page(system: MmSystem, vma: Vma, vpn: int) -> Fault:
     await ptl.lock()
     if vpn not in vma.mm.ptes:
         vma.mm.ptes[vpn] = Pte(ZERO_FOLIO, False)
-        await spend(system, system.costs.pte_ns)
+        await spend(system, system.cost("pte_ns"))
     ptl.unlock()
     system.ops.inc("fault_zero_page")
     return Fault.OK
@@ -176,7 +176,7 @@ async def do_anonymous_page(system: MmSystem, vma: Vma, vpn: int, vma_locked: bo
     if ret is not Fault.OK:
         return ret
     folio = await system.alloc_folio(vma.pgoff_of(vpn))
-    await spend(system, system.costs.zero_page_ns)
+    await spend(system, system.cost("zero_page_ns"))
     await _map_new_folio(system, vma, vpn, folio, system.ptl(vma.mm, vpn), vma.mm.ptes, vpn)
     system.ops.inc("fault_anon")
     return Fault.OK
@@ -200,7 +200,7 @@ async def _map_new_folio(system: MmSystem, vma: Vma, vpn: int, folio: Folio, loc
     if system.story is not None:
         system.story.note("entry", f"fault maps new folio {folio.fid} at mm{vma.mm.mid} vpn {vpn}", folio=folio.fid,
                           mm=vma.mm.mid, vpn=vpn)
-    await spend(system, system.costs.pte_ns)
+    await spend(system, system.cost("pte_ns"))
     system.lru_add(folio)
     lock.unlock()
 
@@ -222,7 +222,6 @@ def wp_can_reuse_anon_folio(system: MmSystem, folio: Folio) -> bool:
 async def do_wp_page(system: MmSystem, vma: Vma, vpn: int, vma_locked: bool) -> Fault:
     """``do_wp_page``: reuse an exclusive (or reusable) folio, else ``wp_page_copy``."""
     mm = vma.mm
-    costs = system.costs
     ptl = system.ptl(mm, vpn)
     await ptl.lock()
     pte = mm.ptes.get(vpn)
@@ -256,7 +255,7 @@ async def do_wp_page(system: MmSystem, vma: Vma, vpn: int, vma_locked: bool) -> 
     if ret is not Fault.OK:
         return ret
     new = await system.alloc_folio(vma.pgoff_of(vpn))
-    await spend(system, costs.zero_page_ns if old is ZERO_FOLIO else costs.copy_page_ns)
+    await spend(system, system.cost("zero_page_ns") if old is ZERO_FOLIO else system.cost("copy_page_ns"))
     await ptl.lock()
     # pte_same(ptep_get(vmf->pte), vmf->orig_pte): the entry is still the one read before the
     # lock was dropped.  A migration walk may have turned it into a migration entry meanwhile.
@@ -264,7 +263,7 @@ async def do_wp_page(system: MmSystem, vma: Vma, vpn: int, vma_locked: bool) -> 
         ptl.unlock()
         await system.free_folio(new)
         return Fault.OK
-    await spend(system, costs.tlb_flush_ns)  # ptep_clear_flush
+    await spend(system, system.cost("tlb_flush_ns"))  # ptep_clear_flush
     await system.design.folio_add_new_anon_rmap(new, vma, vpn, True)
     new.exclusive = True
     new.mapcount = 1
@@ -291,7 +290,7 @@ async def do_huge_pmd_anonymous_page(system: MmSystem, vma: Vma, base: int, vma_
         return ret
     mm = vma.mm
     folio = await system.alloc_folio(vma.pgoff_of(base), order=9)
-    await spend(system, system.costs.zero_page_ns * HPAGE_PMD_NR)
+    await spend(system, system.cost("zero_page_ns") * HPAGE_PMD_NR)
     await _map_new_folio(system, vma, base, folio, system.pmd_lock(mm, base), mm.pmds, base // HPAGE_PMD_NR)
     system.ops.inc("fault_thp")
     return Fault.OK

@@ -32,7 +32,6 @@ async def try_to_migrate(system: MmSystem, folio: Folio, *, locked: bool = False
     ``pmd_populate``); a PTE-mapped THP (after ``__split_huge_pmd``) gets one PTE migration
     entry per page, under the PTE lock.
     """
-    costs = system.costs
 
     def _story(vma: Vma, vpn: int, what: str) -> None:
         if system.story is not None:
@@ -60,7 +59,7 @@ async def try_to_migrate(system: MmSystem, folio: Folio, *, locked: bool = False
                         entry.migration = True
                         entry.young = pmd.young
                         mm.ptes[vpn + i] = entry
-                    await spend(system, costs.pte_ns * folio.nr_pages)
+                    await spend(system, system.cost("pte_ns") * folio.nr_pages)
                     _story(vma, vpn, f"{folio.nr_pages} PTE migration entries (split_huge_pmd_locked, freeze)")
                 else:
                     entry = Pte(folio, pmd.writable)
@@ -68,7 +67,7 @@ async def try_to_migrate(system: MmSystem, folio: Folio, *, locked: bool = False
                     entry.young = pmd.young
                     mm.pmds[vpn // HPAGE_PMD_NR] = entry
                     _story(vma, vpn, "a PMD migration entry")
-                await spend(system, costs.pvmw_ns + costs.clear_ns)
+                await spend(system, system.cost("pvmw_ns") + system.cost("clear_ns"))
                 pmd_lock.unlock()
                 return True
             pmd_lock.unlock()
@@ -85,7 +84,7 @@ async def try_to_migrate(system: MmSystem, folio: Folio, *, locked: bool = False
             mm.ptes[v] = entry
             folio.mapcount -= 1
             _story(vma, v, "a migration entry")
-        await spend(system, costs.pvmw_ns + costs.clear_ns * max(1, len(where)))
+        await spend(system, system.cost("pvmw_ns") + system.cost("clear_ns") * max(1, len(where)))
         ptl.unlock()
         return True
 
@@ -96,7 +95,7 @@ async def try_to_migrate(system: MmSystem, folio: Folio, *, locked: bool = False
     # compaction; v6.4+): try_to_migrate_one defers each PTE's flush (set_tlb_ubc_flush_pending)
     # and one batched shootdown (try_to_unmap_flush) follows, after the rmap lock is dropped.
     # MIGRATE_SYNC would flush every PTE under its PTL instead (ptep_clear_flush): not modelled.
-    await spend(system, costs.tlb_ipi_ns)
+    await spend(system, system.cost("tlb_ipi_ns"))
     return folio.mapcount == 0
 
 
@@ -121,7 +120,6 @@ async def remove_migration_ptes(system: MmSystem, src: Folio, dst: Folio, *, loc
     which ``dst`` gets only from a restored exclusive entry (``RMAP_EXCLUSIVE`` for an entry that
     is not ``is_readable_migration_entry``; ``folio_migrate_flags`` does not copy it).
     """
-    costs = system.costs
     restored = 0
 
     def _restore(mm_mid: int, vpn: int, entry: Pte) -> Pte:
@@ -143,7 +141,7 @@ async def remove_migration_ptes(system: MmSystem, src: Folio, dst: Folio, *, loc
         mm = vma.mm
         entry = page_vma_mapped(vma, vpn, src, migration=True)
         if entry is None:
-            await spend(system, costs.pvmw_ns)
+            await spend(system, system.cost("pvmw_ns"))
             return True
         if src.order and mm.pmds.get(vpn // HPAGE_PMD_NR) is entry:
             lock = system.pmd_lock(mm, vpn)  # remove_migration_pmd
@@ -151,7 +149,7 @@ async def remove_migration_ptes(system: MmSystem, src: Folio, dst: Folio, *, loc
             if mm.pmds.get(vpn // HPAGE_PMD_NR) is entry:
                 mm.pmds[vpn // HPAGE_PMD_NR] = _restore(mm.mid, vpn, entry)
                 dst.entire_mapcount += 1
-            await spend(system, costs.pvmw_ns + costs.pte_ns)
+            await spend(system, system.cost("pvmw_ns") + system.cost("pte_ns"))
             lock.unlock()
             return True
         ptl = system.ptl(mm, vpn)
@@ -162,7 +160,7 @@ async def remove_migration_ptes(system: MmSystem, src: Folio, dst: Folio, *, loc
             where = [vpn] if page_vma_mapped(vma, vpn, src, migration=True) is entry else []
         for v in where:
             mm.ptes[v] = _restore(mm.mid, v, mm.ptes[v])
-        await spend(system, costs.pvmw_ns + costs.pte_ns * max(1, len(where)))
+        await spend(system, system.cost("pvmw_ns") + system.cost("pte_ns") * max(1, len(where)))
         ptl.unlock()
         return True
 
@@ -206,7 +204,7 @@ async def migrate_folio(system: MmSystem, folio: Folio) -> bool:
         # PG_anon_exclusive is "always migrated via migration entries" (folio_migrate_flags):
         # the new folio has it only once remove_migration_pte restored an exclusive entry.
         new.exclusive = False
-        await spend(system, system.costs.copy_page_ns * folio.nr_pages)
+        await spend(system, system.cost("copy_page_ns") * folio.nr_pages)
         await system.design.folio_migrate_mapping(folio, new)
         restored = await remove_migration_ptes(system, folio, new)
         new.exclusive = new.exclusive and restored <= 1

@@ -56,7 +56,7 @@ async def mmap_region(system: MmSystem, mm: MmStruct, start: int, pages: int, *,
                 system.ops.inc("mmap_merge")
                 return prev
             vma = system.new_vma(mm, start, start + pages, thp=thp)
-            await spend(system, system.costs.vma_dup_ns)
+            await spend(system, system.cost("vma_dup_ns"))
             mm.insert_vma(vma)
             system.ops.inc("mmap")
             return vma
@@ -71,7 +71,7 @@ async def split_vma(system: MmSystem, vma: Vma, at: int) -> Vma:
     mm = vma.mm
     await vma_start_write(vma)
     new = system.new_vma(mm, at, vma.end, vma.pgoff + (at - vma.start), thp=vma.thp)
-    await spend(system, system.costs.vma_dup_ns)
+    await spend(system, system.cost("vma_dup_ns"))
     if vma.anon_vma is not None:
         await system.design.clone_vma(new, vma, "split")
     token = await system.design.vma_prepare([vma])
@@ -134,7 +134,7 @@ async def mremap_move(system: MmSystem, mm: MmStruct, old_start: int, pages: int
             # its pgoff so its folios' index still finds them.
             pgoff = vma.pgoff if vma.anon_vma is not None else new_start
             new = system.new_vma(mm, new_start, new_start + pages, pgoff, thp=vma.thp)
-            await spend(system, system.costs.vma_dup_ns)
+            await spend(system, system.cost("vma_dup_ns"))
             if vma.anon_vma is not None:
                 await system.design.clone_vma(new, vma, "remap")
             mm.insert_vma(new)
@@ -147,7 +147,7 @@ async def mremap_move(system: MmSystem, mm: MmStruct, old_start: int, pages: int
             token = await system.design.vma_prepare([vma, new]) if need_rmap_locks else None
             await _move_ptes(system, vma, new)
             await system.design.vma_complete(token, [vma, new])
-            await spend(system, system.costs.tlb_flush_ns)
+            await spend(system, system.cost("tlb_flush_ns"))
             # The old range, now empty, is unmapped (do_vmi_munmap without downgrade).
             mm.remove_vma(vma)
             await free_pgtables(system, mm, [vma])
@@ -200,7 +200,7 @@ async def _move_ptes(system: MmSystem, old: Vma, new: Vma) -> None:
                         system.entry_copied(pte.folio, (mm.mid, v), (mm.mid, v + delta))
             if dst is not src:
                 dst.unlock()
-        await spend(system, system.costs.pte_ns * len(moving))
+        await spend(system, system.cost("pte_ns") * len(moving))
         src.unlock()
 
 
@@ -210,7 +210,6 @@ async def zap_range(system: MmSystem, mm: MmStruct, start: int, end: int) -> lis
     Returns the folios whose last mapping went away; they are freed after the TLB flush, as
     ``tlb_finish_mmu`` does.
     """
-    costs = system.costs
     to_free: list[Folio] = []
     for idx in sorted(i for i in mm.pmds if start <= i * HPAGE_PMD_NR < end):
         lock = system.pmd_lock(mm, idx * HPAGE_PMD_NR)
@@ -220,7 +219,7 @@ async def zap_range(system: MmSystem, mm: MmStruct, start: int, end: int) -> lis
             _tell_zap(system, mm, idx * HPAGE_PMD_NR, pmd)
         if pmd is not None and not pmd.migration:
             _unmap_one(system, pmd, to_free, pmd=True)
-        await spend(system, costs.zap_ns)
+        await spend(system, system.cost("zap_ns"))
         lock.unlock()
     first, last = start // PTRS_PER_PTE, (end - 1) // PTRS_PER_PTE
     for t in sorted(t for t in mm.ptls if first <= t <= last):
@@ -239,7 +238,7 @@ async def zap_range(system: MmSystem, mm: MmStruct, start: int, end: int) -> lis
             zapped += 1
             if not pte.migration and pte.folio is not ZERO_FOLIO:
                 _unmap_one(system, pte, to_free)
-        await spend(system, costs.zap_ns * zapped)
+        await spend(system, system.cost("zap_ns") * zapped)
         ptl.unlock()
     return to_free
 
@@ -266,7 +265,7 @@ def _unmap_one(system: MmSystem, pte: Pte, to_free: list[Folio], *, pmd: bool = 
 async def unmap_vma(system: MmSystem, vma: Vma) -> None:
     """``unmap_vmas`` for one VMA, then the TLB flush and the deferred folio frees."""
     to_free = await zap_range(system, vma.mm, vma.start, vma.end)
-    await spend(system, system.costs.tlb_flush_ns)
+    await spend(system, system.cost("tlb_flush_ns"))
     for folio in to_free:
         await system.folio_put(folio)
 
@@ -300,7 +299,7 @@ async def free_pgtables(system: MmSystem, mm: MmStruct, vmas: list[Vma]) -> None
         system.pgtables_deferred_bytes += nbytes
         system.rcu.kfree_rcu(f"mm{mm.mid} page tables", nbytes)
     else:
-        await spend(system, system.costs.pgtable_free_ns * len(unused))
+        await spend(system, system.cost("pgtable_free_ns") * len(unused))
 
 
 async def exit_mmap(system: MmSystem, mm: MmStruct) -> None:

@@ -21,6 +21,7 @@ from concurrency.rcu import Rcu
 from concurrency.rwsem import RwSemaphore
 from concurrency.spinlock import QSpinlock
 from concurrency.vma_lock import VmaLock
+from mm.cost_spread import CostSpread
 from mm.costs import CostModel
 from mm.instrument import MmHooks, MmInstrument
 from mm.rmap_design import RmapDesign, SwitchValue
@@ -162,14 +163,19 @@ class MmSystem:
     ``switches`` its behaviour switches;
     ``rwsem_opts`` the rwsem behaviour switches applied to every rwsem (spin, reader_steal,
     handoff, hz), ``mutex_opts`` those of every mutex (spin, handoff); ``folio_lock_unfairness`` is
-    ``sysctl_page_lock_unfairness`` (default 5)."""
+    ``sysctl_page_lock_unfairness`` (default 5); ``cost_variability`` draws the varied costs
+    (mm/cost_spread.py) where they are spent, :meth:`cost`."""
 
     def __init__(self, engine: Engine, design: type[RmapDesign], *, costs: CostModel | None = None,
                  switches: Mapping[str, SwitchValue] | None = None, rwsem_opts: Mapping[str, object] | None = None,
                  mutex_opts: Mapping[str, object] | None = None,
-                 memory: MemoryConfig | None = None, folio_lock_unfairness: int | None = None) -> None:
+                 memory: MemoryConfig | None = None, folio_lock_unfairness: int | None = None,
+                 cost_variability: bool = False) -> None:
         self.engine = engine
         self.costs = costs or CostModel()
+        # the seeded per-operation spread of the varied costs (mm/cost_spread.py): off unless asked,
+        # so a system built by hand (the lock-sequence tests) spends the constants
+        self.spread = CostSpread(engine, self.costs, cost_variability)
         self.rwsem_opts = rwsem_options(rwsem_opts or {})
         self.mutex_opts = mutex_options(mutex_opts or {})
         # sysctl_page_lock_unfairness (mm/filemap.c, folio_wait_bit_common): mainline's 5 by default
@@ -208,6 +214,15 @@ class MmSystem:
         # Switch (2022, commit 6d4675e60135): folio_referenced only tries the rmap lock.
         self.reclaim_trylock = True
         self.design: RmapDesign = design(self, switches)
+
+    def cost(self, name: str) -> int:
+        """Cost ``name`` (a field of :class:`CostModel`) as spent now: a seeded draw around its
+        constant when the spread is on (mm/cost_spread.py), else the constant."""
+        return self.spread.cost(name)
+
+    def vary(self, name: str, ns: int) -> int:
+        """``ns``, an operation's cost computed from the constants, with cost ``name``'s spread."""
+        return self.spread.vary(name, ns)
 
     def add_instrument(self, instrument: _I) -> _I:
         """Attach an instrument to the engine and, for an :class:`MmInstrument`, to the designs'

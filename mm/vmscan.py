@@ -65,7 +65,6 @@ async def folio_referenced(system: MmSystem, folio: Folio, *, is_locked: bool) -
         if folio.mapcount == 0:
             return 0
         referenced = 0
-        costs = system.costs
 
         async def folio_referenced_one(vma: Vma, vpn: int) -> bool:
             nonlocal referenced
@@ -74,7 +73,7 @@ async def folio_referenced(system: MmSystem, folio: Folio, *, is_locked: bool) -
                 if pte.young:
                     referenced += 1
                     pte.young = False  # clear_flush_young
-            await spend(system, costs.pvmw_ns + costs.young_ns)
+            await spend(system, system.cost("pvmw_ns") + system.cost("young_ns"))
             ptl.unlock()
             return True
 
@@ -90,7 +89,6 @@ async def folio_referenced(system: MmSystem, folio: Folio, *, is_locked: bool) -
 
 async def try_to_unmap(system: MmSystem, folio: Folio) -> bool:
     """``try_to_unmap`` (folio locked): replace every PTE by a swap entry; True if unmapped."""
-    costs = system.costs
     to_flush = 0
 
     async def try_to_unmap_one(vma: Vma, vpn: int) -> bool:
@@ -111,7 +109,7 @@ async def try_to_unmap(system: MmSystem, folio: Folio) -> bool:
             if system.story is not None:
                 system.story.note("entry", f"try_to_unmap_one clears mm{mm.mid} vpn {v} (folio {folio.fid}, "
                                   f"mapcount now {folio.mapcount})", folio=folio.fid, mm=mm.mid, vpn=v)
-        await spend(system, costs.pvmw_ns + costs.clear_ns * max(1, len(where)))
+        await spend(system, system.cost("pvmw_ns") + system.cost("clear_ns") * max(1, len(where)))
         ptl.unlock()
         return True
 
@@ -119,7 +117,7 @@ async def try_to_unmap(system: MmSystem, folio: Folio) -> bool:
                           done=lambda: folio.mapcount == 0)
     await rmap_walk(system, folio, rwc)
     if to_flush:
-        await spend(system, costs.tlb_ipi_ns)  # try_to_unmap_flush: batched shootdown
+        await spend(system, system.cost("tlb_ipi_ns"))  # try_to_unmap_flush: batched shootdown
     return folio.mapcount == 0
 
 
@@ -144,7 +142,7 @@ async def shrink_folio(system: MmSystem, folio: Folio) -> Reclaim:
         if folio.mapcount and not await try_to_unmap(system, folio):
             system.ops.inc("reclaim_still_mapped")
             return Reclaim.STILL_MAPPED
-        await spend(system, system.costs.swap_out_ns)
+        await spend(system, system.cost("swap_out_ns"))
     finally:
         lock.folio_unlock()
     system.ops.inc("reclaim_freed")

@@ -250,7 +250,8 @@ def _run_steps(scenario: Scenario, design: str, *, seed: int | None, cpus: int |
     memory = MemoryConfig(scenario.total_pages, scenario.wmark_min, scenario.wmark_low, scenario.wmark_high)
     system = MmSystem(engine, design_class(design), costs=costs, switches=scenario.switches.get(design),
                       rwsem_opts=scenario.rwsem, mutex_opts=scenario.mutex, memory=memory,
-                      folio_lock_unfairness=scenario.folio_lock.get("unfairness"))
+                      folio_lock_unfairness=scenario.folio_lock.get("unfairness"),
+                      cost_variability=scenario.cost_variability)
     system.reclaim_trylock = scenario.reclaim_trylock
     system.story = story
     world = World(engine, system, deadline_ns=None)  # set when the workload phase starts

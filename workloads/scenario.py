@@ -74,6 +74,9 @@ PARAMS: dict[str, tuple[str | None, Param]] = {
                                                                           "(per mm, per family)")),
     "run.balance": ("balance", Param(bool, True, "load balancing: a woken task runs on an idle CPU, an idle CPU "
                                                  "pulls a waiting task (false: every task stays on its CPU)")),
+    "run.cost_variability": ("cost_variability", Param(bool, True, "seeded per-operation spread of the cost "
+                                                                   "model's constants (mm/cost_spread.py; false: "
+                                                                   "every cost its constant)")),
     # Not a parameter of the model: both executors give byte-identical results, so it is not recorded.
     "run.executor": ("executor", Param(str, "stepper", "who steps the simulated tasks: 'stepper' (default, "
                                                        "fastest) or 'trio' (each simulated CPU a trio task; same "
@@ -244,6 +247,7 @@ class Scenario:
     lockdep: bool = _default_bool("lockdep.enabled")
     lock_instance_stats: bool = _default_bool("run.lock_instance_stats")
     balance: bool = _default_bool("run.balance")
+    cost_variability: bool = _default_bool("run.cost_variability")
     expected_order: str | None = _default_str("lockdep.expected_order")  # "rmap", None ("none") or a file's path
     order_path: str | None = None  # that file, resolved (relative paths are the scenario file's)
     switches: dict[str, dict[str, SwitchValue]] = field(default_factory=dict)
@@ -266,7 +270,7 @@ class Scenario:
                        "wmark_low": self.wmark_low, "wmark_high": self.wmark_high},
             "lockdep": self.lockdep, "expected_order": self.expected_order,
             "lock_instance_stats": self.lock_instance_stats, "balance": self.balance,
-            "perturb": self.perturb.to_dict(),
+            "cost_variability": self.cost_variability, "perturb": self.perturb.to_dict(),
             # only when a scenario sets it: records of runs that do not stay as they were
             **({"folio_lock": dict(sorted(self.folio_lock.items()))} if self.folio_lock else {}),
         }
@@ -378,7 +382,8 @@ def _from_dict(data: Mapping[str, object], file: str, text: str) -> Scenario:
         max_events=param_int(run, "max_events"), seed=param_int(run, "seed"),
         designs=_str_tuple(designs, "run.designs"), total_pages=total_pages,
         wmark_min=wmark_min, wmark_low=wmark_low, wmark_high=wmark_high,
-        lock_instance_stats=param_bool(run, "lock_instance_stats"), balance=param_bool(run, "balance"), costs=costs,
+        lock_instance_stats=param_bool(run, "lock_instance_stats"), balance=param_bool(run, "balance"),
+        cost_variability=param_bool(run, "cost_variability"), costs=costs,
         rwsem=_flags(data, "rwsem", rwsem), mutex=_flags(data, "mutex", mutex),
         folio_lock=_flags(data, "folio_lock", folio_lock),
         reclaim_trylock=param_bool(reclaim, "trylock"), lockdep=param_bool(lockdep, "enabled"),
@@ -679,7 +684,7 @@ def scenario_data(sc: Scenario) -> dict[str, object]:
     run: dict[str, object] = {"cpus": sc.cpus, "max_events": sc.max_events, "seed": sc.seed,
                            "designs": list(sc.designs) if isinstance(sc.designs, tuple | list) else sc.designs,
                            "lock_instance_stats": sc.lock_instance_stats, "balance": sc.balance,
-                           "executor": sc.executor}
+                           "cost_variability": sc.cost_variability, "executor": sc.executor}
     if sc.duration_ns is not None:  # a Python scenario may run until every task is done
         run["duration_ns"] = sc.duration_ns
     perturb = getattr(sc.perturb, "to_dict", None)

@@ -202,7 +202,7 @@ def test_unsourced_constants_cover_every_cost_without_a_measurement() -> None:
 
 def test_fault_entry_is_calibrated_to_the_published_read_fault_median() -> None:
     check = small()["N4"]
-    assert check["details"]["p50_ns"] == 1000  # [N4]: median ~1.0 us
+    assert abs(check["details"]["p50_ns"] - 1000) <= 20  # [N4]: median ~1.0 us (the spread's sample median)
     assert check["notes"][0].startswith("calibrated")
 
 
