@@ -196,7 +196,9 @@ async def migrate_folio(system: MmSystem, folio: Folio) -> bool:
             await system.folio_put(folio)
             system.ops.inc("migrate_fail")
             return False
-        new = await system.alloc_folio(folio.index, folio.order)
+        # Without reclaim: a migrating task never reclaims for its target, so its direct reclaim
+        # never meets the folio it holds locked here (see MmSystem.alloc_folio).
+        new = await system.alloc_folio(folio.index, folio.order, reclaim=False)
         # The migration's own reference on the new folio, dropped by folio_put(dst) at the end of
         # migrate_folio_move: an exit that zaps a restored mapping while remove_migration_ptes is
         # still restoring the others must not free the folio under it.

@@ -294,14 +294,18 @@ class MmSystem:
             lock = folio.lock = self._folio_lock_cls(self.engine, "folio_lock", instance=f"folio{folio.fid}")
         return lock
 
-    async def alloc_folio(self, index: int, order: int = 0) -> Folio:
-        """``folio_alloc``: take pages, entering direct reclaim below the min watermark."""
+    async def alloc_folio(self, index: int, order: int = 0, *, reclaim: bool = True) -> Folio:
+        """``folio_alloc``: take pages, entering direct reclaim below the min watermark.
+
+        ``reclaim=False`` is an allocation without ``__GFP_RECLAIM`` (neither direct reclaim nor a
+        kswapd wake-up): a migration target (mm/migrate.c ``alloc_misplaced_dst_folio`` clears
+        ``__GFP_RECLAIM``; compaction's ``compaction_alloc`` takes pages it isolated itself)."""
         nr = 1 << order
-        if self.free_pages - nr < self.memory.wmark_min and self.direct_reclaim is not None:
+        if reclaim and self.free_pages - nr < self.memory.wmark_min and self.direct_reclaim is not None:
             self.ops.inc("direct_reclaim")
             await self.direct_reclaim(nr)
         self.free_pages -= nr
-        if self.free_pages < self.memory.wmark_low and self.wakeup_kswapd is not None:
+        if reclaim and self.free_pages < self.memory.wmark_low and self.wakeup_kswapd is not None:
             self.wakeup_kswapd()
         self.min_free_pages = min(self.min_free_pages, self.free_pages)
         fid = self._next_fid
