@@ -36,6 +36,7 @@ base terms' draw (one draw per operation, applied to the whole operation's cost)
 from __future__ import annotations
 
 import math
+import random
 from typing import TYPE_CHECKING, Final
 
 from concurrency.engine import task_rng
@@ -107,4 +108,23 @@ class CostSpread:
         rng = task.cost_rng
         if rng is None:
             rng = task.cost_rng = task_rng(self.engine.seed, f"{task.name}<costs>")
-        return max(1, round(ns * (floor + (1.0 - floor) * rng.lognormvariate(0.0, sigma))))
+        return max(1, round(ns * (floor + (1.0 - floor) * _lognormvariate(rng, sigma))))
+
+
+_NV_MAGICCONST: Final = 4 * math.exp(-0.5) / math.sqrt(2.0)  # random.NV_MAGICCONST
+
+
+def _lognormvariate(rng: random.Random, sigma: float) -> float:
+    """``rng.lognormvariate(0.0, sigma)``, the same draws and the same floats: CPython's
+    ``normalvariate`` (Kinderman and Monahan's ratio of uniforms) written out here, so that the
+    compiled build runs it as native code (random.py's is interpreted on every build; the draw is
+    on every varied cost spent) and the values do not depend on the Python version's random.py."""
+    uniform = rng.random
+    while True:
+        u1 = uniform()
+        u2 = 1.0 - uniform()
+        z = _NV_MAGICCONST * (u1 - 0.5) / u2
+        zz = z * z / 4.0
+        if zz <= -math.log(u2):
+            break
+    return math.exp(0.0 + z * sigma)
