@@ -1,8 +1,9 @@
 """One small adapter between the simulator and HdrHistogram: integer ns in, nothing dropped.
 
 ``hdrh.HdrHistogram.record_value`` is pure Python (~0.8 µs) and silently drops values outside
-its trackable range (it returns False).  The simulator records into a plain dict of exact counts on the
-hot path and folds it into an HdrHistogram only when a result is taken; values outside
+its trackable range (it returns False).  The simulator records into a plain dict of counts on the
+hot path (exact values for latencies; HdrHistogram's own buckets for lock times) and folds it into
+an HdrHistogram only when a result is taken; values outside
 ``[0, highest_ns]`` are counted in ``overflow`` and reported, never dropped silently.
 """
 
@@ -79,26 +80,11 @@ class LatencyHistogram:
 
     def percentiles(self, ps: tuple[float, ...] = (50.0, 90.0, 99.0, 99.9)) -> dict[str, int]:
         """Exact percentiles (nearest rank: the smallest value with at least p% at or below it)."""
-        out: dict[str, int] = {}
-        items = self.items()
-        count = sum(n for _, n in items)
-        for p in ps:
-            if not count:
-                out[f"p{p:g}"] = 0
-                continue
-            rank = max(1, -(-round(p * count * 1000) // 100_000))  # ceil(p/100 * count), exact
-            seen = 0
-            for v, n in items:
-                seen += n
-                if seen >= rank:
-                    out[f"p{p:g}"] = v
-                    break
-        return out
+        return _nearest_rank(self.items(), ps)
 
     def encode(self) -> str:
         """HdrHistogram's standard compressed base64 form (HISTFORMAT V2)."""
-        blob: object = self.to_hdr().encode()  # hdrh is untyped: bytes (or str)
-        return blob.decode() if isinstance(blob, bytes) else str(blob)
+        return _encode(self.to_hdr())
 
     def summary(self) -> JsonObject:
         return {"count": self.count, "min_ns": self.min_ns, "max_ns": self.max_ns,
@@ -193,26 +179,11 @@ class LockTimeHistogram:
 
     def percentiles(self, ps: tuple[float, ...] = (50.0, 90.0, 99.0, 99.9)) -> dict[str, int]:
         """Nearest-rank percentiles at the bucket resolution (see the class docstring)."""
-        out: dict[str, int] = {}
-        items = self.items()
-        count = sum(n for _, n in items)
-        for p in ps:
-            out[f"p{p:g}"] = 0
-            if not count:
-                continue
-            rank = max(1, -(-round(p * count * 1000) // 100_000))
-            seen = 0
-            for v, n in items:
-                seen += n
-                if seen >= rank:
-                    out[f"p{p:g}"] = v
-                    break
-        return out
+        return _nearest_rank(self.items(), ps)
 
     def encode(self) -> str:
         """HdrHistogram's standard compressed base64 form (HISTFORMAT V2)."""
-        blob: object = self.to_hdr().encode()  # hdrh is untyped: bytes (or str)
-        return blob.decode() if isinstance(blob, bytes) else str(blob)
+        return _encode(self.to_hdr())
 
     def summary(self) -> JsonObject:
         return {"count": self.count, "min_ns": self.min_ns, "max_ns": self.max_ns,
@@ -225,3 +196,27 @@ def _bucket(ns: int) -> int:
         return ns
     shift = ns.bit_length() - _SUB_BUCKET_BITS
     return (ns >> shift) << shift
+
+
+def _nearest_rank(items: list[tuple[int, int]], ps: tuple[float, ...]) -> dict[str, int]:
+    """``ps`` of (value, count) pairs in value order: for each p, the smallest value with at least
+    p% of the count at or below it (0 when empty)."""
+    out: dict[str, int] = {}
+    count = sum(n for _, n in items)
+    for p in ps:
+        out[f"p{p:g}"] = 0
+        if not count:
+            continue
+        rank = max(1, -(-round(p * count * 1000) // 100_000))  # ceil(p/100 * count), exact
+        seen = 0
+        for v, n in items:
+            seen += n
+            if seen >= rank:
+                out[f"p{p:g}"] = v
+                break
+    return out
+
+
+def _encode(hist: HdrHistogram) -> str:
+    blob: object = hist.encode()  # hdrh is untyped: bytes (or str)
+    return blob.decode() if isinstance(blob, bytes) else str(blob)
