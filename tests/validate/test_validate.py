@@ -19,6 +19,7 @@ from rmapsim.validate_cmd import add_parser, validate_html, validate_text
 from workloads import validate
 from workloads.runner import RunFailed
 from workloads.scenario import load_scenario
+from workloads.validate import h5 as validate_h5
 from workloads.validate import l2a as validate_l2a
 from workloads.validate import runner as validate_runner
 
@@ -117,6 +118,28 @@ def test_h5_rwsem_writers_sleep_where_the_mutex_spins() -> None:
     assert rwsem["context_switches"] / rwsem["forks"] > 1.2 * mutex["context_switches"] / mutex["forks"]
     assert rwsem["lock_events"].get("rwsem_sleep_writer", 0) > 0
     assert "mutex_handoff_set" not in mutex["lock_events"]  # the 2013 mutex had no hand-off
+
+
+def test_h5_lock_is_contended_not_saturated_as_in_the_published_profile() -> None:
+    # [H5]'s mutex run spun 1.55% of its samples (cpu_relax) and the rwsem's CPUs were about as
+    # busy as the mutex's (vmstat idle 16% vs 14%).  With the earlier scenario (workers living
+    # 20 us) the model's mutex spun 14% at 40 CPUs and the rwsem left 35% of its CPU time idle: a
+    # saturated lock, which is what made H5a fail there.
+    details = small()["H5a"]["details"]
+    assert details["mutex"]["cpu_share"]["spinning"] <= 3 * validate_h5.PUBLISHED_MUTEX_SPIN_SHARE
+    idle = {name: details[name]["cpu_share"]["sleeping"] + details[name]["cpu_share"]["idle"]
+            for name in ("mutex", "rwsem")}
+    assert idle["rwsem"] - idle["mutex"] < 0.05
+
+
+def test_h5_writer_spinning_trades_context_switches_for_spinning_not_throughput() -> None:
+    # [H5]: writer spinning "reduced the context switching by 30% ... However, I did not see any
+    # throughput improvement".  In the saturated scenario it bought +41% forks/s.
+    details = small()["H5b"]["details"]
+    spin, nospin = details["rwsem_spin"], details["rwsem"]
+    assert abs(spin["fork_per_s"] / nospin["fork_per_s"] - 1) < 0.10
+    assert spin["cpu_share"]["spinning"] > 0 == nospin["cpu_share"]["spinning"]
+    assert spin["context_switches"] / spin["forks"] < 0.9 * nospin["context_switches"] / nospin["forks"]
 
 
 def test_h6_growth_is_linear_without_reuse_and_bounded_with_it() -> None:
