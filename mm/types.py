@@ -8,7 +8,8 @@ chain) and ``MmStruct.rmap`` (per-mm state, e.g. the COW context); ``Folio.mappi
 reverse-map anchor (an anon_vma or a COW context).
 
 Memory matters here (a million resident folios must fit in 1 GB): folios and PTEs use
-``__slots__`` and a PTE is a small tuple in a per-mm dict.
+``__slots__``, a PTE is a small object in a per-mm dict, and the fields only a THP has are
+:class:`LargeFolio`'s, not every folio's.
 """
 
 from __future__ import annotations
