@@ -13,7 +13,7 @@ from __future__ import annotations
 from mm.cpu import spend
 from mm.mmap_lock import mmap_write_lock, mmap_write_unlock, vma_start_write
 from mm.system import ZERO_FOLIO, MmSystem
-from mm.types import HPAGE_PMD_NR, PTRS_PER_PTE, MmStruct, Pte, Vma
+from mm.types import HPAGE_PMD_NR, PTRS_PER_PTE, MmStruct, Pte, Vma, large_folio
 
 __all__ = ["copy_page_range", "dup_mmap"]
 
@@ -87,7 +87,7 @@ async def copy_page_range(system: MmSystem, dst_vma: Vma, src_vma: Vma) -> None:
                     _tell_copy(system, pmd, src_mm.mid, dst_mm.mid, idx * HPAGE_PMD_NR)
                 _copy_entry(system, pmd, dst_vma)
                 if not pmd.migration:
-                    pmd.folio.entire_mapcount += 1  # folio_try_dup_anon_rmap_pmd
+                    large_folio(pmd.folio).entire_mapcount += 1  # folio_try_dup_anon_rmap_pmd
                 dst_mm.pmds[idx] = _child_entry(pmd)
                 if system.inflight_walks:
                     vpn = idx * HPAGE_PMD_NR

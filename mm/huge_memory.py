@@ -13,7 +13,7 @@ from __future__ import annotations
 from mm.cpu import spend
 from mm.migrate import remove_migration_ptes, try_to_migrate
 from mm.system import MmSystem
-from mm.types import HPAGE_PMD_NR, Folio, Pte, Vma
+from mm.types import HPAGE_PMD_NR, Folio, Pte, Vma, large_folio
 
 __all__ = ["SHRINK_BATCH", "deferred_split_scan", "split_huge_folio", "split_huge_pmd"]
 
@@ -58,7 +58,7 @@ async def _folio_split(system: MmSystem, folio: Folio) -> tuple[bool, list[Folio
         system.ops.inc("thp_split_fail")
         return False, [folio]
     await spend(system, system.cost("split_ns"))
-    tails = system.split_folio(folio)
+    tails = system.split_folio(large_folio(folio))
     for small in tails:
         # Each new folio starts with the split's own reference (folio_ref_unfreeze): it is
         # dropped with folio_put at the end, so a folio unmapped meanwhile (a COW copy
@@ -90,7 +90,7 @@ async def split_huge_pmd(system: MmSystem, vma: Vma, base: int, pmd: Pte) -> boo
     if mm.pmds.get(idx) is not pmd or pmd.migration:
         lock.unlock()
         return False
-    folio = pmd.folio
+    folio = large_folio(pmd.folio)
     del mm.pmds[idx]
     system.ptl(mm, base)  # the deposited table (pgtable_trans_huge_withdraw)
     for i in range(folio.nr_pages):

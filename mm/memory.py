@@ -13,7 +13,7 @@ from concurrency.spinlock import QSpinlock
 from mm.cpu import spend
 from mm.mmap_lock import lock_vma_under_rcu
 from mm.system import ZERO_FOLIO, MmSystem
-from mm.types import HPAGE_PMD_NR, Folio, MmStruct, Pte, Vma
+from mm.types import HPAGE_PMD_NR, Folio, MmStruct, Pte, Vma, large_folio
 
 __all__ = ["Fault", "handle_mm_fault", "spend", "wp_can_reuse_anon_folio"]
 
@@ -195,7 +195,8 @@ async def _map_new_folio(system: MmSystem, vma: Vma, vpn: int, folio: Folio, loc
     await system.design.folio_add_new_anon_rmap(folio, vma, vpn, True)
     folio.exclusive = True
     folio.mapcount = 1
-    folio.entire_mapcount = 1 if folio.order else 0  # folio_add_new_anon_rmap(..., RMAP_LEVEL_PMD)
+    if folio.order:
+        large_folio(folio).entire_mapcount = 1  # folio_add_new_anon_rmap(..., RMAP_LEVEL_PMD)
     table[key] = Pte(folio, True)
     if system.story is not None:
         system.story.note("entry", f"fault maps new folio {folio.fid} at mm{vma.mm.mid} vpn {vpn}", folio=folio.fid,

@@ -15,7 +15,7 @@ from mm.cpu import spend
 from mm.rmap import folio_ptes, page_vma_mapped, rmap_walk
 from mm.rmap_design import RmapWalkControl
 from mm.system import MmSystem
-from mm.types import HPAGE_PMD_NR, Folio, Pte, Vma
+from mm.types import HPAGE_PMD_NR, Folio, Pte, Vma, large_folio
 
 __all__ = ["migrate_folio", "remove_migration_ptes", "try_to_migrate"]
 
@@ -51,7 +51,7 @@ async def try_to_migrate(system: MmSystem, folio: Folio, *, locked: bool = False
                 # folio_remove_rmap_pmd, without the deferred-split check: the folio is locked and
                 # is either unmapped everywhere or has its entries restored.
                 folio.mapcount -= 1
-                folio.entire_mapcount -= 1
+                large_folio(folio).entire_mapcount -= 1
                 if split_pmd:
                     system.ptl(mm, vpn)  # the deposited table (pgtable_trans_huge_withdraw)
                     for i in range(folio.nr_pages):
@@ -148,7 +148,7 @@ async def remove_migration_ptes(system: MmSystem, src: Folio, dst: Folio, *, loc
             await lock.lock()
             if mm.pmds.get(vpn // HPAGE_PMD_NR) is entry:
                 mm.pmds[vpn // HPAGE_PMD_NR] = _restore(mm.mid, vpn, entry)
-                dst.entire_mapcount += 1
+                large_folio(dst).entire_mapcount += 1
             await spend(system, system.cost("pvmw_ns") + system.cost("pte_ns"))
             lock.unlock()
             return True

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from mm.rmap_design import RmapWalkControl, WalkResult
 from mm.system import InflightWalk, MmSystem
-from mm.types import HPAGE_PMD_NR, Folio, Pte, Vma
+from mm.types import HPAGE_PMD_NR, Folio, LargeFolio, Pte, Vma
 
 __all__ = ["folio_ptes", "oracle_mappings", "page_vma_mapped", "rmap_walk"]
 
@@ -38,7 +38,7 @@ def page_vma_mapped(vma: Vma, vpn: int, folio: Folio, *, migration: bool = False
     if pte.folio is folio:
         return pte
     head = pte.folio
-    if migration and head.tails is not None:
+    if migration and isinstance(head, LargeFolio) and head.tails is not None:
         i = vma.pgoff_of(vpn) - head.index
         if 0 <= i < len(head.tails) and head.tails[i] is folio:
             return pte

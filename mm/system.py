@@ -26,7 +26,7 @@ from mm.costs import CostModel
 from mm.instrument import MmHooks, MmInstrument
 from mm.rmap_design import RmapDesign, SwitchValue
 from mm.story import Story
-from mm.types import HPAGE_PMD_NR, PTRS_PER_PTE, Folio, MmStruct, Vma
+from mm.types import HPAGE_PMD_NR, PTRS_PER_PTE, Folio, LargeFolio, MmStruct, Vma, large_folio
 
 if TYPE_CHECKING:
     from records.result import JsonObject
@@ -191,7 +191,7 @@ class MmSystem:
         self.mms: list[MmStruct] = []
         self.folios: dict[int, Folio] = {}  # live folios by id (insertion order = allocation order)
         # ds_queue->split_queue: partially mapped THPs waiting for deferred_split_scan (FIFO)
-        self.deferred_split: dict[int, Folio] = {}
+        self.deferred_split: dict[int, LargeFolio] = {}
         # inactive-anon LRU, oldest first: keyed by the folio itself, not its id (on the compiled build
         # an id used as a key is a new int object, 32 bytes of every resident folio)
         self.lru: dict[Folio, Folio] = {}
@@ -310,7 +310,7 @@ class MmSystem:
         self.min_free_pages = min(self.min_free_pages, self.free_pages)
         fid = self._next_fid
         self._next_fid += 1
-        folio = Folio(fid, index, order)
+        folio = LargeFolio(fid, index, order) if order else Folio(fid, index)
         self.folios[fid] = folio
         return folio
 
@@ -337,7 +337,7 @@ class MmSystem:
         if folio.pins == 0 and folio.mapcount == 0 and not folio.freed:
             await self.free_folio(folio)
 
-    def split_folio(self, head: Folio) -> list[Folio]:
+    def split_folio(self, head: LargeFolio) -> list[Folio]:
         """``__split_folio_to_order``: 512 order-0 folios take over the head's pages.
 
         The head is retired (no longer live) without a free: its memory now belongs to the tails.
@@ -368,12 +368,14 @@ class MmSystem:
         it was the last one).  While a PMD still maps the whole folio (a parent after a child's
         COW split its own PMD) nothing is queued."""
         folio.mapcount -= nr
-        if pmd:
-            folio.entire_mapcount -= 1
-        if folio.order and 0 < folio.mapcount < folio.nr_pages and not folio.entire_mapcount:
-            self.deferred_split_folio(folio)
+        if folio.order:  # a PMD maps only a large folio
+            large = large_folio(folio)
+            if pmd:
+                large.entire_mapcount -= 1
+            if 0 < folio.mapcount < folio.nr_pages and not large.entire_mapcount:
+                self.deferred_split_folio(large)
 
-    def deferred_split_folio(self, folio: Folio) -> None:
+    def deferred_split_folio(self, folio: LargeFolio) -> None:
         """``deferred_split_folio(folio, partially_mapped=true)``: queue it once (mm/huge_memory.c)."""
         if folio.fid not in self.deferred_split and not folio.freed:
             self.deferred_split[folio.fid] = folio

@@ -8,7 +8,8 @@ chain) and ``MmStruct.rmap`` (per-mm state, e.g. the COW context); ``Folio.mappi
 reverse-map anchor (an anon_vma or a COW context).
 
 Memory matters here (a million resident folios must fit in 1 GB): folios and PTEs use
-``__slots__`` and a PTE is a small tuple in a per-mm dict.
+``__slots__``, a PTE is a small object in a per-mm dict, and the fields only a THP has are
+:class:`LargeFolio`'s, not every folio's.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from concurrency.spinlock import QSpinlock
     from concurrency.vma_lock import VmaLock
 
-__all__ = ["HPAGE_PMD_NR", "PTRS_PER_PTE", "Folio", "MmStruct", "Pte", "Vma", "pte_table"]
+__all__ = ["HPAGE_PMD_NR", "PTRS_PER_PTE", "Folio", "LargeFolio", "MmStruct", "Pte", "Vma", "large_folio", "pte_table"]
 
 PTRS_PER_PTE = 512
 HPAGE_PMD_NR = 512  # pages in a PMD-mapped THP (order 9)
@@ -34,27 +35,21 @@ def pte_table(vpn: int) -> int:
 
 
 class Folio:
-    """An anonymous folio (order 0, or order 9 for a THP).
+    """An anonymous folio: order 0 here, order 9 (a THP) as a :class:`LargeFolio`.
 
     ``index`` is the anon pgoff (``linear_page_index``); ``mapcount`` counts the page-table entries
     that map it (PTEs, or one PMD for a PMD-mapped THP) and is the ground truth the oracle checks;
     ``exclusive`` is PageAnonExclusive; ``lock`` (PG_locked) is created on first use.
-    A THP may be mapped by one PMD or, after ``__split_huge_pmd`` in some mm, by up to 512 PTEs
-    there (each counted in ``mapcount``); ``entire_mapcount`` counts its PMD mappings
-    (``folio_entire_mapcount``).  ``tails`` is set on a head retired by a split: page
-    ``i`` of the head is now ``tails[i]``, which is what a migration entry naming the head's page
-    (a pfn in the kernel) refers to from then on.
     """
 
-    __slots__ = ("entire_mapcount", "exclusive", "fid", "freed", "index", "lock", "lru", "mapcount", "mapping",
-                 "order", "pins", "referenced", "tails")
+    __slots__ = ("exclusive", "fid", "freed", "index", "lock", "lru", "mapcount", "mapping", "order", "pins",
+                 "referenced")
 
     def __init__(self, fid: int, index: int, order: int = 0) -> None:
         self.fid = fid
         self.index = index
         self.order = order
         self.mapcount = 0
-        self.entire_mapcount = 0  # PMD mappings (of ``mapcount``)
         self.exclusive = True
         # Any: each design keeps its own type here (AnonVma, CowContext, ...) and reads it straight
         # back into that type on the fault and walk paths; a union would name every design in this
@@ -66,7 +61,6 @@ class Folio:
         self.freed = False
         self.pins = 0  # references beyond mappings (isolation for reclaim/migration)
         self.referenced = False  # the accessed bit, summarised over its PTEs
-        self.tails: list[Folio] | None = None  # after a split: the order-0 folio of each page
 
     @property
     def nr_pages(self) -> int:
@@ -74,6 +68,34 @@ class Folio:
 
     def __repr__(self) -> str:
         return f"<Folio {self.fid} idx={self.index} order={self.order} mapcount={self.mapcount}>"
+
+
+class LargeFolio(Folio):
+    """A large folio (``folio_test_large``: a THP, order 9), with the fields only large folios have.
+
+    The kernel keeps them in the folio's tail pages (``_entire_mapcount`` in the second page of
+    struct folio), so an order-0 folio has no room for them; here they are a subclass's slots,
+    which keeps them out of every order-0 folio (8 bytes each of a million resident folios).
+    A THP may be mapped by one PMD or, after ``__split_huge_pmd`` in some mm, by up to 512 PTEs
+    there (each counted in ``mapcount``); ``entire_mapcount`` counts its PMD mappings
+    (``folio_entire_mapcount``).  ``tails`` is set on a head retired by a split: page ``i`` of the
+    head is now ``tails[i]``, which is what a migration entry naming the head's page (a pfn in the
+    kernel) refers to from then on.
+    """
+
+    __slots__ = ("entire_mapcount", "tails")
+
+    def __init__(self, fid: int, index: int, order: int) -> None:
+        super().__init__(fid, index, order)
+        self.entire_mapcount = 0  # PMD mappings (of ``mapcount``)
+        self.tails: list[Folio] | None = None  # after a split: the order-0 folio of each page
+
+
+def large_folio(folio: Folio) -> LargeFolio:
+    """``folio``, which its order says is large, as a :class:`LargeFolio` (for its THP-only fields)."""
+    if not isinstance(folio, LargeFolio):
+        raise TypeError(f"{folio!r} is not a large folio")
+    return folio
 
 
 class Pte:
@@ -134,6 +156,11 @@ class Vma:
 
     def pgoff_of(self, vpn: int) -> int:
         """``linear_page_index``."""
+        if self.pgoff == self.start:
+            # A VMA that never moved: the pgoff is the address.  Returning ``vpn`` itself, not an
+            # equal new int, lets a new folio's ``index`` share the int object that keys its PTE
+            # (32 bytes of every resident folio in pure Python).
+            return vpn
         return self.pgoff + (vpn - self.start)
 
     def __repr__(self) -> str:

@@ -40,6 +40,7 @@ from mm.designs import design_class
 from mm.mmap import mmap_region
 from mm.story import Story
 from mm.system import MemoryConfig, MmSystem
+from mm.types import LargeFolio
 from records.result import PHASES, Invariants, JsonObject, Outcome, Phase, RunRecord, ScenarioInfo, json_object
 from workloads.actor_kinds import start_actor
 from workloads.lockorder import expected_order_for
@@ -87,7 +88,7 @@ def check_mapcounts(system: MmSystem) -> list[str]:
         if counted[fid] != folio.mapcount:
             problems.append(f"folio {fid}: mapcount {folio.mapcount} but {counted[fid]} "
                             "page-table entries map it")
-        elif folio.order and pmds.get(fid, 0) != folio.entire_mapcount:
+        elif isinstance(folio, LargeFolio) and pmds.get(fid, 0) != folio.entire_mapcount:
             problems.append(f"folio {fid}: entire_mapcount {folio.entire_mapcount} but {pmds.get(fid, 0)} "
                             "PMDs map it")
         if len(problems) >= 20:

@@ -13,7 +13,7 @@ from mm.huge_memory import split_huge_folio
 from mm.memory import handle_mm_fault
 from mm.mmap import exit_mmap, mmap_region
 from mm.system import MmSystem
-from mm.types import HPAGE_PMD_NR, MmStruct
+from mm.types import HPAGE_PMD_NR, MmStruct, large_folio
 from workloads.runner import check_mapcounts
 
 # Only the per-entry work of the walks, the split and the shootdown cost time, so the rmap write
@@ -87,7 +87,7 @@ def _cow_on_shared_thp(design: str) -> tuple[list[tuple[str, str]], dict[str, ob
         await mmap_region(system, mm, 0, HPAGE_PMD_NR, thp=True)
         await handle_mm_fault(system, mm, 0, True)
         child = await dup_mmap(system, mm)
-        thp = mm.pmds[0].folio
+        thp = large_folio(mm.pmds[0].folio)
         log.clear()
         await handle_mm_fault(system, child, 7, True)
         state["seq"] = log.acquisitions()
