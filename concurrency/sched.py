@@ -24,10 +24,11 @@ What the model does, per CPU (a ``cfs_rq``):
 * ``check_preempt_tick`` runs at the scheduler tick (every ``1/HZ`` s of absolute time, HZ=250):
   the running task is preempted at the first tick at which it has run longer than its
   ``sched_slice`` (``period * weight / cfs_rq weight``, ``period = max(sysctl_sched_latency,
-  nr_running * sysctl_sched_min_granularity)``), at the end of the operation step running then
+  nr_running * sysctl_sched_min_granularity)``, at least ``sysctl_sched_min_granularity``:
+  BASE_SLICE; capped at ``sysctl_sched_latency``), at the end of the operation step running then
   (the engine's preemption granularity).  So a nice-19 task beside one nice-0 task runs to the
-  next tick (up to 4 ms), which adds ~68x that to its ``vruntime``: the nice-0 task then runs
-  about a quarter of a second before it is picked again.
+  first tick after the minimum granularity (2.25 ms on 4 CPUs; up to 6.25 ms), which adds ~68x
+  that to its ``vruntime``: the nice-0 task then runs that long before it is picked again.
 * A woken task is placed at ``max(vruntime, min_vruntime - sysctl_sched_latency / 2)``
   (``place_entity``, GENTLE_FAIR_SLEEPERS); a new one at ``min_vruntime + its vslice``
   (START_DEBIT).  It preempts the running task when ``curr.vruntime - woken.vruntime >
@@ -196,7 +197,8 @@ class CfsSched:
         at = t // tick * tick
         cpu = task.cpu
         delta_exec = at - task.slice_start
-        ideal = self._slice(se, cpu)
+        # ideal_runtime = min_t(u64, sched_slice(cfs_rq, curr), sysctl_sched_latency)
+        ideal = min(self._slice(se, cpu), self.latency_ns)
         if delta_exec > ideal:
             return True
         if delta_exec >= self.min_granularity_ns and cpu.runq:
@@ -225,10 +227,13 @@ class CfsSched:
         return weight + se.weight, nr + 1
 
     def _slice(self, se: SchedEntity, cpu: Cpu) -> int:
-        """``sched_slice``: this task's share of the period."""
+        """``sched_slice``: this task's share of the period, and at least the minimum granularity
+        (BASE_SLICE, on by default since v5.13, 0c2de3f054a5 "sched,fair: Alternative
+        sched_slice()"): a light task's share (15/1039 of the period at nice 19 beside a nice-0
+        task) is raised to ``sysctl_sched_min_granularity``."""
         total, nr = self._load(cpu, se)
         period = max(self.latency_ns, nr * self.min_granularity_ns)  # __sched_period
-        return period * se.weight // total
+        return max(period * se.weight // total, self.min_granularity_ns)
 
     def _vslice(self, se: SchedEntity, cpu: Cpu) -> int:
         """``sched_vslice``: the slice in virtual time."""

@@ -62,6 +62,52 @@ def test_a_low_priority_holder_preempted_at_a_tick_waits_for_the_busy_task_to_ca
     assert low > 10 * fair
 
 
+def _light_task_run(nice: int) -> dict[str, int]:
+    """CPU 0 of two (ticks every 4 ms; min granularity 0.75 ms * 2 = 1.5 ms): a nice-0 task A
+    runs 3 ms and sleeps, so B is picked mid-tick at 3 ms beside a runnable nice-0 task D.  No
+    wake-up happens on CPU 0 after that: only ``check_preempt_tick`` ends B's run."""
+    engine = Engine(2, ctx_switch_ns=0)
+    out: dict[str, int] = {}
+    stop = [False]
+
+    async def a() -> None:
+        await engine.delay(3 * MS)
+        await engine.sleep(100 * MS)
+
+    async def b() -> None:
+        out["b_from"] = engine.now
+        while not stop[0]:
+            await engine.delay(10 * US)
+
+    async def d() -> None:
+        out["d_from"] = engine.now
+        stop[0] = True
+
+    enable(engine)
+    engine.spawn("a", a, cpu=0)
+    # D first: START_DEBIT places each new task one vslice past min_vruntime, and B's (taken at
+    # nice 0, beside A and D) is the smaller, so B is the leftmost when A sleeps.
+    engine.spawn("d", d, cpu=0)
+    task = engine.spawn("b", b, cpu=0)
+    set_user_nice(engine, task, nice)
+    engine.run()
+    return out
+
+
+def test_a_light_task_runs_at_least_the_minimum_granularity_before_a_tick_preempts_it() -> None:
+    """``sched_slice`` with BASE_SLICE (v5.13+): a nice-19 task's share beside a nice-0 task,
+    12 ms * 15 / 1039 = 0.17 ms, is raised to the minimum granularity (1.5 ms here), and
+    ``check_preempt_tick`` preempts only once ``delta_exec`` exceeds it.  B, picked at 3 ms, has
+    run 1 ms at the 4 ms tick and keeps its CPU to the 8 ms tick (5 ms); without BASE_SLICE the
+    4 ms tick would have ended its turn.  At nice 0 its slice (half the 12 ms period) also
+    outlasts the 8 ms tick."""
+    low = _light_task_run(19)
+    assert low["b_from"] == 3 * MS
+    assert 8 * MS <= low["d_from"] < 8 * MS + 20 * US
+    fair = _light_task_run(0)
+    assert fair["d_from"] >= 9 * MS
+
+
 def _wake_latency(nice: int) -> int:
     """A task sleeping 20 ms wakes on a CPU a nice-0 task keeps busy: how long until it runs."""
     engine = Engine(1, ctx_switch_ns=0)

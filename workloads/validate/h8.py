@@ -2,20 +2,24 @@
 
 Small sizes check the direction on ``h8-reclaim-stall`` (kswapd behind the family's fork/exit
 writers, blocking read vs trylock).  ``--full`` reproduces the published magnitude on
-``h8-low-priority-holder``, where the stall comes from task priorities, as in the Android
-traces: a nice-19 task (a background app's compaction) holds the family's anon_vma rwsem for read
-in a migration walk (``try_to_migrate`` / ``remove_migration_ptes``: ``rmap_walk_anon`` holds
+``h8-low-priority-holder``, where the stall comes from task priorities, as in the Android traces:
+a nice-19 task (a background app's compaction) holds the family's anon_vma rwsem for read in a
+migration walk (``try_to_migrate`` / ``remove_migration_ptes``: ``rmap_walk_anon`` holds
 ``anon_vma_lock_read`` across the walk) and a scheduler tick preempts it there
-(kernel/sched/fair.c ``check_preempt_tick``: its slice beside a nice-0 task is 15/1039 of the
-period, so the first tick it runs through ends its turn).  Busy nice-0 tasks then run before it
-until their ``vruntime`` passes its own, ~68x the time it ran (``calc_delta_fair``: 1024/15): up
-to ~270 ms for 4 ms.  The rwsem does not boost its owner (kernel/locking/rwsem.c has no priority
-inheritance).  A fork or exit of the family queues for the write lock behind the reader, and
-kswapd's ``down_read`` in ``folio_referenced`` queues behind that writer (``rwsem_read_trylock``
-fails on RWSEM_FLAG_WAITERS and the slowpath does not steal a reader-owned lock).  With
-6d4675e60135 ``folio_referenced`` only tries (``rwc->try_lock``): ``down_read_trylock`` fails on
-the queued writer and the folio is kept.  The same scenario with the compactor at nice 0 is the
-comparison: preempted at a tick it is back within a slice of the nice-0 tasks, a few ms.
+(kernel/sched/fair.c ``check_preempt_tick``: its share beside a nice-0 task, 15/1039 of the
+period, is raised to the minimum granularity by BASE_SLICE, 2.25 ms on 4 CPUs, so the first tick
+after that ends its turn).  Busy nice-0 tasks then run before it until their ``vruntime`` passes
+its own, ~68x the time it ran (``calc_delta_fair``: 1024/15): up to ~270 ms for 4 ms.  Most of its
+runs end sooner, at a nice-0 task's wake-up (``check_preempt_wakeup``), so only a few long runs
+per 600 ms end inside a read hold of the family's lock while kswapd reclaims the family: the
+longest wait depends on the seed (README, H8).  The rwsem does not boost its owner
+(kernel/locking/rwsem.c has no priority inheritance).  A fork or exit of the family queues for the
+write lock behind the reader, and kswapd's ``down_read`` in ``folio_referenced`` queues behind
+that writer (``rwsem_read_trylock`` fails on RWSEM_FLAG_WAITERS and the slowpath does not steal a
+reader-owned lock).  With 6d4675e60135 ``folio_referenced`` only tries (``rwc->try_lock``):
+``down_read_trylock`` fails on the queued writer and the folio is kept.  The same scenario with the
+compactor at nice 0 is the comparison: preempted at a tick it is back within a slice of the nice-0
+tasks, a few ms.
 ``tests/concurrency/test_h8_priority_inversion.py`` pins the chain as a timeline.
 """
 
