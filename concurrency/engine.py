@@ -784,7 +784,7 @@ class Engine:
                         if value is _PREEMPT:
                             self._preempt(task)
                             continue
-                        if value.__class__ is _OffCpu:
+                        if type(value) is _OffCpu:  # not ``__class__``: a generic attribute lookup compiled
                             self._off_cpu(task, value.ns)
                             continue
                         if value is TIMEOUT:

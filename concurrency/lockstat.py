@@ -33,6 +33,19 @@ if TYPE_CHECKING:
 __all__ = ["LockClass", "LockSideStats"]
 
 
+class _PointWait:
+    """One contention point's waits: count, total, max and min ns (native fields, updated in place:
+    a list of four ints made a new int object per field per wait)."""
+
+    __slots__ = ("max_ns", "min_ns", "total_ns", "waits")
+
+    def __init__(self, waited: int) -> None:
+        self.waits = 1
+        self.total_ns = waited
+        self.max_ns = waited
+        self.min_ns = waited
+
+
 class LockSideStats:
     __slots__ = ("acq_bounces", "acquisitions", "con_bounces", "contending_points",
                  "contention_points", "contentions", "hold", "key", "mode", "point_wait", "wait",
@@ -41,8 +54,8 @@ class LockSideStats:
     def __init__(self, mode: str, key: str = "") -> None:
         self.mode = mode  # "R" or "W"
         self.key = key  # the class key, with its subclass ("ptl/1")
-        # per contention point (operation): [waits, total ns, max ns, min ns] for perf-lock rows
-        self.point_wait: dict[str, list[int]] = {}
+        # per contention point (operation): its waits, for perf-lock rows
+        self.point_wait: dict[str, _PointWait] = {}
         self.contentions = 0
         self.con_bounces = 0
         self.acq_bounces = 0
@@ -79,14 +92,14 @@ class LockSideStats:
             self.wait_sleep_ns += slept
             point = self.point_wait.get(op)
             if point is None:
-                self.point_wait[op] = [1, waited, waited, waited]
+                self.point_wait[op] = _PointWait(waited)
             else:
-                point[0] += 1
-                point[1] += waited
-                if waited > point[2]:
-                    point[2] = waited
-                elif waited < point[3]:
-                    point[3] = waited
+                point.waits += 1
+                point.total_ns += waited
+                if waited > point.max_ns:
+                    point.max_ns = waited
+                elif waited < point.min_ns:
+                    point.min_ns = waited
 
     def to_dict(self) -> JsonObject:
         return {
@@ -107,8 +120,8 @@ class LockSideStats:
             "contention_points": _by_count(self.contention_points),
             "contending_points": _by_count(self.contending_points),
             "contention_point_wait": {
-                op: {"contentions": w[0], "waittime_total_ns": w[1], "waittime_max_ns": w[2],
-                     "waittime_min_ns": w[3]}
+                op: {"contentions": w.waits, "waittime_total_ns": w.total_ns, "waittime_max_ns": w.max_ns,
+                     "waittime_min_ns": w.min_ns}
                 for op, w in sorted(self.point_wait.items())
             },
             "wait_hist": self.wait.encode() if self.wait.count else "",
