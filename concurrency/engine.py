@@ -221,7 +221,8 @@ class SimTask:
 class Cpu:
     """A simulated CPU: the task on it, the woken tasks waiting for it, and its time split."""
 
-    __slots__ = ("_since", "curr", "index", "last_task", "ntasks", "runq", "state", "time_ns")
+    __slots__ = ("_since", "curr", "idle_ns", "index", "last_task", "ntasks", "running_ns", "runq", "sleeping_ns",
+                 "spinning_ns", "state")
 
     def __init__(self, index: int) -> None:
         self.index = index
@@ -231,10 +232,29 @@ class Cpu:
         self.ntasks = 0  # live tasks pinned here
         self.state = CpuState.IDLE
         self._since = 0
-        self.time_ns = [0, 0, 0, 0]  # indexed by CpuState
+        # The time split, one field per state: a list indexed by the state (an IntEnum) took a
+        # generic index, add and store per state change on the compiled build.
+        self.running_ns = 0
+        self.spinning_ns = 0
+        self.sleeping_ns = 0
+        self.idle_ns = 0
+
+    @property
+    def time_ns(self) -> list[int]:
+        """The time split so far, indexed by :class:`CpuState` (the current state up to its last change)."""
+        return [self.running_ns, self.spinning_ns, self.sleeping_ns, self.idle_ns]
 
     def _enter(self, state: CpuState, now: int) -> None:
-        self.time_ns[self.state] += now - self._since
+        spent = now - self._since
+        was = self.state
+        if was is CpuState.RUNNING:  # the states a CPU leaves most often first
+            self.running_ns += spent
+        elif was is CpuState.SLEEPING:
+            self.sleeping_ns += spent
+        elif was is CpuState.SPINNING:
+            self.spinning_ns += spent
+        else:
+            self.idle_ns += spent
         self.state = state
         self._since = now
 
@@ -330,6 +350,10 @@ _PASS_THROUGH: Final = (Deadlock, SimulationError, KeyboardInterrupt)
 _CALLBACK_TOKEN: Final = -1
 _STOP_TOKEN: Final = -2
 
+# "No event budget": the largest int the compiled build keeps unboxed (1 << 62 is not, and every
+# event's budget check then compared boxed ints).
+_NO_LIMIT: Final = (1 << 62) - 1
+
 
 class Engine:
     """Virtual clock, CPUs, tasks and the event loop.
@@ -369,7 +393,7 @@ class Engine:
         self.max_events: int | None = None
         # A lone task continues without a switch only up to the next checkpoint or the budget,
         # so a run inside trio still checkpoints and the event budget still holds.
-        self._fast_limit = 1 << 62
+        self._fast_limit = _NO_LIMIT
         self.checkpoint_every = checkpoint_every
         # What observes the run (lockdep, tracers, the event log, probes): concurrency/instrument.py.
         self.hooks = Hooks()
@@ -673,9 +697,7 @@ class Engine:
         task.state = TaskState.RUNNING
         if self.sched is not None:
             self.sched.set_slice(task, cpu)
-        cpu.time_ns[cpu.state] += now - cpu._since  # Cpu._enter, inlined: the wake-up hot path
-        cpu.state = CpuState.RUNNING
-        cpu._since = now
+        cpu._enter(CpuState.RUNNING, now)
         task.run_ns += cost_ns
         heappush(self._heap, (now + cost_ns, self._tiebreak(), task, task._token))
 
@@ -751,7 +773,7 @@ class Engine:
 
     def _loop(self, until_ns: int | None, max_events: int | None) -> Generator[None, None, None]:
         self.max_events = max_events
-        limit = (1 << 62) if max_events is None else max_events
+        limit = _NO_LIMIT if max_events is None else max_events
         heap = self._heap
         pop = heappop
         if until_ns is not None:
@@ -876,8 +898,9 @@ class Engine:
         each CPU's current state counts up to now)."""
         total = dict.fromkeys(("running", "spinning", "sleeping", "idle"), 0)
         for cpu in self.cpus:
+            split = cpu.time_ns
             for state in CpuState:
-                total[state.name.lower()] += cpu.time_ns[state]
+                total[state.name.lower()] += split[state]
             total[cpu.state.name.lower()] += self.now - cpu._since
         return total
 

@@ -16,7 +16,7 @@ from hdrh.histogram import HdrHistogram
 if TYPE_CHECKING:
     from records.result import JsonObject
 
-__all__ = ["HIGHEST_NS", "LatencyHistogram", "LockTimeHistogram"]
+__all__ = ["HIGHEST_NS", "LatencyHistogram", "LockTimeHistogram", "Tally"]
 
 HIGHEST_NS = 3_600_000_000_000  # one hour of virtual time
 SIGNIFICANT_FIGURES = 3
@@ -91,9 +91,9 @@ class LatencyHistogram:
                 "total_ns": self.total_ns, "overflow": self.overflow}
 
 
-class _Tally:
-    """One bucket's count, incremented in place: a dict of plain ints costs a second lookup (the
-    store) and a new int object per increment."""
+class Tally:
+    """A count kept in a dict (a histogram bucket's, a contention point's), incremented in place: a
+    dict of plain ints costs a second lookup (the store) and a new int object per increment."""
 
     __slots__ = ("n",)
 
@@ -121,7 +121,7 @@ class LockTimeHistogram:
 
     def __init__(self, highest_ns: int = HIGHEST_NS) -> None:
         self.highest_ns = highest_ns
-        self._counts: dict[int, _Tally] = {}  # bucket's lowest value -> count
+        self._counts: dict[int, Tally] = {}  # bucket's lowest value -> count
         self.count = 0
         self.total_ns = 0
         self._min = -1  # -1: nothing recorded
@@ -141,7 +141,7 @@ class LockTimeHistogram:
                 ns = (ns >> shift) << shift
             tally = self._counts.get(ns)
             if tally is None:
-                tally = self._counts[ns] = _Tally()
+                tally = self._counts[ns] = Tally()
             tally.n += 1
         else:
             self.overflow += 1
@@ -159,7 +159,7 @@ class LockTimeHistogram:
         for v, theirs in other._counts.items():
             tally = counts.get(v)
             if tally is None:
-                tally = counts[v] = _Tally()
+                tally = counts[v] = Tally()
             tally.n += theirs.n
         self.count += other.count
         self.total_ns += other.total_ns

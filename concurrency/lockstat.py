@@ -22,10 +22,9 @@ counters (CONFIG_LOCK_EVENT_COUNTS, kernel/locking/lock_events_list.h) live in `
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from concurrency.histogram import LockTimeHistogram
+from concurrency.histogram import LockTimeHistogram, Tally
 
 if TYPE_CHECKING:
     from records.result import JsonObject
@@ -66,8 +65,8 @@ class LockSideStats:
         self.hold = LockTimeHistogram()
         # Plain dicts, not Counters: a Counter's ``+=`` goes through Python-level __setitem__ dispatch
         # (it defines __delitem__), a third of a contention's bookkeeping on the compiled build.
-        self.contention_points: dict[str, int] = {}
-        self.contending_points: dict[str, int] = {}
+        self.contention_points: dict[str, Tally] = {}
+        self.contending_points: dict[str, Tally] = {}
 
     # -- recording: what lock_contended / lock_acquired / release note ------------------------
 
@@ -75,11 +74,16 @@ class LockSideStats:
         self.contentions += 1
         if bounce:
             self.con_bounces += 1
-        points = self.contention_points
-        points[op] = points.get(op, 0) + 1
-        points = self.contending_points
+        # Written out, not a helper called per point: a call each is what the pure-Python build feels.
+        tally = self.contention_points.get(op)
+        if tally is None:
+            tally = self.contention_points[op] = Tally()
+        tally.n += 1
         for holder_op in holder_ops:
-            points[holder_op] = points.get(holder_op, 0) + 1
+            tally = self.contending_points.get(holder_op)
+            if tally is None:
+                tally = self.contending_points[holder_op] = Tally()
+            tally.n += 1
 
     def note_acquired(self, op: str, bounce: bool, waited: int | None, spun: int = 0, slept: int = 0) -> None:
         """``lock_acquired``; ``spun`` and ``slept``: the parts of ``waited`` spent spinning and asleep."""
@@ -130,9 +134,9 @@ class LockSideStats:
 
 
 
-def _by_count(points: Mapping[str, int]) -> JsonObject:
+def _by_count(points: dict[str, Tally]) -> JsonObject:
     """Contention points, most frequent first (lock_stat's order), then by name."""
-    pairs = sorted(points.items(), key=lambda kv: (-kv[1], kv[0]))
+    pairs = sorted(((op, tally.n) for op, tally in points.items()), key=lambda kv: (-kv[1], kv[0]))
     return dict(pairs)
 
 
