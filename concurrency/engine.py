@@ -218,6 +218,13 @@ class SimTask:
         return f"<SimTask {self.name} cpu{self.cpu.index} {self.state.value}>"
 
 
+# The states by module-level names in Cpu._enter: one global load each in the pure-Python build
+# instead of a global and an attribute (the compiled build reads either as a constant).
+_RUNNING: Final = CpuState.RUNNING
+_SPINNING: Final = CpuState.SPINNING
+_SLEEPING: Final = CpuState.SLEEPING
+
+
 class Cpu:
     """A simulated CPU: the task on it, the woken tasks waiting for it, and its time split."""
 
@@ -247,11 +254,11 @@ class Cpu:
     def _enter(self, state: CpuState, now: int) -> None:
         spent = now - self._since
         was = self.state
-        if was is CpuState.RUNNING:  # the states a CPU leaves most often first
+        if was is _RUNNING:  # the states a CPU leaves most often first
             self.running_ns += spent
-        elif was is CpuState.SLEEPING:
+        elif was is _SLEEPING:
             self.sleeping_ns += spent
-        elif was is CpuState.SPINNING:
+        elif was is _SPINNING:
             self.spinning_ns += spent
         else:
             self.idle_ns += spent
@@ -697,7 +704,12 @@ class Engine:
         task.state = TaskState.RUNNING
         if self.sched is not None:
             self.sched.set_slice(task, cpu)
-        cpu._enter(CpuState.RUNNING, now)
+        if cpu.state is _SLEEPING:  # Cpu._enter written out for a wake-up, the hot path
+            cpu.sleeping_ns += now - cpu._since
+            cpu.state = CpuState.RUNNING
+            cpu._since = now
+        else:
+            cpu._enter(CpuState.RUNNING, now)
         task.run_ns += cost_ns
         heappush(self._heap, (now + cost_ns, self._tiebreak(), task, task._token))
 
