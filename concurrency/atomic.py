@@ -73,10 +73,7 @@ class ContendedAtomic:
         self.last_cpu = cpu
         start = self.free_at
         if start > now:
-            side.contentions += 1
-            if bounced:
-                side.con_bounces += 1
-            side.contention_points[task.op] = side.contention_points.get(task.op, 0) + 1
+            side.note_contended(task.op, bounced, [])
             side.wait.record(start - now)
             self.free_at = start + cost
             await engine.block(self, spin=True, timeout_ns=start - now)

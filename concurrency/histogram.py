@@ -9,22 +9,22 @@ an HdrHistogram only when a result is taken; values outside
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from hdrh.histogram import HdrHistogram
 
 if TYPE_CHECKING:
     from records.result import JsonObject
 
-__all__ = ["HIGHEST_NS", "LatencyHistogram", "LockTimeHistogram"]
+__all__ = ["HIGHEST_NS", "LatencyHistogram", "LockTimeHistogram", "Tally"]
 
 HIGHEST_NS = 3_600_000_000_000  # one hour of virtual time
 SIGNIFICANT_FIGURES = 3
 # HdrHistogram at 3 significant figures and a lowest trackable value of 1 counts values below 2048
 # exactly and, from there on, each octave [2048 * 2**k, 2048 * 2**(k+1)) in 1024 steps of 2**(k+1)
 # (sub_bucket_count 2048; hdrh's _get_bucket_index and _get_sub_bucket_index).
-_EXACT_BELOW = 2048
-_SUB_BUCKET_BITS = 11
+_EXACT_BELOW: Final = 2048
+_SUB_BUCKET_BITS: Final = 11
 
 
 class LatencyHistogram:
@@ -91,6 +91,16 @@ class LatencyHistogram:
                 "total_ns": self.total_ns, "overflow": self.overflow}
 
 
+class Tally:
+    """A count kept in a dict (a histogram bucket's, a contention point's), incremented in place: a
+    dict of plain ints costs a second lookup (the store) and a new int object per increment."""
+
+    __slots__ = ("n",)
+
+    def __init__(self) -> None:
+        self.n = 0
+
+
 class LockTimeHistogram:
     """A lock side's wait or hold times (lock_stat): exact count, total, min, max and overflow, and
     the counts at HdrHistogram's own resolution, which is all a lock record keeps (its
@@ -111,7 +121,7 @@ class LockTimeHistogram:
 
     def __init__(self, highest_ns: int = HIGHEST_NS) -> None:
         self.highest_ns = highest_ns
-        self._counts: dict[int, int] = {}  # bucket's lowest value -> count
+        self._counts: dict[int, Tally] = {}  # bucket's lowest value -> count
         self.count = 0
         self.total_ns = 0
         self._min = -1  # -1: nothing recorded
@@ -129,8 +139,10 @@ class LockTimeHistogram:
             if ns >= _EXACT_BELOW:  # the bucket's lowest value: clear the bits below its resolution
                 shift = ns.bit_length() - _SUB_BUCKET_BITS
                 ns = (ns >> shift) << shift
-            counts = self._counts
-            counts[ns] = counts.get(ns, 0) + 1
+            tally = self._counts.get(ns)
+            if tally is None:
+                tally = self._counts[ns] = Tally()
+            tally.n += 1
         else:
             self.overflow += 1
 
@@ -144,8 +156,11 @@ class LockTimeHistogram:
 
     def merge(self, other: LockTimeHistogram) -> None:
         counts = self._counts
-        for v, n in other._counts.items():
-            counts[v] = counts.get(v, 0) + n
+        for v, theirs in other._counts.items():
+            tally = counts.get(v)
+            if tally is None:
+                tally = counts[v] = Tally()
+            tally.n += theirs.n
         self.count += other.count
         self.total_ns += other.total_ns
         if other._max > self._max:
@@ -156,7 +171,7 @@ class LockTimeHistogram:
 
     def items(self) -> list[tuple[int, int]]:
         """(bucket's lowest value, count) pairs in value order."""
-        return sorted(self._counts.items())
+        return sorted((v, tally.n) for v, tally in self._counts.items())
 
     def to_hdr(self) -> HdrHistogram:
         hist = HdrHistogram(1, self.highest_ns, SIGNIFICANT_FIGURES)

@@ -22,15 +22,27 @@ counters (CONFIG_LOCK_EVENT_COUNTS, kernel/locking/lock_events_list.h) live in `
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from concurrency.histogram import LockTimeHistogram
+from concurrency.histogram import LockTimeHistogram, Tally
 
 if TYPE_CHECKING:
     from records.result import JsonObject
 
 __all__ = ["LockClass", "LockSideStats"]
+
+
+class _PointWait:
+    """One contention point's waits: count, total, max and min ns (native fields, updated in place:
+    a list of four ints made a new int object per field per wait)."""
+
+    __slots__ = ("max_ns", "min_ns", "total_ns", "waits")
+
+    def __init__(self, waited: int) -> None:
+        self.waits = 1
+        self.total_ns = waited
+        self.max_ns = waited
+        self.min_ns = waited
 
 
 class LockSideStats:
@@ -41,8 +53,8 @@ class LockSideStats:
     def __init__(self, mode: str, key: str = "") -> None:
         self.mode = mode  # "R" or "W"
         self.key = key  # the class key, with its subclass ("ptl/1")
-        # per contention point (operation): [waits, total ns, max ns, min ns] for perf-lock rows
-        self.point_wait: dict[str, list[int]] = {}
+        # per contention point (operation): its waits, for perf-lock rows
+        self.point_wait: dict[str, _PointWait] = {}
         self.contentions = 0
         self.con_bounces = 0
         self.acq_bounces = 0
@@ -53,8 +65,8 @@ class LockSideStats:
         self.hold = LockTimeHistogram()
         # Plain dicts, not Counters: a Counter's ``+=`` goes through Python-level __setitem__ dispatch
         # (it defines __delitem__), a third of a contention's bookkeeping on the compiled build.
-        self.contention_points: dict[str, int] = {}
-        self.contending_points: dict[str, int] = {}
+        self.contention_points: dict[str, Tally] = {}
+        self.contending_points: dict[str, Tally] = {}
 
     # -- recording: what lock_contended / lock_acquired / release note ------------------------
 
@@ -62,11 +74,16 @@ class LockSideStats:
         self.contentions += 1
         if bounce:
             self.con_bounces += 1
-        points = self.contention_points
-        points[op] = points.get(op, 0) + 1
-        points = self.contending_points
+        # Written out, not a helper called per point: a call each is what the pure-Python build feels.
+        tally = self.contention_points.get(op)
+        if tally is None:
+            tally = self.contention_points[op] = Tally()
+        tally.n += 1
         for holder_op in holder_ops:
-            points[holder_op] = points.get(holder_op, 0) + 1
+            tally = self.contending_points.get(holder_op)
+            if tally is None:
+                tally = self.contending_points[holder_op] = Tally()
+            tally.n += 1
 
     def note_acquired(self, op: str, bounce: bool, waited: int | None, spun: int = 0, slept: int = 0) -> None:
         """``lock_acquired``; ``spun`` and ``slept``: the parts of ``waited`` spent spinning and asleep."""
@@ -79,14 +96,14 @@ class LockSideStats:
             self.wait_sleep_ns += slept
             point = self.point_wait.get(op)
             if point is None:
-                self.point_wait[op] = [1, waited, waited, waited]
+                self.point_wait[op] = _PointWait(waited)
             else:
-                point[0] += 1
-                point[1] += waited
-                if waited > point[2]:
-                    point[2] = waited
-                elif waited < point[3]:
-                    point[3] = waited
+                point.waits += 1
+                point.total_ns += waited
+                if waited > point.max_ns:
+                    point.max_ns = waited
+                elif waited < point.min_ns:
+                    point.min_ns = waited
 
     def to_dict(self) -> JsonObject:
         return {
@@ -107,8 +124,8 @@ class LockSideStats:
             "contention_points": _by_count(self.contention_points),
             "contending_points": _by_count(self.contending_points),
             "contention_point_wait": {
-                op: {"contentions": w[0], "waittime_total_ns": w[1], "waittime_max_ns": w[2],
-                     "waittime_min_ns": w[3]}
+                op: {"contentions": w.waits, "waittime_total_ns": w.total_ns, "waittime_max_ns": w.max_ns,
+                     "waittime_min_ns": w.min_ns}
                 for op, w in sorted(self.point_wait.items())
             },
             "wait_hist": self.wait.encode() if self.wait.count else "",
@@ -117,9 +134,9 @@ class LockSideStats:
 
 
 
-def _by_count(points: Mapping[str, int]) -> JsonObject:
+def _by_count(points: dict[str, Tally]) -> JsonObject:
     """Contention points, most frequent first (lock_stat's order), then by name."""
-    pairs = sorted(points.items(), key=lambda kv: (-kv[1], kv[0]))
+    pairs = sorted(((op, tally.n) for op, tally in points.items()), key=lambda kv: (-kv[1], kv[0]))
     return dict(pairs)
 
 

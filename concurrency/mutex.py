@@ -29,7 +29,7 @@ unlock (trio's ``Lock``, SimPy's ``Resource``): the engine benchmark's model.
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from concurrency.engine import TaskState
 from concurrency.lock import WRITE, LockCosts, LockMisuse, SimLock
@@ -39,9 +39,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Mutex"]
 
-_GRANTED = "granted"
-_RETRY = "retry"  # woken to compete for a free lock
-_STOP_SPIN = "stop_spin"  # the owner went to sleep: stop spinning, go to sleep
+_GRANTED: Final = "granted"
+_RETRY: Final = "retry"  # woken to compete for a free lock
+_STOP_SPIN: Final = "stop_spin"  # the owner went to sleep: stop spinning, go to sleep
 
 
 class Mutex(SimLock):

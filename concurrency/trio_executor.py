@@ -41,6 +41,7 @@ from trio.lowlevel import Abort, Task, current_task, enable_ki_protection, resch
 
 from concurrency.engine import (
     _CALLBACK_TOKEN,
+    _NO_LIMIT,
     _PASS_THROUGH,
     _PREEMPT,
     _STOP_TOKEN,
@@ -81,7 +82,7 @@ class _Cpus:
 
     def __init__(self, engine: Engine, max_events: int | None) -> None:
         self.engine = engine
-        self.limit = (1 << 62) if max_events is None else max_events
+        self.limit = _NO_LIMIT if max_events is None else max_events
         self.tasks: list[Task | None] = [None] * len(engine.cpus)
         self.driver: Task | None = None
         self.reason = "completed"
@@ -220,7 +221,7 @@ async def run_cpus(engine: Engine, until_ns: int | None, max_events: int | None)
             raise cpus.error
     finally:
         engine.current = None
-        engine._fast_limit = 1 << 62
+        engine._fast_limit = _NO_LIMIT
         for cpu in engine.cpus:
             cpu._enter(cpu.state, engine.now)
         if cpus.reason != "completed" or engine._live:

@@ -95,7 +95,7 @@ def test_writer_waits_for_readers_to_drain_and_excludes_new_readers() -> None:
     assert cls.events["vma_read_fail_writer"] == 1
     assert cls.write.contentions == 1
     assert cls.write.wait.total_ns == 900
-    assert cls.write.contention_points == {"-": 1}
+    assert cls.write.to_dict()["contention_points"] == {"-": 1}
     assert w.sleep_ns == 900 and w.spin_ns == 0  # the writer sleeps (rcuwait), it does not spin
 
 
