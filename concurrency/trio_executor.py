@@ -214,8 +214,15 @@ async def run_cpus(engine: Engine, until_ns: int | None, max_events: int | None)
             cpus.driver = current_task()
             first = cpus.tasks[0]
             assert first is not None
-            reschedule(first, outcome.Value(None))  # CPU 0's task pops the first event
-            await wait_task_rescheduled(cpus._abort)  # until the run ends, fails or is cancelled
+            if cpus.stopping:
+                # Cancelled while the last CPU task was starting: a parked CPU task already has
+                # its Cancelled to resume with (``_abort``), and ``nursery.start`` returned without
+                # a checkpoint, so this task has not seen it yet.  Handing CPU 0 the baton now
+                # would reschedule a task trio has already rescheduled.
+                await trio.lowlevel.checkpoint()
+            else:
+                reschedule(first, outcome.Value(None))  # CPU 0's task pops the first event
+                await wait_task_rescheduled(cpus._abort)  # until the run ends, fails or is cancelled
             nursery.cancel_scope.cancel()  # the parked CPU tasks
         if cpus.error is not None:
             raise cpus.error

@@ -163,6 +163,27 @@ async def test_cancelling_at_any_moment_never_hands_the_baton_to_a_finished_task
         assert scope.cancelled_caught or engine.outcome.reason == "completed"
 
 
+async def test_cancelling_while_the_cpu_tasks_start_never_hands_the_baton_to_a_cancelled_task() -> None:
+    # A cancellation that lands while the driver is starting the CPU tasks aborts the parked ones
+    # at once, but reaches the driver only at its next checkpoint (``nursery.start`` returns without
+    # one): the driver must not then hand CPU 0 the first event (trio's "task._next_send_fn is None"
+    # assertion).  A sibling cancels after n scheduler passes, so over the n the cancellation lands
+    # at every step of the start-up.
+    for n in range(40):
+        engine = engine_class("trio")(4, seed=n)
+        _workers(engine)
+        with trio.CancelScope() as scope:
+            async with trio.open_nursery() as nursery:
+                async def cancel_after(passes: int) -> None:
+                    for _ in range(passes):
+                        await trio.lowlevel.checkpoint()
+                    scope.cancel()
+
+                nursery.start_soon(cancel_after, n // 2)
+                await engine.run_async()
+        assert scope.cancelled_caught or engine.outcome.reason == "completed"
+
+
 async def test_limits_match_the_stepper() -> None:
     async def forever(engine: Engine) -> None:
         while True:
