@@ -52,6 +52,8 @@ __all__ = [
     "RunRecord",
     "ScenarioInfo",
     "WalkCounts",
+    "json_list",
+    "json_obj",
     "json_object",
 ]
 
@@ -135,6 +137,22 @@ def _json_obj(value: object, path: str) -> JsonObject:
 def json_object(value: object, path: str = "value") -> JsonObject:
     """``value`` checked to be a JSON object, as one (for a section built from the model's dicts)."""
     return _json_obj(value, path)
+
+
+def json_list(value: object, what: str) -> list[JsonValue]:
+    """``value`` of a parsed result document, which its schema says is a list: narrowed, neither
+    copied nor checked further (:func:`json_object` checks a whole value)."""
+    if not isinstance(value, list):
+        raise RecordError(f"{what}: expected a list, got {value!r}")
+    return value
+
+
+def json_obj(value: object, what: str) -> JsonObject:
+    """``value`` of a parsed result document, which its schema says is an object: narrowed,
+    neither copied nor checked further."""
+    if not isinstance(value, dict):
+        raise RecordError(f"{what}: expected an object, got {value!r}")
+    return value
 
 
 def _json_objs(value: object, path: str) -> tuple[JsonObject, ...]:

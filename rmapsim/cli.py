@@ -32,7 +32,7 @@ import trio
 
 from concurrency.executors import EXECUTORS
 from concurrency.input_error import InputError
-from records.result import JsonObject, ResultsFile
+from records.result import JsonObject, ResultsFile, json_list, json_obj
 from rmapsim import diag, timings
 from rmapsim.runs import (
     BadInput,
@@ -54,8 +54,6 @@ from rmapsim.runs import (
     check_out,
     check_size,
     count,
-    json_list,
-    json_obj,
     opt_arg,
 )
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from records.result import JsonObject, json_object
+from records.result import JsonObject, json_obj, json_object
 
 if TYPE_CHECKING:
     from rmapsim.runs import Subcommands
@@ -109,7 +109,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
 
 def _explore(args: argparse.Namespace) -> int:
     from reports.explore import explore_html, explore_text, story_text
-    from rmapsim.runs import BadInput, _overrides, _resolve, check_out, check_size, json_obj
+    from rmapsim.runs import BadInput, _overrides, _resolve, check_out, check_size
     from workloads.executor import Backend, BackendError, Executor
     from workloads.explore import (
         CATEGORIES,

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
-from records.result import JsonObject, JsonValue
+from records.result import JsonObject, JsonValue, json_list, json_obj
 
 if TYPE_CHECKING:
     from concurrency.lockdep import ExpectedOrder
@@ -141,7 +141,7 @@ def _run_scenario(prepared: _Prepared, deadlocks: list[str]) -> tuple[list[JsonO
     the run records and that folder."""
     import dataclasses
 
-    from rmapsim.runs import _run_designs, _write_results, json_list, json_obj
+    from rmapsim.runs import _run_designs, _write_results
 
     ns, scenario, variants = prepared
     runs: list[JsonObject] = []
@@ -165,7 +165,6 @@ def _run_scenario(prepared: _Prepared, deadlocks: list[str]) -> tuple[list[JsonO
 
 def _lockdep(run: JsonObject) -> JsonObject:
     """A run record's ``lockdep`` section (``{}`` when the run had none)."""
-    from rmapsim.runs import json_obj
 
     section = run.get("lockdep")
     return json_obj(section, "lockdep") if section else {}
@@ -173,14 +172,12 @@ def _lockdep(run: JsonObject) -> JsonObject:
 
 def _lockdep_order(run: JsonObject) -> JsonObject:
     """The ``order`` part of a run's lockdep section: the order the run was checked against."""
-    from rmapsim.runs import json_obj
 
     return json_obj(_lockdep(run).get("order", {}), "lockdep.order")
 
 
 def _strings(value: JsonValue, what: str) -> list[str]:
     """A list of strings in a run record (findings, violations, class names)."""
-    from rmapsim.runs import json_list
 
     return [str(item) for item in json_list(value, what)]
 
@@ -190,7 +187,6 @@ def _unused_notes(order: ExpectedOrder | None, runs: list[JsonObject]) -> list[s
     if order is None or not order.origin or order.origin.endswith("rmap_lock_order.toml"):
         return []
     from concurrency.lockdep import split_subclass
-    from rmapsim.runs import json_list, json_obj
 
     seen = sorted({split_subclass(str(json_obj(c, "lockdep.classes[]")["name"]))[0]
                    for run in runs for c in json_list(_lockdep(run).get("classes", []), "lockdep.classes")})
@@ -206,7 +202,6 @@ def _unused_notes(order: ExpectedOrder | None, runs: list[JsonObject]) -> list[s
 def cmd_lockdep(args: argparse.Namespace) -> int:
     from reports.common import format_table, safe_name
     from reports.lockgraph import order_rows, order_verdict, run_label
-    from rmapsim.runs import json_list, json_obj
     from workloads.lockorder import emit_order, merge_steps, observed_steps, order_steps
     from workloads.record import atomic_write
 

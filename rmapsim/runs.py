@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, ParamSpec, Protocol, TypeVar
 
-from records.result import JsonObject, JsonValue
+from records.result import JsonObject
 from rmapsim import diag
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ T = TypeVar("T")
 Overrides = dict[str, object]
 
 __all__ = ["BadInput", "Overrides", "RunArgs", "Subcommands", "arg", "arg_list", "builtin_scenarios", "check_out",
-           "check_size", "count", "json_list", "json_obj", "opt_arg"]
+           "check_size", "count", "opt_arg"]
 
 
 class Subcommands(Protocol):
@@ -267,20 +267,6 @@ def _run_designs(args: argparse.Namespace, scenario: Scenario, designs: list[str
                 _run_failed(exc)
             deadlocks.append(str(exc))
             return _results(scenario, [exc.record])
-
-
-def json_list(value: JsonValue, what: str) -> list[JsonValue]:
-    """``value`` of a result document, which its schema says is a list (a clear error if not)."""
-    if not isinstance(value, list):
-        raise TypeError(f"{what}: expected a list, got {value!r}")
-    return value
-
-
-def json_obj(value: JsonValue, what: str) -> JsonObject:
-    """``value`` of a result document, which its schema says is an object (a clear error if not)."""
-    if not isinstance(value, dict):
-        raise TypeError(f"{what}: expected an object, got {value!r}")
-    return value
 
 
 def _default_out(scenario: Scenario) -> Path:

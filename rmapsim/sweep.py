@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict
 
-from records.result import JsonObject, json_object
+from records.result import JsonObject, json_list, json_obj, json_object
 from records.schema import SWEEP_SCHEMA
 from rmapsim.progress import Progress
 from workloads.executor import Backend, Executor, Outcome, code_version, interrupts
@@ -143,7 +143,6 @@ def run_point(task: PointTask) -> PointReply:
     """Run every design of one point and judge each run; returns the result document (None when no
     design produced a record), each design's verdict, and the code version that ran it."""
     from concurrency.engine import Deadlock
-    from rmapsim.runs import json_list, json_obj
     from workloads.runner import RunFailed, run_scenario
 
     doc: JsonObject | None = None

@@ -21,6 +21,8 @@ from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from records.result import RecordError, json_list, json_obj
+
 if TYPE_CHECKING:
     from rmapsim.runs import Subcommands
 
@@ -43,22 +45,10 @@ def add_parser(sub: Subcommands) -> argparse.ArgumentParser:
     return p
 
 
-def _mapping(value: object, what: str) -> Mapping[str, object]:
-    if not isinstance(value, Mapping):
-        raise TypeError(f"validate.json {what}: expected an object, got {value!r}")
-    return value
-
-
-def _list(value: object, what: str) -> list[object]:
-    if not isinstance(value, list):
-        raise TypeError(f"validate.json {what}: expected a list, got {value!r}")
-    return value
-
-
 def _text(data: Mapping[str, object], key: str, what: str) -> str:
     value = data[key]
     if not isinstance(value, str):
-        raise TypeError(f"validate.json {what}.{key}: expected a string, got {value!r}")
+        raise RecordError(f"validate.json {what}.{key}: expected a string, got {value!r}")
     return value
 
 
@@ -78,22 +68,23 @@ class _Check:
 
     @classmethod
     def of(cls, value: object, what: str) -> _Check:
-        c = _mapping(value, what)
+        c = json_obj(value, f"validate.json {what}")
         return cls(id=_text(c, "id", what), claim=_text(c, "claim", what), source=_text(c, "source", what),
                    published=_text(c, "published", what), value_text=_text(c, "value_text", what),
                    expected=_text(c, "expected", what), passed=bool(c["passed"]),
-                   notes=tuple(str(n) for n in _list(c["notes"], f"{what}.notes")), details=c["details"])
+                   notes=tuple(str(n) for n in json_list(c["notes"], f"validate.json {what}.notes")),
+                   details=c["details"])
 
 
 def _checks(doc: Mapping[str, object]) -> list[_Check]:
-    return [_Check.of(c, f"checks[{i}]") for i, c in enumerate(_list(doc["checks"], "checks"))]
+    return [_Check.of(c, f"checks[{i}]") for i, c in enumerate(json_list(doc["checks"], "validate.json checks"))]
 
 
 def _constants(doc: Mapping[str, object]) -> list[list[str]]:
     """The unsourced constants as rows: name, value, what the sources say."""
     rows = []
-    for i, value in enumerate(_list(doc.get("unsourced_constants", []), "unsourced_constants")):
-        k = _mapping(value, f"unsourced_constants[{i}]")
+    for i, value in enumerate(json_list(doc.get("unsourced_constants", []), "validate.json unsourced_constants")):
+        k = json_obj(value, f"validate.json unsourced_constants[{i}]")
         rows.append([str(k["name"]), str(k["value"]), str(k["note"])])
     return rows
 
