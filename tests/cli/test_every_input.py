@@ -615,17 +615,26 @@ def test_ctrl_c_while_rendering_leaves_the_old_report_set_whole(tmp_path: Path) 
     assert code in (0, 1), stderr
     before = {p.name: p.read_bytes() for p in (tmp_path / "o").rglob("*") if p.is_file()}
     for after_s in (0.0, 1.0):  # as the reports start to render aside, and while they do
-        done = _interrupt(["report", "o"], tmp_path,
-                          lambda: any(p.name.startswith(".rmapsim-report-") for p in (tmp_path / "o").iterdir()),
-                          after_s)
-        # pressed as rendering starts it lands before the reports are done; a second later, either way,
-        # or after the command returned, as the interpreter shuts down (Python's SIGINT handler is gone
-        # by then: the process dies of the signal, with its work done)
-        assert done.returncode in ((130,) if after_s == 0.0 else (0, 130, -signal.SIGINT)), done.stderr
-        assert "Traceback" not in done.stderr
-        now = {p.name: p.read_bytes() for p in (tmp_path / "o").rglob("*") if p.is_file()}
-        assert now == before  # re-rendering gives the same bytes: whole, or not started
-        assert not [p for p in (tmp_path / "o").iterdir() if p.name.startswith(".")]
+        # Pressed as rendering starts it lands before the reports are done (130); a second later,
+        # either way, or after the command returned, as the interpreter shuts down (Python's SIGINT
+        # handler is gone by then: the process dies of the signal, with its work done).  On a loaded
+        # machine this process can be kept off its CPU past the whole render even at 0 s, so that case
+        # retries until one press lands mid-render; every attempt must leave the set whole.
+        codes: list[int] = []
+        for _attempt in range(5 if after_s == 0.0 else 1):
+            done = _interrupt(["report", "o"], tmp_path,
+                              lambda: any(p.name.startswith(".rmapsim-report-") for p in (tmp_path / "o").iterdir()),
+                              after_s)
+            codes.append(done.returncode)
+            assert done.returncode in (0, 130, -signal.SIGINT), done.stderr
+            assert "Traceback" not in done.stderr
+            now = {p.name: p.read_bytes() for p in (tmp_path / "o").rglob("*") if p.is_file()}
+            assert now == before  # re-rendering gives the same bytes: whole, or not started
+            assert not [p for p in (tmp_path / "o").iterdir() if p.name.startswith(".")]
+            if done.returncode == 130:
+                break
+        if after_s == 0.0:
+            assert 130 in codes, codes
 
 
 def test_readme_exit_status_paragraph_says_what_these_tests_check() -> None:
