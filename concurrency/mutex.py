@@ -217,7 +217,7 @@ class Mutex(SimLock):
                 if self.spinners:  # the OSQ goes on spinning, now on the new owner
                     self._watch_owner()
             else:
-                engine.wake(waiter, _GRANTED)
+                self._wake_sleeper(waiter, _GRANTED)
                 if self.spinners:  # mutex_spin_on_owner: the new owner is not on a CPU
                     self._owner_sleeps(waiter)
             return
@@ -234,6 +234,8 @@ class Mutex(SimLock):
             # (a no-op when it is already awake: woken earlier, or about to go back to sleep).
             waiter = self.waiters[0][0]
             if waiter.state is TaskState.SLEEPING:
+                if self.costs.wakeup_ns:  # wake_up_process: the unlocker pays try_to_wake_up
+                    engine.charge(self.costs.wakeup_ns)
                 engine.wake(waiter, _RETRY)
 
     def _fifo_handoff(self) -> None:
@@ -241,4 +243,6 @@ class Mutex(SimLock):
         if self.waiters:
             waiter, _ = self.waiters.popleft()
             self.owner = waiter
+            if self.costs.wakeup_ns and waiter.state is TaskState.SLEEPING:  # _wake_sleeper, inline
+                self.engine.charge(self.costs.wakeup_ns)
             self.engine.wake(waiter, _GRANTED)

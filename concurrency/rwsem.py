@@ -505,7 +505,7 @@ class RwSemaphore(SimLock):
         is the caller) changes nothing."""
         if waiter.blocked:
             waiter.blocked = waiter.spinning = False
-            self.engine.wake(waiter.task, verdict)
+            self._wake_sleeper(waiter.task, verdict)  # the waker pays a sleeper's try_to_wake_up
 
     # -- optimistic spinning ------------------------------------------------------------------------
 
