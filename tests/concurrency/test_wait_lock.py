@@ -1,0 +1,102 @@
+"""The ``wait_lock`` of an rwsem and a mutex (concurrency/wait_lock.py): the queueing, the woken
+waiter's retry and the waking release each run a FIFO section of it; 3.10 wakes inside the
+release's section (``__rwsem_do_wake`` / ``__mutex_unlock_common_slowpath`` call
+``wake_up_process`` with it held), wake_q after it."""
+
+from __future__ import annotations
+
+import pytest
+
+from concurrency.engine import Engine
+from concurrency.lock import LockCosts
+from concurrency.mutex import Mutex
+from concurrency.rwsem import RwSemaphore
+from mm.system import mutex_options, rwsem_options
+
+CTX = 500
+BOUNCE = 100
+WAKEUP = 700
+
+
+def _run(kind: str, *, wait_lock: bool, wake_q: bool) -> tuple[dict[str, int], dict[str, int]]:
+    """A (CPU 0) holds the lock 1000 ns; B (CPU 1) contends at 100 and sleeps; A releases at 1000
+    (waking B) and works 200 ns more.  Returns when A's step ended and B got the lock, and the
+    lock's events."""
+    engine = Engine(2, ctx_switch_ns=CTX,
+                    lock_costs=LockCosts(atomic_ns=0, bounce_ns=BOUNCE, handoff_ns=0, wakeup_ns=WAKEUP))
+    seen: dict[str, int] = {}
+    if kind == "mutex":
+        mutex = Mutex(engine, "m", spin=False, handoff=False, wait_lock=wait_lock, wake_q=wake_q)
+        events = mutex.lclass.events
+
+        async def take() -> None:
+            await mutex.lock()
+
+        def release() -> None:
+            mutex.unlock()
+    else:
+        sem = RwSemaphore(engine, "s", spin=False, reader_steal=False, handoff=False, wait_lock=wait_lock,
+                          wake_q=wake_q)
+        events = sem.lclass.events
+
+        async def take() -> None:
+            await sem.down_write()
+
+        def release() -> None:
+            sem.up_write()
+
+    async def holder() -> None:
+        await take()
+        await engine.delay(1000)
+        release()
+        await engine.delay(200)
+        seen["waker_step_end"] = engine.now
+
+    async def waiter() -> None:
+        await engine.delay(100)
+        await take()
+        seen["woken_holds"] = engine.now
+        release()
+
+    engine.spawn("A", holder, cpu=0)
+    engine.spawn("B", waiter, cpu=1)
+    engine.run()
+    return seen, {k: v for k, v in events.items() if k.startswith("wait_lock")}
+
+
+@pytest.mark.parametrize("kind", ["rwsem", "mutex"])
+def test_3_10_wakes_under_the_wait_lock_and_the_woken_waiter_s_retry_waits_for_it(kind: str) -> None:
+    seen, events = _run(kind, wait_lock=True, wake_q=False)
+    # B queues at 200 (after the fast path's bounce): a section of 100 (the count word's line).
+    # A's release at 1000: the section takes the line from CPU 1 (100) and wakes B inside it (700):
+    # wait_lock is held until 1800, A owes 800, its next step ends at 1000 + 800 + 200.
+    assert seen["waker_step_end"] == 2000
+    # B runs at 1000 + CTX = 1500, spins for wait_lock until 1800, then its section (take 100,
+    # count 100): it holds the lock at 2000.
+    assert seen["woken_holds"] == 2000
+    assert events == {"wait_lock_sections": 3, "wait_lock_spin_ns": 300}
+
+
+@pytest.mark.parametrize("kind", ["rwsem", "mutex"])
+def test_wake_q_wakes_after_the_wait_lock_so_the_woken_waiter_does_not_wait_for_it(kind: str) -> None:
+    seen, events = _run(kind, wait_lock=True, wake_q=True)
+    # A's section ends at 1100; the wake-up (700) is still A's CPU time, after it.
+    assert seen["waker_step_end"] == 2000
+    # B's retry at 1500 finds wait_lock free: 200 ns, the lock at 1700.
+    assert seen["woken_holds"] == 1700
+    assert events == {"wait_lock_sections": 3}
+
+
+@pytest.mark.parametrize("kind", ["rwsem", "mutex"])
+def test_without_the_wait_lock_only_the_wake_up_is_charged(kind: str) -> None:
+    seen, events = _run(kind, wait_lock=False, wake_q=True)
+    assert seen["waker_step_end"] == 1000 + WAKEUP + 200
+    assert seen["woken_holds"] == 1000 + CTX
+    assert events == {}
+
+
+def test_the_scenario_options_reach_the_locks() -> None:
+    assert rwsem_options({"wait_lock": True, "wake_q": False}) == {"wait_lock": True, "wake_q": False}
+    assert mutex_options({"wait_lock": True, "wake_q": False}) == {"wait_lock": True, "wake_q": False}
+    with pytest.raises(TypeError):
+        rwsem_options({"wait_lock": 1})
