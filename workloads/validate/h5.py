@@ -22,6 +22,15 @@ The scenario's per-message work outside the lock (``child_lifetime_ns``) has no 
 is calibrated on the mutex run, to the first observation above, and H5a, H5b and the idle and
 spinning shares of the rwsem runs are then the model's predictions.  ``--full`` shows how the
 verdict moves with that calibration (the sensitivity curve) and with ``ctx_switch_ns`` (ASSUME).
+
+The CPU a sleep and wake-up costs is charged on both sides, as 3.10 spent it: the woken task pays
+``ctx_switch_ns``, the waker ``wakeup_ns`` per sleeper it wakes (``try_to_wake_up``, ASSUME 1 us
+from a Westmere IPI measurement: the scenario file), and both locks serialise their slow paths on
+their ``wait_lock`` with the wake-ups inside it (``__rwsem_do_wake`` and
+``__mutex_unlock_common_slowpath`` call ``wake_up_process`` with it held; concurrency/wait_lock.py).
+``--full`` also shows the verdict without the wake-up's cost, with it doubled, and without the
+``wait_lock``.  Measured (2026-11-30, 10 ms, 40 CPUs): -1.5% at the default seed (-2.3%, -1.9% at
+seeds 2, 3), against -0.3% with neither; at 1 us the rwsem does not reach [H5]'s -8%.
 """
 
 from __future__ import annotations
