@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from concurrency.engine import TaskState
 from concurrency.lock_types import LockCosts, LockMisuse
 from concurrency.lockstat import LockClass, LockSideStats
 
@@ -21,8 +20,6 @@ if TYPE_CHECKING:
 
 __all__ = ["LockCosts", "LockMisuse", "SimLock"]
 
-
-_SLEEPING = TaskState.SLEEPING
 
 READ = 1  # lockdep's read=1: a non-recursive reader (down_read)
 RECURSIVE_READ = 2  # lockdep's read=2: rcu_read_lock and friends
@@ -198,16 +195,6 @@ class SimLock:
         hook = engine.hooks.on_released
         if hook is not None:
             hook(task, self, side.mode, since, side.key)
-
-    def _wake_sleeper(self, task: SimTask, value: object) -> None:
-        """``wake_up_process`` from a release: wake ``task``, and charge the releasing task the
-        ``try_to_wake_up`` (``costs.wakeup_ns``, ``Engine.charge``) when ``task`` sleeps; waking a
-        spinner is a store it sees, no wake-up.  Outside a task (a callback) nobody is charged."""
-        engine = self.engine
-        wakeup = self.costs.wakeup_ns
-        if wakeup and task.state is _SLEEPING:
-            engine.charge(wakeup)
-        engine.wake(task, value)
 
     async def _pick_up(self) -> None:
         """A spinner owns a released lock once the lock word's cache line has moved to its CPU

@@ -238,7 +238,9 @@ class Mutex(SimLock):
                 if self.spinners:  # the OSQ goes on spinning, now on the new owner
                     self._watch_owner()
             else:
-                self._wake_sleeper(waiter, _GRANTED)
+                if self.costs.wakeup_ns and waiter.state is TaskState.SLEEPING:  # the unlocker's try_to_wake_up
+                    engine.charge(self.costs.wakeup_ns)
+                engine.wake(waiter, _GRANTED)
                 if self.spinners:  # mutex_spin_on_owner: the new owner is not on a CPU
                     self._owner_sleeps(waiter)
             return
@@ -264,6 +266,6 @@ class Mutex(SimLock):
         if self.waiters:
             waiter, _ = self.waiters.popleft()
             self.owner = waiter
-            if self.costs.wakeup_ns and waiter.state is TaskState.SLEEPING:  # _wake_sleeper, inline
+            if self.costs.wakeup_ns and waiter.state is TaskState.SLEEPING:  # the unlocker's try_to_wake_up
                 self.engine.charge(self.costs.wakeup_ns)
             self.engine.wake(waiter, _GRANTED)

@@ -536,7 +536,12 @@ class RwSemaphore(SimLock):
         is the caller) changes nothing."""
         if waiter.blocked:
             waiter.blocked = waiter.spinning = False
-            self._wake_sleeper(waiter.task, verdict)  # the waker pays a sleeper's try_to_wake_up
+            task = waiter.task
+            if self.costs.wakeup_ns and task.state is TaskState.SLEEPING:
+                # wake_up_process: the waker pays a sleeper's try_to_wake_up (a spinner just sees
+                # the store); outside a task (a callback) Engine.charge charges nobody
+                self.engine.charge(self.costs.wakeup_ns)
+            self.engine.wake(task, verdict)
 
     # -- optimistic spinning ------------------------------------------------------------------------
 
