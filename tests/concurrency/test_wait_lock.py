@@ -100,3 +100,39 @@ def test_the_scenario_options_reach_the_locks() -> None:
     assert mutex_options({"wait_lock": True, "wake_q": False}) == {"wait_lock": True, "wake_q": False}
     with pytest.raises(TypeError):
         rwsem_options({"wait_lock": 1})
+
+
+def test_3_10_wakes_a_batch_of_readers_inside_one_section_and_the_waker_pays_each_wake_up() -> None:
+    """``__rwsem_do_wake`` grants the queued readers in one pass under wait_lock, calling
+    ``wake_up_process`` for each: the section lasts the take plus one ``wakeup_ns`` per reader."""
+    engine = Engine(3, ctx_switch_ns=CTX,
+                    lock_costs=LockCosts(atomic_ns=0, bounce_ns=BOUNCE, handoff_ns=0, wakeup_ns=WAKEUP))
+    sem = RwSemaphore(engine, "s", spin=False, reader_steal=False, handoff=False, wait_lock=True, wake_q=False)
+    seen: dict[str, int] = {}
+
+    async def writer() -> None:
+        await sem.down_write()
+        await engine.delay(1000)
+        sem.up_write()  # grants both readers
+        await engine.delay(200)
+        seen["waker_step_end"] = engine.now
+
+    async def reader(name: str, start: int) -> None:
+        await engine.delay(start)
+        await sem.down_read()
+        seen[name] = engine.now
+        sem.up_read()
+
+    engine.spawn("W", writer, cpu=0)
+    engine.spawn("R1", reader, "R1", 100, cpu=1)
+    engine.spawn("R2", reader, "R2", 150, cpu=2)
+    engine.run()
+    # R1 queues 200..300; R2 arrives at 250 and waits for wait_lock until 300, then 200 ns (the line
+    # from CPU 1, the count word): queued at 500.  W's rwsem_wake at 1000: take (100) + 2 wake-ups
+    # (1400) under wait_lock, all W's CPU time: its next step ends at 1000 + 1500 + 200.
+    assert seen["waker_step_end"] == 2700
+    assert seen["R1"] == seen["R2"] == 1000 + CTX  # granted by the wake-up: no retry
+    wait_lock = sem._wait_lock
+    assert wait_lock is not None and wait_lock.free_at == 1000 + BOUNCE + 2 * WAKEUP  # held across both wakes
+    events = sem.lclass.events
+    assert (events["wait_lock_sections"], events["wait_lock_spin_ns"]) == (3, 50)
