@@ -160,6 +160,7 @@ class SimTask:
         "cost_rng",
         "cpu",
         "ctx",
+        "debt_ns",
         "done",
         "held",
         "name",
@@ -204,6 +205,9 @@ class SimTask:
         self.run_ns = 0
         self.spin_ns = 0
         self.sleep_ns = 0
+        # CPU time spent in a synchronous call (Engine.charge: a lock release's try_to_wake_up)
+        # that its next delay adds, or that its CPU pays before the next dispatch if it leaves first.
+        self.debt_ns = 0
         self.since_ns = 0  # when the current blocked period started
         # (spin_ns, sleep_ns) when its current lock wait began (lock_contended), so lock_acquired
         # can split the wait into spinning (CPU burned) and sleeping (CPU given up).
@@ -228,8 +232,8 @@ _SLEEPING: Final = CpuState.SLEEPING
 class Cpu:
     """A simulated CPU: the task on it, the woken tasks waiting for it, and its time split."""
 
-    __slots__ = ("_since", "curr", "idle_ns", "index", "last_task", "ntasks", "running_ns", "runq", "sleeping_ns",
-                 "spinning_ns", "state")
+    __slots__ = ("_since", "busy_until", "curr", "idle_ns", "index", "last_task", "ntasks", "running_ns", "runq",
+                 "sleeping_ns", "spinning_ns", "state")
 
     def __init__(self, index: int) -> None:
         self.index = index
@@ -237,6 +241,9 @@ class Cpu:
         self.last_task: SimTask | None = None
         self.runq: deque[SimTask] = deque()
         self.ntasks = 0  # live tasks pinned here
+        # The CPU is still busy with a task that left it owing charged time (Engine.charge) until
+        # then: the next dispatch starts no earlier.
+        self.busy_until = 0
         self.state = CpuState.IDLE
         self._since = 0
         # The time split, one field per state: a list indexed by the state (an IntEnum) took a
@@ -506,6 +513,9 @@ class Engine:
         the point where a pending preemption is injected (:meth:`_inject_preempt`)."""
         task = self.current
         assert task is not None
+        if task.debt_ns:  # charged CPU time (Engine.charge) runs first
+            ns += task.debt_ns
+            task.debt_ns = 0
         if self._perturbed:
             ns = self._jittered(ns)
             if self._inject_preempt(task, ns):
@@ -525,6 +535,20 @@ class Engine:
             return _READY
         heappush(heap, (t, self._tiebreak(), task, task._token))
         return _STEP
+
+    def charge(self, ns: int) -> None:
+        """The current task spends ``ns`` of CPU time inside a synchronous call (a lock release's
+        ``try_to_wake_up``, which cannot ``await``): its next :meth:`delay` runs that much longer.
+
+        If it leaves its CPU first (sleeps, is preempted, exits), the CPU stays busy for what is
+        owed before it dispatches another task (``Cpu.busy_until``).  What this approximates: the
+        charged work runs at the task's next step rather than at the call, so the state changes
+        of that call (the wake-up itself) happen up to ``ns`` early, and a spinning wait started
+        before that step owes it until the spinner's next delay.  Outside a task (a callback) it
+        charges nobody."""
+        task = self.current
+        if task is not None and ns > 0:
+            task.debt_ns += ns
 
     async def sleep(self, ns: int) -> None:
         """``schedule_timeout``: give the CPU up for ``ns`` (a daemon between scans, a process
@@ -711,6 +735,9 @@ class Engine:
         else:
             cpu._enter(CpuState.RUNNING, now)
         task.run_ns += cost_ns
+        owed = cpu.busy_until - now
+        if owed > 0:  # the CPU still runs what the task before owed (Engine.charge)
+            cost_ns += owed
         heappush(self._heap, (now + cost_ns, self._tiebreak(), task, task._token))
 
     def _preempt(self, task: SimTask) -> None:
@@ -728,6 +755,11 @@ class Engine:
         self._cpu_free(cpu)
 
     def _cpu_free(self, cpu: Cpu) -> None:
+        left = cpu.last_task
+        if left is not None and left.debt_ns:
+            # The task that left still owes charged CPU time (Engine.charge): the CPU runs it first.
+            cpu.busy_until = max(cpu.busy_until, self.now) + left.debt_ns
+            left.debt_ns = 0
         if cpu.runq:
             nxt = cpu.runq.popleft() if self.sched is None else self.sched.pick_next(cpu)
             cost = self.ctx_switch_ns if nxt is not cpu.last_task else 0
@@ -745,7 +777,16 @@ class Engine:
                         self._migrate(nxt, cpu)
                         self._dispatch(cpu, nxt, self.ctx_switch_ns)
                         return
+        if cpu.busy_until > self.now:  # busy with the owed time, then idle if nothing came meanwhile
+            self.call_at(cpu.busy_until, self._owed_done, cpu)
+            return
         cpu._enter(CpuState.SLEEPING if cpu.ntasks else CpuState.IDLE, self.now)
+
+    def _owed_done(self, cpu: Cpu) -> None:
+        """The owed CPU time of a task that left (Engine.charge) is spent: the CPU idles unless a
+        task was dispatched meanwhile."""
+        if cpu.curr is None and cpu.busy_until <= self.now:
+            cpu._enter(CpuState.SLEEPING if cpu.ntasks else CpuState.IDLE, self.now)
 
     def _finish(self, task: SimTask) -> None:
         task.state = TaskState.DONE

@@ -28,12 +28,16 @@ class LockCosts:
     ``bounce_ns``: extra when the lock word's cache line was last written on another CPU.
         ASSUME 100 ns (cross-socket line transfer is 100-300 ns on the parts in the 2013 data).
     ``handoff_ns``: from release to a spinning waiter owning the lock (line transfer).  ASSUME 50 ns.
+    ``wakeup_ns``: the releasing task's ``wake_up_process`` (``try_to_wake_up``) of each sleeping
+        waiter it wakes, charged to the waker (``Engine.charge``).  0 (off) by default: the woken
+        task's ``ctx_switch_ns`` stands for the whole sleep and wake-up (mm/costs.py).
     """
 
     atomic_ns: int = 20
     bounce_ns: int = 100
     handoff_ns: int = 50
+    wakeup_ns: int = 0
 
     @classmethod
     def free(cls) -> LockCosts:
-        return cls(0, 0, 0)
+        return cls(0, 0, 0, 0)

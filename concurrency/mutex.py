@@ -22,6 +22,13 @@
   With ``handoff=False`` (the 2.6.30-4.9 mutex of the 2011-2013 results) a waiter that loses
   simply sleeps again, still first, and is woken by the next unlock.
 
+``wait_lock=True`` adds the ``wait_lock`` (concurrency/wait_lock.py): a task that queues (the
+sleeping path of ``__mutex_lock_common``: ``spin_lock_mutex(&lock->wait_lock)``, ``list_add_tail``,
+the ``atomic_xchg``), a woken waiter (it re-takes it after every ``schedule()`` to try again) and an
+unlock with waiters (``__mutex_unlock_common_slowpath`` in 3.10, ``__mutex_unlock_slowpath`` today)
+each run a section of it; ``wake_q=False`` wakes under it (3.10's ``wake_up_process`` with it held),
+True after it (``wake_up_q``, today).  Off, the ``wait_lock`` costs nothing.
+
 ``direct_handoff=True`` replaces the wake-and-compete rules with strict FIFO hand-off at every
 unlock (trio's ``Lock``, SimPy's ``Resource``): the engine benchmark's model.
 """
@@ -33,6 +40,7 @@ from typing import TYPE_CHECKING, Final
 
 from concurrency.engine import TaskState
 from concurrency.lock import WRITE, LockCosts, LockMisuse, SimLock
+from concurrency.wait_lock import WaitLock
 
 if TYPE_CHECKING:
     from concurrency.engine import Engine, SimTask
@@ -49,8 +57,9 @@ class Mutex(SimLock):
 
     def __init__(self, engine: Engine, name: str, *, instance: str | None = None,
                  spin: bool = True, handoff: bool = True, direct_handoff: bool = False,
-                 costs: LockCosts | None = None) -> None:
+                 costs: LockCosts | None = None, wait_lock: bool = False, wake_q: bool = True) -> None:
         super().__init__(engine, name, instance=instance, costs=costs)
+        self._wait_lock = WaitLock(self.costs, self.lclass.events, wake_q=wake_q) if wait_lock else None
         self.spin = spin
         self.handoff_enabled = handoff
         self.direct_handoff = direct_handoff
@@ -109,6 +118,9 @@ class Mutex(SimLock):
             if await self._spin(task):
                 self._take(task, subclass, start)
                 return
+        wait_lock = self._wait_lock
+        if wait_lock is not None:  # spin_lock_mutex(&lock->wait_lock) to queue
+            await engine.delay(wait_lock.waiter_section(engine, task))
         self.waiters.append((task, start))
         while True:
             # __mutex_trylock, also before every sleep: the kernel retries under wait_lock after
@@ -118,6 +130,8 @@ class Mutex(SimLock):
                 self._take(task, subclass, start)
                 return
             verdict = await engine.block(self)
+            if wait_lock is not None:  # woken: spin_lock_mutex(&lock->wait_lock) again to retry
+                await engine.delay(wait_lock.waiter_section(engine, task))
             if verdict == _GRANTED:  # handed over (HANDOFF, or the FIFO benchmark mutex)
                 self._take(task, subclass, start)
                 return
@@ -205,6 +219,13 @@ class Mutex(SimLock):
         if self.direct_handoff:
             self._fifo_handoff()
             return
+        if self._wait_lock is not None and self.waiters:  # the unlock slowpath takes wait_lock
+            self._wait_lock.release(self.engine, self._unlock_wake)
+        else:
+            self._unlock_wake()
+
+    def _unlock_wake(self) -> None:
+        """What the unlock hands over and wakes once the owner word is clear."""
         engine = self.engine
         if self.handoff:
             # __mutex_handoff: the first waiter owns the lock before it runs.
@@ -217,6 +238,8 @@ class Mutex(SimLock):
                 if self.spinners:  # the OSQ goes on spinning, now on the new owner
                     self._watch_owner()
             else:
+                if self.costs.wakeup_ns and waiter.state is TaskState.SLEEPING:  # the unlocker's try_to_wake_up
+                    engine.charge(self.costs.wakeup_ns)
                 engine.wake(waiter, _GRANTED)
                 if self.spinners:  # mutex_spin_on_owner: the new owner is not on a CPU
                     self._owner_sleeps(waiter)
@@ -234,6 +257,8 @@ class Mutex(SimLock):
             # (a no-op when it is already awake: woken earlier, or about to go back to sleep).
             waiter = self.waiters[0][0]
             if waiter.state is TaskState.SLEEPING:
+                if self.costs.wakeup_ns:  # wake_up_process: the unlocker pays try_to_wake_up
+                    engine.charge(self.costs.wakeup_ns)
                 engine.wake(waiter, _RETRY)
 
     def _fifo_handoff(self) -> None:
@@ -241,4 +266,6 @@ class Mutex(SimLock):
         if self.waiters:
             waiter, _ = self.waiters.popleft()
             self.owner = waiter
+            if self.costs.wakeup_ns and waiter.state is TaskState.SLEEPING:  # the unlocker's try_to_wake_up
+                self.engine.charge(self.costs.wakeup_ns)
             self.engine.wake(waiter, _GRANTED)

@@ -54,8 +54,15 @@ Spinners give up when a task is woken on their CPU (``need_resched()``, polled b
 the spin loops), and a writer that takes the lock by spinning pays ``handoff_ns`` for the count
 word's cache line to move to its CPU.
 
+``wait_lock=True`` adds the ``wait_lock`` (concurrency/wait_lock.py): a queueing waiter
+(``rwsem_down_write_failed`` / ``rwsem_down_read_failed`` in 3.10's lib/rwsem.c, the slowpaths
+today), a woken writer that finds the lock free and retries (3.10's loop re-takes it after each
+wake-up that sees no active locker) and ``rwsem_wake`` each run a section of it; ``wake_q=False``
+wakes under it (3.10's ``__rwsem_do_wake`` calls ``wake_up_process`` with it held), True after it
+(``wake_up_q``, today).  Off, the ``wait_lock`` costs nothing.
+
 Not modelled: signals (``down_*_killable``; so ``rwsem_rlock_fail`` / ``rwsem_wlock_fail`` never
-count), RT tasks, READFAIL overflow and the ``wait_lock`` hold time.
+count), RT tasks, READFAIL overflow, and (without ``wait_lock``) the ``wait_lock`` hold time.
 """
 
 from __future__ import annotations
@@ -66,6 +73,7 @@ from typing import TYPE_CHECKING, Final
 
 from concurrency.engine import TaskState
 from concurrency.lock import READ, WRITE, LockCosts, LockMisuse, SimLock
+from concurrency.wait_lock import WaitLock
 
 if TYPE_CHECKING:
     from concurrency.engine import Engine, SimTask
@@ -145,6 +153,8 @@ class RwSemaphore(SimLock):
             is 4-8 ms at HZ=250, 4-5 ms at HZ=1000, 10-20 ms at HZ=100.
         handoff_timeout_ns: an exact timeout in ns instead of the jiffy one (None: use ``hz``).
         max_readers_wakeup: ``MAX_READERS_WAKEUP``, readers granted per wake-up.
+        wait_lock: model the ``wait_lock`` (concurrency/wait_lock.py); off, it costs nothing.
+        wake_q: with ``wait_lock``, wake after dropping it (``wake_up_q``); False: under it (3.10).
     """
 
     kind = "rwsem"
@@ -153,7 +163,7 @@ class RwSemaphore(SimLock):
     def __init__(self, engine: Engine, name: str, *, instance: str | None = None,
                  costs: LockCosts | None = None, spin: bool = True, reader_steal: bool = True,
                  handoff: bool = True, hz: int = 250, handoff_timeout_ns: int | None = None,
-                 max_readers_wakeup: int = 256) -> None:
+                 max_readers_wakeup: int = 256, wait_lock: bool = False, wake_q: bool = True) -> None:
         if hz < 1:
             raise ValueError(f"hz must be >= 1, got {hz}")
         if handoff_timeout_ns is not None and handoff_timeout_ns < 0:
@@ -167,6 +177,7 @@ class RwSemaphore(SimLock):
         self.handoff_timeout_ns = handoff_timeout_ns
         self.hz = hz
         self.max_readers_wakeup = max_readers_wakeup
+        self._wait_lock = WaitLock(self.costs, self.lclass.events, wake_q=wake_q) if wait_lock else None
         # The count word.
         self.owner: SimTask | None = None  # RWSEM_WRITER_LOCKED, and the owner word's task
         self.readers = 0  # read holds, including readers granted by a wake-up that have not run yet
@@ -273,6 +284,8 @@ class RwSemaphore(SimLock):
             events["rwsem_rlock_fast"] += 1
             self._kick()
             return hold
+        if self._wait_lock is not None:  # raw_spin_lock_irq(&sem->wait_lock) to queue
+            await self.engine.delay(self._wait_lock.waiter_section(self.engine, task))
         now = self.engine.now
         waiter = _Waiter(task, False, subclass, now, self._wait_timeout(now))
         self.waitq.append(waiter)
@@ -314,7 +327,7 @@ class RwSemaphore(SimLock):
         if not self.readers and self.waitq:  # (count & (LOCK_MASK|WAITERS)) == WAITERS
             self.nonspinnable = False  # clear_nonspinnable: the next phase may be spun on
             self._kick()  # a spinning writer sees the free lock before the waker takes wait_lock
-            self._mark_wake(_Wake.ANY)
+            self._rwsem_wake()
         else:
             self._kick()
 
@@ -354,6 +367,9 @@ class RwSemaphore(SimLock):
                     return
             else:
                 events["rwsem_opt_fail"] += 1
+        wait_lock = self._wait_lock
+        if wait_lock is not None:  # raw_spin_lock_irq(&sem->wait_lock) to queue
+            await engine.delay(wait_lock.waiter_section(engine, task))
         now = engine.now
         waiter = _Waiter(task, True, 0, now, self._wait_timeout(now))
         self.waitq.append(waiter)
@@ -373,6 +389,10 @@ class RwSemaphore(SimLock):
             waiter.blocked = True
             await engine.block(self)
             events["rwsem_sleep_writer"] += 1
+            if wait_lock is not None and self.owner is None and not self.readers:
+                # 3.10: woken, it sees no active locker and re-takes wait_lock to try the cmpxchg
+                # (with one, it would sleep again without it: the loop's sleep below).
+                await engine.delay(wait_lock.waiter_section(engine, task))
         events["rwsem_wlock"] += 1
 
     def _wait_timeout(self, now: int) -> int:
@@ -428,7 +448,7 @@ class RwSemaphore(SimLock):
         self.nonspinnable = False
         self._kick()  # a spinning writer takes the free lock before the waker takes wait_lock
         if self.waitq:
-            self._mark_wake(_Wake.ANY)
+            self._rwsem_wake()
 
     def downgrade_write(self) -> None:
         """``downgrade_write``: the writer becomes a reader and the queued readers at the head join
@@ -454,6 +474,17 @@ class RwSemaphore(SimLock):
         self._kick()
 
     # -- wake-up -------------------------------------------------------------------------------------
+
+    def _rwsem_wake(self) -> None:
+        """``rwsem_wake``: ``rwsem_mark_wake`` of whatever heads the queue, in a ``wait_lock``
+        section when it is modelled."""
+        if self._wait_lock is None:
+            self._mark_wake(_Wake.ANY)
+        else:
+            self._wait_lock.release(self.engine, self._wake_any)
+
+    def _wake_any(self) -> None:
+        self._mark_wake(_Wake.ANY)
 
     def _cond_wake(self) -> None:
         """``rwsem_cond_wake_waiter``: after queueing, wake what the lock state allows."""
@@ -505,7 +536,12 @@ class RwSemaphore(SimLock):
         is the caller) changes nothing."""
         if waiter.blocked:
             waiter.blocked = waiter.spinning = False
-            self.engine.wake(waiter.task, verdict)
+            task = waiter.task
+            if self.costs.wakeup_ns and task.state is TaskState.SLEEPING:
+                # wake_up_process: the waker pays a sleeper's try_to_wake_up (a spinner just sees
+                # the store); outside a task (a callback) Engine.charge charges nobody
+                self.engine.charge(self.costs.wakeup_ns)
+            self.engine.wake(task, verdict)
 
     # -- optimistic spinning ------------------------------------------------------------------------
 

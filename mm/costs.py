@@ -23,6 +23,14 @@ class CostModel:
     bounce_ns: int = 150  # ASSUME (§6.4 c_bounce_remote): line last written on another CPU
     lock_handoff_ns: int = 60  # ASSUME (§6.4 c_bounce_local): release -> spinning waiter owns it
     ctx_switch_ns: int = 3_000  # ASSUME (§6.4 c_sleep_wake): block + wake-up + context switch
+    # The waker's side of a lock's wake-up: wake_up_process -> try_to_wake_up of each sleeping waiter
+    # (the target rq lock, enqueue, and for a waiter on another LLC in 3.10's ttwu_queue_remote a
+    # reschedule IPI), charged to the releasing task.  0 = off (the default): ctx_switch_ns above
+    # stands for the whole sleep and wake-up, on the woken task.  A scenario that splits the two
+    # sets it; the figure it can use: the sender side of an IPI (smp_call_function_single) on
+    # Westmere, 1600 cycles within a socket and 2000 across (V. Pallipadi, LKML 2012-02-06, "Extend
+    # mwait idle to optimize away IPIs"), ~0.7-0.9 us at 2.27 GHz, plus the rq lock and enqueue.
+    wakeup_ns: int = 0
     # --- allocation and page work --------------------------------------------------------------
     slab_ns: int = 60  # ASSUME (§6.4 c_slab): kmem_cache_alloc/free of anon_vma, AVC, context
     zero_page_ns: int = 250  # ASSUME (§6.4 c_zero): clear a 4 KiB page
@@ -65,7 +73,7 @@ class CostModel:
         return self.mt_lookup_base_ns + self.mt_lookup_log_ns * max(1, nvmas).bit_length()
 
     def lock_costs(self) -> LockCosts:
-        return LockCosts(self.atomic_ns, self.bounce_ns, self.lock_handoff_ns)
+        return LockCosts(self.atomic_ns, self.bounce_ns, self.lock_handoff_ns, self.wakeup_ns)
 
     def with_overrides(self, overrides: Mapping[str, object]) -> CostModel:
         names = {f.name for f in dataclasses.fields(self)}

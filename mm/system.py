@@ -47,6 +47,8 @@ class RwsemOptions(TypedDict, total=False):
     handoff: bool
     hz: int
     handoff_timeout_ns: int | None
+    wait_lock: bool
+    wake_q: bool
 
 
 class MutexOptions(TypedDict, total=False):
@@ -54,6 +56,8 @@ class MutexOptions(TypedDict, total=False):
 
     spin: bool
     handoff: bool
+    wait_lock: bool
+    wake_q: bool
 
 
 def _flag(section: str, key: str, value: object) -> bool:
@@ -82,6 +86,10 @@ def rwsem_options(given: Mapping[str, object]) -> RwsemOptions:
             out["hz"] = _whole("rwsem", key, value)
         elif key == "handoff_timeout_ns":
             out["handoff_timeout_ns"] = None if value is None else _whole("rwsem", key, value)
+        elif key == "wait_lock":
+            out["wait_lock"] = _flag("rwsem", key, value)
+        elif key == "wake_q":
+            out["wake_q"] = _flag("rwsem", key, value)
         else:
             raise TypeError(f"rwsem.{key}: not an rwsem option")
     return out
@@ -95,6 +103,10 @@ def mutex_options(given: Mapping[str, object]) -> MutexOptions:
             out["spin"] = _flag("mutex", key, value)
         elif key == "handoff":
             out["handoff"] = _flag("mutex", key, value)
+        elif key == "wait_lock":
+            out["wait_lock"] = _flag("mutex", key, value)
+        elif key == "wake_q":
+            out["wake_q"] = _flag("mutex", key, value)
         else:
             raise TypeError(f"mutex.{key}: not a mutex option")
     return out

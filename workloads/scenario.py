@@ -96,9 +96,17 @@ PARAMS: dict[str, tuple[str | None, Param]] = {
     "rwsem.handoff_timeout_ns": (None, Param(int, 4_000_000, "an exact handoff timeout in ns, used instead of the "
                                                              "jiffy one only when given (the model before HZ)",
                                              1, 10**12)),
+    "rwsem.wait_lock": (None, Param(bool, False, "model the wait_lock: each queueing, woken writer's retry and "
+                                                 "rwsem_wake runs a section of it (concurrency/wait_lock.py)")),
+    "rwsem.wake_q": (None, Param(bool, True, "with wait_lock: wake after dropping it (wake_up_q); false: "
+                                             "wake_up_process under it (3.10's __rwsem_do_wake)")),
     "mutex.spin": (None, Param(bool, True, "optimistic spinning on a running owner (MUTEX_SPIN_ON_OWNER)")),
     "mutex.handoff": (None, Param(bool, True, "MUTEX_FLAG_HANDOFF (v4.10+); false: the earlier mutex of the "
                                               "2011-2013 results")),
+    "mutex.wait_lock": (None, Param(bool, False, "model the wait_lock: each queueing, woken waiter's retry and unlock "
+                                                 "with waiters runs a section of it (concurrency/wait_lock.py)")),
+    "mutex.wake_q": (None, Param(bool, True, "with wait_lock: wake after dropping it (wake_up_q); false: "
+                                             "wake_up_process under it (3.10's __mutex_unlock_common_slowpath)")),
     "folio_lock.unfairness": (None, Param(int, 5, "sysctl_page_lock_unfairness: races a woken waiter may lose "
                                                   "before the unlocker hands it the lock (5 since v5.11; 0 = v5.9 "
                                                   "hand-off)", 0, 10**6)),

@@ -51,9 +51,9 @@ def _generic(make: Callable[[Engine], Any], *, sleeps: bool) -> Model:
     return Model(make, lambda lk: lk.lock(), lambda lk: lk.unlock(), lambda lk: lk.trylock(), sleeps)
 
 
-def _rwsem_write() -> Model:
+def _rwsem_write(**options: bool) -> Model:
     rwsem = pytest.importorskip("concurrency.rwsem")
-    return Model(lambda e: rwsem.RwSemaphore(e, "contract"), lambda lk: lk.down_write(),
+    return Model(lambda e: rwsem.RwSemaphore(e, "contract", **options), lambda lk: lk.down_write(),
                  lambda lk: lk.up_write(), lambda lk: lk.down_write_trylock(), True,
                  exact_contentions=False)
 
@@ -72,6 +72,11 @@ MODELS: dict[str, Callable[[], Model]] = {
                                 lambda lk: lk.folio_unlock(), lambda lk: lk.folio_trylock(), True),
     "folio_lock-unfair": lambda: _generic(lambda e: FolioLockUnfair(e, "contract"), sleeps=True),
     "rwsem-write": _rwsem_write,
+    # 3.10's wait_lock (concurrency/wait_lock.py), wake-ups under it: one more step per queueing and retry
+    "mutex-3.10-wait-lock": lambda: _generic(
+        lambda e: Mutex(e, "contract", handoff=False, wait_lock=True, wake_q=False), sleeps=True),
+    "rwsem-write-3.10-wait-lock": lambda: _rwsem_write(spin=False, reader_steal=False, handoff=False, wait_lock=True,
+                                                       wake_q=False),
 }
 
 model_names = pytest.mark.parametrize("name", list(MODELS))

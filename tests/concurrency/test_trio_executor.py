@@ -59,6 +59,21 @@ def test_every_builtin_scenario_is_byte_identical_under_the_trio_executor(name: 
             assert '"executor"' not in stepper  # the record does not say which executor ran it
 
 
+def test_charged_wake_ups_and_the_wait_lock_agree_under_both_executors() -> None:
+    """h5-exim charges the waker (Engine.charge: owed CPU time paid at its next step or by its CPU
+    before the next dispatch) and runs 3.10's wait_lock: the executors must still agree."""
+    from workloads.validate import SCENARIO_DIR
+
+    base = load_scenario(SCENARIO_DIR / "h5-exim.toml", {"run.duration_ns": 200_000, "run.cpus": 8,
+                                                          "switches.anon_vma.rmap_lock": "rwsem"})
+    assert base.costs["wakeup_ns"] and base.rwsem["wait_lock"] and not base.rwsem["wake_q"]
+    cases = [("plain", base), *((k, dataclasses.replace(base, perturb=p)) for k, p in PERTURBATIONS.items())]
+    for label, scenario in cases:
+        stepper = _result(scenario, "anon_vma", "stepper")
+        assert '"wait_lock_sections"' in stepper, label
+        assert stepper == _result(scenario, "anon_vma", "trio"), f"h5-exim ({label}): the executors disagree"
+
+
 def test_the_executor_is_a_scenario_key_not_a_result() -> None:
     path = builtin_scenarios()["fork-heavy"]
     assert load_scenario(path).executor == "stepper"

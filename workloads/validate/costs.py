@@ -23,6 +23,9 @@ CONSTANT_NOTES: dict[str, str] = {
     "bounce_ns": f"{_S64} c_bounce_remote",
     "lock_handoff_ns": f"{_S64} c_bounce_local",
     "ctx_switch_ns": f"{_S64} c_sleep_wake",
+    "wakeup_ns": "0 = off (ctx_switch_ns stands for the whole sleep and wake-up); a scenario that charges the "
+                 "waker's try_to_wake_up sets it (ASSUME; the IPI send on Westmere: 1600-2000 cycles, V. Pallipadi, "
+                 "LKML 2012-02-06)",
     "slab_ns": f"{_S64} c_slab",
     "zero_page_ns": f"{_S64} c_zero",
     "copy_page_ns": f"{_S64} c_copy",

@@ -22,6 +22,15 @@ The scenario's per-message work outside the lock (``child_lifetime_ns``) has no 
 is calibrated on the mutex run, to the first observation above, and H5a, H5b and the idle and
 spinning shares of the rwsem runs are then the model's predictions.  ``--full`` shows how the
 verdict moves with that calibration (the sensitivity curve) and with ``ctx_switch_ns`` (ASSUME).
+
+The CPU a sleep and wake-up costs is charged on both sides, as 3.10 spent it: the woken task pays
+``ctx_switch_ns``, the waker ``wakeup_ns`` per sleeper it wakes (``try_to_wake_up``, ASSUME 1 us
+from a Westmere IPI measurement: the scenario file), and both locks serialise their slow paths on
+their ``wait_lock`` with the wake-ups inside it (``__rwsem_do_wake`` and
+``__mutex_unlock_common_slowpath`` call ``wake_up_process`` with it held; concurrency/wait_lock.py).
+``--full`` also shows the verdict without the wake-up's cost, with it doubled, and without the
+``wait_lock``.  Measured (2026-11-30, 10 ms, 40 CPUs): -1.5% at the default seed (-2.3%, -1.9% at
+seeds 2, 3), against -0.3% with neither; at 1 us the rwsem does not reach [H5]'s -8%.
 """
 
 from __future__ import annotations
@@ -57,6 +66,10 @@ PUBLISHED_MUTEX_SPIN_SHARE = 0.0155
 # third point) and the cost of a sleep and wake-up.
 _LIFETIME_CURVE_NS = (20_000, 60_000)
 _CTX_SWITCH_CURVE_NS = (6_000, 10_000)
+# ... the waker's try_to_wake_up (the scenario's wakeup_ns, ASSUME 1 us: 0 = the model before) ...
+_WAKEUP_CURVE_NS = (0, 2_000)
+# ... and 3.10's wait_lock (the scenario's [rwsem]/[mutex] wait_lock = true, wake_q = false).
+_NO_WAIT_LOCK: dict[str, object] = {"rwsem.wait_lock": False, "mutex.wait_lock": False}
 
 
 class _H5Run(TypedDict):
@@ -155,14 +168,24 @@ def _h5a(check: Check, full: bool) -> CheckResult:
                      "loses by leaving it idle while a woken writer comes back: [H5]'s mutex barely spun.")
         ctx = {ns: _h5_pair(H5_FULL_CPUS, {**at_full, "costs.ctx_switch_ns": ns}) for ns in _CTX_SWITCH_CURVE_NS}
         details["sensitivity_ctx_switch_ns"] = {str(ns): round(v, 4) for ns, (v, _s) in ctx.items()}
-        notes.append("sensitivity to the CPU a sleep and wake-up costs (ctx_switch_ns, ASSUME 3000): "
+        notes.append("sensitivity to the CPU a sleep and wake-up costs the woken task (ctx_switch_ns, ASSUME 3000): "
                      + ", ".join(f"{ns}: rwsem {_pct(v)}" for ns, (v, _s) in ctx.items()))
+        wakeups = {ns: _h5_pair(H5_FULL_CPUS, {**at_full, "costs.wakeup_ns": ns}) for ns in _WAKEUP_CURVE_NS}
+        details["sensitivity_wakeup_ns"] = {str(ns): round(v, 4) for ns, (v, _s) in wakeups.items()}
+        no_wait_lock, _spin = _h5_pair(H5_FULL_CPUS, {**at_full, **_NO_WAIT_LOCK})
+        details["without_wait_lock"] = round(no_wait_lock, 4)
+        notes.append("sensitivity to the waker's try_to_wake_up (wakeup_ns, ASSUME 1000): "
+                     + ", ".join(f"{ns}: rwsem {_pct(v)}" for ns, (v, _s) in wakeups.items())
+                     + f"; without 3.10's wait_lock: rwsem {_pct(no_wait_lock)}")
+    events = rwsem["lock_events"]
+    sections = events.get("wait_lock_sections", 0) if isinstance(events, dict) else 0
     notes.append("[H5]'s vmstat puts the rwsem's loss in CPU spent per message (8% fewer messages while its "
                  "CPUs stayed 84% busy against the mutex's 86%), and the merged spinning patch's description in "
-                 "the wait queue's handling (spinning before queueing made the rwsem 'on par with mutex'): the "
-                 "model charges sleeping and waking only as ctx_switch_ns (ASSUME) on the woken task; it leaves "
-                 "out the waker's try_to_wake_up under the 3.10 rwsem's wait_lock, the wait_lock itself (taken "
-                 "by every queued writer and by rwsem_wake) and the cache refill of a task that slept.")
+                 "the wait queue's handling (spinning before queueing made the rwsem 'on par with mutex'). The "
+                 "model charges the woken task ctx_switch_ns (ASSUME), the waker wakeup_ns per sleeper it wakes "
+                 "(ASSUME, from a Westmere IPI figure), and runs 3.10's wait_lock (queueing, the woken writer's "
+                 f"retry, rwsem_wake with the wake-up inside it: {sections} sections in the rwsem run); it "
+                 "leaves out the cache refill of a task that slept.")
     return _result(check, thr, f"{_pct(thr)} forks/s", expected, passed, details, notes)
 
 
