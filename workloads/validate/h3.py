@@ -50,7 +50,8 @@ def _h3(check: Check, full: bool) -> CheckResult:
         notes.append(f"Not reproduced: per-AVC locking takes the root {_pct(extra)} more often, but on a saturated "
                      "lock throughput follows the total hold time, and each extra change of owner adds only "
                      "the protected lines' move (bounce_ns) while the fix moved the AVC allocations under the "
-                     "lock.  The unlocker's wake-up work (wait_lock, try_to_wake_up) is not costed.")
+                     "lock.  The unlocker's wake-up work is not costed here ([mutex] wait_lock and costs.wakeup_ns, "
+                     "which h5-exim turns on, are off in this scenario).")
     return _result(check, thr, text, expected, passed, {"per_clone": out[False], "per_avc": out[True], "cpus": cpus},
                    notes)
 
