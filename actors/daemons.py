@@ -115,12 +115,18 @@ def _pick(world: World, want: Callable[[Folio], bool]) -> Folio | None:
     return None
 
 
-async def migrate_daemon(world: World, *, interval_ns: int, batch: int = 1) -> None:
+async def migrate_daemon(world: World, *, interval_ns: int, batch: int = 1, start_ns: int = 0) -> None:
     """NUMA balancing / compaction: every ``interval_ns``, migrate ``batch`` random mapped folios
     back to back (``compact_zone`` migrates its isolated folios without sleeping: it only
-    ``cond_resched()``s, so a long pass keeps its CPU until the scheduler takes it)."""
+    ``cond_resched()``s, so a long pass keeps its CPU until the scheduler takes it).  With
+    ``start_ns`` the first pass waits until that long after the workload started (a scenario that
+    walks a state its processes first build, not the building)."""
     rng = world.engine.current.rng if world.engine.current else None
     assert rng is not None
+    if start_ns:  # no draw from rng: with start_ns = 0 the schedule is the one without it
+        wait = world.workload_start_ns + start_ns - world.engine.now
+        if wait > 0:
+            await world.engine.sleep(wait)
     while world.running:
         await world.engine.sleep(max(1, round(rng.expovariate(1 / interval_ns))))
         for i in range(batch):

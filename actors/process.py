@@ -44,6 +44,10 @@ class ChildSpec:
     compute for a while."""
 
     cow_writes: int = 0  # inherited pages written (COW copy or reuse)
+    # "random": each write picks a region and a page in it uniformly (pages may repeat or be
+    # missed); "sequential": the inherited pages in order, region by region, wrapping around, so
+    # cow_writes >= the pages inherited copies every one of them
+    cow_pattern: str = "random"
     new_pages: int = 0  # pages of a fresh private region faulted in (first touch + anon faults)
     lifetime_ns: int = 0  # compute time before exit
     sleep_ns: int = 0  # then idle (asleep, e.g. an app in the background) before exit
@@ -105,12 +109,17 @@ async def exit_process(world: World, proc: Process) -> None:
 async def _child(world: World, proc: Process, spec: ChildSpec, regions: list[Region]) -> None:
     rng = _rng(world)
     engine = world.engine
-    for _ in range(spec.cow_writes):
-        if not regions:
-            break
-        region = regions[rng.randrange(len(regions))]
-        vpn = region.start + rng.randrange(region.pages)
-        await world.timed("cow_fault", handle_mm_fault, world.sys, proc.mm, vpn, True)
+    if spec.cow_pattern == "sequential":
+        inherited = [r.start + i for r in regions for i in range(r.pages)]
+        for k in range(spec.cow_writes if inherited else 0):
+            await world.timed("cow_fault", handle_mm_fault, world.sys, proc.mm, inherited[k % len(inherited)], True)
+    else:
+        for _ in range(spec.cow_writes):
+            if not regions:
+                break
+            region = regions[rng.randrange(len(regions))]
+            vpn = region.start + rng.randrange(region.pages)
+            await world.timed("cow_fault", handle_mm_fault, world.sys, proc.mm, vpn, True)
     if spec.new_pages:
         start = spec.new_region_start
         await world.timed("mmap", mmap_region, world.sys, proc.mm, start, spec.new_pages)
@@ -178,14 +187,21 @@ async def fork_chain(world: World, proc: Process, *, depth: int, regions: list[R
 
 
 async def fan_out(world: World, proc: Process, *, children: int, child: ChildSpec, regions: list[Region],
-                  stay_ns: int = 0) -> None:
-    """A zygote forking ``children`` long-lived apps, then staying alive for ``stay_ns``."""
+                  stay_ns: int = 0, unmap_after_fork: bool = False) -> None:
+    """A zygote forking ``children`` long-lived apps, then staying alive for ``stay_ns``.
+
+    With ``unmap_after_fork`` it then munmaps its regions, so that the pages it faulted are mapped
+    only by the apps that have not written them yet (the last one to write a page reuses it,
+    ``folio_move_anon_rmap`` moving it to its own anon_vma)."""
     for i in range(children):
         if not world.running:
             break
         mm = await world.timed("fork", dup_mmap, world.sys, proc.mm)
         kid = await world.new_process(f"{proc.name}.app{i}", proc, mm)
         world.spawn(kid, "t0", _child, world, kid, child, regions)
+    if unmap_after_fork:
+        for region in regions:
+            await world.timed("munmap", munmap, world.sys, proc.mm, region.start, region.pages)
     if stay_ns:
         await world.engine.sleep(stay_ns)
     await exit_process(world, proc)

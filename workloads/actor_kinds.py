@@ -84,11 +84,14 @@ class ActorKind:
 
 def _child(p: Params) -> ChildSpec:
     return ChildSpec(cow_writes=param_int(p, "child_cow_writes"), new_pages=param_int(p, "child_new_pages"),
-                     lifetime_ns=param_int(p, "child_lifetime_ns"), sleep_ns=param_int(p, "child_sleep_ns"))
+                     lifetime_ns=param_int(p, "child_lifetime_ns"), sleep_ns=param_int(p, "child_sleep_ns"),
+                     cow_pattern=param_str(p, "child_cow_pattern"))
 
 
 _CHILD_PARAMS = {
     "child_cow_writes": Param(int, 8, "inherited pages each child writes (COW)", 0, 1 << 20),
+    "child_cow_pattern": Param(str, "random", "which: random pages, or every inherited page in order",
+                               choices=("random", "sequential")),
     "child_new_pages": Param(int, 0, "fresh private pages each child maps and faults", 0, 1 << 20),
     "child_lifetime_ns": Param(int, 50_000, "child's compute time before exit (ns)", 0, 10**12),
     "child_sleep_ns": Param(int, 0, "then the child idles (asleep) this long before exit (ns)", 0, 10**12),
@@ -133,7 +136,7 @@ def _start_fan_out(world: World, proc: Process | None, p: Params, regions: list[
                    kswapd_queue: WaitQueue | None) -> None:
     assert proc is not None
     world.spawn(proc, "zygote", process.fan_out, world, proc, children=param_int(p, "children"), child=_child(p),
-                regions=regions, stay_ns=param_int(p, "stay_ns"))
+                regions=regions, stay_ns=param_int(p, "stay_ns"), unmap_after_fork=param_bool(p, "unmap_after_fork"))
 
 
 def _start_mmap_churn(world: World, proc: Process | None, p: Params, regions: list[Region],
@@ -160,7 +163,7 @@ def _start_migrate(world: World, proc: Process | None, p: Params, regions: list[
                    kswapd_queue: WaitQueue | None) -> None:
     for i in range(param_int(p, "threads")):
         world.spawn_kthread(f"kmigrate{i}", daemons.migrate_daemon, world, interval_ns=param_int(p, "interval_ns"),
-                            batch=param_int(p, "batch"))
+                            batch=param_int(p, "batch"), start_ns=param_int(p, "start_ns"))
 
 
 def _start_cpu_hog(world: World, proc: Process | None, p: Params, regions: list[Region],
@@ -206,6 +209,7 @@ ACTORS: dict[str, ActorKind] = {
         ActorKind("fan_out", "a zygote forking N long-lived apps", True, {
                       "children": Param(int, 16, "apps forked", 1, 100_000),
                       "stay_ns": Param(int, 0, "zygote stays alive this long after forking (ns)", 0, 10**12),
+                      "unmap_after_fork": Param(bool, False, "the zygote munmaps its regions once it has forked"),
                       **_CHILD_PARAMS,
                   }, _start_fan_out),
         ActorKind("mmap_churn", "mmap, touch, munmap, repeat", True, {
@@ -226,6 +230,7 @@ ACTORS: dict[str, ActorKind] = {
                       "threads": Param(int, 1, "migrating threads", 1, 1024),
                       "batch": Param(int, 1, "folios migrated back to back per wake-up (a compaction pass)",
                                      1, 1 << 20),
+                      "start_ns": Param(int, 0, "no migration before this long into the workload (ns)", 0, 10**12),
                   }, _start_migrate),
         ActorKind("cpu_hog", "busy tasks computing in steps (foreground load), one pinned per CPU in turn",
                   False, {
