@@ -41,6 +41,7 @@ def add_parser(sub: Subcommands) -> argparse.ArgumentParser:
     p.add_argument("--out", help=f"output folder for validate.json and validate.html (default {DEFAULT_OUT})")
     p.add_argument("--quiet", action="store_true", help="no progress or chatter")
     p.add_argument("--check", action="append", metavar="ID", help="run only this check, e.g. H5a (repeatable)")
+    p.add_argument("--seed", type=int, help="run every validation scenario at this seed instead of its own")
     p.set_defaults(func=cmd_validate)
     return p
 
@@ -99,7 +100,8 @@ def validate_text(doc: Mapping[str, object], wall_s: float | None = None) -> str
 
     checks = _checks(doc)
     rows = [[c.id, _verdict(c), c.value_text, c.published, c.source] for c in checks]
-    out = [f"Published kernel results, reproduced ({doc['mode']} sizes)\n\n",
+    at = f", seed {doc['seed']}" if "seed" in doc else ""
+    out = [f"Published kernel results, reproduced ({doc['mode']} sizes{at})\n\n",
            format_table(["check", "result", "simulated", "published", "source"], rows, align="lllll")]
     out.append("\nClaims and expected direction/range\n")
     for c in checks:
@@ -125,7 +127,8 @@ def validate_html(doc: Mapping[str, object]) -> str:
     checks = _checks(doc)
     passed = sum(1 for c in checks if c.passed)
     body = ["<h1>rmapsim validate</h1>\n",
-            f"<p>Published kernel results (reference §4) reproduced at the <b>{escape(str(doc['mode']))}</b> sizes: "
+            f"<p>Published kernel results (reference §4) reproduced at the <b>{escape(str(doc['mode']))}</b> sizes"
+            f"{', seed ' + escape(str(doc['seed'])) if 'seed' in doc else ''}: "
             f'<span class="{"ok" if passed == len(checks) else "bad"}">{passed} of {len(checks)} checks passed'
             f"</span>.</p>\n", "<h2>Checks</h2>\n"]
     rows = [[c.id, _verdict(c), c.claim, c.source, c.value_text, c.expected or "-"] for c in checks]
@@ -164,12 +167,24 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
             diag.error("bad_input", f"rmapsim: error: --check {unknown[0]}: unknown check; allowed: {', '.join(known)}")
             return 2
+    seed = opt_arg(args, "seed", int)
+    if seed is not None:  # the scenarios' own check of run.seed, before anything runs
+        from workloads.scenario import ScenarioError, load_scenario
+        from workloads.validate.common import SCENARIO_DIR
+
+        try:
+            load_scenario(SCENARIO_DIR / "n4-read-fault.toml", {"run.seed": seed}, flags={"run.seed": "--seed"})
+        except ScenarioError as exc:
+            from rmapsim import diag
+
+            diag.error("bad_input", f"rmapsim: error: {exc}")
+            return 2
     check_out(args, DEFAULT_OUT)  # before the checks run, not after
     quiet = bool(getattr(args, "quiet", False))
     wanted = len(only) if only else len(CHECKS)
     started = time.perf_counter()  # wall time is shown, never saved: validate.json stays reproducible
     with Progress("validate", total=wanted, enabled=not quiet) as progress:
-        doc = run_validation(full=bool(getattr(args, "full", False)), only=only or None,
+        doc = run_validation(full=bool(getattr(args, "full", False)), only=only or None, seed=seed,
                              on_done=lambda _result: progress.advance())
     given = opt_arg(args, "out", str)
     out = Path(given) if given else DEFAULT_OUT

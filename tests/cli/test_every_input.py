@@ -277,6 +277,7 @@ def _cases() -> list[tuple[str, list[str], list[str]]]:
         ("lockdep:merge-binary", ["lockdep", "--merge", "latin.toml"], ["latin.toml:1: not a text file"]),
         ("lockdep:variant", ["lockdep", "tiny.toml", "--design", "cow_context:walk_safety=bogus"], ["bogus"]),
         ("validate:check", ["validate", "--check", "nope"], ["--check nope"]),
+        ("validate:seed", ["validate", "--seed", "-1"], ["--seed", "out of range", "allowed"]),
         ("bench:repeats-0", ["bench", "engine", "--repeats", "0"], ["--repeats", "1 or more"]),
         ("bench:repeats--1", ["bench", "engine", "--repeats", "-1"], ["--repeats"]),
         ("bench:folios-0", ["bench", "memory", "--folios", "0"], ["--folios"]),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from workloads.actor_kinds import ParamValue
 from workloads.runner import RunFailed, run_one
 from workloads.scenario import Scenario, load_scenario
 
-__all__ = ["BANDS", "MIGRATION_WALKS", "MS", "SCENARIO_DIR", "SCHEMA", "Band", "Check", "CheckResult"]
+__all__ = ["BANDS", "MIGRATION_WALKS", "MS", "SCENARIO_DIR", "SCHEMA", "SEED", "Band", "Check", "CheckResult"]
 
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios" / "validate"
@@ -117,11 +118,19 @@ class Check:
 # -- helpers ------------------------------------------------------------------------------------
 
 
+# ``rmapsim validate --seed N``: every validation scenario runs at seed N instead of its own
+# (run_validation sets it for the duration of the checks).
+SEED: ContextVar[int | None] = ContextVar("validate_seed", default=None)
+
+
 def _scenario(name: str, overrides: Mapping[str, object] | None = None, *,
               actors: Mapping[str, Mapping[str, ParamValue]] | None = None,
               regions: dict[str, tuple[Region, ...]] | None = None) -> Scenario:
     """A validation scenario with ``--set``-style overrides, actor parameters by actor kind and
-    process regions by process name (what a TOML override cannot reach)."""
+    process regions by process name (what a TOML override cannot reach), at :data:`SEED` if set."""
+    seed = SEED.get()
+    if seed is not None:
+        overrides = {**(overrides or {}), "run.seed": seed}
     scenario = load_scenario(SCENARIO_DIR / f"{name}.toml", overrides)
     if actors:
         specs = []

@@ -7,7 +7,7 @@ from typing import Any
 
 from workloads.runner import RunFailed
 from workloads.validate import h1, h3, h4, h5, h6, h8, l2a, n4
-from workloads.validate.common import SCHEMA, Check, CheckResult
+from workloads.validate.common import SCHEMA, SEED, Check, CheckResult
 from workloads.validate.costs import unsourced_constants
 from workloads.validate.h5 import _H5_CACHE
 from workloads.validate.l2a import _L2A_CACHE
@@ -19,10 +19,11 @@ CHECKS: list[Check] = [h1.CHECK, h3.CHECK, h4.CHECK, h5.CHECK_H5A, h5.CHECK_H5B,
                        l2a.CHECK_L2A, l2a.CHECK_LAZY, n4.CHECK]
 
 
-def run_validation(*, full: bool = False, only: list[str] | None = None,
+def run_validation(*, full: bool = False, only: list[str] | None = None, seed: int | None = None,
                    on_done: Callable[[CheckResult], None] | None = None) -> dict[str, Any]:
     """Run the checks (all, or the ids in ``only``); returns the validate.json document (JSON, read
-    by index in rmapsim/validate_cmd.py and the tests, hence ``Any``).
+    by index in rmapsim/validate_cmd.py and the tests, hence ``Any``).  ``seed``: every validation
+    scenario runs at that seed instead of its own (the document then records it).
 
     A check whose simulation fails (a deadlock, a task exception) is reported as failed with the
     error, and the others still run.
@@ -35,6 +36,27 @@ def run_validation(*, full: bool = False, only: list[str] | None = None,
         if unknown:
             raise KeyError(f"unknown check(s) {unknown}; known: {[c.id for c in CHECKS]}")
     results: list[CheckResult] = []
+    token = SEED.set(seed)
+    try:
+        _run_checks(wanted, full, results, on_done)
+    finally:
+        SEED.reset(token)
+    _H5_CACHE.clear()
+    _L2A_CACHE.clear()
+    doc: dict[str, Any] = {
+        "schema": SCHEMA,
+        "mode": "full" if full else "small",
+        "passed": all(r.passed for r in results),
+        "checks": [r.to_dict() for r in results],
+        "unsourced_constants": unsourced_constants(),
+    }
+    if seed is not None:
+        doc["seed"] = seed
+    return doc
+
+
+def _run_checks(wanted: list[Check], full: bool, results: list[CheckResult],
+                on_done: Callable[[CheckResult], None] | None) -> None:
     for check in wanted:
         try:
             result = check.run(check, full)
@@ -50,12 +72,3 @@ def run_validation(*, full: bool = False, only: list[str] | None = None,
         results.append(result)
         if on_done is not None:
             on_done(result)
-    _H5_CACHE.clear()
-    _L2A_CACHE.clear()
-    return {
-        "schema": SCHEMA,
-        "mode": "full" if full else "small",
-        "passed": all(r.passed for r in results),
-        "checks": [r.to_dict() for r in results],
-        "unsourced_constants": unsourced_constants(),
-    }
