@@ -9,9 +9,9 @@ import pytest
 
 from concurrency.engine import Engine
 from concurrency.lock import LockCosts
-from concurrency.mutex import Mutex
 from concurrency.rwsem import RwSemaphore
 from mm.system import mutex_options, rwsem_options
+from tests.concurrency.release_timeline import release_timeline
 
 CTX = 500
 BOUNCE = 100
@@ -19,48 +19,10 @@ WAKEUP = 700
 
 
 def _run(kind: str, *, wait_lock: bool, wake_q: bool) -> tuple[dict[str, int], dict[str, int]]:
-    """A (CPU 0) holds the lock 1000 ns; B (CPU 1) contends at 100 and sleeps; A releases at 1000
-    (waking B) and works 200 ns more.  Returns when A's step ended and B got the lock, and the
-    lock's events."""
-    engine = Engine(2, ctx_switch_ns=CTX,
-                    lock_costs=LockCosts(atomic_ns=0, bounce_ns=BOUNCE, handoff_ns=0, wakeup_ns=WAKEUP))
-    seen: dict[str, int] = {}
-    if kind == "mutex":
-        mutex = Mutex(engine, "m", spin=False, handoff=False, wait_lock=wait_lock, wake_q=wake_q)
-        events = mutex.lclass.events
-
-        async def take() -> None:
-            await mutex.lock()
-
-        def release() -> None:
-            mutex.unlock()
-    else:
-        sem = RwSemaphore(engine, "s", spin=False, reader_steal=False, handoff=False, wait_lock=wait_lock,
-                          wake_q=wake_q)
-        events = sem.lclass.events
-
-        async def take() -> None:
-            await sem.down_write()
-
-        def release() -> None:
-            sem.up_write()
-
-    async def holder() -> None:
-        await take()
-        await engine.delay(1000)
-        release()
-        await engine.delay(200)
-        seen["waker_step_end"] = engine.now
-
-    async def waiter() -> None:
-        await engine.delay(100)
-        await take()
-        seen["woken_holds"] = engine.now
-        release()
-
-    engine.spawn("A", holder, cpu=0)
-    engine.spawn("B", waiter, cpu=1)
-    engine.run()
+    """The shared timeline (release_timeline.py): A releases at 1000, waking B, and works 200 ns
+    more.  Returns when A's step ended and B got the lock, and the lock's ``wait_lock`` events."""
+    seen, events = release_timeline(kind, LockCosts(atomic_ns=0, bounce_ns=BOUNCE, handoff_ns=0, wakeup_ns=WAKEUP),
+                                    CTX, wait_lock=wait_lock, wake_q=wake_q)
     return seen, {k: v for k, v in events.items() if k.startswith("wait_lock")}
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from concurrency.engine import CpuState, Engine
 from concurrency.lock import LockCosts
 from concurrency.mutex import Mutex
-from concurrency.rwsem import RwSemaphore
+from tests.concurrency.release_timeline import release_timeline
 
 WAKEUP = 700
 CTX = 500
@@ -18,44 +18,8 @@ def _costs(wakeup_ns: int) -> LockCosts:
 
 
 def _release_and_step(kind: str, wakeup_ns: int) -> dict[str, int]:
-    """A holds the lock 1000 ns, B sleeps on it from 100 ns; A releases, then works 200 ns.
-    Returns when A's step after the release ended and when B got the lock."""
-    engine = Engine(2, ctx_switch_ns=CTX, lock_costs=_costs(wakeup_ns))
-    seen: dict[str, int] = {}
-    if kind == "mutex":
-        mutex = Mutex(engine, "m", spin=False, handoff=False)
-
-        async def take() -> None:
-            await mutex.lock()
-
-        def release() -> None:
-            mutex.unlock()
-    else:
-        sem = RwSemaphore(engine, "s", spin=False, reader_steal=False, handoff=False)
-
-        async def take() -> None:
-            await sem.down_write()
-
-        def release() -> None:
-            sem.up_write()
-
-    async def holder() -> None:
-        await take()
-        await engine.delay(1000)
-        release()
-        await engine.delay(200)
-        seen["waker_step_end"] = engine.now
-
-    async def waiter() -> None:
-        await engine.delay(100)
-        await take()
-        seen["woken_runs"] = engine.now
-        release()
-
-    engine.spawn("A", holder, cpu=0)
-    engine.spawn("B", waiter, cpu=1)
-    engine.run()
-    seen["run_ns_A"] = engine.tasks[0].run_ns
+    """The shared timeline (release_timeline.py) with only ``wakeup_ns`` costing anything."""
+    seen, _ = release_timeline(kind, _costs(wakeup_ns), CTX)
     return seen
 
 
@@ -66,7 +30,7 @@ def test_the_waker_s_next_step_ends_wakeup_ns_later_and_the_woken_task_s_dispatc
         assert off["waker_step_end"] == 1200, kind
         assert on["waker_step_end"] == 1200 + WAKEUP, kind
         # B was woken at the release (1000) and runs after its context switch either way.
-        assert off["woken_runs"] == on["woken_runs"] == 1000 + CTX, kind
+        assert off["woken_holds"] == on["woken_holds"] == 1000 + CTX, kind
 
 
 def test_no_charge_without_a_sleeping_waiter() -> None:

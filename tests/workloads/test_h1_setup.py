@@ -1,8 +1,8 @@
 """The H1 scenario's set-up (workloads/scenarios/validate/h1-single-anon-vma.toml): every child
 copies each page it inherited (``child_cow_pattern = "sequential"``), the parent unmaps its own
 (``unmap_after_fork``), and the migration walks start once the forks are done (``migrate``'s
-``start_ns``), so that every walk is of a child's COW copy: under anon_vma chains it visits that
-child's VMA alone, under one family anon_vma every child's."""
+``start_ns``, tested in test_migrate_batch.py), so that every walk is of a child's COW copy: under
+anon_vma chains it visits that child's VMA alone, under one family anon_vma every child's."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import dataclasses
 from typing import Any
 
 from workloads.runner import run_one
-from workloads.scenario import Scenario, load_scenario, scenario_from_data
+from workloads.scenario import Scenario, load_scenario
 from workloads.validate.common import SCENARIO_DIR
 
 H1 = SCENARIO_DIR / "h1-single-anon-vma.toml"
@@ -58,22 +58,3 @@ def _without_set_up() -> Scenario:
         specs.append(dataclasses.replace(spec, params=params))
     scenario.actors = tuple(specs)
     return scenario
-
-
-def _migrations(start_ns: int) -> int:
-    scenario = scenario_from_data({
-        "name": "late-migration", "run": {"cpus": 2, "duration_ns": 2_000_000, "designs": ["anon_vma"]},
-        "process": [{"name": "app", "regions": [{"start": 0, "pages": 64}], "populate": True}],
-        "actor": [{"kind": "migrate", "interval_ns": 20_000, "start_ns": start_ns}],
-    })
-    rec: dict[str, Any] = run_one(scenario, "anon_vma")
-    count: int = rec["operations"].get("migrate", {}).get("count", 0)
-    return count
-
-
-def test_migrate_start_ns_holds_the_first_pass_back() -> None:
-    """No migration before ``start_ns`` into the workload: none when it is past the run, about half
-    as many when it is half-way."""
-    whole, half, none = _migrations(0), _migrations(1_000_000), _migrations(3_000_000)
-    assert none == 0
-    assert whole > 40 and 0.3 * whole < half < 0.7 * whole, (whole, half)

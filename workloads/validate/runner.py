@@ -35,10 +35,9 @@ def run_validation(*, full: bool = False, only: list[str] | None = None, seed: i
         unknown = sorted(set(only) - {c.id for c in CHECKS})
         if unknown:
             raise KeyError(f"unknown check(s) {unknown}; known: {[c.id for c in CHECKS]}")
-    results: list[CheckResult] = []
     token = SEED.set(seed)
     try:
-        _run_checks(wanted, full, results, on_done)
+        results = _run_checks(wanted, full, on_done)
     finally:
         SEED.reset(token)
     _H5_CACHE.clear()
@@ -55,8 +54,9 @@ def run_validation(*, full: bool = False, only: list[str] | None = None, seed: i
     return doc
 
 
-def _run_checks(wanted: list[Check], full: bool, results: list[CheckResult],
-                on_done: Callable[[CheckResult], None] | None) -> None:
+def _run_checks(wanted: list[Check], full: bool,
+                on_done: Callable[[CheckResult], None] | None) -> list[CheckResult]:
+    results: list[CheckResult] = []
     for check in wanted:
         try:
             result = check.run(check, full)
@@ -72,3 +72,4 @@ def _run_checks(wanted: list[Check], full: bool, results: list[CheckResult],
         results.append(result)
         if on_done is not None:
             on_done(result)
+    return results
