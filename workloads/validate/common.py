@@ -121,17 +121,23 @@ class Check:
 # ``rmapsim validate --seed N``: every validation scenario runs at seed N instead of its own
 # (run_validation sets it for the duration of the checks).
 SEED: ContextVar[int | None] = ContextVar("validate_seed", default=None)
+# run.seed's range is 0..2**63 - 1 (workloads/scenario.py)
+SEED_LIMIT = 2**63
 
 
 def _scenario(name: str, overrides: Mapping[str, object] | None = None, *,
               actors: Mapping[str, Mapping[str, ParamValue]] | None = None,
-              regions: dict[str, tuple[Region, ...]] | None = None) -> Scenario:
+              regions: dict[str, tuple[Region, ...]] | None = None, episode: int = 0) -> Scenario:
     """A validation scenario with ``--set``-style overrides, actor parameters by actor kind and
-    process regions by process name (what a TOML override cannot reach), at :data:`SEED` if set."""
+    process regions by process name (what a TOML override cannot reach), at :data:`SEED` if set.
+    ``episode`` i runs it at that seed plus i (wrapping at the seed's range): the i-th of several
+    independent runs of one check (H8's)."""
     seed = SEED.get()
     if seed is not None:
         overrides = {**(overrides or {}), "run.seed": seed}
     scenario = load_scenario(SCENARIO_DIR / f"{name}.toml", overrides)
+    if episode:
+        scenario.seed = (scenario.seed + episode) % SEED_LIMIT
     if actors:
         specs = []
         for spec in scenario.actors:

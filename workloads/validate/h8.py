@@ -20,6 +20,13 @@ reader-owned lock).  With 6d4675e60135 ``folio_referenced`` only tries (``rwc->t
 ``down_read_trylock`` fails on the queued writer and the folio is kept.  The same scenario with the
 compactor at nice 0 is the comparison: preempted at a tick it is back within a slice of the nice-0
 tasks, a few ms.
+
+``--full`` runs the scenario :data:`EPISODES` times, at the seed and the next ones, and takes the
+longest wait over them, at nice 19 and at nice 0 alike (totals and kept folios add up).  The
+published figure is the worst seen in field traces ("300ms+ (worst case, a sec)"), and one 600 ms
+run holds a single chance: the family stops within its first ~100 ms, behind the first long-preempted
+compactor, and a longer run adds none (docs/validate-h8.md).  At seeds 1-60 one run reaches 100 ms
+and ten times the nice-0 wait in 38 of 60; the longest of six, at every start 1-55 (README, H8).
 ``tests/concurrency/test_h8_priority_inversion.py`` pins the chain as a timeline.
 """
 
@@ -39,7 +46,11 @@ from workloads.validate.common import (
     _scenario,
 )
 
-__all__ = ["CHECK"]
+__all__ = ["CHECK", "EPISODES"]
+
+# --full: independent 600 ms runs of the scenario per setting, the longest wait over them counted
+# (the module docstring says why six).
+EPISODES = 6
 
 
 def _reclaim_waits(rec: RunRecord) -> dict[str, int | float]:
@@ -62,17 +73,32 @@ def _reclaim_waits(rec: RunRecord) -> dict[str, int | float]:
             "read_hold_max_ns": _n(lock, "read", "holdtime_max_ns")}
 
 
+def _worst(runs: list[dict[str, int | float]]) -> dict[str, int | float]:
+    """Several runs' figures as one: the longest of each ``_max_ns`` figure, the sum of the rest."""
+    return {key: max(r[key] for r in runs) if key.endswith("_max_ns") else sum(r[key] for r in runs)
+            for key in runs[0]}
+
+
 def _h8(check: Check, full: bool) -> CheckResult:
     """Reclaim's read-side waits on the family rwsem in folio_referenced, blocking read vs
-    trylock; at ``--full`` also with the rmap-lock holder at nice 19 vs nice 0."""
+    trylock; at ``--full`` also with the rmap-lock holder at nice 19 vs nice 0, over
+    :data:`EPISODES` runs each."""
     name = "h8-low-priority-holder" if full else "h8-reclaim-stall"
+    episodes = EPISODES if full else 1
     out: dict[str, dict[str, int | float]] = {}
+    longest: dict[str, list[float]] = {}  # each run's longest wait, in ms
+    seeds: list[int] = []  # the same for every setting
+    run_ms = 0.0
     for key, trylock, nice in (("blocking", False, 19), ("trylock", True, 19), ("fair", False, 0)):
         if key == "fair" and not full:
             break
         # Only the compactor's nice differs between "blocking" and "fair" (small: no compactor).
         actors = {"migrate": {"nice": nice}} if full else None
-        out[key] = _reclaim_waits(_run(_scenario(name, {"reclaim.trylock": trylock}, actors=actors)))
+        scenarios = [_scenario(name, {"reclaim.trylock": trylock}, actors=actors, episode=i) for i in range(episodes)]
+        seeds, run_ms = [scenario.seed for scenario in scenarios], (scenarios[0].duration_ns or 0) / MS
+        runs = [_reclaim_waits(_run(scenario)) for scenario in scenarios]
+        out[key] = _worst(runs)
+        longest[key] = [r["read_wait_max_ns"] / MS for r in runs]
     blocking, trying = out["blocking"], out["trylock"]
     ratio = blocking["read_wait_total_ns"] / max(1, trying["read_wait_total_ns"])
     passed = (blocking["read_wait_total_ns"] > 0 and ratio in BANDS["H8_wait_ratio"]
@@ -89,21 +115,26 @@ def _h8(check: Check, full: bool) -> CheckResult:
         return _result(check, worst_ms, text, expected, passed, out, notes)
     fair = out["fair"]
     fair_ms = fair["read_wait_max_ns"] / MS
+    details: dict[str, object] = {**out, "episodes": {"seeds": seeds, "longest_wait_ms": longest}}
     growth = blocking["read_wait_max_ns"] / max(1, fair["read_wait_max_ns"])
     passed = passed and growth in BANDS["H8_priority_growth"] and worst_ms in BANDS["H8_stall_ms"]
-    expected += (f"; with the rmap-lock holder at nice 19 the longest wait >= {BANDS['H8_stall_ms'].lo:.0f} ms and "
-                 f">= {BANDS['H8_priority_growth'].lo:.0f}x the nice-0 holder's")
+    expected += (f"; with the rmap-lock holder at nice 19 the longest wait over {episodes} runs >= "
+                 f"{BANDS['H8_stall_ms'].lo:.0f} ms and >= {BANDS['H8_priority_growth'].lo:.0f}x the nice-0 holder's")
     text = (f"nice-19 holder: {text}; nice-0 holder: {fair['read_wait_total_ns'] / MS:.3f} ms total "
             f"(max {fair_ms:.3f} ms), longest wait x{growth:.1f}")
-    notes = [f"longest reclaim wait on the rmap read lock: {worst_ms:.3f} ms with a nice-19 holder, {fair_ms:.3f} ms "
-             f"with the same holder at nice 0 (published: 300 ms+, worst ~1 s); longest read hold "
-             f"{blocking['read_hold_max_ns'] / MS:.3f} ms vs {fair['read_hold_max_ns'] / MS:.3f} ms",
+    runs_text = ", ".join(f"{b:.1f}/{f:.1f}" for b, f in zip(longest["blocking"], longest["fair"], strict=True))
+    notes = [f"longest reclaim wait on the rmap read lock over {episodes} runs of {run_ms:.0f} ms (seeds {seeds[0]}.."
+             f"{seeds[-1]}): {worst_ms:.3f} ms with a nice-19 holder, {fair_ms:.3f} ms with the same holder at "
+             f"nice 0 (published: 300 ms+, worst ~1 s); longest read hold {blocking['read_hold_max_ns'] / MS:.3f} ms "
+             f"vs {fair['read_hold_max_ns'] / MS:.3f} ms",
+             f"each run's longest wait, nice 19/nice 0, ms: {runs_text} (one run holds one chance: the family "
+             "stops behind the first long-preempted compactor, docs/validate-h8.md)",
              "mechanism: a nice-19 task's compaction holds the family's anon_vma rwsem for read in a migration walk "
              "and is preempted there at a scheduler tick (check_preempt_tick); busy nice-0 tasks run ~68x the time "
              "it ran before it is picked again (vruntime += delta_exec * 1024/15) and the rwsem lends it no priority; "
              "a fork/exit writer queues behind it and kswapd's folio_referenced read queues behind the writer; the "
              "2022 trylock fails on the queued writer and keeps the folio"]
-    return _result(check, worst_ms, text, expected, passed, out, notes)
+    return _result(check, worst_ms, text, expected, passed, details, notes)
 
 
 CHECK = Check("H8", "reclaim sleeps on the rmap read lock behind fork/exit/mmap/munmap and behind a low-priority "
