@@ -8,20 +8,22 @@ import pytest
 
 from workloads.scenario import Scenario
 from workloads.validate import common, h8
-from workloads.validate.common import MS, SEED, SEED_LIMIT, _scenario
+from workloads.validate.common import EPISODE_STRIDE, MS, SEED, SEED_LIMIT, _scenario
 
 
-def test_an_episode_runs_at_the_seed_plus_its_index() -> None:
+def test_an_episode_runs_at_the_seed_plus_its_index_times_the_stride() -> None:
     own = _scenario("h8-low-priority-holder").seed
-    assert [_scenario("h8-low-priority-holder", episode=i).seed for i in range(3)] == [own, own + 1, own + 2]
+    assert [_scenario("h8-low-priority-holder", episode=i).seed for i in range(3)] == [
+        own, own + EPISODE_STRIDE, own + 2 * EPISODE_STRIDE]
     token = SEED.set(40)
     try:
-        assert _scenario("h8-low-priority-holder", episode=5).seed == 45
+        assert _scenario("h8-low-priority-holder", episode=5).seed == 40 + 5 * 2**32
     finally:
         SEED.reset(token)
-    token = SEED.set(SEED_LIMIT - 1)  # the largest seed run.seed accepts: the next ones wrap to 0, 1, ...
+    token = SEED.set(SEED_LIMIT - 1)  # the largest seed run.seed accepts: the next ones wrap
     try:
-        assert [_scenario("h8-low-priority-holder", episode=i).seed for i in range(3)] == [SEED_LIMIT - 1, 0, 1]
+        assert [_scenario("h8-low-priority-holder", episode=i).seed for i in range(3)] == [
+            SEED_LIMIT - 1, EPISODE_STRIDE - 1, 2 * EPISODE_STRIDE - 1]
     finally:
         SEED.reset(token)
 
@@ -48,25 +50,26 @@ def _stand_in(monkeypatch: pytest.MonkeyPatch, longest_ms: dict[int, list[float]
         assert isinstance(nice, int)
         trylock = scenario.reclaim_trylock
         made.append((nice, scenario.seed, trylock))
-        wait = 0 if trylock else round(longest_ms[nice][scenario.seed - 1] * MS)
+        wait = 0 if trylock else round(longest_ms[nice][scenario.seed // EPISODE_STRIDE] * MS)
         return {"read_waits": int(wait > 0), "read_wait_total_ns": wait, "read_wait_max_ns": wait,
                 "keep_contended": 5 if trylock else 0, "read_hold_max_ns": wait}
 
     monkeypatch.setattr(h8, "_run", run)
     monkeypatch.setattr(h8, "_reclaim_waits", waits)
+    monkeypatch.setattr(h8, "EPISODES", len(longest_ms[19]))
     return made
 
 
 def test_full_counts_the_longest_wait_over_the_episodes(monkeypatch: pytest.MonkeyPatch) -> None:
     # at one run each this would fail (70 ms); the third run's 240 ms is >= 100 ms and 10x the longest
-    # nice-0 wait of all six (21 ms), not only of its own run
+    # nice-0 wait of all six runs (21 ms), not only of its own run
     made = _stand_in(monkeypatch, {19: [70.0, 0.0, 240.0, 30.0, 66.0, 90.0], 0: [9.0, 21.0, 8.0, 11.0, 10.0, 9.5]})
     result = h8.CHECK.run(h8.CHECK, True)
-    assert h8.EPISODES == 6
+    seeds = [1 + i * EPISODE_STRIDE for i in range(6)]
     assert sorted(made) == sorted((nice, seed, trylock) for nice, trylock in ((19, False), (19, True), (0, False))
-                                  for seed in range(1, 7))
+                                  for seed in seeds)
     assert result.passed and result.value == 240.0
-    assert result.details["episodes"] == {"seeds": [1, 2, 3, 4, 5, 6], "longest_wait_ms": {
+    assert result.details["episodes"] == {"seeds": seeds, "longest_wait_ms": {
         "blocking": [70.0, 0.0, 240.0, 30.0, 66.0, 90.0], "trylock": [0.0] * 6,
         "fair": [9.0, 21.0, 8.0, 11.0, 10.0, 9.5]}}
     assert "240.0/8.0" in result.notes[1]

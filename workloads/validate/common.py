@@ -14,7 +14,8 @@ from workloads.actor_kinds import ParamValue
 from workloads.runner import RunFailed, run_one
 from workloads.scenario import Scenario, load_scenario
 
-__all__ = ["BANDS", "MIGRATION_WALKS", "MS", "SCENARIO_DIR", "SCHEMA", "SEED", "Band", "Check", "CheckResult"]
+__all__ = ["BANDS", "EPISODE_STRIDE", "MIGRATION_WALKS", "MS", "SCENARIO_DIR", "SCHEMA", "SEED", "SEED_LIMIT", "Band",
+           "Check", "CheckResult"]
 
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios" / "validate"
@@ -121,8 +122,10 @@ class Check:
 # ``rmapsim validate --seed N``: every validation scenario runs at seed N instead of its own
 # (run_validation sets it for the duration of the checks).
 SEED: ContextVar[int | None] = ContextVar("validate_seed", default=None)
-# run.seed's range is 0..2**63 - 1 (workloads/scenario.py)
+# run.seed's range is 0..2**63 - 1 (workloads/scenario.py); a check's further runs step by the
+# stride, so that `validate --seed N` and `--seed N+1` share none
 SEED_LIMIT = 2**63
+EPISODE_STRIDE = 2**32
 
 
 def _scenario(name: str, overrides: Mapping[str, object] | None = None, *,
@@ -130,14 +133,15 @@ def _scenario(name: str, overrides: Mapping[str, object] | None = None, *,
               regions: dict[str, tuple[Region, ...]] | None = None, episode: int = 0) -> Scenario:
     """A validation scenario with ``--set``-style overrides, actor parameters by actor kind and
     process regions by process name (what a TOML override cannot reach), at :data:`SEED` if set.
-    ``episode`` i runs it at that seed plus i (wrapping at the seed's range): the i-th of several
-    independent runs of one check (H8's)."""
+    ``episode`` i runs it at that seed plus i * :data:`EPISODE_STRIDE` (wrapping at the seed's
+    range): the i-th of several independent runs of one check (H8's), whose seeds no other seed
+    below the stride runs."""
     seed = SEED.get()
     if seed is not None:
         overrides = {**(overrides or {}), "run.seed": seed}
     scenario = load_scenario(SCENARIO_DIR / f"{name}.toml", overrides)
     if episode:
-        scenario.seed = (scenario.seed + episode) % SEED_LIMIT
+        scenario.seed = (scenario.seed + episode * EPISODE_STRIDE) % SEED_LIMIT
     if actors:
         specs = []
         for spec in scenario.actors:
