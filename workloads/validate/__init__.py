@@ -29,7 +29,8 @@ docs/kernel-rmap.md §9):
 * ``H8`` (2022) reclaim sleeping on the rmap read lock behind fork/exit/mmap/munmap writers; the
   trylock removes the waits and keeps contended folios instead.  ``--full``: the published
   magnitude from task priorities, a nice-19 rmap-lock reader preempted at a tick with a writer
-  queued behind it, against the same reader at nice 0 (``h8.py`` gives the mechanism).
+  queued behind it, against the same reader at nice 0, the longest wait over twelve runs (``h8.py``
+  gives the mechanism and why twelve).
 * ``L2a`` (2026) rmap metadata of an Android-like system after boot (published anon_vma 20,426 KB
   + AVC 18,866 KB) and what the COW context needs for the same system; the anon_vma and AVC bytes
   of all three designs after boot and after launching 24 apps are shown beside it.
