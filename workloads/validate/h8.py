@@ -26,8 +26,8 @@ the longest wait over them, at nice 19 and at nice 0 alike (totals and kept foli
 published figure is the worst seen in field traces ("300ms+ (worst case, a sec)"), and one 600 ms
 run holds a single chance: the family stops within its first ~100 ms, behind the first long-preempted
 compactor, and a longer run adds none (docs/validate-h8.md).  One run reaches 100 ms and ten times
-the nice-0 wait at 62 of seeds 1-120; twelve runs drawn from those 120 miss in 0.22% of draws, eight
-in 1.3% (docs/validate-h8.md).
+the nice-0 wait at 62 of seeds 1-120; twelve runs drawn from those 120 miss in 0.24% of draws, eight
+in 1.3% (``benchmarks/h8_runs.py``, docs/validate-h8.md).
 ``tests/concurrency/test_h8_priority_inversion.py`` pins the chain as a timeline.
 """
 
